@@ -1,0 +1,225 @@
+//! Every structure that crosses the kernel/user boundary, defined once.
+//!
+//! Rules: `#[repr(C)]`, `Copy`, no `bool` (flags are integers), explicit padding so the layout is
+//! the same for the bpf target and x86_64, and a size test per event below.
+#![no_std]
+
+/// The most argv bytes one `exec` record carries (NUL-separated arguments). Longer argv is cut
+/// here and the record says `argv_truncated: true`.
+pub const ARGV_MAX: usize = 65536;
+/// Path components kept for `exe` and `cwd`, from the leaf upwards.
+pub const PATH_DEPTH: usize = 24;
+/// Bytes kept per path component (with its NUL). Longer names are cut and flagged.
+pub const PATH_COMPONENT: usize = 96;
+/// Identities one agent can watch (index into the loss counters).
+pub const MAX_IDENTITIES: u32 = 256;
+/// Deepest cgroup level the kernel checks when it looks for a watched ancestor.
+pub const MAX_CGROUP_LEVEL: u32 = 32;
+
+/// Numeric event kinds; stable, they are part of the kernel/user contract.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Exec = 1,
+    Exit = 2,
+    /// Not an event: the loss slot for processes the tracking map had no room for.
+    Track = 3,
+}
+
+impl EventKind {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Self::Exec),
+            2 => Some(Self::Exit),
+            3 => Some(Self::Track),
+            _ => None,
+        }
+    }
+}
+
+/// Number of slots per identity in the loss counter map (indexed by `EventKind as u32`).
+pub const LOSS_KINDS: u32 = 4;
+
+/// A process image instance: when (boot-clock ns) and which thread-group id. Unique per boot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ProcKey {
+    pub ktime: u64,
+    pub pid: u32,
+    pub _pad: u32,
+}
+
+impl ProcKey {
+    pub const NONE: ProcKey = ProcKey { ktime: 0, pid: 0, _pad: 0 };
+    pub fn is_none(&self) -> bool {
+        self.ktime == 0 && self.pid == 0
+    }
+}
+
+/// Kernel-side state of a tracked (watched) thread group, keyed by tgid in `PROCS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcInfo {
+    pub identity: u32,
+    /// `PROC_*` flags.
+    pub flags: u32,
+    /// The newest exec of this lineage: the process's own exec, or its parent's if it only forked.
+    pub exec: ProcKey,
+    /// The session root's exec.
+    pub session: ProcKey,
+}
+
+/// The process exec'd (or was adopted) itself, so its exit is reported.
+pub const PROC_OWN_EXEC: u32 = 1;
+
+/// Fixed header at the start of every ring buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventHeader {
+    /// `EventKind as u32`.
+    pub kind: u32,
+    pub identity: u32,
+    /// Thread-group id (the user-visible pid).
+    pub pid: u32,
+    pub _pad: u32,
+    /// `bpf_ktime_get_boot_ns()` when the event happened.
+    pub ktime: u64,
+    /// cgroup v2 id of the process when the event happened.
+    pub cgroup_id: u64,
+}
+
+/// A path as up to `PATH_DEPTH` components, leaf first; each is NUL-terminated in its slot.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RawPath {
+    /// How many slots are filled.
+    pub depth: u32,
+    /// `PATH_*` flags.
+    pub flags: u32,
+    pub components: [[u8; PATH_COMPONENT]; PATH_DEPTH],
+}
+
+/// The walk stopped at `PATH_DEPTH` before reaching the root.
+pub const PATH_TOO_DEEP: u32 = 1;
+/// The file has no links left (deleted, or a memfd never linked).
+pub const PATH_UNLINKED: u32 = 2;
+/// No path could be read (no such object).
+pub const PATH_MISSING: u32 = 4;
+
+/// `exec` event. Sent with only the first `argv_len` bytes of `argv`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    pub exec: ProcKey,
+    pub parent_exec: ProcKey,
+    pub session: ProcKey,
+    pub ppid: u32,
+    pub uid: u32,
+    /// `EXEC_*` flags.
+    pub flags: u32,
+    pub argv_len: u32,
+    /// Full argv length as the kernel laid it out (may exceed `ARGV_MAX`).
+    pub argv_total: u64,
+    pub exe: RawPath,
+    pub cwd: RawPath,
+    pub argv: [u8; ARGV_MAX],
+}
+
+/// argv was longer than `ARGV_MAX` and was cut.
+pub const EXEC_ARGV_TRUNCATED: u32 = 1;
+/// First exec of a new session (the parent is outside the identity).
+pub const EXEC_SESSION_ROOT: u32 = 2;
+/// Not seen at exec time: a process already inside a watched cgroup, found when it forked.
+pub const EXEC_ADOPTED: u32 = 4;
+/// The process runs outside every cgroup of its identity (it or an ancestor moved).
+pub const EXEC_OUTSIDE_IDENTITY: u32 = 8;
+/// argv memory could not be read.
+pub const EXEC_ARGV_UNREADABLE: u32 = 16;
+
+/// Bytes of an `ExecEvent` before `argv`.
+pub const EXEC_FIXED_LEN: usize = core::mem::offset_of!(ExecEvent, argv);
+
+/// `exit` event, for a tracked process with its own exec, when its last thread ends.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    pub exec: ProcKey,
+    pub session: ProcKey,
+    /// `task_struct.exit_code`: `(status << 8) | signal`, `0x80` for a core dump.
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+/// Byte offsets of kernel struct members, read from the running kernel's BTF by the agent and
+/// written into the programs' globals before load. No offset is compiled in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelOffsets {
+    pub task_tgid: u32,
+    pub task_pid: u32,
+    pub task_real_parent: u32,
+    pub task_mm: u32,
+    pub task_fs: u32,
+    pub task_signal: u32,
+    pub task_exit_code: u32,
+    pub task_start_boottime: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub mm_exe_file: u32,
+    pub binprm_file: u32,
+    pub file_f_path: u32,
+    pub fs_pwd: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub dentry_d_parent: u32,
+    pub dentry_d_name: u32,
+    pub dentry_d_inode: u32,
+    pub qstr_name: u32,
+    pub inode_i_nlink: u32,
+    pub vfsmount_mnt_root: u32,
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
+    pub signal_live: u32,
+}
+
+/// Runtime settings the agent can change without reloading, in the `SETTINGS` array map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Settings {
+    /// Shallowest and deepest cgroup level that holds a watched cgroup (levels to check).
+    pub min_level: u32,
+    pub max_level: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are repr(C), Copy, made of integers and arrays, with explicit padding.
+    unsafe impl aya::Pod for ProcKey {}
+    unsafe impl aya::Pod for ProcInfo {}
+    unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for Settings {}
+}
+
+#[cfg(test)]
+mod tests {
+    use core::mem::size_of;
+
+    use super::*;
+
+    // The layouts must not depend on the target: every field is naturally aligned, no implicit padding.
+    #[test]
+    fn event_sizes_are_stable() {
+        assert_eq!(size_of::<ProcKey>(), 16);
+        assert_eq!(size_of::<ProcInfo>(), 40);
+        assert_eq!(size_of::<EventHeader>(), 32);
+        assert_eq!(size_of::<RawPath>(), 8 + PATH_COMPONENT * PATH_DEPTH);
+        assert_eq!(EXEC_FIXED_LEN, 32 + 48 + 16 + 8 + 2 * size_of::<RawPath>());
+        assert_eq!(size_of::<ExecEvent>(), EXEC_FIXED_LEN + ARGV_MAX);
+        assert_eq!(size_of::<ExitEvent>(), 32 + 32 + 8);
+        assert_eq!(size_of::<KernelOffsets>(), 26 * 4);
+    }
+}

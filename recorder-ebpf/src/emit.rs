@@ -1,0 +1,175 @@
+//! Building and sending events; counting those the ring buffer had no room for.
+use aya_ebpf::helpers::{
+    bpf_get_current_uid_gid, bpf_get_smp_processor_id,
+    generated::{bpf_probe_read_user, bpf_ringbuf_output},
+};
+use recorder_common::{
+    ARGV_MAX, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_FIXED_LEN, EventHeader, EventKind,
+    ExecEvent, LOSS_KINDS, PATH_COMPONENT, PATH_DEPTH, PATH_MISSING, PATH_TOO_DEEP, PATH_UNLINKED,
+    ProcKey, RawPath,
+};
+
+use crate::{
+    kernel::{off, read, read_ptr, read_str},
+    maps::{EVENTS, LOSS, SCRATCH},
+};
+
+/// Counts one event of `kind` lost for `identity` (the agent turns these into `loss` records).
+#[inline(always)]
+pub fn count_loss(identity: u32, kind: EventKind) {
+    let index = identity.wrapping_mul(LOSS_KINDS).wrapping_add(kind as u32);
+    if let Some(ptr) = LOSS.get_ptr_mut(index) {
+        // An atomic add (BPF_ATOMIC | BPF_ADD): several CPUs may lose events at once.
+        // SAFETY: the pointer is into an array map value, valid and 8-byte aligned.
+        unsafe { core::arch::asm!("lock *(u64 *)({0} + 0) += {1}", in(reg) ptr, in(reg) 1u64) };
+    }
+}
+
+/// What an exec record says about lineage; the rest is read from `task`.
+pub struct ExecFacts {
+    pub identity: u32,
+    pub ktime: u64,
+    pub cgroup_id: u64,
+    pub exec: ProcKey,
+    pub parent_exec: ProcKey,
+    pub session: ProcKey,
+    pub flags: u32,
+}
+
+/// Sends an exec event for `task` (which must be the current task: argv is read from its memory),
+/// whose executable is the `struct file *` `exe_file`.
+#[inline(always)]
+pub fn exec_event(task: *const u8, exe_file: *const u8, facts: &ExecFacts) -> Result<(), i64> {
+    // SAFETY: plain helper call.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(ev) = SCRATCH.get_ptr_mut(cpu) else {
+        count_loss(facts.identity, EventKind::Exec);
+        return Err(-1);
+    };
+    // SAFETY: `ev` points to this CPU's scratch slot; programs on one CPU do not nest here.
+    let ev: &mut ExecEvent = unsafe { &mut *ev };
+    ev.header = EventHeader {
+        kind: EventKind::Exec as u32,
+        identity: facts.identity,
+        pid: facts.exec.pid,
+        _pad: 0,
+        ktime: facts.ktime,
+        cgroup_id: facts.cgroup_id,
+    };
+    ev.exec = facts.exec;
+    ev.parent_exec = facts.parent_exec;
+    ev.session = facts.session;
+    ev.uid = bpf_get_current_uid_gid() as u32;
+    let parent = read_ptr(task, off!(task_real_parent)).unwrap_or(core::ptr::null());
+    ev.ppid = read::<u32>(parent, off!(task_tgid)).unwrap_or(0);
+    let mut flags = facts.flags;
+
+    let mm = read_ptr(task, off!(task_mm)).unwrap_or(core::ptr::null());
+    let start = read::<u64>(mm, off!(mm_arg_start)).unwrap_or(0);
+    let end = read::<u64>(mm, off!(mm_arg_end)).unwrap_or(0);
+    let total = end.saturating_sub(start);
+    ev.argv_total = total;
+    let mut len = total;
+    if len > ARGV_MAX as u64 {
+        len = ARGV_MAX as u64;
+        flags |= EXEC_ARGV_TRUNCATED;
+    }
+    // SAFETY: `len` <= ARGV_MAX, the size of `argv`; the helper faults softly on bad addresses.
+    let rc = unsafe {
+        bpf_probe_read_user(ev.argv.as_mut_ptr() as *mut _, len as u32, start as *const _)
+    };
+    if rc != 0 {
+        len = 0;
+        flags |= EXEC_ARGV_UNREADABLE;
+    }
+    ev.argv_len = len as u32;
+    ev.flags = flags;
+
+    let exe_path = exe_file.wrapping_add(off!(file_f_path) as usize);
+    read_path(&mut ev.exe, if exe_file.is_null() { core::ptr::null() } else { exe_path });
+    let fs = read_ptr(task, off!(task_fs)).unwrap_or(core::ptr::null());
+    let pwd = fs.wrapping_add(off!(fs_pwd) as usize);
+    read_path(&mut ev.cwd, if fs.is_null() { core::ptr::null() } else { pwd });
+
+    // len <= ARGV_MAX, so size <= size_of::<ExecEvent>().
+    let size = EXEC_FIXED_LEN as u64 + len;
+    // SAFETY: `ev` is valid for `size` bytes (size <= size_of::<ExecEvent>()).
+    let rc = unsafe {
+        bpf_ringbuf_output(
+            &raw const EVENTS as *mut _,
+            ev as *mut ExecEvent as *mut _,
+            size,
+            0,
+        )
+    };
+    if rc != 0 {
+        count_loss(facts.identity, EventKind::Exec);
+        return Err(rc);
+    }
+    Ok(())
+}
+
+/// Fills `out` with the components of the `struct path *` at `path`, leaf first, crossing mounts
+/// up to the root of the mount tree.
+#[inline(always)]
+fn read_path(out: &mut RawPath, path: *const u8) {
+    out.depth = 0;
+    out.flags = 0;
+    let (Ok(mut mnt), Ok(mut dentry)) = (
+        read_ptr(path, off!(path_mnt)),
+        read_ptr(path, off!(path_dentry)),
+    ) else {
+        out.flags = PATH_MISSING;
+        return;
+    };
+    if dentry.is_null() || mnt.is_null() {
+        out.flags = PATH_MISSING;
+        return;
+    }
+    let inode = read_ptr(dentry, off!(dentry_d_inode)).unwrap_or(core::ptr::null());
+    if read::<u32>(inode, off!(inode_i_nlink)).unwrap_or(1) == 0 {
+        out.flags |= PATH_UNLINKED;
+    }
+    let mut depth: usize = 0;
+    // Each step either names one component or climbs one mount; bound both together.
+    for _ in 0..(PATH_DEPTH + 8) {
+        let mnt_root = read_ptr(mnt, off!(vfsmount_mnt_root)).unwrap_or(core::ptr::null());
+        if dentry == mnt_root {
+            // At the root of this mount: continue from its mount point in the parent mount.
+            let mount = mnt.wrapping_sub(off!(mount_mnt) as usize);
+            let Ok(parent_mount) = read_ptr(mount, off!(mount_mnt_parent)) else {
+                break;
+            };
+            if parent_mount == mount || parent_mount.is_null() {
+                break;
+            }
+            let Ok(point) = read_ptr(mount, off!(mount_mnt_mountpoint)) else {
+                break;
+            };
+            dentry = point;
+            mnt = parent_mount.wrapping_add(off!(mount_mnt) as usize);
+            continue;
+        }
+        if depth >= PATH_DEPTH {
+            out.flags |= PATH_TOO_DEEP;
+            break;
+        }
+        let name = read_ptr(dentry, off!(dentry_d_name) + off!(qstr_name)).unwrap_or(core::ptr::null());
+        let slot = out.components[depth].as_mut_ptr();
+        if read_str(slot, PATH_COMPONENT as u32, name) < 0 {
+            // SAFETY: slot points to PATH_COMPONENT bytes.
+            unsafe { *slot = 0 };
+        }
+        depth += 1;
+        let Ok(parent) = read_ptr(dentry, off!(dentry_d_parent)) else {
+            break;
+        };
+        if parent == dentry {
+            // A dentry that is its own parent outside a mount root: a pseudo file such as a
+            // memfd, or a disconnected one. Its name is all there is.
+            break;
+        }
+        dentry = parent;
+    }
+    out.depth = depth as u32;
+}

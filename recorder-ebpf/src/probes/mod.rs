@@ -1,0 +1,3 @@
+pub mod exec;
+pub mod exit;
+pub mod fork;
