@@ -8,5 +8,6 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 pub mod agent;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod record;
 pub mod sink;
