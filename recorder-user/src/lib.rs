@@ -6,8 +6,10 @@
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/recorder"));
 
 pub mod agent;
+pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod identity;
 pub mod metrics;
 pub mod record;
 pub mod sink;

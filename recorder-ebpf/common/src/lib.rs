@@ -106,10 +106,10 @@ pub const PATH_UNLINKED: u32 = 2;
 /// No path could be read (no such object).
 pub const PATH_MISSING: u32 = 4;
 
-/// `exec` event. Sent with only the first `argv_len` bytes of `argv`.
+/// The fixed part of an `exec` event.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct ExecEvent {
+pub struct ExecHead {
     pub header: EventHeader,
     pub exec: ProcKey,
     pub parent_exec: ProcKey,
@@ -123,6 +123,14 @@ pub struct ExecEvent {
     pub argv_total: u64,
     pub exe: RawPath,
     pub cwd: RawPath,
+}
+
+/// `exec` event. Sent with only the first `head.argv_len` bytes of `argv`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub head: ExecHead,
+    /// NUL-separated arguments, as laid out by the kernel in the new process's memory.
     pub argv: [u8; ARGV_MAX],
 }
 
@@ -138,7 +146,7 @@ pub const EXEC_OUTSIDE_IDENTITY: u32 = 8;
 pub const EXEC_ARGV_UNREADABLE: u32 = 16;
 
 /// Bytes of an `ExecEvent` before `argv`.
-pub const EXEC_FIXED_LEN: usize = core::mem::offset_of!(ExecEvent, argv);
+pub const EXEC_FIXED_LEN: usize = core::mem::size_of::<ExecHead>();
 
 /// `exit` event, for a tracked process with its own exec, when its last thread ends.
 #[repr(C)]
@@ -219,6 +227,7 @@ mod tests {
         assert_eq!(size_of::<RawPath>(), 8 + PATH_COMPONENT * PATH_DEPTH);
         assert_eq!(EXEC_FIXED_LEN, 32 + 48 + 16 + 8 + 2 * size_of::<RawPath>());
         assert_eq!(size_of::<ExecEvent>(), EXEC_FIXED_LEN + ARGV_MAX);
+        assert_eq!(core::mem::offset_of!(ExecEvent, argv), EXEC_FIXED_LEN);
         assert_eq!(size_of::<ExitEvent>(), 32 + 32 + 8);
         assert_eq!(size_of::<KernelOffsets>(), 26 * 4);
     }

@@ -42,6 +42,9 @@ pub struct AgentArgs {
     /// Kernel ring buffer size in KiB (power of two; default 16384).
     #[arg(long, value_name = "KIB")]
     pub ring_buffer_kib: Option<u32>,
+    /// Kernel BTF to read struct offsets from.
+    #[arg(long, value_name = "FILE", default_value = "/sys/kernel/btf/vmlinux")]
+    pub btf: PathBuf,
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -90,6 +93,7 @@ fn plan(args: &AgentArgs) -> anyhow::Result<AgentPlan> {
         identities: config.identities,
         metrics_addr: args.metrics_addr.or(config.metrics_addr),
         ring_buffer_kib: config.ring_buffer_kib.unwrap_or(16 * 1024),
+        btf_path: args.btf.clone(),
         sinks,
     })
 }
