@@ -95,7 +95,7 @@ mod tests {
         assert_eq!(split_argv(b"ls\0-l\0/\0"), ["ls", "-l", "/"]);
         assert_eq!(split_argv(b"echo\0\0a b\0"), ["echo", "", "a b"]);
         assert_eq!(split_argv(b"x\0line1\nline2\0"), ["x", "line1\nline2"]);
-        assert_eq!(split_argv("é\0日本\0".as_bytes(), false), ["é", "日本"]);
+        assert_eq!(split_argv("é\0日本\0".as_bytes()), ["é", "日本"]);
         assert_eq!(split_argv(b"cat\0aaaa"), ["cat", "aaaa"]);
         assert!(split_argv(b"").is_empty());
     }
