@@ -24,11 +24,16 @@ pub async fn spawn(addr: SocketAddr, ready: Arc<AtomicBool>) -> anyhow::Result<(
             let Ok((mut conn, _)) = listener.accept().await else { continue };
             let ready = ready.clone();
             tokio::spawn(async move {
-                let mut buf = [0u8; 2048];
-                let n = match tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf)).await {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
+                // Read the request head (up to its blank line) before answering, so a client
+                // that writes it in pieces is not cut off.
+                let mut buf = [0u8; 4096];
+                let mut n = 0;
+                while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf[n..])).await {
+                        Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                        Ok(Ok(read)) => n += read,
+                    }
+                }
                 let request = String::from_utf8_lossy(&buf[..n]);
                 let path = request.split_whitespace().nth(1).unwrap_or("/");
                 let (status, body) = match path {
