@@ -24,7 +24,11 @@ use crate::{
 pub fn wakeup_flags() -> u64 {
     let avail = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
     let size = EVENTS.query(BPF_RB_RING_SIZE as u64);
-    if avail > size / 4 { BPF_RB_FORCE_WAKEUP as u64 } else { BPF_RB_NO_WAKEUP as u64 }
+    if avail > size / 4 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
 }
 
 /// Counts one event of `kind` lost for `identity` (the agent turns these into `loss` records).
@@ -88,9 +92,8 @@ pub fn exec_event(task: *const u8, exe_file: *const u8, facts: &ExecFacts) -> Re
         flags |= EXEC_ARGV_TRUNCATED;
     }
     // SAFETY: `len` <= ARGV_MAX, the size of `argv`; the helper faults softly on bad addresses.
-    let rc = unsafe {
-        bpf_probe_read_user(argv.as_mut_ptr() as *mut _, len as u32, start as *const _)
-    };
+    let rc =
+        unsafe { bpf_probe_read_user(argv.as_mut_ptr() as *mut _, len as u32, start as *const _) };
     if rc != 0 {
         len = 0;
         flags |= EXEC_ARGV_UNREADABLE;
@@ -99,10 +102,20 @@ pub fn exec_event(task: *const u8, exe_file: *const u8, facts: &ExecFacts) -> Re
     ev.flags = flags;
 
     let exe_path = exe_file.wrapping_add(off!(file_f_path) as usize);
-    read_path(&mut ev.exe, if exe_file.is_null() { core::ptr::null() } else { exe_path });
+    read_path(
+        &mut ev.exe,
+        if exe_file.is_null() {
+            core::ptr::null()
+        } else {
+            exe_path
+        },
+    );
     let fs = read_ptr(task, off!(task_fs)).unwrap_or(core::ptr::null());
     let pwd = fs.wrapping_add(off!(fs_pwd) as usize);
-    read_path(&mut ev.cwd, if fs.is_null() { core::ptr::null() } else { pwd });
+    read_path(
+        &mut ev.cwd,
+        if fs.is_null() { core::ptr::null() } else { pwd },
+    );
 
     // len <= ARGV_MAX, so size <= size_of::<ExecEvent>().
     let size = EXEC_FIXED_LEN as u64 + len;
@@ -138,8 +151,10 @@ struct PathWalk {
 fn read_path(out: &mut RawPath, path: *const u8) {
     out.depth = 0;
     out.flags = 0;
-    let (Ok(mnt), Ok(dentry)) = (read_ptr(path, off!(path_mnt)), read_ptr(path, off!(path_dentry)))
-    else {
+    let (Ok(mnt), Ok(dentry)) = (
+        read_ptr(path, off!(path_mnt)),
+        read_ptr(path, off!(path_dentry)),
+    ) else {
         out.flags = PATH_MISSING;
         return;
     };
@@ -151,7 +166,12 @@ fn read_path(out: &mut RawPath, path: *const u8) {
     if read::<u32>(inode, off!(inode_i_nlink)).unwrap_or(1) == 0 {
         out.flags |= PATH_UNLINKED;
     }
-    let mut walk = PathWalk { out: out as *mut RawPath, mnt, dentry, depth: 0 };
+    let mut walk = PathWalk {
+        out: out as *mut RawPath,
+        mnt,
+        dentry,
+        depth: 0,
+    };
     // Each step either names one component or climbs one mount; bound both together.
     // SAFETY: the callback only touches `walk`, which outlives the call.
     unsafe {
@@ -175,11 +195,15 @@ extern "C" fn path_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     if dentry == mnt_root {
         // At the root of this mount: continue from its mount point in the parent mount.
         let mount = mnt.wrapping_sub(off!(mount_mnt) as usize);
-        let Ok(parent_mount) = read_ptr(mount, off!(mount_mnt_parent)) else { return 1 };
+        let Ok(parent_mount) = read_ptr(mount, off!(mount_mnt_parent)) else {
+            return 1;
+        };
         if parent_mount == mount || parent_mount.is_null() {
             return 1;
         }
-        let Ok(point) = read_ptr(mount, off!(mount_mnt_mountpoint)) else { return 1 };
+        let Ok(point) = read_ptr(mount, off!(mount_mnt_mountpoint)) else {
+            return 1;
+        };
         walk.dentry = point;
         walk.mnt = parent_mount.wrapping_add(off!(mount_mnt) as usize);
         return 0;
@@ -197,7 +221,9 @@ extern "C" fn path_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     }
     walk.depth = depth + 1;
     out.depth = (depth + 1) as u32;
-    let Ok(parent) = read_ptr(dentry, off!(dentry_d_parent)) else { return 1 };
+    let Ok(parent) = read_ptr(dentry, off!(dentry_d_parent)) else {
+        return 1;
+    };
     if parent == dentry {
         // A dentry that is its own parent outside a mount root: a pseudo file such as a memfd,
         // or a disconnected one. Its name is all there is.

@@ -33,7 +33,10 @@ pub fn recorder_bin() -> PathBuf {
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "this end-to-end test loads eBPF programs and creates cgroups: run it as root (cargo xtask test)");
+    assert_eq!(
+        euid, 0,
+        "this end-to-end test loads eBPF programs and creates cgroups: run it as root (cargo xtask test)"
+    );
 }
 
 /// The cgroup v2 mount point, from /proc/self/mountinfo.
@@ -60,13 +63,15 @@ impl Cgroup {
         require_root();
         let name = format!("recorder-test-{label}-{}-{}", std::process::id(), unique());
         let path = cgroup_v2_mount().join(name);
-        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("creating cgroup {}: {e}", path.display()));
+        std::fs::create_dir(&path)
+            .unwrap_or_else(|e| panic!("creating cgroup {}: {e}", path.display()));
         Self { path }
     }
 
     pub fn child(&self, name: &str) -> Self {
         let path = self.path.join(name);
-        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("creating cgroup {}: {e}", path.display()));
+        std::fs::create_dir(&path)
+            .unwrap_or_else(|e| panic!("creating cgroup {}: {e}", path.display()));
         Self { path }
     }
 
@@ -136,7 +141,11 @@ fn unique() -> u64 {
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `recorder agent` writing JSONL to a temp file.
@@ -159,14 +168,25 @@ impl Agent {
         let metrics = format!("127.0.0.1:{}", free_port());
         let child = Command::new(recorder_bin())
             .arg("agent")
-            .args(["--jsonl", jsonl.to_str().unwrap(), "--metrics-addr", &metrics])
+            .args([
+                "--jsonl",
+                jsonl.to_str().unwrap(),
+                "--metrics-addr",
+                &metrics,
+            ])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .expect("starting recorder agent");
-        let mut agent = Agent { child: Some(child), jsonl, metrics, _dir: dir, stderr };
+        let mut agent = Agent {
+            child: Some(child),
+            jsonl,
+            metrics,
+            _dir: dir,
+            stderr,
+        };
         agent.wait_ready(Duration::from_secs(60));
         agent
     }
@@ -175,14 +195,20 @@ impl Agent {
         let start = Instant::now();
         while start.elapsed() < limit {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("the agent exited before it was ready ({status}); its log:\n{}", self.log());
+                panic!(
+                    "the agent exited before it was ready ({status}); its log:\n{}",
+                    self.log()
+                );
             }
             if http_get(&self.metrics, "/readyz").is_ok_and(|(code, _)| code == 200) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("the agent was not ready after {limit:?}; its log:\n{}", self.log());
+        panic!(
+            "the agent was not ready after {limit:?}; its log:\n{}",
+            self.log()
+        );
     }
 
     pub fn log(&self) -> String {
@@ -203,7 +229,10 @@ impl Agent {
                 return records;
             }
             if start.elapsed() > Duration::from_secs(10) {
-                panic!("timed out waiting for {what}; records so far:\n{}", dump(&records));
+                panic!(
+                    "timed out waiting for {what}; records so far:\n{}",
+                    dump(&records)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -243,17 +272,25 @@ impl Drop for Agent {
 }
 
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
-    let Ok(file) = std::fs::File::open(path) else { return Vec::new() };
+    let Ok(file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
     BufReader::new(file)
         .lines()
         .map_while(Result::ok)
         .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("invalid JSON line {l:?}: {e}")))
+        .map(|l| {
+            serde_json::from_str(&l).unwrap_or_else(|e| panic!("invalid JSON line {l:?}: {e}"))
+        })
         .collect()
 }
 
 pub fn dump(records: &[Value]) -> String {
-    records.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("\n")
+    records
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Records of one kind.
@@ -263,18 +300,32 @@ pub fn of_kind<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 /// The argv of an exec record as strings.
 pub fn argv(record: &Value) -> Vec<String> {
-    record["argv"].as_array().expect("argv array").iter().map(|a| a.as_str().unwrap().to_string()).collect()
+    record["argv"]
+        .as_array()
+        .expect("argv array")
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// A minimal HTTP/1.1 GET; returns (status, body).
 pub fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr).context("connect")?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
-    let code = text.split_whitespace().nth(1).context("no status")?.parse()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .context("no status")?
+        .parse()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     if text.is_empty() {
         bail!("empty response");
     }

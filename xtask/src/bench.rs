@@ -50,7 +50,10 @@ fn v2_mount() -> anyhow::Result<PathBuf> {
 fn storm(cg: &Cg, execs: u64) -> anyhow::Result<f64> {
     let procs = cg.0.join("cgroup.procs");
     let mut cmd = Command::new("/bin/bash");
-    cmd.args(["-c", &format!("for ((i=0;i<{execs};i++)); do /bin/true; done")]);
+    cmd.args([
+        "-c",
+        &format!("for ((i=0;i<{execs};i++)); do /bin/true; done"),
+    ]);
     // SAFETY: only writes a file between fork and exec.
     unsafe {
         cmd.pre_exec(move || std::fs::write(&procs, b"0"));
@@ -72,7 +75,9 @@ struct Agent {
 impl Agent {
     fn start(cg: &Cg, dir: &Path, round: u32) -> anyhow::Result<Self> {
         let jsonl = dir.join(format!("round-{round}.jsonl"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let addr = format!("127.0.0.1:{port}");
         let child = Command::new(recorder_bin())
             .args(["agent", "--identity", &format!("bench={}", cg.0.display())])
@@ -115,7 +120,9 @@ impl Agent {
         let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", self.child.id()))?;
         let (mut total, mut ring, mut in_map) = (0, 0, false);
         for line in smaps.lines() {
-            if line.split_whitespace().next().is_some_and(|f| f.contains('-') && f.chars().all(|c| c.is_ascii_hexdigit() || c == '-')) {
+            if line.split_whitespace().next().is_some_and(|f| {
+                f.contains('-') && f.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+            }) {
                 in_map = line.ends_with("anon_inode:bpf-map");
             } else if let Some(kib) = line.strip_prefix("Rss:") {
                 let kib: u64 = kib.trim().trim_end_matches(" kB").trim().parse()?;
@@ -138,7 +145,9 @@ impl Agent {
             let v: serde_json::Value = serde_json::from_str(line)?;
             match v["kind"].as_str() {
                 Some("exec") => execs += 1,
-                Some("loss") if v["lost_kind"] == "exec" => lost += v["count"].as_u64().unwrap_or(0),
+                Some("loss") if v["lost_kind"] == "exec" => {
+                    lost += v["count"].as_u64().unwrap_or(0)
+                }
                 _ => {}
             }
         }
@@ -200,9 +209,18 @@ pub fn run(execs: u64, rounds: u32) -> anyhow::Result<()> {
     let (b, w, o) = (median(base), median(with_agent), median(outside));
     println!("exec storm ({execs} fork+exec of /bin/true from bash, {rounds} rounds, medians):");
     println!("  baseline, no agent:           {b:>9.0} execs/s");
-    println!("  watched cgroup, agent on:     {w:>9.0} execs/s   ratio {:.3} (goal >= 0.98)", w / b);
-    println!("  unwatched cgroup, agent on:   {o:>9.0} execs/s   ratio {:.3} (goal >= 0.99)", o / b);
-    println!("  agent CPU per watched exec:   {:>9.1} us", median(cpu_per_exec));
+    println!(
+        "  watched cgroup, agent on:     {w:>9.0} execs/s   ratio {:.3} (goal >= 0.98)",
+        w / b
+    );
+    println!(
+        "  unwatched cgroup, agent on:   {o:>9.0} execs/s   ratio {:.3} (goal >= 0.99)",
+        o / b
+    );
+    println!(
+        "  agent CPU per watched exec:   {:>9.1} us",
+        median(cpu_per_exec)
+    );
     println!("  execs generated / recorded / counted lost: {generated} / {recorded} / {lost}");
     println!(
         "  agent RSS idle:               {:>9.1} MiB (goal < 64), of which {:.1} MiB is the mapped ring buffer",

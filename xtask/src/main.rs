@@ -7,7 +7,10 @@ mod util;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Project tasks: setup, build, test, demo, bench")]
+#[command(
+    name = "cargo xtask",
+    about = "Project tasks: setup, build, test, demo, bench"
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -48,11 +51,15 @@ fn main() {
     let result = match cli.task {
         Task::Setup => setup::run(),
         Task::Build => setup::run().and_then(|()| util::build_release()),
-        Task::Test { args } => setup::run().and_then(|()| util::build_release()).and_then(|()| util::test(&args)),
-        Task::Demo { once } => setup::run().and_then(|()| util::build_release()).and_then(|()| demo::run(once)),
-        Task::Bench { execs, rounds } => {
-            setup::run().and_then(|()| util::build_release()).and_then(|()| bench::run(execs, rounds))
-        }
+        Task::Test { args } => setup::run()
+            .and_then(|()| util::build_release())
+            .and_then(|()| util::test(&args)),
+        Task::Demo { once } => setup::run()
+            .and_then(|()| util::build_release())
+            .and_then(|()| demo::run(once)),
+        Task::Bench { execs, rounds } => setup::run()
+            .and_then(|()| util::build_release())
+            .and_then(|()| bench::run(execs, rounds)),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

@@ -50,33 +50,52 @@ fn installed(package: &str) -> bool {
 }
 
 fn apt_packages() -> anyhow::Result<String> {
-    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed(p))
+        .collect();
     if missing.is_empty() {
         return Ok("all present".into());
     }
     if !is_root() {
-        bail!("missing Debian packages {missing:?} and not root: run as root, or `apt-get install {}`", missing.join(" "));
+        bail!(
+            "missing Debian packages {missing:?} and not root: run as root, or `apt-get install {}`",
+            missing.join(" ")
+        );
     }
     eprintln!("[setup] installing Debian packages: {}", missing.join(" "));
     run_checked(Command::new("apt-get").args(["update", "-q"])).context("apt-get update")?;
-    run_checked(Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+    run_checked(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
     .context("apt-get install")?;
     Ok(format!("installed {}", missing.join(" ")))
 }
 
 fn nightly() -> anyhow::Result<String> {
-    let out = Command::new("rustup").args(["run", "nightly", "rustc", "--version"]).output();
-    if let Ok(o) = &out {
-        if o.status.success() {
-            return Ok(String::from_utf8_lossy(&o.stdout).trim().to_string());
-        }
+    let out = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output();
+    if let Ok(o) = &out
+        && o.status.success()
+    {
+        return Ok(String::from_utf8_lossy(&o.stdout).trim().to_string());
     }
     eprintln!("[setup] installing the nightly toolchain (minimal profile)");
-    run_checked(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))
-        .context("rustup could not install the nightly toolchain (rustup must reach its dist server)")?;
+    run_checked(Command::new("rustup").args([
+        "toolchain",
+        "install",
+        "nightly",
+        "--profile",
+        "minimal",
+    ]))
+    .context(
+        "rustup could not install the nightly toolchain (rustup must reach its dist server)",
+    )?;
     Ok("installed".into())
 }
 
@@ -85,10 +104,19 @@ fn rust_src() -> anyhow::Result<String> {
         .args(["component", "list", "--toolchain", "nightly", "--installed"])
         .output()
         .context("running rustup")?;
-    if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "rust-src") {
+    if String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == "rust-src")
+    {
         return Ok("present".into());
     }
-    run_checked(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    run_checked(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "--toolchain",
+        "nightly",
+    ]))?;
     Ok("installed".into())
 }
 
@@ -103,11 +131,19 @@ fn bpf_linker() -> anyhow::Result<String> {
     eprintln!("[setup] building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (a few minutes)");
     // Both variables matter: llvm-sys finds LLVM through the first, bpf-linker's build script
     // finds libLLVM through the second; without them it picks up Debian's default LLVM 14.
-    run_checked(Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["install", "bpf-linker", "--locked", "--version", &format!("^{BPF_LINKER_VERSION}")])
-        .args(["--no-default-features", "--features", "llvm-22"])
-        .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22")
-        .env("LLVM_PREFIX", "/usr/lib/llvm-22"))
+    run_checked(
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args([
+                "install",
+                "bpf-linker",
+                "--locked",
+                "--version",
+                &format!("^{BPF_LINKER_VERSION}"),
+            ])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22")
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
+    )
     .context("cargo install bpf-linker (needs llvm-22-dev and libpolly-22-dev)")?;
     Ok("installed".into())
 }

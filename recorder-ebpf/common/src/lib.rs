@@ -50,7 +50,11 @@ pub struct ProcKey {
 }
 
 impl ProcKey {
-    pub const NONE: ProcKey = ProcKey { ktime: 0, pid: 0, _pad: 0 };
+    pub const NONE: ProcKey = ProcKey {
+        ktime: 0,
+        pid: 0,
+        _pad: 0,
+    };
     pub fn is_none(&self) -> bool {
         self.ktime == 0 && self.pid == 0
     }

@@ -5,8 +5,13 @@ use std::{collections::HashMap, path::Path};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
-    #[error("cannot read the kernel BTF at {path}: {source} (the kernel needs CONFIG_DEBUG_INFO_BTF)")]
-    Read { path: String, source: std::io::Error },
+    #[error(
+        "cannot read the kernel BTF at {path}: {source} (the kernel needs CONFIG_DEBUG_INFO_BTF)"
+    )]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the kernel BTF at {path} is malformed: {why}")]
     Malformed { path: String, why: String },
     #[error("the kernel BTF has no struct {0}")]
@@ -55,10 +60,14 @@ impl Btf {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, BtfError> {
-        let data = std::fs::read(path)
-            .map_err(|source| BtfError::Read { path: path.display().to_string(), source })?;
-        Self::parse(&data)
-            .map_err(|why| BtfError::Malformed { path: path.display().to_string(), why })
+        let data = std::fs::read(path).map_err(|source| BtfError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&data).map_err(|why| BtfError::Malformed {
+            path: path.display().to_string(),
+            why,
+        })
     }
 
     /// Parses a raw BTF blob (little-endian, as on this architecture).
@@ -78,7 +87,8 @@ impl Btf {
         let section = |off: usize, len: usize| -> Result<&[u8], String> {
             let start = hdr_len.checked_add(off).ok_or("section offset overflows")?;
             let end = start.checked_add(len).ok_or("section length overflows")?;
-            data.get(start..end).ok_or_else(|| "section out of bounds".to_string())
+            data.get(start..end)
+                .ok_or_else(|| "section out of bounds".to_string())
         };
         let types_data = section(type_off, type_len)?;
         let strings = section(str_off, str_len)?;
@@ -88,8 +98,16 @@ impl Btf {
             String::from_utf8_lossy(&tail[..end]).into_owned()
         };
 
-        let mut types = vec![Type { kind: 0, name: String::new(), target: 0, members: vec![] }];
-        let mut r = Reader { data: types_data, pos: 0 };
+        let mut types = vec![Type {
+            kind: 0,
+            name: String::new(),
+            target: 0,
+            members: vec![],
+        }];
+        let mut r = Reader {
+            data: types_data,
+            pos: 0,
+        };
         while r.pos < types_data.len() {
             let name_off = r.u32()?;
             let info = r.u32()?;
@@ -99,25 +117,38 @@ impl Btf {
             let kind_flag = info >> 31;
             let mut members = Vec::new();
             match kind {
-                1 | 14 | 17 => r.skip(4)?,            // INT, VAR, DECL_TAG
-                3 => r.skip(12)?,                      // ARRAY
+                1 | 14 | 17 => r.skip(4)?, // INT, VAR, DECL_TAG
+                3 => r.skip(12)?,          // ARRAY
                 KIND_STRUCT | KIND_UNION => {
                     for _ in 0..vlen {
                         let m_name = r.u32()?;
                         let m_type = r.u32()?;
                         let m_off = r.u32()?;
-                        let (bit_offset, bitfield_size) =
-                            if kind_flag == 1 { (m_off & 0xff_ffff, m_off >> 24) } else { (m_off, 0) };
-                        members.push(Member { name: name_at(m_name), type_id: m_type, bit_offset, bitfield_size });
+                        let (bit_offset, bitfield_size) = if kind_flag == 1 {
+                            (m_off & 0xff_ffff, m_off >> 24)
+                        } else {
+                            (m_off, 0)
+                        };
+                        members.push(Member {
+                            name: name_at(m_name),
+                            type_id: m_type,
+                            bit_offset,
+                            bitfield_size,
+                        });
                     }
                 }
-                6 => r.skip(8 * vlen as usize)?,       // ENUM
-                13 => r.skip(8 * vlen as usize)?,      // FUNC_PROTO
+                6 => r.skip(8 * vlen as usize)?,        // ENUM
+                13 => r.skip(8 * vlen as usize)?,       // FUNC_PROTO
                 15 | 19 => r.skip(12 * vlen as usize)?, // DATASEC, ENUM64
                 2 | 7 | 8 | 9 | 10 | 11 | 12 | 16 | 18 => {}
                 other => return Err(format!("unknown BTF kind {other} at type {}", types.len())),
             }
-            types.push(Type { kind, name: name_at(name_off), target: size_or_type, members });
+            types.push(Type {
+                kind,
+                name: name_at(name_off),
+                target: size_or_type,
+                members,
+            });
         }
         let mut structs = HashMap::new();
         for (id, t) in types.iter().enumerate() {
@@ -131,11 +162,20 @@ impl Btf {
 
     /// Byte offset of `member` in `struct strukt`, looking inside anonymous members.
     pub fn member_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
-        let id = *self.structs.get(strukt).ok_or_else(|| BtfError::NoStruct(strukt.to_string()))?;
-        let no_member = || BtfError::NoMember { strukt: strukt.to_string(), member: member.to_string() };
+        let id = *self
+            .structs
+            .get(strukt)
+            .ok_or_else(|| BtfError::NoStruct(strukt.to_string()))?;
+        let no_member = || BtfError::NoMember {
+            strukt: strukt.to_string(),
+            member: member.to_string(),
+        };
         let (bits, bitfield) = self.find(id, member, 0).ok_or_else(no_member)?;
         if bitfield != 0 || bits % 8 != 0 {
-            return Err(BtfError::Bitfield { strukt: strukt.to_string(), member: member.to_string() });
+            return Err(BtfError::Bitfield {
+                strukt: strukt.to_string(),
+                member: member.to_string(),
+            });
         }
         Ok(bits / 8)
     }
@@ -164,7 +204,14 @@ impl Btf {
     fn resolve(&self, mut id: u32) -> u32 {
         for _ in 0..32 {
             match self.types.get(id as usize) {
-                Some(t) if matches!(t.kind, KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG) => id = t.target,
+                Some(t)
+                    if matches!(
+                        t.kind,
+                        KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG
+                    ) =>
+                {
+                    id = t.target
+                }
                 _ => break,
             }
         }
@@ -212,9 +259,18 @@ mod tests {
     /// target through a typedef, and a bitfield.
     fn blob() -> Vec<u8> {
         let strings = b"\0outer\0a\0inner_t\0b\0bits\0";
-        let s = |name: &str| strings.windows(name.len() + 1).position(|w| &w[..name.len()] == name.as_bytes() && w[name.len()] == 0).unwrap() as u32;
+        let s = |name: &str| {
+            strings
+                .windows(name.len() + 1)
+                .position(|w| &w[..name.len()] == name.as_bytes() && w[name.len()] == 0)
+                .unwrap() as u32
+        };
         let mut types = Vec::new();
-        let mut push = |words: &[u32]| words.iter().for_each(|w| types.extend_from_slice(&w.to_le_bytes()));
+        let mut push = |words: &[u32]| {
+            words
+                .iter()
+                .for_each(|w| types.extend_from_slice(&w.to_le_bytes()))
+        };
         // 1: int
         push(&[0, 1 << 24, 4, 32]);
         // 2: union { int b; } (anonymous), size 4
@@ -222,7 +278,20 @@ mod tests {
         // 3: typedef inner_t -> 2
         push(&[s("inner_t"), KIND_TYPEDEF << 24, 2]);
         // 4: struct outer { int a; inner_t (anon); int bits:3 } with kind_flag for bitfields
-        push(&[s("outer"), (1 << 31) | (KIND_STRUCT << 24) | 3, 16, s("a"), 1, 0, 0, 3, 64, s("bits"), 1, (3 << 24) | 96]);
+        push(&[
+            s("outer"),
+            (1 << 31) | (KIND_STRUCT << 24) | 3,
+            16,
+            s("a"),
+            1,
+            0,
+            0,
+            3,
+            64,
+            s("bits"),
+            1,
+            (3 << 24) | 96,
+        ]);
         let mut out = Vec::new();
         out.extend_from_slice(&0xeb9fu16.to_le_bytes());
         out.extend_from_slice(&[1, 0]);
@@ -241,9 +310,18 @@ mod tests {
         let btf = Btf::parse(&blob()).unwrap();
         assert_eq!(btf.member_offset("outer", "a").unwrap(), 0);
         assert_eq!(btf.member_offset("outer", "b").unwrap(), 8);
-        assert!(matches!(btf.member_offset("outer", "bits"), Err(BtfError::Bitfield { .. })));
-        assert!(matches!(btf.member_offset("outer", "zz"), Err(BtfError::NoMember { .. })));
-        assert!(matches!(btf.member_offset("nope", "a"), Err(BtfError::NoStruct(_))));
+        assert!(matches!(
+            btf.member_offset("outer", "bits"),
+            Err(BtfError::Bitfield { .. })
+        ));
+        assert!(matches!(
+            btf.member_offset("outer", "zz"),
+            Err(BtfError::NoMember { .. })
+        ));
+        assert!(matches!(
+            btf.member_offset("nope", "a"),
+            Err(BtfError::NoStruct(_))
+        ));
     }
 
     #[test]

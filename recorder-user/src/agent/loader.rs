@@ -20,12 +20,20 @@ pub enum LoadError {
     NoObject,
     #[error(transparent)]
     Btf(#[from] BtfError),
-    #[error("loading the eBPF object failed: {0} (the agent needs root: CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)")]
+    #[error(
+        "loading the eBPF object failed: {0} (the agent needs root: CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"
+    )]
     Ebpf(#[from] aya::EbpfError),
     #[error("eBPF program {name}: {source}")]
-    Program { name: &'static str, source: aya::programs::ProgramError },
+    Program {
+        name: &'static str,
+        source: aya::programs::ProgramError,
+    },
     #[error("eBPF map {name}: {source}")]
-    Map { name: &'static str, source: aya::maps::MapError },
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
     #[error("reading the kernel BTF for aya: {0}")]
     AyaBtf(#[from] aya::BtfError),
     #[error("counting CPUs: {0}")]
@@ -35,7 +43,11 @@ pub enum LoadError {
 }
 
 /// The tracepoints attached, by program name (also the tracepoint name).
-const PROGRAMS: [&str; 3] = ["sched_process_fork", "sched_process_exec", "sched_process_exit"];
+const PROGRAMS: [&str; 3] = [
+    "sched_process_fork",
+    "sched_process_exec",
+    "sched_process_exit",
+];
 
 /// The loaded, attached programs and the maps the agent uses.
 pub struct Probes {
@@ -85,7 +97,10 @@ pub fn ensure_tracefs() -> Result<(), LoadError> {
         return Ok(());
     }
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    if mounts.lines().any(|l| l.split_whitespace().nth(2) == Some("tracefs")) {
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("tracefs"))
+    {
         return Ok(());
     }
     let status = std::process::Command::new("mount")
@@ -93,7 +108,9 @@ pub fn ensure_tracefs() -> Result<(), LoadError> {
         .status()
         .map_err(LoadError::Tracefs)?;
     if !status.success() {
-        return Err(LoadError::Tracefs(std::io::Error::other(format!("mount exited with {status}"))));
+        return Err(LoadError::Tracefs(std::io::Error::other(format!(
+            "mount exited with {status}"
+        ))));
     }
     tracing::info!("mounted tracefs at /sys/kernel/tracing");
     Ok(())
@@ -101,13 +118,18 @@ pub fn ensure_tracefs() -> Result<(), LoadError> {
 
 impl Probes {
     /// Loads and attaches everything. Returns the probes and the ring buffer to read.
-    pub fn load(object: &[u8], btf_path: &Path, ring_buffer_kib: u32) -> Result<(Self, RingBuf<MapData>), LoadError> {
+    pub fn load(
+        object: &[u8],
+        btf_path: &Path,
+        ring_buffer_kib: u32,
+    ) -> Result<(Self, RingBuf<MapData>), LoadError> {
         if object.is_empty() {
             return Err(LoadError::NoObject);
         }
         let offsets = kernel_offsets(&Btf::from_file(btf_path)?)?;
         ensure_tracefs()?;
-        let cpus = aya::util::nr_cpus().map_err(|(what, e)| LoadError::Cpus(format!("{what}: {e}")))?;
+        let cpus =
+            aya::util::nr_cpus().map_err(|(what, e)| LoadError::Cpus(format!("{what}: {e}")))?;
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &offsets, true)
             .map_max_entries("EVENTS", ring_buffer_kib * 1024)
@@ -117,32 +139,69 @@ impl Probes {
         for name in PROGRAMS {
             let program: &mut BtfTracePoint = ebpf
                 .program_mut(name)
-                .ok_or_else(|| LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .ok_or_else(|| LoadError::Program {
+                    name,
+                    source: aya::programs::ProgramError::NotLoaded,
+                })?
                 .try_into()
                 .map_err(|source| LoadError::Program { name, source })?;
-            program.load(name, &aya_btf).map_err(|source| LoadError::Program { name, source })?;
-            program.attach().map_err(|source| LoadError::Program { name, source })?;
+            program
+                .load(name, &aya_btf)
+                .map_err(|source| LoadError::Program { name, source })?;
+            program
+                .attach()
+                .map_err(|source| LoadError::Program { name, source })?;
         }
         let map = |ebpf: &mut Ebpf, name: &'static str| {
-            ebpf.take_map(name)
-                .ok_or(LoadError::Map { name, source: aya::maps::MapError::InvalidName { name: name.into() } })
+            ebpf.take_map(name).ok_or(LoadError::Map {
+                name,
+                source: aya::maps::MapError::InvalidName { name: name.into() },
+            })
         };
-        let events = RingBuf::try_from(map(&mut ebpf, "EVENTS")?)
-            .map_err(|source| LoadError::Map { name: "EVENTS", source })?;
-        let watched = HashMap::try_from(map(&mut ebpf, "WATCHED")?)
-            .map_err(|source| LoadError::Map { name: "WATCHED", source })?;
-        let loss = Array::try_from(map(&mut ebpf, "LOSS")?)
-            .map_err(|source| LoadError::Map { name: "LOSS", source })?;
-        let settings = Array::try_from(map(&mut ebpf, "SETTINGS")?)
-            .map_err(|source| LoadError::Map { name: "SETTINGS", source })?;
-        Ok((Self { _ebpf: ebpf, watched, loss, settings }, events))
+        let events =
+            RingBuf::try_from(map(&mut ebpf, "EVENTS")?).map_err(|source| LoadError::Map {
+                name: "EVENTS",
+                source,
+            })?;
+        let watched =
+            HashMap::try_from(map(&mut ebpf, "WATCHED")?).map_err(|source| LoadError::Map {
+                name: "WATCHED",
+                source,
+            })?;
+        let loss = Array::try_from(map(&mut ebpf, "LOSS")?).map_err(|source| LoadError::Map {
+            name: "LOSS",
+            source,
+        })?;
+        let settings =
+            Array::try_from(map(&mut ebpf, "SETTINGS")?).map_err(|source| LoadError::Map {
+                name: "SETTINGS",
+                source,
+            })?;
+        Ok((
+            Self {
+                _ebpf: ebpf,
+                watched,
+                loss,
+                settings,
+            },
+            events,
+        ))
     }
 
     /// Replaces the watched set: `(cgroup id, cgroup level, identity index)`.
     pub fn set_watched(&mut self, cgroups: &[(u64, u32, u32)]) -> Result<(), LoadError> {
-        let err = |source| LoadError::Map { name: "WATCHED", source };
-        let wanted: std::collections::HashMap<u64, u32> = cgroups.iter().map(|&(id, _, ident)| (id, ident)).collect();
-        let stale: Vec<u64> = self.watched.keys().filter_map(Result::ok).filter(|k| !wanted.contains_key(k)).collect();
+        let err = |source| LoadError::Map {
+            name: "WATCHED",
+            source,
+        };
+        let wanted: std::collections::HashMap<u64, u32> =
+            cgroups.iter().map(|&(id, _, ident)| (id, ident)).collect();
+        let stale: Vec<u64> = self
+            .watched
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.contains_key(k))
+            .collect();
         for (&id, &identity) in &wanted {
             self.watched.insert(id, identity, 0).map_err(err)?;
         }
@@ -152,8 +211,18 @@ impl Probes {
         let min_level = cgroups.iter().map(|c| c.1).min().unwrap_or(1);
         let max_level = cgroups.iter().map(|c| c.1).max().unwrap_or(0);
         self.settings
-            .set(0, Settings { min_level, max_level }, 0)
-            .map_err(|source| LoadError::Map { name: "SETTINGS", source })
+            .set(
+                0,
+                Settings {
+                    min_level,
+                    max_level,
+                },
+                0,
+            )
+            .map_err(|source| LoadError::Map {
+                name: "SETTINGS",
+                source,
+            })
     }
 
     /// Events lost in the kernel so far, per identity index and kind (`EventKind as u32`).
@@ -161,7 +230,10 @@ impl Probes {
         let mut out = Vec::new();
         for identity in 0..identities.min(MAX_IDENTITIES) {
             for kind in 1..LOSS_KINDS {
-                let count = self.loss.get(&(identity * LOSS_KINDS + kind), 0).unwrap_or(0);
+                let count = self
+                    .loss
+                    .get(&(identity * LOSS_KINDS + kind), 0)
+                    .unwrap_or(0);
                 if count > 0 {
                     out.push((identity, kind, count));
                 }

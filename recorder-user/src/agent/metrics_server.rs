@@ -17,11 +17,15 @@ use tokio::{
 use crate::metrics::Registry;
 
 pub async fn spawn(addr: SocketAddr, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
     tracing::info!(%addr, "serving /metrics and /readyz");
     tokio::spawn(async move {
         loop {
-            let Ok((mut conn, _)) = listener.accept().await else { continue };
+            let Ok((mut conn, _)) = listener.accept().await else {
+                continue;
+            };
             let ready = ready.clone();
             tokio::spawn(async move {
                 // Read the request head (up to its blank line) before answering, so a client
@@ -29,7 +33,12 @@ pub async fn spawn(addr: SocketAddr, ready: Arc<AtomicBool>) -> anyhow::Result<(
                 let mut buf = [0u8; 4096];
                 let mut n = 0;
                 while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf[n..])).await {
+                    match tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        conn.read(&mut buf[n..]),
+                    )
+                    .await
+                    {
                         Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
                         Ok(Ok(read)) => n += read,
                     }

@@ -38,8 +38,11 @@ pub fn kernel_hostname() -> String {
 /// Runs until SIGINT or SIGTERM; then drains the ring buffer, flushes the sinks and returns.
 pub async fn run(plan: AgentPlan) -> anyhow::Result<()> {
     let identities = Identities::resolve(&plan.identities)?;
-    let (mut probes, ring) = loader::Probes::load(crate::EBPF_OBJECT, &plan.btf_path, plan.ring_buffer_kib)?;
-    probes.set_watched(&identities.watched()).context("registering the watched cgroups")?;
+    let (mut probes, ring) =
+        loader::Probes::load(crate::EBPF_OBJECT, &plan.btf_path, plan.ring_buffer_kib)?;
+    probes
+        .set_watched(&identities.watched())
+        .context("registering the watched cgroups")?;
     // Parsing the kernel BTF (several MiB) left freed heap behind; give it back to the system.
     // SAFETY: malloc_trim only releases free memory.
     unsafe { libc::malloc_trim(0) };

@@ -45,11 +45,26 @@ struct Output {
 }
 
 impl Pipeline {
-    pub fn new(host: String, identities: Identities, probes: Probes, ring: RingBuf<MapData>, sinks: Vec<Box<dyn Sink>>) -> Self {
+    pub fn new(
+        host: String,
+        identities: Identities,
+        probes: Probes,
+        ring: RingBuf<MapData>,
+        sinks: Vec<Box<dyn Sink>>,
+    ) -> Self {
         let registry = Registry::global();
         let by_kind = Kind::ALL
             .into_iter()
-            .map(|k| (k, registry.counter("recorder_records_total", "Records produced, by kind.", &[("kind", k.as_str())])))
+            .map(|k| {
+                (
+                    k,
+                    registry.counter(
+                        "recorder_records_total",
+                        "Records produced, by kind.",
+                        &[("kind", k.as_str())],
+                    ),
+                )
+            })
             .collect();
         Self {
             identities,
@@ -59,20 +74,33 @@ impl Pipeline {
             out: Output {
                 sinks,
                 by_kind,
-                sink_errors: registry.counter("recorder_sink_errors_total", "Failed writes to a sink (JSONL file, spool).", &[]),
+                sink_errors: registry.counter(
+                    "recorder_sink_errors_total",
+                    "Failed writes to a sink (JSONL file, spool).",
+                    &[],
+                ),
             },
             reported_loss: Default::default(),
-            decode_errors: registry.counter("recorder_decode_errors_total", "Ring buffer items that could not be decoded.", &[]),
+            decode_errors: registry.counter(
+                "recorder_decode_errors_total",
+                "Ring buffer items that could not be decoded.",
+                &[],
+            ),
         }
     }
 
     pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<()> {
         let fd = self.ring.as_raw_fd();
-        let (mut last_flush, mut last_loss, mut last_refresh) = (Instant::now(), Instant::now(), Instant::now());
+        let (mut last_flush, mut last_loss, mut last_refresh) =
+            (Instant::now(), Instant::now(), Instant::now());
         let mut pending = false;
         loop {
             let stopping = stop.load(Ordering::SeqCst);
-            let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
             // SAFETY: one valid pollfd; a timeout keeps the periodic work going when idle.
             unsafe { libc::poll(&mut pfd, 1, 50) };
             pending |= self.drain();
@@ -86,10 +114,10 @@ impl Pipeline {
                 last_flush = Instant::now();
             }
             if last_refresh.elapsed() >= IDENTITY_REFRESH_EVERY {
-                if self.identities.refresh() {
-                    if let Err(e) = self.probes.set_watched(&self.identities.watched()) {
-                        tracing::error!("updating the watched cgroups: {e}");
-                    }
+                if self.identities.refresh()
+                    && let Err(e) = self.probes.set_watched(&self.identities.watched())
+                {
+                    tracing::error!("updating the watched cgroups: {e}");
                 }
                 // Follow wall-clock adjustments (NTP) in the record times.
                 self.builder.clock = Clock::now();
@@ -104,7 +132,14 @@ impl Pipeline {
 
     /// Reads everything the ring buffer holds. Returns whether any record was produced.
     fn drain(&mut self) -> bool {
-        let Self { ring, builder, identities, out, decode_errors, .. } = self;
+        let Self {
+            ring,
+            builder,
+            identities,
+            out,
+            decode_errors,
+            ..
+        } = self;
         let mut produced = false;
         while let Some(item) = ring.next() {
             match decode(&item) {
@@ -116,7 +151,12 @@ impl Pipeline {
                 Ok(RawEvent::Exit(ev)) => out.emit(&builder.exit(&ev, identities)),
                 Err(e) => {
                     decode_errors.inc();
-                    out.emit(&builder.notice(boot_ns_now(), "", "undecodable_event", e.to_string()));
+                    out.emit(&builder.notice(
+                        boot_ns_now(),
+                        "",
+                        "undecodable_event",
+                        e.to_string(),
+                    ));
                 }
             }
             produced = true;
@@ -130,11 +170,19 @@ impl Pipeline {
         for (identity, kind, total) in self.probes.loss_counts(self.identities.list.len() as u32) {
             let seen = self.reported_loss.entry((identity, kind)).or_insert(0);
             if total > *seen {
-                let Some(kind_enum) = EventKind::from_u32(kind) else { continue };
+                let Some(kind_enum) = EventKind::from_u32(kind) else {
+                    continue;
+                };
                 let name = self.identities.name(identity).to_string();
-                let record = self.builder.loss(boot_ns_now(), &name, kind_enum, total - *seen);
+                let record = self
+                    .builder
+                    .loss(boot_ns_now(), &name, kind_enum, total - *seen);
                 Registry::global()
-                    .counter("recorder_lost_events_total", "Events dropped in the kernel (ring buffer full).", &[("identity", &name), ("kind", kind_enum_name(kind_enum))])
+                    .counter(
+                        "recorder_lost_events_total",
+                        "Events dropped in the kernel (ring buffer full).",
+                        &[("identity", &name), ("kind", kind_enum_name(kind_enum))],
+                    )
                     .add(total - *seen);
                 *seen = total;
                 self.out.emit(&record);
@@ -143,7 +191,6 @@ impl Pipeline {
         }
         produced
     }
-
 }
 
 impl Output {

@@ -35,16 +35,26 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent<'_>, DecodeError> {
     let h = header(bytes)?;
     match EventKind::from_u32(h.kind) {
         Some(EventKind::Exec) => {
-            let head = read::<ExecHead>(bytes)
-                .ok_or(DecodeError::Truncated { kind: EventKind::Exec, len: bytes.len() })?;
+            let head = read::<ExecHead>(bytes).ok_or(DecodeError::Truncated {
+                kind: EventKind::Exec,
+                len: bytes.len(),
+            })?;
             let argv = bytes
                 .get(EXEC_FIXED_LEN..EXEC_FIXED_LEN + head.argv_len as usize)
-                .ok_or(DecodeError::Truncated { kind: EventKind::Exec, len: bytes.len() })?;
+                .ok_or(DecodeError::Truncated {
+                    kind: EventKind::Exec,
+                    len: bytes.len(),
+                })?;
             Ok(RawEvent::Exec(Box::new(head), argv))
         }
-        Some(EventKind::Exit) => read::<ExitEvent>(bytes)
-            .map(RawEvent::Exit)
-            .ok_or(DecodeError::Truncated { kind: EventKind::Exit, len: bytes.len() }),
+        Some(EventKind::Exit) => {
+            read::<ExitEvent>(bytes)
+                .map(RawEvent::Exit)
+                .ok_or(DecodeError::Truncated {
+                    kind: EventKind::Exit,
+                    len: bytes.len(),
+                })
+        }
         _ => Err(DecodeError::UnknownKind(h.kind)),
     }
 }
@@ -60,17 +70,28 @@ mod tests {
         let mut ev: Box<ExecEvent> = unsafe { Box::new_zeroed().assume_init() };
         ev.head.header.kind = EventKind::Exec as u32;
         ev.head.header.pid = 7;
-        ev.head.exec = ProcKey { ktime: 5, pid: 7, _pad: 0 };
+        ev.head.exec = ProcKey {
+            ktime: 5,
+            pid: 7,
+            _pad: 0,
+        };
         ev.head.argv_len = argv.len() as u32;
         ev.argv[..argv.len()].copy_from_slice(argv);
-        let all = unsafe { std::slice::from_raw_parts(&*ev as *const ExecEvent as *const u8, size_of::<ExecEvent>()) };
+        let all = unsafe {
+            std::slice::from_raw_parts(
+                &*ev as *const ExecEvent as *const u8,
+                size_of::<ExecEvent>(),
+            )
+        };
         all[..EXEC_FIXED_LEN + argv.len()].to_vec()
     }
 
     #[test]
     fn decodes_exec_with_its_argv() {
         let bytes = exec_bytes(b"ls\0-l\0");
-        let RawEvent::Exec(head, argv) = decode(&bytes).unwrap() else { panic!("not exec") };
+        let RawEvent::Exec(head, argv) = decode(&bytes).unwrap() else {
+            panic!("not exec")
+        };
         assert_eq!(head.exec.pid, 7);
         assert_eq!(argv, b"ls\0-l\0");
     }
@@ -82,7 +103,13 @@ mod tests {
         bad[0] = 99;
         assert_eq!(decode(&bad).err(), Some(DecodeError::UnknownKind(99)));
         let cut = exec_bytes(b"abcdef\0");
-        assert!(matches!(decode(&cut[..cut.len() - 3]), Err(DecodeError::Truncated { .. })));
-        assert!(matches!(decode(&cut[..100]), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            decode(&cut[..cut.len() - 3]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode(&cut[..100]),
+            Err(DecodeError::Truncated { .. })
+        ));
     }
 }

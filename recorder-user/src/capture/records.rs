@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 
 use recorder_common::{
-    EXEC_ADOPTED, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_OUTSIDE_IDENTITY, EventKind, ExecHead,
-    ExitEvent, ProcKey,
+    EXEC_ADOPTED, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_OUTSIDE_IDENTITY, EventKind,
+    ExecHead, ExitEvent, ProcKey,
 };
 use serde_json::{Map, Value, json};
 
@@ -24,14 +24,19 @@ impl Clock {
     /// Measures the offset between CLOCK_REALTIME and CLOCK_BOOTTIME now.
     pub fn now() -> Self {
         let read = |clock| {
-            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
             // SAFETY: clock_gettime writes into the timespec we own.
             unsafe { libc::clock_gettime(clock, &mut ts) };
             ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
         };
         let real = read(libc::CLOCK_REALTIME);
         let boot = read(libc::CLOCK_BOOTTIME);
-        Self { offset_ns: real - boot }
+        Self {
+            offset_ns: real - boot,
+        }
     }
 
     pub fn fixed(offset_ns: i128) -> Self {
@@ -66,7 +71,12 @@ pub struct RecordBuilder {
 
 impl RecordBuilder {
     pub fn new(host: String, boot: String, clock: Clock) -> Self {
-        Self { host, boot, clock, migrations: HashSet::new() }
+        Self {
+            host,
+            boot,
+            clock,
+            migrations: HashSet::new(),
+        }
     }
 
     /// `exec_id`: boot tag, pid and the exec's boot-clock time; unique per host across boots.
@@ -85,7 +95,15 @@ impl RecordBuilder {
         format!("s{}-{:x}-{}", self.boot, key.ktime, key.pid)
     }
 
-    fn record(&self, kind: Kind, boot_ns: u64, identity: &str, session: &ProcKey, pid: u32, exec: &ProcKey) -> Record {
+    fn record(
+        &self,
+        kind: Kind,
+        boot_ns: u64,
+        identity: &str,
+        session: &ProcKey,
+        pid: u32,
+        exec: &ProcKey,
+    ) -> Record {
         Record {
             kind,
             time: self.clock.rfc3339(boot_ns),
@@ -100,14 +118,30 @@ impl RecordBuilder {
 
     /// An exec event becomes an `exec` record, preceded by a `cgroup_migration` notice the first
     /// time a session is seen running outside its identity's cgroups in a given cgroup.
-    pub fn exec(&mut self, head: &ExecHead, argv_area: &[u8], identities: &mut Identities) -> Vec<Record> {
+    pub fn exec(
+        &mut self,
+        head: &ExecHead,
+        argv_area: &[u8],
+        identities: &mut Identities,
+    ) -> Vec<Record> {
         let h = head.header;
         let identity = identities.name(h.identity).to_string();
         let cgroup = identities.cgroup_path(h.cgroup_id);
         let mut out = Vec::with_capacity(2);
-        if head.flags & EXEC_OUTSIDE_IDENTITY != 0 && self.migrations.insert((head.session, h.cgroup_id)) {
-            let mut notice = self.record(Kind::Notice, h.ktime, &identity, &head.session, h.pid, &head.exec);
-            notice.fields.insert("reason".into(), json!("cgroup_migration"));
+        if head.flags & EXEC_OUTSIDE_IDENTITY != 0
+            && self.migrations.insert((head.session, h.cgroup_id))
+        {
+            let mut notice = self.record(
+                Kind::Notice,
+                h.ktime,
+                &identity,
+                &head.session,
+                h.pid,
+                &head.exec,
+            );
+            notice
+                .fields
+                .insert("reason".into(), json!("cgroup_migration"));
             notice.fields.insert(
                 "detail".into(),
                 json!(format!(
@@ -122,10 +156,20 @@ impl RecordBuilder {
 
         let argv = split_argv(argv_area);
         let truncated = head.flags & EXEC_ARGV_TRUNCATED != 0;
-        let mut rec = self.record(Kind::Exec, h.ktime, &identity, &head.session, h.pid, &head.exec);
+        let mut rec = self.record(
+            Kind::Exec,
+            h.ktime,
+            &identity,
+            &head.session,
+            h.pid,
+            &head.exec,
+        );
         let f = &mut rec.fields;
         f.insert("ppid".into(), json!(head.ppid));
-        f.insert("parent_exec_id".into(), json!(self.exec_id(&head.parent_exec)));
+        f.insert(
+            "parent_exec_id".into(),
+            json!(self.exec_id(&head.parent_exec)),
+        );
         f.insert("uid".into(), json!(head.uid));
         f.insert("exe".into(), json!(render_path(&head.exe)));
         f.insert("text".into(), json!(command_line(&argv)));
@@ -151,13 +195,23 @@ impl RecordBuilder {
 
     pub fn exit(&self, ev: &ExitEvent, identities: &Identities) -> Record {
         let h = ev.header;
-        let mut rec = self.record(Kind::Exit, h.ktime, identities.name(h.identity), &ev.session, h.pid, &ev.exec);
+        let mut rec = self.record(
+            Kind::Exit,
+            h.ktime,
+            identities.name(h.identity),
+            &ev.session,
+            h.pid,
+            &ev.exec,
+        );
         let f = &mut rec.fields;
         match exit_status(ev.exit_code) {
             ExitStatus::Code(code) => {
                 f.insert("exit_code".into(), json!(code));
             }
-            ExitStatus::Signal { signal, core_dumped } => {
+            ExitStatus::Signal {
+                signal,
+                core_dumped,
+            } => {
                 f.insert("signal".into(), json!(signal));
                 f.insert("signal_name".into(), json!(signal_name(signal)));
                 f.insert("core_dumped".into(), json!(core_dumped));
@@ -170,7 +224,14 @@ impl RecordBuilder {
 
     /// A `loss` record: `count` events of `kind` for `identity` were dropped in the kernel.
     pub fn loss(&self, now_boot_ns: u64, identity: &str, kind: EventKind, count: u64) -> Record {
-        let mut rec = self.record(Kind::Loss, now_boot_ns, identity, &ProcKey::NONE, 0, &ProcKey::NONE);
+        let mut rec = self.record(
+            Kind::Loss,
+            now_boot_ns,
+            identity,
+            &ProcKey::NONE,
+            0,
+            &ProcKey::NONE,
+        );
         let (reason, what) = match kind {
             EventKind::Exec => ("ring_buffer_full", "exec"),
             EventKind::Exit => ("ring_buffer_full", "exit"),
@@ -184,7 +245,14 @@ impl RecordBuilder {
 
     /// A `notice` about no particular process.
     pub fn notice(&self, now_boot_ns: u64, identity: &str, reason: &str, detail: String) -> Record {
-        let mut rec = self.record(Kind::Notice, now_boot_ns, identity, &ProcKey::NONE, 0, &ProcKey::NONE);
+        let mut rec = self.record(
+            Kind::Notice,
+            now_boot_ns,
+            identity,
+            &ProcKey::NONE,
+            0,
+            &ProcKey::NONE,
+        );
         rec.fields.insert("reason".into(), json!(reason));
         rec.fields.insert("detail".into(), json!(detail));
         rec
@@ -193,7 +261,10 @@ impl RecordBuilder {
 
 /// The boot clock now, in nanoseconds (the probes' time base).
 pub fn boot_ns_now() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64

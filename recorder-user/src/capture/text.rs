@@ -12,13 +12,17 @@ pub fn split_argv(area: &[u8]) -> Vec<String> {
     // A complete area ends with the last argument's NUL; a cut one (or one a process rewrote
     // before we read it) may not, and then its last piece is kept as is.
     let body = area.strip_suffix(&[0]).unwrap_or(area);
-    body.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+    body.split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
 }
 
 /// Quotes one word for a POSIX shell so that pasting the command line runs the same argv.
 pub fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
-        && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
     if plain {
         word.to_string()
     } else {
@@ -28,7 +32,10 @@ pub fn shell_quote(word: &str) -> String {
 
 /// The command line: argv quoted and joined with spaces.
 pub fn command_line(argv: &[String]) -> String {
-    argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
+    argv.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// An absolute path from kernel components (leaf first). A pseudo file (memfd) or a deleted
@@ -66,16 +73,47 @@ pub fn exit_status(raw: u32) -> ExitStatus {
     if signal == 0 {
         ExitStatus::Code(((raw >> 8) & 0xff) as u8)
     } else {
-        ExitStatus::Signal { signal, core_dumped: raw & 0x80 != 0 }
+        ExitStatus::Signal {
+            signal,
+            core_dumped: raw & 0x80 != 0,
+        }
     }
 }
 
 /// The conventional name of a Linux signal number (x86_64).
 pub fn signal_name(signal: u8) -> String {
     const NAMES: [&str; 32] = [
-        "", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGKILL", "SIGUSR1",
-        "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP",
-        "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR",
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
         "SIGSYS",
     ];
     match NAMES.get(signal as usize) {
@@ -102,7 +140,10 @@ mod tests {
 
     #[test]
     fn quotes_for_the_shell() {
-        assert_eq!(command_line(&["ls".into(), "-l".into(), "/tmp".into()]), "ls -l /tmp");
+        assert_eq!(
+            command_line(&["ls".into(), "-l".into(), "/tmp".into()]),
+            "ls -l /tmp"
+        );
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
@@ -110,7 +151,11 @@ mod tests {
     }
 
     fn raw(components: &[&str], flags: u32) -> RawPath {
-        let mut p = RawPath { depth: components.len() as u32, flags, components: [[0; PATH_COMPONENT]; PATH_DEPTH] };
+        let mut p = RawPath {
+            depth: components.len() as u32,
+            flags,
+            components: [[0; PATH_COMPONENT]; PATH_DEPTH],
+        };
         for (slot, c) in p.components.iter_mut().zip(components) {
             slot[..c.len()].copy_from_slice(c.as_bytes());
         }
@@ -121,7 +166,10 @@ mod tests {
     fn renders_paths_leaf_first() {
         assert_eq!(render_path(&raw(&["ls", "bin", "usr"], 0)), "/usr/bin/ls");
         assert_eq!(render_path(&raw(&[], 0)), "/");
-        assert_eq!(render_path(&raw(&["memfd:payload"], PATH_UNLINKED)), "/memfd:payload (deleted)");
+        assert_eq!(
+            render_path(&raw(&["memfd:payload"], PATH_UNLINKED)),
+            "/memfd:payload (deleted)"
+        );
         assert_eq!(render_path(&raw(&["c", "b"], PATH_TOO_DEEP)), "/.../b/c");
     }
 
@@ -129,8 +177,20 @@ mod tests {
     fn decodes_exit_status() {
         assert_eq!(exit_status(0), ExitStatus::Code(0));
         assert_eq!(exit_status(3 << 8), ExitStatus::Code(3));
-        assert_eq!(exit_status(9), ExitStatus::Signal { signal: 9, core_dumped: false });
-        assert_eq!(exit_status(0x80 | 11), ExitStatus::Signal { signal: 11, core_dumped: true });
+        assert_eq!(
+            exit_status(9),
+            ExitStatus::Signal {
+                signal: 9,
+                core_dumped: false
+            }
+        );
+        assert_eq!(
+            exit_status(0x80 | 11),
+            ExitStatus::Signal {
+                signal: 11,
+                core_dumped: true
+            }
+        );
         assert_eq!(signal_name(9), "SIGKILL");
         assert_eq!(signal_name(40), "SIG40");
     }

@@ -9,7 +9,9 @@ use std::{
 pub enum CgroupfsError {
     #[error("cannot read /proc/self/mountinfo: {0}")]
     Mountinfo(std::io::Error),
-    #[error("no cgroup v2 hierarchy is mounted (no cgroup2 line in /proc/self/mountinfo); mount one with `mount -t cgroup2 none /sys/fs/cgroup`")]
+    #[error(
+        "no cgroup v2 hierarchy is mounted (no cgroup2 line in /proc/self/mountinfo); mount one with `mount -t cgroup2 none /sys/fs/cgroup`"
+    )]
     NoV2,
 }
 
@@ -38,7 +40,12 @@ fn unescape_octal(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
             let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -56,11 +63,21 @@ pub fn walk_ids(mount: &Path) -> HashMap<u64, String> {
     let mut out = HashMap::new();
     let mut stack = vec![mount.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(meta) = std::fs::metadata(&dir) else { continue };
-        let rel = dir.strip_prefix(mount).map(|r| format!("/{}", r.display())).unwrap_or_else(|_| "/".into());
+        let Ok(meta) = std::fs::metadata(&dir) else {
+            continue;
+        };
+        let rel = dir
+            .strip_prefix(mount)
+            .map(|r| format!("/{}", r.display()))
+            .unwrap_or_else(|_| "/".into());
         out.insert(meta.ino(), rel);
         if let Ok(entries) = std::fs::read_dir(&dir) {
-            stack.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+            stack.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
         }
     }
     out
@@ -71,7 +88,9 @@ pub fn walk_ids(mount: &Path) -> HashMap<u64, String> {
 pub fn find_dir_named(mount: &Path, name: &str) -> Option<PathBuf> {
     let mut queue = std::collections::VecDeque::from([mount.to_path_buf()]);
     while let Some(dir) = queue.pop_front() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             if !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
@@ -94,9 +113,16 @@ mod tests {
         let hybrid = "25 0 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
                       26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n\
                       27 25 0:24 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
-        assert_eq!(v2_mount_from(hybrid), Some(PathBuf::from("/sys/fs/cgroup/unified")));
-        let unified = "30 1 0:26 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\n";
-        assert_eq!(v2_mount_from(unified), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(
+            v2_mount_from(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        let unified =
+            "30 1 0:26 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(
+            v2_mount_from(unified),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
         let escaped = "30 1 0:26 / /mnt/my\\040cg rw - cgroup2 none rw\n";
         assert_eq!(v2_mount_from(escaped), Some(PathBuf::from("/mnt/my cg")));
         assert_eq!(v2_mount_from("1 0 0:1 / / rw - ext4 /dev/vda rw\n"), None);
@@ -106,6 +132,10 @@ mod tests {
     fn this_machine_has_a_v2_hierarchy() {
         let mount = v2_mount().unwrap();
         let ids = walk_ids(&mount);
-        assert_eq!(ids.get(&std::fs::metadata(&mount).unwrap().ino()).map(String::as_str), Some("/"));
+        assert_eq!(
+            ids.get(&std::fs::metadata(&mount).unwrap().ino())
+                .map(String::as_str),
+            Some("/")
+        );
     }
 }

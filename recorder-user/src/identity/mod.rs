@@ -16,12 +16,30 @@ use crate::config::{CgroupSpec, IdentityConfig};
 pub enum IdentityError {
     #[error(transparent)]
     Cgroupfs(#[from] cgroupfs::CgroupfsError),
-    #[error("identity {identity:?}: cgroup {path} does not exist (the cgroup v2 hierarchy is mounted at {mount})")]
-    NoSuchCgroup { identity: String, path: String, mount: String },
-    #[error("identity {identity:?}: {path} is not inside the cgroup v2 hierarchy mounted at {mount}")]
-    OutsideHierarchy { identity: String, path: String, mount: String },
-    #[error("identity {identity:?}: systemd unit {unit} has no cgroup under {mount} (is the unit running?)")]
-    NoSuchUnit { identity: String, unit: String, mount: String },
+    #[error(
+        "identity {identity:?}: cgroup {path} does not exist (the cgroup v2 hierarchy is mounted at {mount})"
+    )]
+    NoSuchCgroup {
+        identity: String,
+        path: String,
+        mount: String,
+    },
+    #[error(
+        "identity {identity:?}: {path} is not inside the cgroup v2 hierarchy mounted at {mount}"
+    )]
+    OutsideHierarchy {
+        identity: String,
+        path: String,
+        mount: String,
+    },
+    #[error(
+        "identity {identity:?}: systemd unit {unit} has no cgroup under {mount} (is the unit running?)"
+    )]
+    NoSuchUnit {
+        identity: String,
+        unit: String,
+        mount: String,
+    },
     #[error("too many identities ({0}; at most {max})", max = recorder_common::MAX_IDENTITIES)]
     TooMany(usize),
 }
@@ -61,7 +79,13 @@ impl Identities {
             })?;
             let dir = locate(&mount, &config.name, &spec)?;
             let (cgroup_id, level) = id_and_level(&mount, &dir, &config.name)?;
-            list.push(Identity { name: config.name.clone(), spec, dir, cgroup_id, level });
+            list.push(Identity {
+                name: config.name.clone(),
+                spec,
+                dir,
+                cgroup_id,
+                level,
+            });
         }
         let paths = CgroupPaths::new(mount.clone());
         Ok(Self { mount, list, paths })
@@ -69,7 +93,11 @@ impl Identities {
 
     /// `(cgroup id, level, identity index)` for the kernel's watched map.
     pub fn watched(&self) -> Vec<(u64, u32, u32)> {
-        self.list.iter().enumerate().map(|(i, id)| (id.cgroup_id, id.level, i as u32)).collect()
+        self.list
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.cgroup_id, id.level, i as u32))
+            .collect()
     }
 
     /// Re-resolves every identity (a restarted unit gets a new cgroup, hence a new id). Returns
@@ -77,11 +105,20 @@ impl Identities {
     pub fn refresh(&mut self) -> bool {
         let mut changed = false;
         for identity in &mut self.list {
-            let Ok(dir) = locate(&self.mount, &identity.name, &identity.spec) else { continue };
-            let Ok((id, level)) = id_and_level(&self.mount, &dir, &identity.name) else { continue };
+            let Ok(dir) = locate(&self.mount, &identity.name, &identity.spec) else {
+                continue;
+            };
+            let Ok((id, level)) = id_and_level(&self.mount, &dir, &identity.name) else {
+                continue;
+            };
             if id != identity.cgroup_id {
                 tracing::info!(identity = %identity.name, dir = %dir.display(), "identity cgroup re-created; watching the new one");
-                *identity = Identity { dir, cgroup_id: id, level, ..identity.clone() };
+                *identity = Identity {
+                    dir,
+                    cgroup_id: id,
+                    level,
+                    ..identity.clone()
+                };
                 changed = true;
             }
         }
@@ -89,7 +126,10 @@ impl Identities {
     }
 
     pub fn name(&self, index: u32) -> &str {
-        self.list.get(index as usize).map(|i| i.name.as_str()).unwrap_or("unknown")
+        self.list
+            .get(index as usize)
+            .map(|i| i.name.as_str())
+            .unwrap_or("unknown")
     }
 
     /// The cgroup path (as in /proc/PID/cgroup: `/a/b`, relative to the v2 mount) of an id.
@@ -103,19 +143,34 @@ fn locate(mount: &Path, name: &str, spec: &CgroupSpec) -> Result<PathBuf, Identi
     match spec {
         CgroupSpec::Path(path) => {
             let p = Path::new(path);
-            let dir = if p.is_absolute() { p.to_path_buf() } else { mount.join(p) };
-            let canonical = dir.canonicalize().map_err(|_| IdentityError::NoSuchCgroup {
-                identity: name.to_string(),
-                path: dir.display().to_string(),
-                mount: shown.clone(),
-            })?;
+            let dir = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                mount.join(p)
+            };
+            let canonical = dir
+                .canonicalize()
+                .map_err(|_| IdentityError::NoSuchCgroup {
+                    identity: name.to_string(),
+                    path: dir.display().to_string(),
+                    mount: shown.clone(),
+                })?;
             if !canonical.starts_with(mount) || !canonical.is_dir() {
-                return Err(IdentityError::OutsideHierarchy { identity: name.to_string(), path: dir.display().to_string(), mount: shown });
+                return Err(IdentityError::OutsideHierarchy {
+                    identity: name.to_string(),
+                    path: dir.display().to_string(),
+                    mount: shown,
+                });
             }
             Ok(canonical)
         }
-        CgroupSpec::Unit(unit) => cgroupfs::find_dir_named(mount, unit)
-            .ok_or_else(|| IdentityError::NoSuchUnit { identity: name.to_string(), unit: unit.clone(), mount: shown }),
+        CgroupSpec::Unit(unit) => {
+            cgroupfs::find_dir_named(mount, unit).ok_or_else(|| IdentityError::NoSuchUnit {
+                identity: name.to_string(),
+                unit: unit.clone(),
+                mount: shown,
+            })
+        }
     }
 }
 
@@ -125,7 +180,10 @@ fn id_and_level(mount: &Path, dir: &Path, name: &str) -> Result<(u64, u32), Iden
         path: dir.display().to_string(),
         mount: mount.display().to_string(),
     })?;
-    let level = dir.strip_prefix(mount).map(|rel| rel.components().count() as u32).unwrap_or(0);
+    let level = dir
+        .strip_prefix(mount)
+        .map(|rel| rel.components().count() as u32)
+        .unwrap_or(0);
     Ok((meta.ino(), level))
 }
 
@@ -138,18 +196,27 @@ struct CgroupPaths {
 
 impl CgroupPaths {
     fn new(mount: PathBuf) -> Self {
-        Self { mount, known: HashMap::new(), last_walk: None }
+        Self {
+            mount,
+            known: HashMap::new(),
+            last_walk: None,
+        }
     }
 
     fn path(&mut self, id: u64) -> String {
         if let Some(p) = self.known.get(&id) {
             return p.clone();
         }
-        let stale = self.last_walk.is_none_or(|t| t.elapsed() > Duration::from_millis(500));
+        let stale = self
+            .last_walk
+            .is_none_or(|t| t.elapsed() > Duration::from_millis(500));
         if stale {
             self.known = cgroupfs::walk_ids(&self.mount);
             self.last_walk = Some(Instant::now());
         }
-        self.known.get(&id).cloned().unwrap_or_else(|| format!("cgroup-id:{id}"))
+        self.known
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("cgroup-id:{id}"))
     }
 }
