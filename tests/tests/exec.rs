@@ -362,3 +362,30 @@ fn adopts_a_process_that_was_in_the_cgroup_before_the_agent_started() {
     assert_eq!(echo["parent_exec_id"], bash["exec_id"]);
     assert_eq!(echo["session"], bash["session"]);
 }
+
+#[test]
+fn records_death_by_signal() {
+    let cg = Cgroup::new("signal");
+    let agent = Agent::start(&["--identity", &cg.identity_flag("sig")]);
+    cg.run("/bin/sh", &["-c", "kill -KILL $$"]);
+    let records = agent.wait_for("the exit", |r| r.iter().any(|x| x["kind"] == "exit"));
+    let exit = of_kind(&records, "exit")[0];
+    assert_eq!(exit["signal"], 9, "{exit}");
+    assert_eq!(exit["signal_name"], "SIGKILL");
+    assert!(exit.get("exit_code").is_none());
+}
+
+#[test]
+fn resolves_a_unit_identity_to_the_units_cgroup() {
+    // systemd is not PID 1 on the test machines, so the unit's cgroup is made by hand where
+    // systemd would put it (a directory named after the unit); the agent finds it by name.
+    let slice = Cgroup::new("slice");
+    let unit_name = format!("recorder-test-{}.service", std::process::id());
+    let unit = slice.child(&unit_name);
+    let agent = Agent::start(&["--identity", &format!("svc=unit:{unit_name}")]);
+    unit.run("/bin/echo", &["from-the-unit"]);
+    let records = agent.wait_for("the exit", |r| r.iter().any(|x| x["kind"] == "exit"));
+    let exec = find_exec(&records, &["/bin/echo", "from-the-unit"]);
+    assert_eq!(exec["identity"], "svc");
+    assert!(exec["cgroup"].as_str().unwrap().ends_with(&unit_name));
+}
