@@ -5,7 +5,7 @@ use std::path::Path;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, RingBuf},
-    programs::BtfTracePoint,
+    programs::{BtfTracePoint, TracePoint, UProbe, uprobe::UProbeScope},
 };
 use recorder_common::{KernelOffsets, LOSS_KINDS, MAX_IDENTITIES, Settings};
 
@@ -49,9 +49,30 @@ const PROGRAMS: [&str; 3] = [
     "sched_process_exit",
 ];
 
+/// The system call tracepoints attached (category `syscalls`), by program name.
+const SYSCALL_PROGRAMS: [&str; 8] = [
+    "sys_enter_write",
+    "sys_exit_write",
+    "sys_enter_sendto",
+    "sys_exit_sendto",
+    "sys_enter_read",
+    "sys_exit_read",
+    "sys_enter_recvfrom",
+    "sys_exit_recvfrom",
+];
+
+/// OpenSSL entry points and the uprobe program for each; `ssl_return` is attached as a return
+/// probe on all four.
+const OPENSSL_ENTRIES: [(&str, &str); 4] = [
+    ("SSL_write", "ssl_write"),
+    ("SSL_write_ex", "ssl_write_ex"),
+    ("SSL_read", "ssl_read"),
+    ("SSL_read_ex", "ssl_read_ex"),
+];
+
 /// The loaded, attached programs and the maps the agent uses.
 pub struct Probes {
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     watched: HashMap<MapData, u64, u32>,
     loss: Array<MapData, u64>,
     settings: Array<MapData, Settings>,
@@ -60,6 +81,9 @@ pub struct Probes {
 /// Offsets of every kernel struct member the programs read, from the running kernel's BTF.
 pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
     let o = |s: &str, m: &str| btf.member_offset(s, m);
+    // `struct sock` starts with its `sock_common`; the programs read through a `struct sock *`.
+    let common = o("sock", "__sk_common")?;
+    let skc = |m: &str| o("sock_common", m).map(|off| common + off);
     Ok(KernelOffsets {
         task_tgid: o("task_struct", "tgid")?,
         task_pid: o("task_struct", "pid")?,
@@ -87,6 +111,22 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         mount_mnt_parent: o("mount", "mnt_parent")?,
         mount_mnt_mountpoint: o("mount", "mnt_mountpoint")?,
         signal_live: o("signal_struct", "live")?,
+        task_files: o("task_struct", "files")?,
+        files_fdt: o("files_struct", "fdt")?,
+        fdtable_fd: o("fdtable", "fd")?,
+        fdtable_max_fds: o("fdtable", "max_fds")?,
+        file_f_inode: o("file", "f_inode")?,
+        file_private_data: o("file", "private_data")?,
+        inode_i_mode: o("inode", "i_mode")?,
+        socket_sk: o("socket", "sk")?,
+        socket_type: o("socket", "type")?,
+        skc_family: skc("skc_family")?,
+        skc_daddr: skc("skc_daddr")?,
+        skc_rcv_saddr: skc("skc_rcv_saddr")?,
+        skc_dport: skc("skc_dport")?,
+        skc_num: skc("skc_num")?,
+        skc_v6_daddr: skc("skc_v6_daddr")?,
+        skc_v6_rcv_saddr: skc("skc_v6_rcv_saddr")?,
     })
 }
 
@@ -134,6 +174,7 @@ impl Probes {
             .override_global("OFFSETS", &offsets, true)
             .map_max_entries("EVENTS", ring_buffer_kib * 1024)
             .map_max_entries("SCRATCH", cpus as u32)
+            .map_max_entries("DATA_SCRATCH", cpus as u32)
             .load(object)?;
         let aya_btf = aya::Btf::parse_file(btf_path, aya::Endianness::default())?;
         for name in PROGRAMS {
@@ -151,6 +192,24 @@ impl Probes {
             program
                 .attach()
                 .map_err(|source| LoadError::Program { name, source })?;
+        }
+        for name in SYSCALL_PROGRAMS {
+            let program: &mut TracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .try_into()
+                .map_err(|source| LoadError::Program { name, source })?;
+            program.load().map_err(|source| LoadError::Program { name, source })?;
+            program.attach("syscalls", name).map_err(|source| LoadError::Program { name, source })?;
+        }
+        // The OpenSSL probes are loaded now and attached per library as libraries are found.
+        for name in OPENSSL_ENTRIES.iter().map(|(_, p)| *p).chain(["ssl_return"]) {
+            let program: &mut UProbe = ebpf
+                .program_mut(name)
+                .ok_or_else(|| LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .try_into()
+                .map_err(|source| LoadError::Program { name, source })?;
+            program.load().map_err(|source| LoadError::Program { name, source })?;
         }
         let map = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name).ok_or(LoadError::Map {
@@ -179,7 +238,7 @@ impl Probes {
             })?;
         Ok((
             Self {
-                _ebpf: ebpf,
+                ebpf,
                 watched,
                 loss,
                 settings,
@@ -223,6 +282,35 @@ impl Probes {
                 name: "SETTINGS",
                 source,
             })
+    }
+
+    /// Attaches the OpenSSL probes to one library (or program) that exports `SSL_write` and
+    /// friends. Returns how many entry points were found; a library without `SSL_write` is not
+    /// OpenSSL and gets no probes.
+    pub fn attach_openssl(&mut self, path: &Path) -> Result<usize, LoadError> {
+        let mut attached = 0;
+        for (symbol, name) in OPENSSL_ENTRIES {
+            let entry: &mut UProbe = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .try_into()
+                .map_err(|source| LoadError::Program { name, source })?;
+            if entry.attach(symbol, path, UProbeScope::AllProcesses).is_err() {
+                // Older OpenSSL has no `_ex` forms; a library without SSL_write is not OpenSSL.
+                continue;
+            }
+            let name = "ssl_return";
+            let ret: &mut UProbe = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .try_into()
+                .map_err(|source| LoadError::Program { name, source })?;
+            ret.attach(symbol, path, UProbeScope::AllProcesses).map_err(|source| LoadError::Program { name, source })?;
+            attached += 1;
+        }
+        Ok(attached)
     }
 
     /// Events lost in the kernel so far, per identity index and kind (`EventKind as u32`).

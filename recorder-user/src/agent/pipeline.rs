@@ -149,6 +149,11 @@ impl Pipeline {
                     }
                 }
                 Ok(RawEvent::Exit(ev)) => out.emit(&builder.exit(&ev, identities)),
+                Ok(RawEvent::Data(head, payload)) => {
+                    if std::env::var_os("RECORDER_DEBUG_DATA").is_some() {
+                        eprintln!("data src={} dir={} pid={} fd={} sock={:x} port={} total={} off={} len={} flags={} {:?}", head.source, head.direction, head.header.pid, head.fd, head.sock.sock, head.sock.rport, head.total, head.offset, head.len, head.flags, String::from_utf8_lossy(&payload[..payload.len().min(80)]));
+                    }
+                }
                 Err(e) => {
                     decode_errors.inc();
                     out.emit(&builder.notice(
@@ -221,5 +226,6 @@ fn kind_enum_name(kind: EventKind) -> &'static str {
         EventKind::Exec => "exec",
         EventKind::Exit => "exit",
         EventKind::Track => "process",
+        EventKind::Data => "data",
     }
 }

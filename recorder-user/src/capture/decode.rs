@@ -1,11 +1,13 @@
 //! Decoding ring buffer items into the shared `#[repr(C)]` event types. Pure: bytes in, values
 //! out; a short or unknown item is an error, never a panic.
-use recorder_common::{EXEC_FIXED_LEN, EventHeader, EventKind, ExecHead, ExitEvent};
+use recorder_common::{DATA_FIXED_LEN, DataHead, EXEC_FIXED_LEN, EventHeader, EventKind, ExecHead, ExitEvent};
 
 /// A decoded kernel event. The exec event's argv is borrowed from the ring buffer item.
 pub enum RawEvent<'a> {
     Exec(Box<ExecHead>, &'a [u8]),
     Exit(ExitEvent),
+    /// Socket or TLS bytes, with the payload borrowed from the ring buffer item.
+    Data(DataHead, &'a [u8]),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -54,6 +56,14 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent<'_>, DecodeError> {
                     kind: EventKind::Exit,
                     len: bytes.len(),
                 })
+        }
+        Some(EventKind::Data) => {
+            let head = read::<DataHead>(bytes)
+                .ok_or(DecodeError::Truncated { kind: EventKind::Data, len: bytes.len() })?;
+            let payload = bytes
+                .get(DATA_FIXED_LEN..DATA_FIXED_LEN + head.len as usize)
+                .ok_or(DecodeError::Truncated { kind: EventKind::Data, len: bytes.len() })?;
+            Ok(RawEvent::Data(head, payload))
         }
         _ => Err(DecodeError::UnknownKind(h.kind)),
     }

@@ -236,6 +236,7 @@ impl RecordBuilder {
             EventKind::Exec => ("ring_buffer_full", "exec"),
             EventKind::Exit => ("ring_buffer_full", "exit"),
             EventKind::Track => ("process_table_full", "process"),
+            EventKind::Data => ("ring_buffer_full", "data"),
         };
         rec.fields.insert("count".into(), json!(count));
         rec.fields.insert("reason".into(), json!(reason));
