@@ -9,5 +9,6 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod metrics;
+pub mod protocol;
 pub mod record;
 pub mod sink;
