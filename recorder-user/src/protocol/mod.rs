@@ -23,13 +23,14 @@ pub const MAX_STATEMENT_BYTES: usize = 1 << 20;
 pub const MAX_PARAM_BYTES: usize = 4096;
 /// Most parameters kept per statement; the rest are dropped and the event flagged.
 pub const MAX_PARAMS: usize = 1024;
-/// Most statements awaiting their result per connection (pipelining). Past this, the oldest is
-/// emitted with [`Status::Unknown`].
+/// Most requests awaiting their result per connection (pipelining), and the bytes of statement
+/// text they may hold together. Past either, the oldest is emitted with [`Status::Unknown`].
 pub const MAX_PENDING: usize = 256;
+pub const MAX_PENDING_BYTES: usize = 4 << 20;
 /// Most prepared statements (and PostgreSQL portals) remembered per connection, and the bytes
 /// of statement text they may hold together; the oldest is forgotten past either bound.
 pub const MAX_PREPARED: usize = 512;
-pub const MAX_PREPARED_BYTES: usize = 8 << 20;
+pub const MAX_PREPARED_BYTES: usize = 4 << 20;
 /// Longest result string (a server error message can be long).
 pub const MAX_RESULT_BYTES: usize = 4096;
 
@@ -287,11 +288,15 @@ impl<K: PartialEq, V> Prepared<K, V> {
     }
 
     fn remove(&mut self, key: &K) {
-        if let Some(i) = self.entries.iter().position(|(k, _, _)| k == key) {
-            if let Some((_, _, s)) = self.entries.remove(i) {
-                self.bytes -= s;
-            }
+        if let Some(i) = self.entries.iter().position(|(k, _, _)| k == key)
+            && let Some((_, _, s)) = self.entries.remove(i)
+        {
+            self.bytes -= s;
         }
+    }
+
+    fn bytes(&self) -> usize {
+        self.bytes
     }
 
     fn clear(&mut self) {

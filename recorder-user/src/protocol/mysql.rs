@@ -9,9 +9,9 @@ use std::collections::VecDeque;
 
 use super::wire::{Reader, lossy};
 use super::{
-    Decoder, Direction, MAX_PARAM_BYTES, MAX_PARAMS, MAX_PENDING, MAX_RESULT_BYTES,
-    MAX_STATEMENT_BYTES, NO_RESPONSE, Notice, Output, Prepared, Protocol, SqlEvent, Status,
-    bounded_result, text_of,
+    Decoder, Direction, MAX_PARAM_BYTES, MAX_PARAMS, MAX_PENDING, MAX_PENDING_BYTES,
+    MAX_RESULT_BYTES, MAX_STATEMENT_BYTES, NO_RESPONSE, Notice, Output, Prepared, Protocol,
+    SqlEvent, Status, bounded_result, text_of,
 };
 
 mod framer;
@@ -112,9 +112,20 @@ struct Prepared_ {
     params: u16,
     /// Parameter types (type, unsigned flag) as last sent with new-params-bound.
     types: Vec<(u8, bool)>,
-    /// COM_STMT_SEND_LONG_DATA payloads by parameter, rendered, until the next execute.
-    long_data: Vec<(u16, String, bool)>,
 }
+
+/// A parameter sent with COM_STMT_SEND_LONG_DATA, awaiting its execute.
+#[derive(Debug)]
+struct LongData {
+    statement: u32,
+    param: u16,
+    /// Rendered start of the data; empty past [`MAX_LONG_DATA_KEPT`] parameters.
+    text: String,
+    cut: bool,
+}
+
+/// Long-data parameters whose text is kept (bounds memory: each keeps up to MAX_PARAM_BYTES).
+const MAX_LONG_DATA_KEPT: usize = 16;
 
 /// A command awaiting its response.
 #[derive(Debug)]
@@ -153,6 +164,7 @@ pub struct MysqlDecoder {
     database: Option<String>,
     statements: Prepared<u32, Prepared_>,
     last_prepared: Option<u32>,
+    long_data: Vec<LongData>,
     queue: VecDeque<Request>,
 }
 
@@ -174,6 +186,7 @@ impl MysqlDecoder {
             database: None,
             statements: Prepared::default(),
             last_prepared: None,
+            long_data: Vec::new(),
             queue: VecDeque::new(),
         }
     }
@@ -193,6 +206,18 @@ impl MysqlDecoder {
 
     pub fn database(&self) -> Option<&str> {
         self.database.as_deref()
+    }
+
+    /// Bytes held for this connection: partial packets, prepared statements, statements awaiting
+    /// results (texts only; a bound for memory accounting and tests).
+    pub fn buffered_bytes(&self) -> usize {
+        let waiting = self.waiting_bytes();
+        let long: usize = self.long_data.iter().map(|l| l.text.len()).sum();
+        self.to_server.buffered_bytes()
+            + self.to_client.buffered_bytes()
+            + self.statements.bytes()
+            + long
+            + waiting
     }
 
     fn has(&self, cap: u64) -> bool {
@@ -404,15 +429,29 @@ impl MysqlDecoder {
         let (Some(id), Some(param)) = (r.u32_le(), r.u16_le()) else {
             return;
         };
-        let id = self.resolve_id(id);
-        if let Some(s) = self.statements.get_mut(&id) {
-            let (chunk, cut) = text_of(r.rest(), MAX_PARAM_BYTES);
-            if let Some((_, text, was_cut)) = s.long_data.iter_mut().find(|(p, _, _)| *p == param) {
-                text.push_str(&chunk);
-                *was_cut |= cut | super::truncate_utf8(text, MAX_PARAM_BYTES);
-            } else if s.long_data.len() < MAX_PARAMS {
-                s.long_data.push((param, chunk, cut));
+        let statement = self.resolve_id(id);
+        let (chunk, cut) = text_of(r.rest(), MAX_PARAM_BYTES);
+        let count = self.long_data.len();
+        let kept = count < MAX_LONG_DATA_KEPT;
+        match self
+            .long_data
+            .iter_mut()
+            .find(|l| l.statement == statement && l.param == param)
+        {
+            Some(l) => {
+                l.text.push_str(&chunk);
+                l.cut |= cut | super::truncate_utf8(&mut l.text, MAX_PARAM_BYTES);
             }
+            None if count < MAX_PARAMS => {
+                let text = if kept { chunk } else { String::new() };
+                self.long_data.push(LongData {
+                    statement,
+                    param,
+                    text,
+                    cut: cut || !kept,
+                });
+            }
+            None => {}
         }
     }
 
@@ -454,9 +493,7 @@ impl MysqlDecoder {
             )));
         }
         let event = self.prepared_event(Some(id), params, cut);
-        if let Some(s) = self.statements.get_mut(&id) {
-            s.long_data.clear();
-        }
+        self.long_data.retain(|l| l.statement != id);
         self.request(Kind::Execute, Some(event));
     }
 
@@ -503,12 +540,15 @@ impl MysqlDecoder {
         let mut cut = count > MAX_PARAMS;
         for i in 0..count {
             let is_null = nulls.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0);
-            let long = stmt.long_data.iter().find(|(p, _, _)| usize::from(*p) == i);
+            let long = self
+                .long_data
+                .iter()
+                .find(|l| l.statement == id && usize::from(l.param) == i);
             let value = if is_null {
                 None
-            } else if let Some((_, text, was_cut)) = long {
-                cut |= *was_cut;
-                Some(text.clone())
+            } else if let Some(l) = long {
+                cut |= l.cut;
+                Some(l.text.clone())
             } else {
                 let Some(&(ty, unsigned)) = stmt.types.get(i) else {
                     return (params, cut, false);
@@ -652,7 +692,6 @@ impl MysqlDecoder {
             truncated: event.truncated,
             params,
             types: Vec::new(),
-            long_data: Vec::new(),
         };
         self.statements.insert(id, stmt, event.text.len() + 64);
         self.last_prepared = Some(id);
@@ -676,7 +715,9 @@ impl MysqlDecoder {
     }
 
     fn bound_queue(&mut self, out: &mut Vec<Output>) {
-        while self.queue.len() > MAX_PENDING {
+        while self.queue.len() > MAX_PENDING
+            || (self.queue.len() > 1 && self.waiting_bytes() > MAX_PENDING_BYTES)
+        {
             if let Some(Request {
                 event: Some(event),
                 flushed: false,
@@ -686,6 +727,14 @@ impl MysqlDecoder {
                 out.push(Output::Sql(event));
             }
         }
+    }
+
+    fn waiting_bytes(&self) -> usize {
+        self.queue
+            .iter()
+            .filter_map(|r| r.event.as_ref())
+            .map(|e| e.text.len() + e.params.iter().flatten().map(String::len).sum::<usize>())
+            .sum()
     }
 }
 
@@ -740,5 +789,6 @@ impl Decoder for MysqlDecoder {
         self.flush_pending(out);
         self.queue.clear();
         self.statements.clear();
+        self.long_data.clear();
     }
 }

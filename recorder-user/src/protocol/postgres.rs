@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 
 use super::wire::{Reader, lossy};
 use super::{
-    Decoder, Direction, MAX_PENDING, MAX_STATEMENT_BYTES, NO_RESPONSE, Notice, Output, Prepared,
-    Protocol, SqlEvent, Status, bounded_result, split, text_of,
+    Decoder, Direction, MAX_PENDING, MAX_PENDING_BYTES, MAX_STATEMENT_BYTES, NO_RESPONSE, Notice,
+    Output, Prepared, Protocol, SqlEvent, Status, bounded_result, split, text_of,
 };
 
 mod framer;
@@ -141,6 +141,17 @@ impl PostgresDecoder {
     /// The database name, once known.
     pub fn database(&self) -> Option<&str> {
         self.database.as_deref()
+    }
+
+    /// Bytes held for this connection: partial messages, remembered statements and portals,
+    /// statements awaiting results (texts only; a bound for memory accounting and tests).
+    pub fn buffered_bytes(&self) -> usize {
+        let waiting = self.waiting_bytes();
+        self.to_server.buffered_bytes()
+            + self.to_client.buffered_bytes()
+            + self.statements.bytes()
+            + self.portals.bytes()
+            + waiting
     }
 
     fn feed_to_server(&mut self, mut input: &[u8], out: &mut Vec<Output>) {
@@ -308,7 +319,12 @@ impl PostgresDecoder {
 
     fn query(&mut self, body: &[u8], cut: bool) -> bool {
         let sql = body.strip_suffix(&[0]).unwrap_or(body);
-        let well_formed = cut || (body.last() == Some(&0) && !sql.contains(&0));
+        if !cut && (body.last() != Some(&0) || sql.contains(&0)) {
+            // The server rejects it with a protocol error and runs nothing; only its
+            // ReadyForQuery is awaited.
+            self.push(Item::Sync);
+            return false;
+        }
         let ranges = split::statements(sql);
         let count = ranges.len();
         if count == 0 {
@@ -326,8 +342,7 @@ impl PostgresDecoder {
             let event = self.event(text, truncated, Vec::new());
             self.push(Self::statement_item(event, Some(span)));
         }
-        self.push(Item::Sync);
-        well_formed
+        self.push(Item::Sync)
     }
 
     fn parse(&mut self, body: &[u8], cut: bool) -> bool {
@@ -598,7 +613,9 @@ impl PostgresDecoder {
     /// Keeps the queue bounded: a client that pipelines without reading answers, or a lost
     /// direction, must not grow memory.
     fn bound_queue(&mut self, out: &mut Vec<Output>) {
-        while self.queue.len() > MAX_PENDING {
+        while self.queue.len() > MAX_PENDING
+            || (self.queue.len() > 1 && self.waiting_bytes() > MAX_PENDING_BYTES)
+        {
             if let Some(Item::Statement { event, emitted, .. }) = self.queue.pop_front() {
                 emit(
                     out,
@@ -609,6 +626,16 @@ impl PostgresDecoder {
                 );
             }
         }
+    }
+
+    fn waiting_bytes(&self) -> usize {
+        self.queue
+            .iter()
+            .map(|i| match i {
+                Item::Statement { event, .. } | Item::Parse { event } => event_bytes(event),
+                _ => 0,
+            })
+            .sum()
     }
 }
 
@@ -637,6 +664,16 @@ impl Decoder for PostgresDecoder {
         self.statements.clear();
         self.portals.clear();
     }
+}
+
+fn event_bytes(event: &SqlEvent) -> usize {
+    event.text.len()
+        + event
+            .params
+            .iter()
+            .flatten()
+            .map(String::len)
+            .sum::<usize>()
 }
 
 fn emit(out: &mut Vec<Output>, mut event: SqlEvent, emitted: bool, status: Status, result: String) {

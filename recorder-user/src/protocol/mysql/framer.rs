@@ -31,6 +31,10 @@ pub(crate) struct Framer {
 }
 
 impl Framer {
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.current.as_ref().map_or(0, |p| p.payload.len())
+    }
+
     /// The next complete logical packet, consuming from `input`; `None` once it is used up.
     pub(crate) fn next(&mut self, input: &mut &[u8]) -> Option<Packet> {
         loop {

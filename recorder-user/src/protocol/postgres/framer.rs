@@ -76,6 +76,15 @@ impl Framer {
         matches!(self.state, State::Header { n: 0, .. }) && self.replay_pos >= self.replay.len()
     }
 
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        let partial = match &self.state {
+            State::Header { .. } => 0,
+            State::Body { kept, .. } => kept.len(),
+            State::Resync { buf } => buf.len(),
+        };
+        partial + self.replay.len()
+    }
+
     /// The next complete message, consuming from `input`; `None` once `input` is used up.
     pub(crate) fn next(&mut self, input: &mut &[u8], untyped: bool) -> Option<Frame> {
         if self.replay_pos < self.replay.len() {

@@ -6,7 +6,6 @@ use crate::protocol::wire::Reader;
 use crate::protocol::{MAX_PARAM_BYTES, MAX_PARAMS, hex_of, text_of};
 
 const BOOL: u32 = 16;
-const BYTEA: u32 = 17;
 const CHAR: u32 = 18;
 const NAME: u32 = 19;
 const INT8: u32 = 20;
@@ -105,8 +104,8 @@ pub(crate) fn binary_value(oid: u32, bytes: &[u8]) -> (String, bool) {
             Some((1, json)) => utf8(json),
             _ => None,
         },
-        // bytea and everything else: hex, as bytea's own output.
-        BYTEA | _ => None,
+        // bytea (and every type not decoded here): hex, as bytea's own output.
+        _ => None,
     };
     match decoded {
         Some(text) => text_of(text.as_bytes(), MAX_PARAM_BYTES),
@@ -205,7 +204,7 @@ mod tests {
             "2001-01-01 01:01:01.5"
         );
         assert_eq!(binary_value(JSONB, b"\x01{\"a\":1}").0, "{\"a\":1}");
-        assert_eq!(binary_value(BYTEA, &[0xde, 0xad]).0, "\\xdead");
+        assert_eq!(binary_value(17, &[0xde, 0xad]).0, "\\xdead");
         // A wrong length for the declared type is shown as it is, in hex.
         assert_eq!(binary_value(INT4, &[1, 2]).0, "\\x0102");
         assert_eq!(binary_value(9999, &[0xff]).0, "\\xff");
