@@ -38,6 +38,8 @@ pub const MAX_RESULT_BYTES: usize = 4096;
 pub const NO_RESPONSE: &str = "no response";
 /// The `reason` of every notice about malformed protocol bytes.
 pub const MALFORMED: &str = "malformed_sql_protocol";
+/// The `reason` of a notice for a server error that answers no statement (a failed login).
+pub const SERVER_ERROR: &str = "sql_server_error";
 
 /// Which way a chunk travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,11 +110,58 @@ pub struct Notice {
     pub detail: String,
 }
 
-impl Notice {
-    fn malformed(detail: impl Into<String>) -> Self {
+/// Why bytes were not decodable; reported as a [`Notice`] with reason [`MALFORMED`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    #[error("PostgreSQL {side} startup packet with length {len}")]
+    PostgresStartup { side: &'static str, len: u32 },
+    #[error("PostgreSQL {side} message type 0x{ty:02x} with length {len}")]
+    PostgresHeader {
+        side: &'static str,
+        ty: u8,
+        len: u32,
+    },
+    #[error("PostgreSQL client message {0:?} does not parse")]
+    PostgresMessage(char),
+    #[error("MySQL server greeting is not protocol 10")]
+    MysqlGreetingVersion,
+    #[error("MySQL server greeting does not parse")]
+    MysqlGreeting,
+    #[error("MySQL handshake response too short")]
+    MysqlHandshake,
+    #[error("MySQL pre-4.1 handshake is not decoded")]
+    MysqlPre41,
+    #[error("empty MySQL command packet")]
+    MysqlEmptyCommand,
+    #[error("unknown MySQL command 0x{0:02x}")]
+    MysqlUnknownCommand(u8),
+    #[error("MySQL query attributes do not parse")]
+    MysqlQueryAttributes,
+    #[error("MySQL COM_STMT_EXECUTE does not parse")]
+    MysqlExecute,
+}
+
+impl From<Malformed> for Notice {
+    fn from(e: Malformed) -> Self {
         Notice {
             reason: MALFORMED,
-            detail: detail.into(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+impl From<Malformed> for Output {
+    fn from(e: Malformed) -> Self {
+        Output::Notice(e.into())
+    }
+}
+
+impl Notice {
+    /// A server error that answers no statement (a failed login, a refused connection).
+    fn server_error(detail: String) -> Self {
+        Notice {
+            reason: SERVER_ERROR,
+            detail,
         }
     }
 }

@@ -10,15 +10,17 @@ use std::collections::VecDeque;
 use super::wire::{Reader, lossy};
 use super::{
     Decoder, Direction, MAX_PARAM_BYTES, MAX_PARAMS, MAX_PENDING, MAX_PENDING_BYTES,
-    MAX_RESULT_BYTES, MAX_STATEMENT_BYTES, NO_RESPONSE, Notice, Output, Prepared, Protocol,
-    SqlEvent, Status, bounded_result, text_of,
+    MAX_RESULT_BYTES, MAX_STATEMENT_BYTES, Malformed, NO_RESPONSE, Notice, Output, Prepared,
+    Protocol, SqlEvent, Status, bounded_result, text_of,
 };
 
 mod framer;
+mod handshake;
 mod response;
 mod values;
 
 use framer::{Framer, Packet};
+pub use handshake::{looks_like_greeting, looks_like_handshake_response};
 use response::Response;
 
 // Capability flags (lower 32 bits are MySQL's; MariaDB's extended ones are shifted up by 32).
@@ -39,7 +41,6 @@ const COM_QUIT: u8 = 0x01;
 const COM_INIT_DB: u8 = 0x02;
 const COM_QUERY: u8 = 0x03;
 const COM_FIELD_LIST: u8 = 0x04;
-const COM_STATISTICS: u8 = 0x09;
 const COM_PROCESS_INFO: u8 = 0x0a;
 const COM_CHANGE_USER: u8 = 0x11;
 const COM_STMT_PREPARE: u8 = 0x16;
@@ -53,44 +54,6 @@ const LAST_PREPARED: u32 = 0xffff_ffff;
 
 /// Capabilities assumed for a connection whose handshake was not seen.
 const ASSUMED_CAPS: u64 = CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION;
-
-/// Whether `first` (the first server bytes of a connection) is a MySQL protocol-10 greeting.
-pub fn looks_like_greeting(first: &[u8]) -> bool {
-    let mut r = Reader::new(first);
-    let (Some(len), Some(0), Some(10)) = (r.take(3), r.u8(), r.u8()) else {
-        return false;
-    };
-    let len = u32::from_le_bytes([len[0], len[1], len[2], 0]);
-    let version: Vec<u8> = r
-        .rest()
-        .iter()
-        .copied()
-        .take_while(|&b| b != 0)
-        .take(64)
-        .collect();
-    (20..=1024).contains(&len)
-        && !version.is_empty()
-        && version.iter().all(|b| (0x20..0x7f).contains(b))
-}
-
-/// Whether `first` (client bytes) is a HandshakeResponse41 or SSL request: the start of the
-/// plaintext of a TLS connection, or a connection whose greeting was missed.
-pub fn looks_like_handshake_response(first: &[u8]) -> bool {
-    let mut r = Reader::new(first);
-    let (Some(len), Some(seq)) = (r.take(3), r.u8()) else {
-        return false;
-    };
-    let len = u32::from_le_bytes([len[0], len[1], len[2], 0]);
-    let (Some(caps), Some(_max), Some(_charset), Some(filler)) =
-        (r.u32_le(), r.u32_le(), r.u8(), r.take(23))
-    else {
-        return false;
-    };
-    (1..=3).contains(&seq)
-        && (32..=65_536).contains(&len)
-        && u64::from(caps) & CLIENT_PROTOCOL_41 != 0
-        && filler.get(..19).is_some_and(|f| f.iter().all(|&b| b == 0))
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -272,51 +235,31 @@ impl MysqlDecoder {
     }
 
     fn handshake_response(&mut self, p: &Packet, out: &mut Vec<Output>) {
-        let mut r = Reader::new(&p.payload);
-        let (Some(caps), Some(_max_packet), Some(_charset), Some(filler)) =
-            (r.u32_le(), r.u32_le(), r.u8(), r.take(23))
-        else {
-            out.push(Output::Notice(Notice::malformed(
-                "MySQL handshake response too short",
-            )));
-            return;
+        let hs = match handshake::client_handshake(&p.payload) {
+            Ok(hs) => hs,
+            Err(e) => {
+                out.push(e.into());
+                if e == Malformed::MysqlPre41 {
+                    self.phase = Phase::Stopped;
+                }
+                return;
+            }
         };
-        let mut caps = u64::from(caps);
-        if caps & CLIENT_MYSQL == 0
-            && let Some(ext) = filler.get(19..23)
-        {
-            caps |= u64::from(u32::from_le_bytes([ext[0], ext[1], ext[2], ext[3]])) << 32;
-        }
-        self.caps = caps & self.server_caps.unwrap_or(u64::MAX);
-        if caps & CLIENT_PROTOCOL_41 == 0 {
-            out.push(Output::Notice(Notice::malformed(
-                "MySQL pre-4.1 handshake is not decoded",
-            )));
-            self.phase = Phase::Stopped;
-            return;
-        }
-        if caps & CLIENT_SSL != 0 && r.is_empty() {
+        self.caps = hs.caps & self.server_caps.unwrap_or(u64::MAX);
+        if hs.ssl_request {
             self.stop(out, Output::TlsStarted);
             return;
         }
-        self.user = r.cstr().map(lossy);
-        let auth_skipped = if caps & CLIENT_PLUGIN_AUTH_LENENC_DATA != 0 {
-            r.lenenc_bytes().is_some()
-        } else if caps & CLIENT_SECURE_CONNECTION != 0 {
-            r.u8().and_then(|n| r.take(usize::from(n))).is_some()
-        } else {
-            r.cstr().is_some()
-        };
-        if auth_skipped && caps & CLIENT_CONNECT_WITH_DB != 0 {
-            self.database = r.cstr().map(lossy).filter(|d| !d.is_empty());
-        }
+        self.user = hs.user;
+        self.database = hs.database;
         self.phase = Phase::Auth;
         if self.has(CLIENT_COMPRESS | CLIENT_ZSTD_COMPRESSION) {
+            let detail = "compressed MySQL protocol; statements not decoded".to_string();
             self.stop(
                 out,
                 Output::Notice(Notice {
                     reason: "sql_unsupported",
-                    detail: "compressed MySQL protocol; statements not decoded".into(),
+                    detail,
                 }),
             );
         }
@@ -347,9 +290,7 @@ impl MysqlDecoder {
 
     fn command(&mut self, p: &Packet, out: &mut Vec<Output>) {
         let Some((&cmd, body)) = p.payload.split_first() else {
-            out.push(Output::Notice(Notice::malformed(
-                "empty MySQL command packet",
-            )));
+            out.push(Malformed::MysqlEmptyCommand.into());
             return;
         };
         match cmd {
@@ -382,22 +323,15 @@ impl MysqlDecoder {
             COM_CHANGE_USER => self.change_user(body),
             COM_QUIT => {}
             // Ping, statistics, reset, set option, debug, refresh, shutdown...: one packet back.
-            0x05..=0x0f | 0x1a | 0x1b | 0x1f => {
-                let _ = COM_STATISTICS;
-                self.request(Kind::OnePacket, None);
-            }
-            other => out.push(Output::Notice(Notice::malformed(format!(
-                "unknown MySQL command 0x{other:02x}"
-            )))),
+            0x05..=0x0f | 0x1a | 0x1b | 0x1f => self.request(Kind::OnePacket, None),
+            other => out.push(Malformed::MysqlUnknownCommand(other).into()),
         }
     }
 
     fn query(&mut self, body: &[u8], cut: bool, out: &mut Vec<Output>) {
         let mut r = Reader::new(body);
         if self.has(CLIENT_QUERY_ATTRIBUTES) && !skip_query_attributes(&mut r) {
-            out.push(Output::Notice(Notice::malformed(
-                "MySQL query attributes do not parse",
-            )));
+            out.push(Malformed::MysqlQueryAttributes.into());
             return;
         }
         let (text, truncated) = text_of(r.rest(), MAX_STATEMENT_BYTES);
@@ -480,17 +414,13 @@ impl MysqlDecoder {
     fn execute(&mut self, body: &[u8], out: &mut Vec<Output>) {
         let mut r = Reader::new(body);
         let (Some(id), Some(flags), Some(_iterations)) = (r.u32_le(), r.u8(), r.u32_le()) else {
-            out.push(Output::Notice(Notice::malformed(
-                "MySQL COM_STMT_EXECUTE too short",
-            )));
+            out.push(Malformed::MysqlExecute.into());
             return;
         };
         let id = self.resolve_id(id);
         let (params, cut, ok) = self.execute_params(id, flags, &mut r);
         if !ok {
-            out.push(Output::Notice(Notice::malformed(
-                "MySQL COM_STMT_EXECUTE parameters do not parse",
-            )));
+            out.push(Malformed::MysqlExecute.into());
         }
         let event = self.prepared_event(Some(id), params, cut);
         self.long_data.retain(|l| l.statement != id);
@@ -580,44 +510,18 @@ impl MysqlDecoder {
     }
 
     fn greeting(&mut self, p: &Packet, out: &mut Vec<Output>) {
-        let mut r = Reader::new(&p.payload);
-        match r.u8() {
-            Some(10) => {}
-            Some(0xff) => {
-                let detail = response::error_text(&p.payload, false);
-                out.push(Output::Notice(Notice {
-                    reason: "sql_server_error",
-                    detail,
-                }));
-                return;
-            }
-            _ => {
-                out.push(Output::Notice(Notice::malformed(
-                    "MySQL server greeting is not protocol 10",
-                )));
-                return;
-            }
+        if p.payload.first() == Some(&0xff) {
+            // Refused before the handshake (too many connections, host not allowed).
+            let detail = response::error_text(&p.payload, false);
+            out.push(Output::Notice(Notice::server_error(detail)));
+            return;
         }
-        let parsed = (|| {
-            r.cstr()?;
-            let (_conn, _scramble, _filler) = (r.u32_le()?, r.take(8)?, r.u8()?);
-            let low = r.u16_le()?;
-            let (_charset, _status, high) = (r.u8()?, r.u16_le()?, r.u16_le()?);
-            let (_auth_len, _reserved, ext) = (r.u8()?, r.take(6)?, r.u32_le()?);
-            let mut caps = u64::from(low) | u64::from(high) << 16;
-            if caps & CLIENT_MYSQL == 0 {
-                caps |= u64::from(ext) << 32;
-            }
-            Some(caps)
-        })();
-        match parsed {
-            Some(caps) => {
+        match handshake::greeting(&p.payload) {
+            Ok(caps) => {
                 self.server_caps = Some(caps);
                 self.phase = Phase::HandshakeResponse;
             }
-            None => out.push(Output::Notice(Notice::malformed(
-                "MySQL server greeting does not parse",
-            ))),
+            Err(e) => out.push(e.into()),
         }
     }
 
@@ -626,10 +530,7 @@ impl MysqlDecoder {
             Some(0x00) => self.phase = Phase::Command,
             Some(0xff) => {
                 let detail = response::error_text(&p.payload, self.has(CLIENT_PROTOCOL_41));
-                out.push(Output::Notice(Notice {
-                    reason: "sql_server_error",
-                    detail,
-                }));
+                out.push(Output::Notice(Notice::server_error(detail)));
             }
             // Auth switch, more data (RSA key, fast-auth result): nothing to record.
             _ => {}

@@ -8,8 +8,9 @@ use std::collections::VecDeque;
 
 use super::wire::{Reader, lossy};
 use super::{
-    Decoder, Direction, MAX_PENDING, MAX_PENDING_BYTES, MAX_STATEMENT_BYTES, NO_RESPONSE, Notice,
-    Output, Prepared, Protocol, SqlEvent, Status, bounded_result, split, text_of,
+    Decoder, Direction, MAX_PENDING, MAX_PENDING_BYTES, MAX_STATEMENT_BYTES, Malformed,
+    NO_RESPONSE, Notice, Output, Prepared, Protocol, SqlEvent, Status, bounded_result, split,
+    text_of,
 };
 
 mod framer;
@@ -171,8 +172,8 @@ impl PostgresDecoder {
             let untyped = self.phase == Phase::Startup;
             match self.to_server.next(&mut input, untyped) {
                 Some(Frame::Message { ty, body, cut }) => self.client_message(ty, &body, cut, out),
-                Some(Frame::Malformed(detail)) => {
-                    out.push(Output::Notice(Notice::malformed(detail)));
+                Some(Frame::Malformed(e)) => {
+                    out.push(e.into());
                     self.enter_typed();
                 }
                 None => break,
@@ -190,9 +191,7 @@ impl PostgresDecoder {
             }
             match self.to_client.next(&mut input, false) {
                 Some(Frame::Message { ty, body, .. }) => self.server_message(ty, &body, out),
-                Some(Frame::Malformed(detail)) => {
-                    out.push(Output::Notice(Notice::malformed(detail)))
-                }
+                Some(Frame::Malformed(e)) => out.push(e.into()),
                 None => break,
             }
         }
@@ -245,10 +244,7 @@ impl PostgresDecoder {
             _ => true,
         };
         if !ok {
-            out.push(Output::Notice(Notice::malformed(format!(
-                "PostgreSQL client message {:?} does not parse",
-                char::from(ty)
-            ))));
+            out.push(Malformed::PostgresMessage(char::from(ty)).into());
         }
         self.bound_queue(out);
     }
@@ -554,10 +550,7 @@ impl PostgresDecoder {
     /// An error with no request waiting: a failed login, a failed implicit COMMIT at Sync, a
     /// server shutdown.
     fn error_without_request(&mut self, result: String, out: &mut Vec<Output>) {
-        out.push(Output::Notice(Notice {
-            reason: "sql_server_error",
-            detail: result,
-        }));
+        out.push(Output::Notice(Notice::server_error(result)));
     }
 
     /// Parse, Bind or Describe failed: the Execute that follows in the group is the statement

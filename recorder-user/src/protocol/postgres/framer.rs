@@ -3,7 +3,7 @@
 
 use super::MAX_STARTUP_LEN;
 use crate::protocol::wire::Reader;
-use crate::protocol::{Direction, MAX_STATEMENT_BYTES};
+use crate::protocol::{Direction, MAX_STATEMENT_BYTES, Malformed};
 
 /// Bytes of one message body kept; the rest of a longer message is skipped as it streams by.
 /// A statement bound plus room for names and parameters.
@@ -26,7 +26,7 @@ pub(crate) enum Frame {
         body: Vec<u8>,
         cut: bool,
     },
-    Malformed(String),
+    Malformed(Malformed),
 }
 
 #[derive(Debug)]
@@ -133,7 +133,7 @@ impl Framer {
                     if !plausible_header(self.dir, ty, len, MAX_MESSAGE_LEN) {
                         let seen = have.get(..need).unwrap_or_default().to_vec();
                         self.state = State::Resync { buf: seen };
-                        return Some(Frame::Malformed(header_detail(self.dir, ty, len)));
+                        return Some(Frame::Malformed(header_error(self.dir, ty, len)));
                     }
                     let body_len = (len - 4) as usize;
                     if body_len == 0 {
@@ -226,15 +226,15 @@ impl Framer {
     }
 }
 
-fn header_detail(dir: Direction, ty: u8, len: u32) -> String {
+fn header_error(dir: Direction, ty: u8, len: u32) -> Malformed {
     let side = match dir {
         Direction::ToServer => "client",
         Direction::ToClient => "server",
     };
     if ty == 0 {
-        format!("PostgreSQL {side} startup packet with length {len}")
+        Malformed::PostgresStartup { side, len }
     } else {
-        format!("PostgreSQL {side} message type 0x{ty:02x} with length {len}")
+        Malformed::PostgresHeader { side, ty, len }
     }
 }
 
