@@ -11,5 +11,6 @@ pub mod cli;
 pub mod config;
 pub mod identity;
 pub mod metrics;
+pub mod protocol;
 pub mod record;
 pub mod sink;
