@@ -196,20 +196,36 @@ impl Probes {
         for name in SYSCALL_PROGRAMS {
             let program: &mut TracePoint = ebpf
                 .program_mut(name)
-                .ok_or_else(|| LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .ok_or_else(|| LoadError::Program {
+                    name,
+                    source: aya::programs::ProgramError::NotLoaded,
+                })?
                 .try_into()
                 .map_err(|source| LoadError::Program { name, source })?;
-            program.load().map_err(|source| LoadError::Program { name, source })?;
-            program.attach("syscalls", name).map_err(|source| LoadError::Program { name, source })?;
+            program
+                .load()
+                .map_err(|source| LoadError::Program { name, source })?;
+            program
+                .attach("syscalls", name)
+                .map_err(|source| LoadError::Program { name, source })?;
         }
         // The OpenSSL probes are loaded now and attached per library as libraries are found.
-        for name in OPENSSL_ENTRIES.iter().map(|(_, p)| *p).chain(["ssl_return"]) {
+        for name in OPENSSL_ENTRIES
+            .iter()
+            .map(|(_, p)| *p)
+            .chain(["ssl_return"])
+        {
             let program: &mut UProbe = ebpf
                 .program_mut(name)
-                .ok_or_else(|| LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .ok_or_else(|| LoadError::Program {
+                    name,
+                    source: aya::programs::ProgramError::NotLoaded,
+                })?
                 .try_into()
                 .map_err(|source| LoadError::Program { name, source })?;
-            program.load().map_err(|source| LoadError::Program { name, source })?;
+            program
+                .load()
+                .map_err(|source| LoadError::Program { name, source })?;
         }
         let map = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name).ok_or(LoadError::Map {
@@ -293,10 +309,16 @@ impl Probes {
             let entry: &mut UProbe = self
                 .ebpf
                 .program_mut(name)
-                .ok_or(LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .ok_or(LoadError::Program {
+                    name,
+                    source: aya::programs::ProgramError::NotLoaded,
+                })?
                 .try_into()
                 .map_err(|source| LoadError::Program { name, source })?;
-            if entry.attach(symbol, path, UProbeScope::AllProcesses).is_err() {
+            if entry
+                .attach(symbol, path, UProbeScope::AllProcesses)
+                .is_err()
+            {
                 // Older OpenSSL has no `_ex` forms; a library without SSL_write is not OpenSSL.
                 continue;
             }
@@ -304,10 +326,14 @@ impl Probes {
             let ret: &mut UProbe = self
                 .ebpf
                 .program_mut(name)
-                .ok_or(LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .ok_or(LoadError::Program {
+                    name,
+                    source: aya::programs::ProgramError::NotLoaded,
+                })?
                 .try_into()
                 .map_err(|source| LoadError::Program { name, source })?;
-            ret.attach(symbol, path, UProbeScope::AllProcesses).map_err(|source| LoadError::Program { name, source })?;
+            ret.attach(symbol, path, UProbeScope::AllProcesses)
+                .map_err(|source| LoadError::Program { name, source })?;
             attached += 1;
         }
         Ok(attached)

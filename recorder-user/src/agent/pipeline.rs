@@ -9,11 +9,12 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 use recorder_common::EventKind;
 
-use super::loader::Probes;
+use super::{loader::Probes, openssl::OpenSslTracker};
 use crate::{
     capture::{
         decode::{RawEvent, decode},
         records::{Clock, RecordBuilder, boot_ns_now, boot_tag},
+        sql::SqlTracker,
     },
     identity::Identities,
     metrics::{Counter, Registry},
@@ -35,6 +36,8 @@ pub struct Pipeline {
     /// Loss counts already reported, per (identity, kind).
     reported_loss: std::collections::HashMap<(u32, u32), u64>,
     decode_errors: Counter,
+    sql: SqlTracker,
+    openssl: OpenSslTracker,
 }
 
 /// The sinks, with the counters of what went to them.
@@ -81,6 +84,8 @@ impl Pipeline {
                 ),
             },
             reported_loss: Default::default(),
+            sql: SqlTracker::default(),
+            openssl: OpenSslTracker::default(),
             decode_errors: registry.counter(
                 "recorder_decode_errors_total",
                 "Ring buffer items that could not be decoded.",
@@ -90,6 +95,7 @@ impl Pipeline {
     }
 
     pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<()> {
+        self.openssl.attach_system(&mut self.probes);
         let fd = self.ring.as_raw_fd();
         let (mut last_flush, mut last_loss, mut last_refresh) =
             (Instant::now(), Instant::now(), Instant::now());
@@ -106,6 +112,13 @@ impl Pipeline {
             pending |= self.drain();
             if stopping || last_loss.elapsed() >= LOSS_POLL_EVERY {
                 pending |= self.report_loss();
+                self.openssl.tick(&mut self.probes);
+                let mut outputs = Vec::new();
+                self.sql.tick(&mut outputs);
+                for output in &outputs {
+                    self.out.emit(&self.builder.sql(output, &self.identities));
+                    pending = true;
+                }
                 last_loss = Instant::now();
             }
             if pending && (stopping || last_flush.elapsed() >= FLUSH_EVERY) {
@@ -138,20 +151,38 @@ impl Pipeline {
             identities,
             out,
             decode_errors,
+            sql,
+            openssl,
             ..
         } = self;
         let mut produced = false;
         while let Some(item) = ring.next() {
             match decode(&item) {
                 Ok(RawEvent::Exec(head, argv)) => {
+                    openssl.on_exec(head.header.pid);
                     for record in builder.exec(&head, argv, identities) {
                         out.emit(&record);
                     }
                 }
                 Ok(RawEvent::Exit(ev)) => out.emit(&builder.exit(&ev, identities)),
                 Ok(RawEvent::Data(head, payload)) => {
-                    if std::env::var_os("RECORDER_DEBUG_DATA").is_some() {
-                        eprintln!("data src={} dir={} pid={} fd={} sock={:x} port={} total={} off={} len={} flags={} {:?}", head.source, head.direction, head.header.pid, head.fd, head.sock.sock, head.sock.rport, head.total, head.offset, head.len, head.flags, String::from_utf8_lossy(&payload[..payload.len().min(80)]));
+                    tracing::trace!(
+                        pid = head.header.pid,
+                        source = head.source,
+                        direction = head.direction,
+                        fd = head.fd,
+                        sock = head.sock.sock,
+                        tls = head.tls,
+                        total = head.total,
+                        offset = head.offset,
+                        len = head.len,
+                        flags = head.flags,
+                        "data"
+                    );
+                    let mut outputs = Vec::new();
+                    sql.on_data(&head, payload, &mut outputs);
+                    for output in &outputs {
+                        out.emit(&builder.sql(output, identities));
                     }
                 }
                 Err(e) => {

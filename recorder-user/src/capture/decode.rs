@@ -1,6 +1,8 @@
 //! Decoding ring buffer items into the shared `#[repr(C)]` event types. Pure: bytes in, values
 //! out; a short or unknown item is an error, never a panic.
-use recorder_common::{DATA_FIXED_LEN, DataHead, EXEC_FIXED_LEN, EventHeader, EventKind, ExecHead, ExitEvent};
+use recorder_common::{
+    DATA_FIXED_LEN, DataHead, EXEC_FIXED_LEN, EventHeader, EventKind, ExecHead, ExitEvent,
+};
 
 /// A decoded kernel event. The exec event's argv is borrowed from the ring buffer item.
 pub enum RawEvent<'a> {
@@ -58,11 +60,16 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent<'_>, DecodeError> {
                 })
         }
         Some(EventKind::Data) => {
-            let head = read::<DataHead>(bytes)
-                .ok_or(DecodeError::Truncated { kind: EventKind::Data, len: bytes.len() })?;
+            let head = read::<DataHead>(bytes).ok_or(DecodeError::Truncated {
+                kind: EventKind::Data,
+                len: bytes.len(),
+            })?;
             let payload = bytes
                 .get(DATA_FIXED_LEN..DATA_FIXED_LEN + head.len as usize)
-                .ok_or(DecodeError::Truncated { kind: EventKind::Data, len: bytes.len() })?;
+                .ok_or(DecodeError::Truncated {
+                    kind: EventKind::Data,
+                    len: bytes.len(),
+                })?;
             Ok(RawEvent::Data(head, payload))
         }
         _ => Err(DecodeError::UnknownKind(h.kind)),

@@ -8,6 +8,7 @@ use recorder_common::{
 };
 use serde_json::{Map, Value, json};
 
+use super::sql::{Sender, SqlOutput};
 use super::text::{ExitStatus, command_line, exit_status, render_path, signal_name, split_argv};
 use crate::{
     identity::Identities,
@@ -242,6 +243,58 @@ impl RecordBuilder {
         rec.fields.insert("reason".into(), json!(reason));
         rec.fields.insert("lost_kind".into(), json!(what));
         rec
+    }
+
+    /// A statement (or a decoding notice) from the SQL tracker.
+    pub fn sql(&self, output: &SqlOutput, identities: &Identities) -> Record {
+        match output {
+            SqlOutput::Statement {
+                sender,
+                server,
+                tls,
+                protocol,
+                event,
+            } => {
+                let mut rec = self.sender_record(sender, Kind::Sql, identities);
+                let f = &mut rec.fields;
+                f.insert("text".into(), json!(event.text));
+                f.insert("db.system".into(), json!(protocol.as_str()));
+                f.insert("db.server".into(), json!(server));
+                f.insert("db.user".into(), json!(event.user));
+                f.insert("db.name".into(), json!(event.database));
+                f.insert("tls".into(), json!(tls));
+                if !event.params.is_empty() {
+                    f.insert("params".into(), json!(event.params));
+                }
+                f.insert("status".into(), json!(event.status.as_str()));
+                f.insert("result".into(), json!(event.result));
+                if event.truncated {
+                    f.insert("truncated".into(), json!(true));
+                }
+                rec
+            }
+            SqlOutput::Notice {
+                sender,
+                reason,
+                detail,
+            } => {
+                let mut rec = self.sender_record(sender, Kind::Notice, identities);
+                rec.fields.insert("reason".into(), json!(reason));
+                rec.fields.insert("detail".into(), json!(detail));
+                rec
+            }
+        }
+    }
+
+    fn sender_record(&self, sender: &Sender, kind: Kind, identities: &Identities) -> Record {
+        self.record(
+            kind,
+            sender.ktime,
+            identities.name(sender.identity),
+            &sender.session,
+            sender.pid,
+            &sender.exec,
+        )
     }
 
     /// A `notice` about no particular process.
