@@ -23,9 +23,9 @@ const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
-/// The stream socket behind `fd` of the current task, if it is one (TCP over IPv4/IPv6, or Unix).
+/// The `struct file *` behind `fd` of the current task.
 #[inline(always)]
-pub fn socket_of_fd(fd: u32) -> Option<SockInfo> {
+pub fn file_of_fd(fd: u32) -> Option<*const u8> {
     // SAFETY: plain helper call.
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let files = read_ptr(task, off!(task_files)).ok()?;
@@ -36,6 +36,13 @@ pub fn socket_of_fd(fd: u32) -> Option<SockInfo> {
     }
     let fds = read_ptr(fdt, off!(fdtable_fd)).ok()?;
     let file = read_ptr(fds, fd.wrapping_mul(8)).ok()?;
+    if file.is_null() { None } else { Some(file) }
+}
+
+/// The stream socket behind `fd` of the current task, if it is one (TCP over IPv4/IPv6, or Unix).
+#[inline(always)]
+pub fn socket_of_fd(fd: u32) -> Option<SockInfo> {
+    let file = file_of_fd(fd)?;
     let inode = read_ptr(file, off!(file_f_inode)).ok()?;
     let mode: u16 = read(inode, off!(inode_i_mode)).ok()?;
     if mode & S_IFMT != S_IFSOCK {

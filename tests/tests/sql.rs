@@ -94,3 +94,79 @@ fn psql_over_tls_plain_tcp_and_unix_socket() {
         );
     }
 }
+
+#[test]
+fn psycopg_with_its_private_libssl_and_server_side_parameters() {
+    let pg = Postgres::start();
+    let cg = Cgroup::new("psycopg");
+    let agent = Agent::start(&["--identity", &cg.identity_flag("db-agent")]);
+    let script = format!(
+        r#"
+import psycopg
+with psycopg.connect("{}") as c:
+    c.execute("CREATE TABLE pets (id int, name text)")
+    c.execute("INSERT INTO pets VALUES (%s, %s)", (7, "rex"))
+    c.execute("SELECT name FROM pets WHERE id = %s", (7,), prepare=True)
+    c.execute("SELECT name FROM pets WHERE id = %s", (8,), prepare=True)
+    c.execute("DROP TABLE pets")
+"#,
+        pg.tcp("alice", "shop", "require")
+    );
+    let out = cg.run("/usr/bin/env", &["python3", "-c", &script]);
+    assert!(out.status.success(), "{out:?}");
+    let records = agent.wait_for("the DEALLOCATE statement", |r| {
+        r.iter()
+            .any(|x| x["kind"] == "sql" && x["text"] == "DEALLOCATE ALL")
+    });
+    let sql: Vec<&Value> = of_kind(&records, "sql")
+        .into_iter()
+        .filter(|r| r["text"] != "BEGIN" && r["text"] != "COMMIT")
+        .collect();
+    let got: Vec<(String, Value, String)> = sql
+        .iter()
+        .map(|r| {
+            (
+                r["text"].as_str().unwrap().to_string(),
+                r.get("params").cloned().unwrap_or(Value::Null),
+                r["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, Value, String)> = vec![
+        (
+            "CREATE TABLE pets (id int, name text)".into(),
+            Value::Null,
+            "CREATE TABLE".into(),
+        ),
+        (
+            "INSERT INTO pets VALUES ($1, $2)".into(),
+            serde_json::json!(["7", "rex"]),
+            "INSERT 0 1".into(),
+        ),
+        (
+            "SELECT name FROM pets WHERE id = $1".into(),
+            serde_json::json!(["7"]),
+            "SELECT 1".into(),
+        ),
+        (
+            "SELECT name FROM pets WHERE id = $1".into(),
+            serde_json::json!(["8"]),
+            "SELECT 0".into(),
+        ),
+        ("DROP TABLE pets".into(), Value::Null, "DROP TABLE".into()),
+        // psycopg drops its prepared statements when the connection goes back to idle.
+        (
+            "DEALLOCATE ALL".into(),
+            Value::Null,
+            "DEALLOCATE ALL".into(),
+        ),
+    ];
+    assert_eq!(got, want, "{}", dump(&records));
+    assert!(
+        sql.iter()
+            .all(|r| r["tls"] == true && r["db.user"] == "alice" && r["db.name"] == "shop")
+    );
+    // The TLS library was psycopg's own copy, not the system one.
+    let log = agent.log();
+    assert!(log.contains("psycopg_binary.libs/libssl"), "{log}");
+}

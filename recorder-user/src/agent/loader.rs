@@ -49,16 +49,18 @@ const PROGRAMS: [&str; 3] = [
     "sched_process_exit",
 ];
 
-/// The system call tracepoints attached (category `syscalls`), by program name.
-const SYSCALL_PROGRAMS: [&str; 8] = [
-    "sys_enter_write",
-    "sys_exit_write",
-    "sys_enter_sendto",
-    "sys_exit_sendto",
-    "sys_enter_read",
-    "sys_exit_read",
-    "sys_enter_recvfrom",
-    "sys_exit_recvfrom",
+/// The tracefs tracepoints attached: (category, name), the name also the program's.
+const SYSCALL_PROGRAMS: [(&str, &str); 10] = [
+    ("syscalls", "sys_enter_write"),
+    ("syscalls", "sys_exit_write"),
+    ("syscalls", "sys_enter_sendto"),
+    ("syscalls", "sys_exit_sendto"),
+    ("syscalls", "sys_enter_read"),
+    ("syscalls", "sys_exit_read"),
+    ("syscalls", "sys_enter_recvfrom"),
+    ("syscalls", "sys_exit_recvfrom"),
+    ("syscalls", "sys_enter_mmap"),
+    ("io_uring", "io_uring_create"),
 ];
 
 /// OpenSSL entry points and the uprobe program for each; `ssl_return` is attached as a return
@@ -193,7 +195,7 @@ impl Probes {
                 .attach()
                 .map_err(|source| LoadError::Program { name, source })?;
         }
-        for name in SYSCALL_PROGRAMS {
+        for (category, name) in SYSCALL_PROGRAMS {
             let program: &mut TracePoint = ebpf
                 .program_mut(name)
                 .ok_or_else(|| LoadError::Program {
@@ -206,7 +208,7 @@ impl Probes {
                 .load()
                 .map_err(|source| LoadError::Program { name, source })?;
             program
-                .attach("syscalls", name)
+                .attach(category, name)
                 .map_err(|source| LoadError::Program { name, source })?;
         }
         // The OpenSSL probes are loaded now and attached per library as libraries are found.

@@ -76,6 +76,18 @@ impl OpenSslTracker {
         }
     }
 
+    /// A watched process is mapping `path` (as it sees it) for execution: attach now, before its
+    /// first TLS call.
+    pub fn consider_mapped(&mut self, probes: &mut Probes, pid: u32, path: &str) {
+        let through_root = PathBuf::from(format!("/proc/{pid}/root{path}"));
+        if through_root.exists() {
+            self.consider(probes, &through_root);
+        } else {
+            // The process is gone already; its library may still be on this filesystem.
+            self.consider(probes, Path::new(path));
+        }
+    }
+
     fn consider(&mut self, probes: &mut Probes, path: &Path) {
         let Ok(meta) = std::fs::metadata(path) else {
             return;

@@ -15,6 +15,7 @@ use crate::{
         decode::{RawEvent, decode},
         records::{Clock, RecordBuilder, boot_ns_now, boot_tag},
         sql::SqlTracker,
+        text::render_path,
     },
     identity::Identities,
     metrics::{Counter, Registry},
@@ -153,6 +154,7 @@ impl Pipeline {
             decode_errors,
             sql,
             openssl,
+            probes,
             ..
         } = self;
         let mut produced = false;
@@ -184,6 +186,23 @@ impl Pipeline {
                     for output in &outputs {
                         out.emit(&builder.sql(output, identities));
                     }
+                }
+                Ok(RawEvent::Library(ev)) => {
+                    let path = render_path(&ev.path);
+                    openssl.consider_mapped(probes, ev.header.pid, &path);
+                }
+                Ok(RawEvent::IoUring(ev)) => {
+                    out.emit(&builder.process_notice(
+                        &ev.header,
+                        &ev.exec,
+                        &ev.session,
+                        identities,
+                        "io_uring",
+                        format!(
+                            "pid {} set up an io_uring: reads and writes it submits through the ring are not captured",
+                            ev.header.pid
+                        ),
+                    ));
                 }
                 Err(e) => {
                     decode_errors.inc();
@@ -217,7 +236,7 @@ impl Pipeline {
                     .counter(
                         "recorder_lost_events_total",
                         "Events dropped in the kernel (ring buffer full).",
-                        &[("identity", &name), ("kind", kind_enum_name(kind_enum))],
+                        &[("identity", &name), ("kind", kind_enum.name())],
                     )
                     .add(total - *seen);
                 *seen = total;
@@ -249,14 +268,5 @@ impl Output {
                 tracing::error!("flushing records: {e:#}");
             }
         }
-    }
-}
-
-fn kind_enum_name(kind: EventKind) -> &'static str {
-    match kind {
-        EventKind::Exec => "exec",
-        EventKind::Exit => "exit",
-        EventKind::Track => "process",
-        EventKind::Data => "data",
     }
 }

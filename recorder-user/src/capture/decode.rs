@@ -2,6 +2,7 @@
 //! out; a short or unknown item is an error, never a panic.
 use recorder_common::{
     DATA_FIXED_LEN, DataHead, EXEC_FIXED_LEN, EventHeader, EventKind, ExecHead, ExitEvent,
+    IoUringEvent, LibraryEvent,
 };
 
 /// A decoded kernel event. The exec event's argv is borrowed from the ring buffer item.
@@ -10,6 +11,8 @@ pub enum RawEvent<'a> {
     Exit(ExitEvent),
     /// Socket or TLS bytes, with the payload borrowed from the ring buffer item.
     Data(DataHead, &'a [u8]),
+    Library(Box<LibraryEvent>),
+    IoUring(IoUringEvent),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -71,6 +74,20 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent<'_>, DecodeError> {
                     len: bytes.len(),
                 })?;
             Ok(RawEvent::Data(head, payload))
+        }
+        Some(EventKind::Library) => read::<LibraryEvent>(bytes)
+            .map(|e| RawEvent::Library(Box::new(e)))
+            .ok_or(DecodeError::Truncated {
+                kind: EventKind::Library,
+                len: bytes.len(),
+            }),
+        Some(EventKind::IoUring) => {
+            read::<IoUringEvent>(bytes)
+                .map(RawEvent::IoUring)
+                .ok_or(DecodeError::Truncated {
+                    kind: EventKind::IoUring,
+                    len: bytes.len(),
+                })
         }
         _ => Err(DecodeError::UnknownKind(h.kind)),
     }

@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 
 use recorder_common::{
-    EXEC_ADOPTED, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_OUTSIDE_IDENTITY, EventKind,
-    ExecHead, ExitEvent, ProcKey,
+    EXEC_ADOPTED, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_OUTSIDE_IDENTITY, EventHeader,
+    EventKind, ExecHead, ExitEvent, ProcKey,
 };
 use serde_json::{Map, Value, json};
 
@@ -233,12 +233,13 @@ impl RecordBuilder {
             0,
             &ProcKey::NONE,
         );
-        let (reason, what) = match kind {
-            EventKind::Exec => ("ring_buffer_full", "exec"),
-            EventKind::Exit => ("ring_buffer_full", "exit"),
-            EventKind::Track => ("process_table_full", "process"),
-            EventKind::Data => ("ring_buffer_full", "data"),
+        // The kernel's table of tracked processes is the only loss that is not the ring buffer.
+        let reason = if kind == EventKind::Track {
+            "process_table_full"
+        } else {
+            "ring_buffer_full"
         };
+        let what = kind.name();
         rec.fields.insert("count".into(), json!(count));
         rec.fields.insert("reason".into(), json!(reason));
         rec.fields.insert("lost_kind".into(), json!(what));
@@ -295,6 +296,29 @@ impl RecordBuilder {
             sender.pid,
             &sender.exec,
         )
+    }
+
+    /// A `notice` about one process.
+    pub fn process_notice(
+        &self,
+        header: &EventHeader,
+        exec: &ProcKey,
+        session: &ProcKey,
+        identities: &Identities,
+        reason: &str,
+        detail: String,
+    ) -> Record {
+        let mut rec = self.record(
+            Kind::Notice,
+            header.ktime,
+            identities.name(header.identity),
+            session,
+            header.pid,
+            exec,
+        );
+        rec.fields.insert("reason".into(), json!(reason));
+        rec.fields.insert("detail".into(), json!(detail));
+        rec
     }
 
     /// A `notice` about no particular process.
