@@ -30,6 +30,8 @@ pub enum EventKind {
     Library = 5,
     /// A tracked process set up an io_uring: its I/O through it is not captured.
     IoUring = 6,
+    /// A tracked process closed a stream socket.
+    Close = 7,
 }
 
 impl EventKind {
@@ -42,6 +44,7 @@ impl EventKind {
             Self::Data => "data",
             Self::Library => "library",
             Self::IoUring => "io_uring",
+            Self::Close => "close",
         }
     }
 
@@ -53,6 +56,7 @@ impl EventKind {
             4 => Some(Self::Data),
             5 => Some(Self::Library),
             6 => Some(Self::IoUring),
+            7 => Some(Self::Close),
             _ => None,
         }
     }
@@ -279,6 +283,15 @@ pub struct IoUringEvent {
     pub header: EventHeader,
     pub exec: ProcKey,
     pub session: ProcKey,
+}
+
+/// `close` event: a tracked process closed an fd that was a stream socket. The kernel reuses
+/// the memory of a closed socket, so this is what separates two connections at one address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CloseEvent {
+    pub header: EventHeader,
+    pub sock: u64,
 }
 
 /// Byte offsets of kernel struct members, read from the running kernel's BTF by the agent and

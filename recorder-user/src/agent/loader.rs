@@ -50,7 +50,8 @@ const PROGRAMS: [&str; 3] = [
 ];
 
 /// The tracefs tracepoints attached: (category, name), the name also the program's.
-const SYSCALL_PROGRAMS: [(&str, &str); 10] = [
+const SYSCALL_PROGRAMS: [(&str, &str); 11] = [
+    ("syscalls", "sys_enter_close"),
     ("syscalls", "sys_enter_write"),
     ("syscalls", "sys_exit_write"),
     ("syscalls", "sys_enter_sendto"),

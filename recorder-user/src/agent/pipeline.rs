@@ -166,7 +166,22 @@ impl Pipeline {
                         out.emit(&record);
                     }
                 }
-                Ok(RawEvent::Exit(ev)) => out.emit(&builder.exit(&ev, identities)),
+                Ok(RawEvent::Exit(ev)) => {
+                    // Statements still pending on its connections come before its exit.
+                    let mut outputs = Vec::new();
+                    sql.on_exit(ev.header.pid, &mut outputs);
+                    for output in &outputs {
+                        out.emit(&builder.sql(output, identities));
+                    }
+                    out.emit(&builder.exit(&ev, identities));
+                }
+                Ok(RawEvent::Close(ev)) => {
+                    let mut outputs = Vec::new();
+                    sql.on_close(ev.header.pid, ev.sock, &mut outputs);
+                    for output in &outputs {
+                        out.emit(&builder.sql(output, identities));
+                    }
+                }
                 Ok(RawEvent::Data(head, payload)) => {
                     tracing::trace!(
                         pid = head.header.pid,

@@ -1,8 +1,8 @@
 //! Decoding ring buffer items into the shared `#[repr(C)]` event types. Pure: bytes in, values
 //! out; a short or unknown item is an error, never a panic.
 use recorder_common::{
-    DATA_FIXED_LEN, DataHead, EXEC_FIXED_LEN, EventHeader, EventKind, ExecHead, ExitEvent,
-    IoUringEvent, LibraryEvent,
+    CloseEvent, DATA_FIXED_LEN, DataHead, EXEC_FIXED_LEN, EventHeader, EventKind, ExecHead,
+    ExitEvent, IoUringEvent, LibraryEvent,
 };
 
 /// A decoded kernel event. The exec event's argv is borrowed from the ring buffer item.
@@ -13,6 +13,7 @@ pub enum RawEvent<'a> {
     Data(DataHead, &'a [u8]),
     Library(Box<LibraryEvent>),
     IoUring(IoUringEvent),
+    Close(CloseEvent),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -86,6 +87,14 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent<'_>, DecodeError> {
                 .map(RawEvent::IoUring)
                 .ok_or(DecodeError::Truncated {
                     kind: EventKind::IoUring,
+                    len: bytes.len(),
+                })
+        }
+        Some(EventKind::Close) => {
+            read::<CloseEvent>(bytes)
+                .map(RawEvent::Close)
+                .ok_or(DecodeError::Truncated {
+                    kind: EventKind::Close,
                     len: bytes.len(),
                 })
         }

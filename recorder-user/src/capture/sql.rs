@@ -60,8 +60,9 @@ struct ConnKey {
 }
 
 enum RawState {
-    /// No bytes yet in the direction that identifies the protocol.
-    Unknown,
+    /// Not enough bytes yet to tell the protocol (clients read a 4-byte MySQL header on its
+    /// own, for instance): what arrived so far, in order.
+    Unknown(Vec<(Direction, Vec<u8>)>),
     Sql(AnyDecoder),
     /// Not a SQL protocol: ignore the connection.
     NotSql,
@@ -70,6 +71,39 @@ enum RawState {
         since: Instant,
         decoder_for_plaintext: Box<AnyDecoder>,
     },
+}
+
+/// Bytes looked at, per direction, before a connection is taken for something other than SQL.
+const GUESS_BYTES: usize = 64;
+
+enum Guess {
+    Sql(Protocol),
+    NotSql,
+    NeedMore,
+}
+
+/// Guesses the protocol from the first bytes of each direction seen so far.
+fn guess_from(seen: &[(Direction, Vec<u8>)]) -> Guess {
+    let mut enough = false;
+    for dir in [Direction::ToServer, Direction::ToClient] {
+        let bytes: Vec<u8> = seen
+            .iter()
+            .filter(|(d, _)| *d == dir)
+            .flat_map(|(_, b)| b.iter().copied())
+            .collect();
+        if bytes.is_empty() {
+            continue;
+        }
+        if let Some(p) = protocol::guess(dir, &bytes) {
+            return Guess::Sql(p);
+        }
+        enough |= bytes.len() >= GUESS_BYTES;
+    }
+    if enough {
+        Guess::NotSql
+    } else {
+        Guess::NeedMore
+    }
 }
 
 /// The decoder of a connection's TLS plaintext.
@@ -136,7 +170,7 @@ impl SqlTracker {
         let key = ConnKey { tgid: h.pid, id };
         let conn = self.conns.entry(key).or_insert_with(|| Conn {
             server: server_name(&head.sock, sock_known),
-            raw: RawState::Unknown,
+            raw: RawState::Unknown(Vec::new()),
             tls: None,
             tls_unhooked_reported: false,
             truncated_reported: false,
@@ -187,14 +221,20 @@ impl SqlTracker {
         }
         match &mut conn.raw {
             RawState::NotSql | RawState::Tls { .. } => {}
-            RawState::Unknown => match protocol::guess(dir, payload) {
-                Some(p) => {
-                    let mut decoder = AnyDecoder::new(p);
-                    decoder.feed(dir, payload, &mut outputs);
-                    conn.raw = RawState::Sql(decoder);
+            RawState::Unknown(seen) => {
+                seen.push((dir, payload.to_vec()));
+                match guess_from(seen) {
+                    Guess::Sql(p) => {
+                        let mut decoder = AnyDecoder::new(p);
+                        for (d, bytes) in seen.iter() {
+                            decoder.feed(*d, bytes, &mut outputs);
+                        }
+                        conn.raw = RawState::Sql(decoder);
+                    }
+                    Guess::NotSql => conn.raw = RawState::NotSql,
+                    Guess::NeedMore => {}
                 }
-                None => conn.raw = RawState::NotSql,
-            },
+            }
             RawState::Sql(decoder) => decoder.feed(dir, payload, &mut outputs),
         }
         if outputs.iter().any(|o| matches!(o, Output::TlsStarted))
@@ -215,6 +255,50 @@ impl SqlTracker {
             _ => None,
         };
         emit(conn, protocol, false, outputs, out);
+    }
+
+    /// The process closed the socket: report what is pending and forget the connection (the
+    /// kernel will reuse the socket's address for another one).
+    pub fn on_close(&mut self, tgid: u32, sock: u64, out: &mut Vec<SqlOutput>) {
+        self.end(ConnKey { tgid, id: sock }, out);
+        self.tls_socket
+            .retain(|&(pid, _), s| !(pid == tgid && *s == sock));
+    }
+
+    /// The process exited: every connection it had is over.
+    pub fn on_exit(&mut self, tgid: u32, out: &mut Vec<SqlOutput>) {
+        let keys: Vec<ConnKey> = self
+            .conns
+            .keys()
+            .filter(|k| k.tgid == tgid)
+            .copied()
+            .collect();
+        for key in keys {
+            self.end(key, out);
+        }
+        self.tls_socket.retain(|&(pid, _), _| pid != tgid);
+    }
+
+    /// Ends a connection: statements still waiting for a result are reported as such.
+    fn end(&mut self, key: ConnKey, out: &mut Vec<SqlOutput>) {
+        let Some(mut conn) = self.conns.remove(&key) else {
+            return;
+        };
+        let mut outputs = Vec::new();
+        let protocol = match &mut conn.raw {
+            RawState::Sql(d) => {
+                d.finish(&mut outputs);
+                Some(protocol_of(d))
+            }
+            _ => None,
+        };
+        emit(&mut conn, protocol, false, outputs, out);
+        if let Some(Plaintext::Sql(d)) = conn.tls.as_mut() {
+            let mut outputs = Vec::new();
+            d.finish(&mut outputs);
+            let protocol = Some(protocol_of(d));
+            emit(&mut conn, protocol, true, outputs, out);
+        }
     }
 
     /// Periodic work: `tls_unhooked` notices, and forgetting idle connections.
@@ -245,23 +329,7 @@ impl SqlTracker {
             .map(|(k, _)| *k)
             .collect();
         for key in idle {
-            if let Some(mut conn) = self.conns.remove(&key) {
-                let mut outputs = Vec::new();
-                let protocol = match &mut conn.raw {
-                    RawState::Sql(d) => {
-                        d.finish(&mut outputs);
-                        Some(protocol_of(d))
-                    }
-                    _ => None,
-                };
-                emit(&mut conn, protocol, false, outputs, out);
-                if let Some(Plaintext::Sql(d)) = conn.tls.as_mut() {
-                    let mut outputs = Vec::new();
-                    d.finish(&mut outputs);
-                    let protocol = Some(protocol_of(d));
-                    emit(&mut conn, protocol, true, outputs, out);
-                }
-            }
+            self.end(key, out);
         }
         self.tls_socket
             .retain(|_, sock| self.conns.keys().any(|k| k.id == *sock));
