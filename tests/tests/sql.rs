@@ -170,3 +170,175 @@ with psycopg.connect("{}") as c:
     let log = agent.log();
     assert!(log.contains("psycopg_binary.libs/libssl"), "{log}");
 }
+
+#[test]
+fn pgbench_statements_are_all_recorded_and_unwatched_clients_are_not() {
+    let pg = Postgres::start();
+    // Initialise outside any watched cgroup.
+    let init = std::process::Command::new("pgbench")
+        .args(["-i", "-q", "-s", "1", &pg.unix("postgres", "postgres")])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let cg = Cgroup::new("pgbench");
+    let agent = Agent::start(&["--identity", &cg.identity_flag("bench")]);
+    // An unwatched client at the same time: nothing of it may be recorded.
+    let outside = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            &pg.tcp("postgres", "postgres", "require"),
+            "-c",
+            "SELECT 'unwatched-marker'",
+        ])
+        .output()
+        .unwrap();
+    assert!(outside.status.success());
+    const CLIENTS: usize = 2;
+    const TRANSACTIONS: usize = 250;
+    let out = cg.run(
+        "/usr/bin/pgbench",
+        &[
+            "-n",
+            "-S",
+            "-c",
+            &CLIENTS.to_string(),
+            "-t",
+            &TRANSACTIONS.to_string(),
+            &pg.tcp("postgres", "postgres", "require"),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let want = CLIENTS * TRANSACTIONS;
+    let is_select = |r: &Value| {
+        r["kind"] == "sql"
+            && r["text"].as_str().is_some_and(|t| {
+                t.starts_with("SELECT abalance FROM pgbench_accounts WHERE aid = ")
+            })
+    };
+    let records = agent.wait_for("every pgbench SELECT", |r| {
+        r.iter().filter(|x| is_select(x)).count() >= want
+    });
+    let selects: Vec<&Value> = records.iter().filter(|r| is_select(r)).collect();
+    assert_eq!(selects.len(), want);
+    assert!(
+        selects
+            .iter()
+            .all(|r| r["result"] == "SELECT 1" && r["tls"] == true && r["status"] == "ok")
+    );
+    assert!(
+        of_kind(&records, "loss").is_empty(),
+        "{}",
+        dump(
+            &of_kind(&records, "loss")
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        )
+    );
+    assert!(
+        !records
+            .iter()
+            .any(|r| r.to_string().contains("unwatched-marker"))
+    );
+}
+
+#[test]
+fn a_one_megabyte_statement_is_recorded_whole_over_tls() {
+    let pg = Postgres::start();
+    let cg = Cgroup::new("bigsql");
+    let agent = Agent::start(&["--identity", &cg.identity_flag("big")]);
+    let payload = "x".repeat(1_000_000);
+    let statement = format!("SELECT length('{payload}')");
+    let file = pg.dir().join("big.sql");
+    std::fs::write(&file, format!("{statement};\n")).unwrap();
+    let out = cg.run(
+        "/usr/bin/psql",
+        &[
+            "-X",
+            "-q",
+            "-t",
+            &pg.tcp("alice", "shop", "require"),
+            "-f",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1000000",
+        "{out:?}"
+    );
+    let records = agent.wait_for("the big statement", |r| {
+        r.iter().any(|x| x["kind"] == "sql")
+    });
+    let sql = of_kind(&records, "sql");
+    assert_eq!(sql.len(), 1, "{}", sql.len());
+    assert_eq!(sql[0]["text"].as_str().unwrap().len(), statement.len());
+    assert_eq!(sql[0]["text"], statement.as_str());
+    assert_eq!(sql[0]["result"], "SELECT 1");
+    assert!(sql[0].get("truncated").is_none());
+}
+
+#[test]
+fn tls_through_an_unhooked_library_is_reported_not_missed() {
+    let pg = Postgres::start();
+    let cg = Cgroup::new("unhooked");
+    let agent = Agent::start(&["--identity", &cg.identity_flag("hidden")]);
+    // A copy of libssl under a name the agent does not look for, preloaded: libpq's TLS then
+    // runs through a library without probes, like a statically linked one.
+    let hidden = pg.dir().join("private-tls.so");
+    std::fs::copy("/usr/lib/x86_64-linux-gnu/libssl.so.3", &hidden).unwrap();
+    let out = cg
+        .command("/usr/lib/postgresql/15/bin/psql")
+        .args([
+            "-X",
+            "-q",
+            &pg.tcp("alice", "shop", "require"),
+            "-c",
+            "SELECT 'through-hidden-tls'",
+        ])
+        .env("LD_PRELOAD", &hidden)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("through-hidden-tls"),
+        "{out:?}"
+    );
+    let records = agent.wait_for("a tls_unhooked notice", |r| {
+        r.iter().any(|x| x["reason"] == "tls_unhooked")
+    });
+    let notice = records
+        .iter()
+        .find(|r| r["reason"] == "tls_unhooked")
+        .unwrap();
+    assert_eq!(notice["identity"], "hidden");
+    assert!(
+        notice["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{}", pg.port)),
+        "{notice}"
+    );
+    // No ciphertext was taken for a statement.
+    assert!(of_kind(&records, "sql").is_empty(), "{}", dump(&records));
+}
+
+#[test]
+fn io_uring_use_is_reported() {
+    let cg = Cgroup::new("uring");
+    let agent = Agent::start(&["--identity", &cg.identity_flag("ring")]);
+    // io_uring_setup(8, &params) through libc's syscall(): 425 on x86_64.
+    let script = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nparams = ctypes.create_string_buffer(120)\nfd = libc.syscall(425, 8, params)\nassert fd >= 0, ctypes.get_errno()\nos.close(fd)\n";
+    let out = cg.run("/usr/bin/env", &["python3", "-c", script]);
+    assert!(out.status.success(), "{out:?}");
+    let records = agent.wait_for("an io_uring notice", |r| {
+        r.iter().any(|x| x["reason"] == "io_uring")
+    });
+    let notice = records.iter().find(|r| r["reason"] == "io_uring").unwrap();
+    assert_eq!(notice["identity"], "ring");
+    let python = records.iter().rev().find(|r| r["kind"] == "exec").unwrap();
+    assert_eq!(
+        notice["exec_id"], python["exec_id"],
+        "attributed to the process that set it up"
+    );
+}

@@ -284,6 +284,9 @@ impl SqlTracker {
         let Some(mut conn) = self.conns.remove(&key) else {
             return;
         };
+        if matches!(conn.raw, RawState::Tls { .. }) {
+            report_unhooked(&mut conn, out);
+        }
         let mut outputs = Vec::new();
         let protocol = match &mut conn.raw {
             RawState::Sql(d) => {
@@ -306,20 +309,9 @@ impl SqlTracker {
         let now = Instant::now();
         for conn in self.conns.values_mut() {
             if let RawState::Tls { since, .. } = &conn.raw
-                && conn.tls.is_none()
-                && !conn.tls_unhooked_reported
                 && now.duration_since(*since) > TLS_UNHOOKED_AFTER
             {
-                conn.tls_unhooked_reported = true;
-                out.push(SqlOutput::Notice {
-                        sender: conn.last_sender,
-                        reason: "tls_unhooked".into(),
-                        detail: format!(
-                            "the SQL connection to {} switched to TLS through a library the agent has not \
-                             hooked; its statements are not recorded",
-                            conn.server
-                        ),
-                    });
+                report_unhooked(conn, out);
             }
         }
         let idle: Vec<ConnKey> = self
@@ -334,6 +326,23 @@ impl SqlTracker {
         self.tls_socket
             .retain(|_, sock| self.conns.keys().any(|k| k.id == *sock));
     }
+}
+
+/// A connection switched to TLS and no plaintext came from a hooked library: say so, once.
+fn report_unhooked(conn: &mut Conn, out: &mut Vec<SqlOutput>) {
+    if conn.tls.is_some() || conn.tls_unhooked_reported {
+        return;
+    }
+    conn.tls_unhooked_reported = true;
+    out.push(SqlOutput::Notice {
+        sender: conn.last_sender,
+        reason: "tls_unhooked".into(),
+        detail: format!(
+            "the SQL connection to {} switched to TLS through a library the agent has not hooked; \
+             its statements are not recorded",
+            conn.server
+        ),
+    });
 }
 
 fn emit(
@@ -375,5 +384,112 @@ fn server_name(sock: &SockInfo, known: bool) -> String {
         10 => format!("[{}]:{}", Ipv6Addr::from(sock.raddr), sock.rport),
         1 => "unix".into(),
         f => format!("family-{f}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use recorder_common::{DIR_INGRESS, EventHeader};
+
+    use super::*;
+
+    /// Reads a recorded conversation (see tests/fixtures/sql/README.md).
+    fn fixture(name: &str) -> Vec<(u32, Vec<u8>)> {
+        let raw = std::fs::read(format!(
+            "{}/tests/fixtures/sql/{name}.bin",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let mut out = Vec::new();
+        let mut rest = raw.as_slice();
+        while let [dir, a, b, c, d, tail @ ..] = rest {
+            let len = u32::from_le_bytes([*a, *b, *c, *d]) as usize;
+            out.push((
+                if *dir == 0 { DIR_EGRESS } else { DIR_INGRESS },
+                tail[..len].to_vec(),
+            ));
+            rest = &tail[len..];
+        }
+        out
+    }
+
+    fn head(direction: u32, sock: u64) -> DataHead {
+        DataHead {
+            header: EventHeader {
+                kind: 4,
+                identity: 0,
+                pid: 42,
+                _pad: 0,
+                ktime: 1,
+                cgroup_id: 1,
+            },
+            sock: SockInfo {
+                sock,
+                family: 2,
+                rport: 5432,
+                raddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                ..Default::default()
+            },
+            direction,
+            ..Default::default()
+        }
+    }
+
+    fn feed(tracker: &mut SqlTracker, name: &str, sock: u64) -> Vec<SqlOutput> {
+        let mut out = Vec::new();
+        for (dir, bytes) in fixture(name) {
+            tracker.on_data(&head(dir, sock), &bytes, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn plain_statements_come_out_with_their_server() {
+        let mut tracker = SqlTracker::default();
+        let out = feed(&mut tracker, "pg_psql_simple", 1);
+        let texts: Vec<&str> = out
+            .iter()
+            .filter_map(|o| match o {
+                SqlOutput::Statement {
+                    event, server, tls, ..
+                } => {
+                    assert_eq!(server, "127.0.0.1:5432");
+                    assert!(!tls);
+                    Some(event.text.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(
+            texts.contains(&"INSERT INTO items VALUES (1, 'apple', 1.5)"),
+            "{texts:?}"
+        );
+    }
+
+    #[test]
+    fn tls_without_plaintext_is_reported_when_the_connection_ends() {
+        let mut tracker = SqlTracker::default();
+        let out = feed(&mut tracker, "pg_tls", 7);
+        assert!(
+            out.iter()
+                .all(|o| !matches!(o, SqlOutput::Statement { .. })),
+            "ciphertext is never a statement"
+        );
+        let mut out = Vec::new();
+        tracker.on_close(42, 7, &mut out);
+        assert!(
+            matches!(&out[..], [SqlOutput::Notice { reason, .. }] if reason == "tls_unhooked"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_reused_socket_address_is_a_new_connection_after_close() {
+        let mut tracker = SqlTracker::default();
+        feed(&mut tracker, "pg_tls", 9);
+        let mut out = Vec::new();
+        tracker.on_close(42, 9, &mut out);
+        let out = feed(&mut tracker, "pg_psql_simple", 9);
+        assert!(out.iter().any(|o| matches!(o, SqlOutput::Statement { .. })));
     }
 }
