@@ -1,6 +1,8 @@
 //! Builds the eBPF programs (recorder-ebpf) for the bpf target with the nightly toolchain and
 //! bpf-linker, and leaves the object in OUT_DIR for `include_bytes!`.
 //!
+//! It also generates the gRPC code from proto/recorder/v1 (tonic + prost; needs `protoc`).
+//!
 //! `RECORDER_SKIP_EBPF=1` writes an empty object instead, so `cargo check`/clippy/doc work on a
 //! machine without the eBPF toolchain; an agent built that way says so and refuses to start.
 use std::{env, fs, path::PathBuf};
@@ -8,6 +10,7 @@ use std::{env, fs, path::PathBuf};
 use anyhow::{Context as _, anyhow};
 
 fn main() -> anyhow::Result<()> {
+    compile_protos()?;
     println!("cargo:rerun-if-env-changed=RECORDER_SKIP_EBPF");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
     let skip = env::var("RECORDER_SKIP_EBPF").is_ok_and(|v| v == "1" || v == "true");
@@ -29,4 +32,18 @@ fn main() -> anyhow::Result<()> {
         "building the eBPF programs failed; run `cargo xtask setup` to install the nightly \
          rust-src component and bpf-linker (or set RECORDER_SKIP_EBPF=1 to build without them)",
     )
+}
+
+/// Generates the collector's gRPC client and server from proto/recorder/v1/collector.proto.
+fn compile_protos() -> anyhow::Result<()> {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
+    let proto_root = manifest
+        .parent()
+        .ok_or_else(|| anyhow!("recorder-user has no parent directory"))?
+        .join("proto");
+    let file = proto_root.join("recorder/v1/collector.proto");
+    println!("cargo:rerun-if-changed={}", file.display());
+    tonic_prost_build::configure()
+        .compile_protos(&[file], &[proto_root])
+        .context("compiling proto/recorder/v1/collector.proto (is protoc installed? apt-get install protobuf-compiler)")
 }
