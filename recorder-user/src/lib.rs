@@ -15,3 +15,6 @@ pub mod sink;
 pub mod integrity;
 pub mod spool;
 pub mod store;
+pub mod collector;
+pub mod pki;
+pub mod transport;
