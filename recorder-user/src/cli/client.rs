@@ -53,6 +53,9 @@ pub fn status(e: Status) -> anyhow::Error {
     if let Some(source) = std::error::Error::source(&e) {
         msg = format!("{msg} ({})", crate::transport::tls::error_chain(source));
     }
+    if let Some(plain) = crate::transport::tls::explain_tls(&msg) {
+        msg = format!("{plain}; {msg}");
+    }
     anyhow::anyhow!(msg)
 }
 

@@ -58,7 +58,7 @@ pub struct CollectorPlan {
 
 /// Runs until SIGINT/SIGTERM; writes a final checkpoint on the way out.
 pub async fn run(plan: CollectorPlan) -> Result<(), CollectorError> {
-    let config = tls::server_config(&plan.ca, &plan.cert, &plan.key)?;
+    let (config, verifier) = tls::server_config(&plan.ca, &plan.cert, &plan.key)?;
     let rules = match &plan.alerts {
         Some(path) => Some(alerts::Rules::load(path)?),
         None => None,
@@ -128,7 +128,7 @@ pub async fn run(plan: CollectorPlan) -> Result<(), CollectorError> {
         }
     });
 
-    let service = service::Service { store: store.clone(), events, alerts: engine, metrics };
+    let service = service::Service { store: store.clone(), events, alerts: engine, metrics, verifier };
     tonic::transport::Server::builder()
         .add_service(CollectorServer::new(service).max_decoding_message_size(64 * 1024 * 1024))
         .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), shutdown_signal())

@@ -21,22 +21,29 @@ pub struct Service {
     pub events: broadcast::Sender<Arc<Event>>,
     pub alerts: Option<Arc<super::alerts::Engine>>,
     pub metrics: CollectorMetrics,
+    /// The CA chain check of client certificates (see `transport::tls::server_config`).
+    pub verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
 }
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
-/// The caller, from its verified certificate.
-fn peer<T>(req: &Request<T>) -> Result<Peer, Status> {
-    let certs = req
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("no client certificate: the collector serves only mutual TLS clients"))?;
-    let first = certs.first().ok_or_else(|| Status::unauthenticated("no client certificate presented"))?;
-    pki::peer_of(first).map_err(|e| Status::unauthenticated(format!("the client certificate is not usable: {e}")))
-}
-
 impl Service {
+    /// The caller, from its certificate once it is checked against the CA.
+    fn peer<T>(&self, req: &Request<T>) -> Result<Peer, Status> {
+        let certs = req
+            .peer_certs()
+            .ok_or_else(|| Status::unauthenticated("no client certificate: the collector serves only mutual TLS clients"))?;
+        crate::transport::tls::check_client_chain(self.verifier.as_ref(), &certs).map_err(|why| {
+            tracing::warn!(%why, "refused a client certificate");
+            Status::unauthenticated(why)
+        })?;
+        let first = certs.first().ok_or_else(|| Status::unauthenticated("no client certificate presented"))?;
+        pki::peer_of(first).map_err(|e| Status::unauthenticated(format!("the client certificate is not usable: {e}")))
+    }
+
+    /// Every call starts here: who is calling, and may that role do this.
     fn require<T>(&self, req: &Request<T>, role: Role, what: &str) -> Result<Peer, Status> {
-        let who = peer(req).inspect_err(|_| self.metrics.rejected("unauthenticated"))?;
+        let who = self.peer(req).inspect_err(|_| self.metrics.rejected("unauthenticated"))?;
         if who.role != role {
             self.metrics.rejected("permission");
             tracing::warn!(name = %who.name, role = %who.role, what, "refused");

@@ -25,7 +25,7 @@ pub enum SendError {
     Connect(#[from] ConnectError),
     #[error("the collector refused: {}: {}", code_name(.0.code()), .0.message())]
     Refused(Status),
-    #[error("the collector failed: {}: {}", code_name(.0.code()), .0.message())]
+    #[error("the collector failed: {}: {}{}", code_name(.0.code()), .0.message(), tls_hint(.0))]
     Failed(Status),
     #[error("the collector closed the stream")]
     Closed,
@@ -53,6 +53,15 @@ pub fn code_name(code: Code) -> &'static str {
         Code::FailedPrecondition => "failed precondition",
         Code::OutOfRange => "out of range",
         _ => "error",
+    }
+}
+
+fn tls_hint(status: &Status) -> String {
+    let chain = std::error::Error::source(status).map(super::tls::error_chain).unwrap_or_default();
+    match super::tls::explain_tls(&chain) {
+        Some(plain) => format!(" ({plain}: {chain})"),
+        None if chain.is_empty() => String::new(),
+        None => format!(" ({chain})"),
     }
 }
 
