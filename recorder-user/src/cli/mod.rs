@@ -1,5 +1,6 @@
 //! The `recorder` command line: one module per subcommand.
 pub mod agent;
+pub mod bench;
 pub mod client;
 pub mod collector;
 pub mod export;
@@ -41,6 +42,9 @@ pub enum Command {
     Ship(ship::ShipArgs),
     /// Create a CA and certificates for the collector, agents and operators.
     Pki(pki::PkiArgs),
+    /// Measure the collector's ingest throughput and end-to-end latency (release build).
+    #[command(hide = true)]
+    BenchCollector(bench::BenchArgs),
 }
 
 /// Runs the parsed command line; the binary's `main` only sets up logging and calls this.
@@ -55,5 +59,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => export::run(args),
         Command::Ship(args) => ship::run(args),
         Command::Pki(args) => pki::run(args),
+        Command::BenchCollector(args) => bench::run(args),
     }
 }

@@ -58,6 +58,19 @@ pub struct CollectorPlan {
 
 /// Runs until SIGINT/SIGTERM; writes a final checkpoint on the way out.
 pub async fn run(plan: CollectorPlan) -> Result<(), CollectorError> {
+    serve(plan, shutdown_signal(), |local| {
+        // Tests and scripts read this line to learn the port when listening on :0.
+        println!("listening on {local}");
+    })
+    .await
+}
+
+/// Runs until `shutdown` completes; `on_listen` learns the bound address.
+pub async fn serve(
+    plan: CollectorPlan,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_listen: impl FnOnce(SocketAddr),
+) -> Result<(), CollectorError> {
     let (config, verifier) = tls::server_config(&plan.ca, &plan.cert, &plan.key)?;
     let rules = match &plan.alerts {
         Some(path) => Some(alerts::Rules::load(path)?),
@@ -78,8 +91,7 @@ pub async fn run(plan: CollectorPlan) -> Result<(), CollectorError> {
     }
     let listener = TcpListener::bind(plan.listen).await.map_err(|source| CollectorError::Listen { addr: plan.listen, source })?;
     let local = listener.local_addr().map_err(|source| CollectorError::Listen { addr: plan.listen, source })?;
-    // Tests and scripts read this line to learn the port when listening on :0.
-    println!("listening on {local}");
+    on_listen(local);
     tracing::info!(%local, data = %plan.data.display(), "collector listening (mTLS only)");
 
     let (conn_tx, conn_rx) = tokio::sync::mpsc::channel(64);
@@ -131,7 +143,7 @@ pub async fn run(plan: CollectorPlan) -> Result<(), CollectorError> {
     let service = service::Service { store: store.clone(), events, alerts: engine, metrics, verifier };
     tonic::transport::Server::builder()
         .add_service(CollectorServer::new(service).max_decoding_message_size(64 * 1024 * 1024))
-        .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), shutdown_signal())
+        .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), shutdown)
         .await
         .map_err(|e| CollectorError::Serve(tls::error_chain(&e)))?;
     let result = store.lock().unwrap_or_else(|e| e.into_inner()).checkpoint();
