@@ -31,6 +31,22 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     mount_mnt_parent: 0,
     mount_mnt_mountpoint: 0,
     signal_live: 0,
+    task_files: 0,
+    files_fdt: 0,
+    fdtable_fd: 0,
+    fdtable_max_fds: 0,
+    file_f_inode: 0,
+    file_private_data: 0,
+    inode_i_mode: 0,
+    socket_sk: 0,
+    socket_type: 0,
+    skc_family: 0,
+    skc_daddr: 0,
+    skc_rcv_saddr: 0,
+    skc_dport: 0,
+    skc_num: 0,
+    skc_v6_daddr: 0,
+    skc_v6_rcv_saddr: 0,
 };
 
 /// The offset of one kernel struct member, as patched at load time. The volatile read keeps the

@@ -1,9 +1,9 @@
 //! Maps shared by the probes. Names are part of the contract with the agent's loader.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, RingBuf},
 };
-use recorder_common::{ExecEvent, LOSS_KINDS, MAX_IDENTITIES, ProcInfo, Settings};
+use recorder_common::{DataEvent, ExecEvent, LOSS_KINDS, MAX_IDENTITIES, ProcInfo, Settings, SockInfo};
 
 /// Events to user space. The loader sets its size (`ring_buffer_kib`).
 #[map]
@@ -29,3 +29,48 @@ pub static SCRATCH: Array<ExecEvent> = Array::with_max_entries(1, 0);
 /// Runtime settings (index 0).
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// A socket read/write in flight on a thread of a tracked process: saved at syscall entry, used
+/// at exit (keyed by pid_tgid).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SocketCall {
+    pub buf: u64,
+    pub fd: u32,
+    pub direction: u32,
+}
+
+#[map]
+pub static SOCKET_CALLS: HashMap<u64, SocketCall> = HashMap::with_max_entries(16384, 0);
+
+/// An OpenSSL read/write in flight on a thread (keyed by pid_tgid).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TlsCall {
+    pub ssl: u64,
+    pub buf: u64,
+    /// For the `_ex` forms: where the library writes the byte count.
+    pub count_ptr: u64,
+    pub direction: u32,
+    pub _pad: u32,
+}
+
+#[map]
+pub static TLS_CALLS: HashMap<u64, TlsCall> = HashMap::with_max_entries(16384, 0);
+
+/// The socket under each TLS connection (`SSL *` -> socket), learnt from the system calls the
+/// library makes while inside SSL_read/SSL_write.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TlsSocket {
+    pub sock: SockInfo,
+    pub fd: u32,
+    pub _pad: u32,
+}
+
+#[map]
+pub static TLS_SOCKETS: LruHashMap<u64, TlsSocket> = LruHashMap::with_max_entries(16384, 0);
+
+/// One data event under construction per CPU. The loader sets max_entries to the CPU count.
+#[map]
+pub static DATA_SCRATCH: Array<DataEvent> = Array::with_max_entries(1, 0);

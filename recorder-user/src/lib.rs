@@ -6,15 +6,17 @@
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/recorder"));
 
 pub mod agent;
+pub mod capture;
 pub mod cli;
+pub mod collector;
 pub mod config;
+pub mod identity;
+pub mod integrity;
 pub mod metrics;
+pub mod pki;
 pub mod proto;
 pub mod record;
 pub mod sink;
-pub mod integrity;
 pub mod spool;
 pub mod store;
-pub mod collector;
-pub mod pki;
 pub mod transport;

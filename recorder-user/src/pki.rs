@@ -11,15 +11,18 @@ use std::{
 };
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use time::{Duration, OffsetDateTime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0} already exists; refusing to overwrite it")]
     Exists(PathBuf),
     #[error("certificate generation failed: {0}")]
@@ -75,11 +78,19 @@ pub const CA_CERT: &str = "ca.pem";
 pub const CA_KEY: &str = "ca-key.pem";
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
-    move |source| PkiError::Io { path: path.to_path_buf(), source }
+    move |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn check_name(name: &str) -> Result<(), PkiError> {
-    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
         return Err(PkiError::BadName(name.to_string()));
     }
     Ok(())
@@ -91,8 +102,16 @@ fn write_new(path: &Path, text: &str, private: bool) -> Result<(), PkiError> {
         .create_new(true)
         .mode(if private { 0o600 } else { 0o644 })
         .open(path)
-        .map_err(|e| if e.kind() == std::io::ErrorKind::AlreadyExists { PkiError::Exists(path.to_path_buf()) } else { io(path)(e) })?;
-    f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(io(path))
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                PkiError::Exists(path.to_path_buf())
+            } else {
+                io(path)(e)
+            }
+        })?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(io(path))
 }
 
 fn validity(params: &mut CertificateParams, days: i64) {
@@ -103,7 +122,12 @@ fn validity(params: &mut CertificateParams, days: i64) {
 }
 
 /// Parameters of a leaf certificate for `role`/`name`.
-pub fn leaf_params(role: Role, name: &str, sans: &[String], days: i64) -> Result<CertificateParams, PkiError> {
+pub fn leaf_params(
+    role: Role,
+    name: &str,
+    sans: &[String],
+    days: i64,
+) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::new(sans.to_vec())?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "recorder");
@@ -137,7 +161,11 @@ pub fn init(dir: &Path, extra_sans: &[String], days: i64) -> Result<Vec<PathBuf>
     dn.push(DnType::CommonName, "recorder CA");
     ca.distinguished_name = dn;
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     validity(&mut ca, days.max(3650));
     let ca_cert = ca.self_signed(&ca_key)?;
     write_new(&dir.join(CA_KEY), &ca_key.serialize_pem(), true)?;
@@ -146,7 +174,14 @@ pub fn init(dir: &Path, extra_sans: &[String], days: i64) -> Result<Vec<PathBuf>
     let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     sans.extend(extra_sans.iter().cloned());
     let mut out = vec![dir.join(CA_CERT), dir.join(CA_KEY)];
-    out.extend(write_leaf(dir, &issuer, Role::Collector, "collector", &sans, days)?);
+    out.extend(write_leaf(
+        dir,
+        &issuer,
+        Role::Collector,
+        "collector",
+        &sans,
+        days,
+    )?);
     Ok(out)
 }
 
@@ -177,7 +212,10 @@ fn write_leaf(
 ) -> Result<Vec<PathBuf>, PkiError> {
     let key = KeyPair::generate()?;
     let cert = leaf_params(role, name, sans, days)?.signed_by(&key, issuer)?;
-    let (cert_path, key_path) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")));
+    let (cert_path, key_path) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
     write_new(&key_path, &key.serialize_pem(), true)?;
     write_new(&cert_path, &cert.pem(), false)?;
     Ok(vec![cert_path, key_path])
@@ -191,14 +229,19 @@ pub struct Peer {
 }
 
 pub fn peer_of(der: &[u8]) -> Result<Peer, PkiError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| PkiError::Parse(e.to_string()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| PkiError::Parse(e.to_string()))?;
     let subject = cert.subject();
     let ou = subject
         .iter_organizational_unit()
         .next()
         .and_then(|a| a.as_str().ok())
-        .ok_or(PkiError::Missing("organisational unit (OU=agent or OU=operator)"))?;
-    let role = ou.parse::<Role>().map_err(|_| PkiError::Parse(format!("unknown role OU={ou}")))?;
+        .ok_or(PkiError::Missing(
+            "organisational unit (OU=agent or OU=operator)",
+        ))?;
+    let role = ou
+        .parse::<Role>()
+        .map_err(|_| PkiError::Parse(format!("unknown role OU={ou}")))?;
     let name = subject
         .iter_common_name()
         .next()
@@ -222,12 +265,33 @@ mod tests {
         let pem = fs::read(dir.path().join("web-1.pem")).unwrap();
         use rustls_pki_types::{CertificateDer, pem::PemObject as _};
         let der = CertificateDer::from_pem_slice(&pem).unwrap();
-        assert_eq!(peer_of(&der).unwrap(), Peer { role: Role::Agent, name: "web-1".into() });
+        assert_eq!(
+            peer_of(&der).unwrap(),
+            Peer {
+                role: Role::Agent,
+                name: "web-1".into()
+            }
+        );
         let der = CertificateDer::from_pem_file(dir.path().join("alice.pem")).unwrap();
-        assert_eq!(peer_of(&der).unwrap(), Peer { role: Role::Operator, name: "alice".into() });
-        assert!(matches!(init(dir.path(), &[], 30), Err(PkiError::Exists(_))));
-        assert!(matches!(issue(dir.path(), Role::Agent, "web-1", 30), Err(PkiError::Exists(_))));
-        assert!(matches!(issue(dir.path(), Role::Agent, "../x", 30), Err(PkiError::BadName(_))));
+        assert_eq!(
+            peer_of(&der).unwrap(),
+            Peer {
+                role: Role::Operator,
+                name: "alice".into()
+            }
+        );
+        assert!(matches!(
+            init(dir.path(), &[], 30),
+            Err(PkiError::Exists(_))
+        ));
+        assert!(matches!(
+            issue(dir.path(), Role::Agent, "web-1", 30),
+            Err(PkiError::Exists(_))
+        ));
+        assert!(matches!(
+            issue(dir.path(), Role::Agent, "../x", 30),
+            Err(PkiError::BadName(_))
+        ));
         assert!(peer_of(b"junk").is_err());
     }
 }

@@ -14,7 +14,10 @@ use std::{
 use collector_support::*;
 
 fn args<'a>(head: &[&'a str], tail: &'a [String]) -> Vec<&'a str> {
-    head.iter().copied().chain(tail.iter().map(String::as_str)).collect()
+    head.iter()
+        .copied()
+        .chain(tail.iter().map(String::as_str))
+        .collect()
 }
 
 #[test]
@@ -25,18 +28,47 @@ fn pki_collector_and_operator_reads() {
     let lines = records("web-1", 60);
     let o = ship(&pki, col.port, tmp.path(), "a", &lines, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "shipped 60 records; everything in the spool is stored\n");
+    assert_eq!(
+        stdout(&o),
+        "shipped 60 records; everything in the spool is stored\n"
+    );
 
     let op = pki.client_args(col.port, "alice");
     // Sessions: 3 of 20 records (10 commands) each, newest first.
     let o = run(&args(&["sessions", "--format", "jsonl"], &op));
     assert!(o.status.success(), "{}", stderr(&o));
-    let sessions: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(sessions.iter().map(|s| s["session"].as_str().unwrap()).collect::<Vec<_>>(), ["sess-2", "sess-1", "sess-0"]);
-    assert!(sessions.iter().all(|s| s["commands"] == 10 && s["records"] == 20 && s["identity"] == "claude" && s["host"] == "web-1"));
+    let sessions: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        sessions
+            .iter()
+            .map(|s| s["session"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["sess-2", "sess-1", "sess-0"]
+    );
+    assert!(sessions.iter().all(|s| s["commands"] == 10
+        && s["records"] == 20
+        && s["identity"] == "claude"
+        && s["host"] == "web-1"));
     let o = run(&args(&["sessions", "--identity", "nobody"], &op));
-    assert_eq!(stdout(&o).lines().count(), 1, "only the header: {}", stdout(&o));
-    let o = run(&args(&["sessions", "--since", "2026-11-28T10:00:00.000000040Z", "--format", "jsonl"], &op));
+    assert_eq!(
+        stdout(&o).lines().count(),
+        1,
+        "only the header: {}",
+        stdout(&o)
+    );
+    let o = run(&args(
+        &[
+            "sessions",
+            "--since",
+            "2026-11-28T10:00:00.000000040Z",
+            "--format",
+            "jsonl",
+        ],
+        &op,
+    ));
     assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
 
     // Replay: byte-identical lines, and the human form with results joined by exec_id.
@@ -46,10 +78,17 @@ fn pki_collector_and_operator_reads() {
     let o = run(&args(&["replay", "sess-1"], &op));
     let human = stdout(&o);
     assert_eq!(human.lines().count(), 10, "{human}");
-    assert_eq!(human.lines().next().unwrap(), "2026-11-28T10:00:00.000000020Z  pid 21      $ echo 20    => exit 0, 1 ms");
+    assert_eq!(
+        human.lines().next().unwrap(),
+        "2026-11-28T10:00:00.000000020Z  pid 21      $ echo 20    => exit 0, 1 ms"
+    );
     let o = run(&args(&["replay", "no-such-session"], &op));
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("not found: no session \"no-such-session\""), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not found: no session \"no-such-session\""),
+        "{}",
+        stderr(&o)
+    );
 
     // Export and online verify.
     assert_eq!(export(&pki, col.port), lines);
@@ -72,15 +111,31 @@ fn refusals_say_why() {
 
     // A certificate from another CA.
     let other = Pki::new(&tmp.path().join("other"));
-    let o = run(&args(&["sessions"], &pki.client_args_with(port, &other.path("alice.pem"), &other.path("alice-key.pem"))));
+    let o = run(&args(
+        &["sessions"],
+        &pki.client_args_with(port, &other.path("alice.pem"), &other.path("alice-key.pem")),
+    ));
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("unauthenticated: the client certificate is not issued by the collector's CA"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "unauthenticated: the client certificate is not issued by the collector's CA"
+        ),
+        "{}",
+        stderr(&o)
+    );
 
     // An expired certificate from the right CA.
     let (cert, key) = expired_operator(&pki);
-    let o = run(&args(&["sessions"], &pki.client_args_with(port, &cert, &key)));
+    let o = run(&args(
+        &["sessions"],
+        &pki.client_args_with(port, &cert, &key),
+    ));
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("unauthenticated: the client certificate has expired"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unauthenticated: the client certificate has expired"),
+        "{}",
+        stderr(&o)
+    );
 
     // An agent certificate sending for another host.
     let o = ship(&pki, port, tmp.path(), "b", &records("db-7", 4), &[]);
@@ -92,20 +147,46 @@ fn refusals_say_why() {
     );
     // ...or lines of another host under its own host name: refused before anything is sent
     // (the collector checks every line's host too).
-    let o = ship(&pki, port, tmp.path(), "c", &records("db-7", 4), &["--host", "web-1"]);
+    let o = ship(
+        &pki,
+        port,
+        tmp.path(),
+        "c",
+        &records("db-7", 4),
+        &["--host", "web-1"],
+    );
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("c.jsonl line 1: host \"db-7\", but the file's records are of host \"web-1\""), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "c.jsonl line 1: host \"db-7\", but the file's records are of host \"web-1\""
+        ),
+        "{}",
+        stderr(&o)
+    );
 
     // An agent certificate reading, an operator certificate writing.
-    let o = run(&args(&["replay", "sess-0"], &pki.client_args(port, "web-1")));
+    let o = run(&args(
+        &["replay", "sess-0"],
+        &pki.client_args(port, "web-1"),
+    ));
     assert!(stderr(&o).contains("permission denied: certificate \"web-1\" has role agent; replay needs an operator certificate"), "{}", stderr(&o));
     let o = run(&args(&["watch"], &pki.client_args(port, "web-1")));
-    assert!(stderr(&o).contains("watch needs an operator certificate"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("watch needs an operator certificate"),
+        "{}",
+        stderr(&o)
+    );
     let file = tmp.path().join("d.jsonl");
     write_lines(&file, &records("web-1", 2));
     let spool = tmp.path().join("d-spool");
     let o = run(&args(
-        &["ship", "--jsonl", file.to_str().unwrap(), "--spool", spool.to_str().unwrap()],
+        &[
+            "ship",
+            "--jsonl",
+            file.to_str().unwrap(),
+            "--spool",
+            spool.to_str().unwrap(),
+        ],
         &pki.client_args(port, "alice"),
     ));
     assert!(stderr(&o).contains("permission denied: certificate \"alice\" has role operator; ingest needs an agent certificate"), "{}", stderr(&o));
@@ -114,20 +195,46 @@ fn refusals_say_why() {
     // A plaintext client gets no HTTP/2 at all: the connection ends in a TLS alert or closes.
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").unwrap();
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
     let mut answer = Vec::new();
     let _ = tcp.read_to_end(&mut answer);
-    assert!(answer.is_empty() || answer[0] == 0x15, "expected a TLS alert or nothing, got {answer:?}");
-    let o = run(&args(&["sessions", "--collector", &format!("http://127.0.0.1:{port}")], &pki.client_args(port, "alice")[2..]));
-    assert!(stderr(&o).contains("the collector is only reachable over https://"), "{}", stderr(&o));
-    assert!(wait_for(Duration::from_secs(3), || col.log().contains("TLS handshake refused")), "{}", col.log());
+    assert!(
+        answer.is_empty() || answer[0] == 0x15,
+        "expected a TLS alert or nothing, got {answer:?}"
+    );
+    let o = run(&args(
+        &[
+            "sessions",
+            "--collector",
+            &format!("http://127.0.0.1:{port}"),
+        ],
+        &pki.client_args(port, "alice")[2..],
+    ));
+    assert!(
+        stderr(&o).contains("the collector is only reachable over https://"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        wait_for(Duration::from_secs(3), || col
+            .log()
+            .contains("TLS handshake refused")),
+        "{}",
+        col.log()
+    );
 }
 
 /// An operator certificate signed by the PKI's CA that expired in 2021.
 fn expired_operator(pki: &Pki) -> (String, String) {
     use rcgen::{CertificateParams, DistinguishedName, DnType, Issuer, KeyPair, date_time_ymd};
-    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(pki.path("ca-key.pem")).unwrap()).unwrap();
-    let issuer = Issuer::from_ca_cert_pem(&std::fs::read_to_string(pki.path("ca.pem")).unwrap(), ca_key).unwrap();
+    let ca_key =
+        KeyPair::from_pem(&std::fs::read_to_string(pki.path("ca-key.pem")).unwrap()).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(
+        &std::fs::read_to_string(pki.path("ca.pem")).unwrap(),
+        ca_key,
+    )
+    .unwrap();
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationalUnitName, "operator");
@@ -155,7 +262,15 @@ fn kill_9_mid_stream_then_restart_stores_every_record_exactly_once() {
     write_lines(&file, &lines);
     let spool = tmp.path().join("spool");
     let mut shipper = Command::new(recorder())
-        .args(["ship", "--jsonl", file.to_str().unwrap(), "--spool", spool.to_str().unwrap(), "--timeout", "120"])
+        .args([
+            "ship",
+            "--jsonl",
+            file.to_str().unwrap(),
+            "--spool",
+            spool.to_str().unwrap(),
+            "--timeout",
+            "120",
+        ])
         .args(pki.client_args(port, "web-1"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -163,24 +278,39 @@ fn kill_9_mid_stream_then_restart_stores_every_record_exactly_once() {
         .unwrap();
     // Kill once part of the stream is stored (segments of the spool start to go).
     let stored_some = wait_for(Duration::from_secs(60), || {
-        std::fs::read_dir(&data.join("segments")).map(|d| d.count()).unwrap_or(0) > 0
-            && std::fs::metadata(data.join("segments/00000000.log")).map(|m| m.len() > 2_000_000).unwrap_or(false)
+        std::fs::read_dir(&data.join("segments"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            > 0
+            && std::fs::metadata(data.join("segments/00000000.log"))
+                .map(|m| m.len() > 2_000_000)
+                .unwrap_or(false)
     });
     assert!(stored_some, "the collector stored nothing: {}", col.log());
     col.kill9();
     std::thread::sleep(Duration::from_millis(700));
     let col = Collector::start(&pki, &data, port, &[]);
     let status = shipper.wait().unwrap();
-    let (out, err) = (read_all(shipper.stdout.take().unwrap()), read_all(shipper.stderr.take().unwrap()));
+    let (out, err) = (
+        read_all(shipper.stdout.take().unwrap()),
+        read_all(shipper.stderr.take().unwrap()),
+    );
     assert!(status.success(), "{out}{err}");
-    assert_eq!(out, "shipped 200000 records; everything in the spool is stored\n");
+    assert_eq!(
+        out,
+        "shipped 200000 records; everything in the spool is stored\n"
+    );
     let stored = export(&pki, port);
     assert_eq!(stored.len(), lines.len(), "every record exactly once");
     assert!(stored == lines, "in order and byte for byte");
     col.stop();
     let o = run(&["verify", "--data", data.to_str().unwrap()]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).starts_with("ok: 200000 records"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("ok: 200000 records"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 /// A data directory of 100 records (pid i+1 at log index i) with a final checkpoint.
@@ -198,7 +328,12 @@ fn stored_log(tmp: &std::path::Path) -> std::path::PathBuf {
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to.join("segments")).unwrap();
-    for f in ["checkpoints.jsonl", "checkpoint-key.pub", "checkpoint-key.p8", "segments/00000000.log"] {
+    for f in [
+        "checkpoints.jsonl",
+        "checkpoint-key.pub",
+        "checkpoint-key.p8",
+        "segments/00000000.log",
+    ] {
         std::fs::copy(from.join(f), to.join(f)).unwrap();
     }
 }
@@ -206,7 +341,11 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 fn verify_fails(data: &std::path::Path) -> String {
     let o = run(&["verify", "--data", data.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
-    assert!(stderr(&o).contains("the log fails verification"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the log fails verification"),
+        "{}",
+        stderr(&o)
+    );
     stdout(&o)
 }
 
@@ -227,8 +366,15 @@ fn tampering_is_found_and_named() {
     std::fs::write(one.join("segments/00000000.log"), &s).unwrap();
     let out = verify_fails(&one);
     let first = out.lines().next().unwrap();
-    assert!(first.starts_with("TAMPERED: segments/00000000.log record 56 (byte offset "), "{out}");
-    assert!(first.ends_with("log index 56, host web-1 stream ") || first.contains("sequence 57: content changed"), "{out}");
+    assert!(
+        first.starts_with("TAMPERED: segments/00000000.log record 56 (byte offset "),
+        "{out}"
+    );
+    assert!(
+        first.ends_with("log index 56, host web-1 stream ")
+            || first.contains("sequence 57: content changed"),
+        "{out}"
+    );
 
     // Record 31 deleted.
     let del = tmp.path().join("deleted");
@@ -236,36 +382,87 @@ fn tampering_is_found_and_named() {
     let s = [&seg[..frames[31].start], &seg[frames[31].end..]].concat();
     std::fs::write(del.join("segments/00000000.log"), &s).unwrap();
     let out = verify_fails(&del);
-    assert!(out.lines().next().unwrap().starts_with("TAMPERED: segments/00000000.log record 31 "), "{out}");
-    assert!(out.contains("sequence 33: says it is log index 32 but is at log index 31"), "{out}");
-    assert!(out.contains("signed tree size 100 but the log holds 99 records"), "{out}");
+    assert!(
+        out.lines()
+            .next()
+            .unwrap()
+            .starts_with("TAMPERED: segments/00000000.log record 31 "),
+        "{out}"
+    );
+    assert!(
+        out.contains("sequence 33: says it is log index 32 but is at log index 31"),
+        "{out}"
+    );
+    assert!(
+        out.contains("signed tree size 100 but the log holds 99 records"),
+        "{out}"
+    );
 
     // Records 10 and 11 swapped.
     let swap = tmp.path().join("swapped");
     copy_dir(&data, &swap);
-    let s = [&seg[..frames[10].start], &seg[frames[11].clone()], &seg[frames[10].clone()], &seg[frames[11].end..]].concat();
+    let s = [
+        &seg[..frames[10].start],
+        &seg[frames[11].clone()],
+        &seg[frames[10].clone()],
+        &seg[frames[11].end..],
+    ]
+    .concat();
     std::fs::write(swap.join("segments/00000000.log"), &s).unwrap();
     let out = verify_fails(&swap);
-    assert!(out.lines().next().unwrap().starts_with("TAMPERED: segments/00000000.log record 10 "), "{out}");
-    assert!(out.contains("sequence 12: says it is log index 11 but is at log index 10"), "{out}");
+    assert!(
+        out.lines()
+            .next()
+            .unwrap()
+            .starts_with("TAMPERED: segments/00000000.log record 10 "),
+        "{out}"
+    );
+    assert!(
+        out.contains("sequence 12: says it is log index 11 but is at log index 10"),
+        "{out}"
+    );
 
     // A checkpoint rewritten: its signature no longer holds.
     let cp = tmp.path().join("checkpoint");
     copy_dir(&data, &cp);
-    let text = std::fs::read_to_string(cp.join("checkpoints.jsonl")).unwrap().replace("\"tree_size\":100", "\"tree_size\":99");
+    let text = std::fs::read_to_string(cp.join("checkpoints.jsonl"))
+        .unwrap()
+        .replace("\"tree_size\":100", "\"tree_size\":99");
     std::fs::write(cp.join("checkpoints.jsonl"), text).unwrap();
     let out = verify_fails(&cp);
-    assert!(out.contains("checkpoints.jsonl line 1 (tree size 99): bad signature"), "{out}");
+    assert!(
+        out.contains("checkpoints.jsonl line 1 (tree size 99): bad signature"),
+        "{out}"
+    );
 
     // And the collector refuses to start on a damaged log.
-    let pki = Pki { dir: tmp.path().join("pki") };
+    let pki = Pki {
+        dir: tmp.path().join("pki"),
+    };
     let o = Command::new(recorder())
-        .args(["collector", "--listen", "127.0.0.1:0", "--data", del.to_str().unwrap()])
-        .args(["--tls-ca", &pki.path("ca.pem"), "--tls-cert", &pki.path("collector.pem"), "--tls-key", &pki.path("collector-key.pem")])
+        .args([
+            "collector",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            del.to_str().unwrap(),
+        ])
+        .args([
+            "--tls-ca",
+            &pki.path("ca.pem"),
+            "--tls-cert",
+            &pki.path("collector.pem"),
+            "--tls-key",
+            &pki.path("collector-key.pem"),
+        ])
         .output()
         .unwrap();
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("fails its integrity checks; run `recorder verify --data"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("fails its integrity checks; run `recorder verify --data"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -277,7 +474,11 @@ fn a_damaged_spool_is_recovered_with_a_notice() {
     // No collector yet: the records stay in the spool.
     let o = ship(&pki, port, tmp.path(), "s", &lines, &["--timeout", "1"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("records remain in the spool"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("records remain in the spool"),
+        "{}",
+        stderr(&o)
+    );
     let spool = tmp.path().join("s-spool");
     let seg_path = spool.join(format!("{:020}.wal", 1));
     let mut seg = std::fs::read(&seg_path).unwrap();
@@ -291,9 +492,16 @@ fn a_damaged_spool_is_recovered_with_a_notice() {
 
     let col = Collector::start(&pki, &tmp.path().join("data"), port, &[]);
     let spool_arg = spool.to_str().unwrap().to_string();
-    let o = run(&args(&["ship", "--spool", &spool_arg], &pki.client_args(port, "web-1")));
+    let o = run(&args(
+        &["ship", "--spool", &spool_arg],
+        &pki.client_args(port, "web-1"),
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("spool damaged, recovered what was valid"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("spool damaged, recovered what was valid"),
+        "{}",
+        stderr(&o)
+    );
     let stored = export(&pki, col.port);
     assert_eq!(stored.len(), 8, "{stored:#?}");
     assert_eq!(stored[..7], lines[..7]);
@@ -302,7 +510,12 @@ fn a_damaged_spool_is_recovered_with_a_notice() {
     assert_eq!(notice["host"], "web-1");
     assert_eq!(notice["reason"], "spool_corrupt");
     let detail = notice["detail"].as_str().unwrap();
-    assert!(detail.contains("record after sequence 7") && detail.contains("checksum mismatch") && detail.contains("7 records recovered"), "{detail}");
+    assert!(
+        detail.contains("record after sequence 7")
+            && detail.contains("checksum mismatch")
+            && detail.contains("7 records recovered"),
+        "{detail}"
+    );
 }
 
 /// A minimal HTTP receiver: answers 200 and keeps (signature header, body) of each request.
@@ -329,7 +542,9 @@ fn receiver(listener: TcpListener) -> Arc<Mutex<Vec<(String, String)>>> {
             }
             let mut body = vec![0u8; len];
             reader.read_exact(&mut body).unwrap();
-            keep.lock().unwrap().push((sig, String::from_utf8(body).unwrap()));
+            keep.lock()
+                .unwrap()
+                .push((sig, String::from_utf8(body).unwrap()));
             let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
         }
     });
@@ -356,7 +571,12 @@ fn alerts_reach_watch_and_signed_webhooks_even_after_the_receiver_was_down() {
         ),
     )
     .unwrap();
-    let col = Collector::start(&pki, &tmp.path().join("data"), 0, &["--alerts", rules.to_str().unwrap()]);
+    let col = Collector::start(
+        &pki,
+        &tmp.path().join("data"),
+        0,
+        &["--alerts", rules.to_str().unwrap()],
+    );
     let mut watch = Command::new(recorder())
         .args(["watch", "--alerts-only"])
         .args(pki.client_args(col.port, "alice"))
@@ -367,32 +587,75 @@ fn alerts_reach_watch_and_signed_webhooks_even_after_the_receiver_was_down() {
     std::thread::sleep(Duration::from_millis(500));
 
     // The receiver is down: the first alert waits in the queue.
-    let o = ship(&pki, col.port, tmp.path(), "w1", &[sql(1, "DROP TABLE users"), sql(2, "DELETE FROM t WHERE id = 1")], &[]);
+    let o = ship(
+        &pki,
+        col.port,
+        tmp.path(),
+        "w1",
+        &[
+            sql(1, "DROP TABLE users"),
+            sql(2, "DELETE FROM t WHERE id = 1"),
+        ],
+        &[],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let mut first = String::new();
-    BufReader::new(watch.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
+    BufReader::new(watch.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
     let alert: serde_json::Value = serde_json::from_str(&first).unwrap();
     assert_eq!(alert["alert"]["rule"], "destructive-sql");
     assert_eq!(alert["alert"]["severity"], "critical");
     assert_eq!(alert["record"]["text"], "DROP TABLE users");
     let _ = watch.kill();
     let _ = watch.wait();
-    assert!(wait_for(Duration::from_secs(5), || col.log().contains("webhook delivery failed")), "{}", col.log());
+    assert!(
+        wait_for(Duration::from_secs(5), || col
+            .log()
+            .contains("webhook delivery failed")),
+        "{}",
+        col.log()
+    );
 
     let got = receiver(TcpListener::bind(("127.0.0.1", hook_port)).unwrap());
-    let o = ship(&pki, col.port, tmp.path(), "w2", &[sql(3, "delete from orders")], &[]);
+    let o = ship(
+        &pki,
+        col.port,
+        tmp.path(),
+        "w2",
+        &[sql(3, "delete from orders")],
+        &[],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(wait_for(Duration::from_secs(20), || got.lock().unwrap().len() >= 2), "{:?} {}", got.lock().unwrap(), col.log());
+    assert!(
+        wait_for(Duration::from_secs(20), || got.lock().unwrap().len() >= 2),
+        "{:?} {}",
+        got.lock().unwrap(),
+        col.log()
+    );
     let got = got.lock().unwrap();
     assert_eq!(got.len(), 2, "{got:?}");
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"s3cret");
     for (sig, body) in got.iter() {
-        let expect: String = ring::hmac::sign(&key, body.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let expect: String = ring::hmac::sign(&key, body.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         assert_eq!(sig, &format!("sha256={expect}"));
     }
     let texts: Vec<String> = got
         .iter()
-        .map(|(_, b)| serde_json::from_str::<serde_json::Value>(b).unwrap()["record"]["text"].as_str().unwrap().to_string())
+        .map(|(_, b)| {
+            serde_json::from_str::<serde_json::Value>(b).unwrap()["record"]["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert_eq!(texts, ["DROP TABLE users", "delete from orders"], "queued alert first, in order");
+    assert_eq!(
+        texts,
+        ["DROP TABLE users", "delete from orders"],
+        "queued alert first, in order"
+    );
 }

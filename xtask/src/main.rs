@@ -1,1 +1,68 @@
-fn main() {}
+//! `cargo xtask <task>`: everything a developer or CI runs, each task installing what it needs.
+mod bench;
+mod demo;
+mod setup;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Project tasks: setup, build, test, demo, bench"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need (Debian packages, nightly rust-src, bpf-linker).
+    /// Idempotent: only missing pieces are installed.
+    Setup,
+    /// Set up, then build the `recorder` binary (release) with its eBPF programs.
+    Build,
+    /// Set up, build, then run every test: unit tests and the end-to-end suites as root.
+    Test {
+        /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and run the agent recording a demo identity; shows the recorded session.
+    Demo {
+        /// Stop after showing the recorded demo session instead of running until Ctrl-C.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Benchmarks: exec storm with and without the agent, agent CPU per exec, loss, idle RSS.
+    Bench {
+        /// Execs per measured run.
+        #[arg(long, default_value_t = 4000)]
+        execs: u64,
+        /// Measured runs per configuration (interleaved).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup => setup::run(),
+        Task::Build => setup::run().and_then(|()| util::build_release()),
+        Task::Test { args } => setup::run()
+            .and_then(|()| util::build_release())
+            .and_then(|()| util::test(&args)),
+        Task::Demo { once } => setup::run()
+            .and_then(|()| util::build_release())
+            .and_then(|()| demo::run(once)),
+        Task::Bench { execs, rounds } => setup::run()
+            .and_then(|()| util::build_release())
+            .and_then(|()| bench::run(execs, rounds)),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -24,6 +24,8 @@ pub enum EventKind {
     Exit = 2,
     /// Not an event: the loss slot for processes the tracking map had no room for.
     Track = 3,
+    /// Bytes a tracked process wrote to or read from a stream socket, or through TLS.
+    Data = 4,
 }
 
 impl EventKind {
@@ -32,13 +34,14 @@ impl EventKind {
             1 => Some(Self::Exec),
             2 => Some(Self::Exit),
             3 => Some(Self::Track),
+            4 => Some(Self::Data),
             _ => None,
         }
     }
 }
 
 /// Number of slots per identity in the loss counter map (indexed by `EventKind as u32`).
-pub const LOSS_KINDS: u32 = 4;
+pub const LOSS_KINDS: u32 = 8;
 
 /// A process image instance: when (boot-clock ns) and which thread-group id. Unique per boot.
 #[repr(C)]
@@ -50,7 +53,11 @@ pub struct ProcKey {
 }
 
 impl ProcKey {
-    pub const NONE: ProcKey = ProcKey { ktime: 0, pid: 0, _pad: 0 };
+    pub const NONE: ProcKey = ProcKey {
+        ktime: 0,
+        pid: 0,
+        _pad: 0,
+    };
     pub fn is_none(&self) -> bool {
         self.ktime == 0 && self.pid == 0
     }
@@ -106,10 +113,10 @@ pub const PATH_UNLINKED: u32 = 2;
 /// No path could be read (no such object).
 pub const PATH_MISSING: u32 = 4;
 
-/// `exec` event. Sent with only the first `argv_len` bytes of `argv`.
+/// The fixed part of an `exec` event.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct ExecEvent {
+pub struct ExecHead {
     pub header: EventHeader,
     pub exec: ProcKey,
     pub parent_exec: ProcKey,
@@ -123,6 +130,14 @@ pub struct ExecEvent {
     pub argv_total: u64,
     pub exe: RawPath,
     pub cwd: RawPath,
+}
+
+/// `exec` event. Sent with only the first `head.argv_len` bytes of `argv`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub head: ExecHead,
+    /// NUL-separated arguments, as laid out by the kernel in the new process's memory.
     pub argv: [u8; ARGV_MAX],
 }
 
@@ -138,7 +153,7 @@ pub const EXEC_OUTSIDE_IDENTITY: u32 = 8;
 pub const EXEC_ARGV_UNREADABLE: u32 = 16;
 
 /// Bytes of an `ExecEvent` before `argv`.
-pub const EXEC_FIXED_LEN: usize = core::mem::offset_of!(ExecEvent, argv);
+pub const EXEC_FIXED_LEN: usize = core::mem::size_of::<ExecHead>();
 
 /// `exit` event, for a tracked process with its own exec, when its last thread ends.
 #[repr(C)]
@@ -151,6 +166,85 @@ pub struct ExitEvent {
     pub exit_code: u32,
     pub _pad: u32,
 }
+
+/// Payload bytes one `data` event carries. A larger read or write is sent as several events
+/// (`offset` says where each starts), up to `DATA_SYSCALL_MAX` bytes per call.
+pub const DATA_CHUNK: usize = 16384;
+/// Bytes captured from one read/write call; beyond this the event says `DATA_TRUNCATED`.
+pub const DATA_SYSCALL_MAX: usize = 1 << 20;
+
+/// Where the bytes of a `data` event were seen.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataSource {
+    /// A socket system call (plaintext, or ciphertext of a TLS library we did not hook).
+    Socket = 0,
+    /// OpenSSL's SSL_write/SSL_read: plaintext of a TLS connection.
+    OpenSsl = 1,
+}
+
+/// The process wrote the bytes (to the peer).
+pub const DIR_EGRESS: u32 = 0;
+/// The process read the bytes (from the peer).
+pub const DIR_INGRESS: u32 = 1;
+
+/// The call moved more than `DATA_SYSCALL_MAX` bytes; the rest was not captured.
+pub const DATA_TRUNCATED: u32 = 1;
+/// The socket is not known for these TLS bytes yet (no system call inside the TLS library was
+/// seen for this TLS connection).
+pub const DATA_NO_SOCKET: u32 = 2;
+
+/// A connection endpoint as the kernel's `sock_common` holds it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockInfo {
+    /// `struct sock *`, the connection's identity while it lives.
+    pub sock: u64,
+    /// AF_INET (2), AF_INET6 (10), AF_UNIX (1).
+    pub family: u16,
+    /// Local and remote ports, host byte order.
+    pub lport: u16,
+    pub rport: u16,
+    pub _pad: u16,
+    /// IPv4 in the first 4 bytes, or IPv6.
+    pub laddr: [u8; 16],
+    pub raddr: [u8; 16],
+}
+
+/// Fixed part of a `data` event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DataHead {
+    pub header: EventHeader,
+    pub exec: ProcKey,
+    pub session: ProcKey,
+    pub sock: SockInfo,
+    /// `SSL *` for OpenSSL data, 0 for socket data.
+    pub tls: u64,
+    /// `DataSource as u32`.
+    pub source: u32,
+    /// `DIR_EGRESS` or `DIR_INGRESS`.
+    pub direction: u32,
+    pub fd: u32,
+    /// `DATA_*` flags.
+    pub flags: u32,
+    /// Bytes the call moved in all.
+    pub total: u64,
+    /// Where this chunk starts within the call's bytes.
+    pub offset: u32,
+    /// Payload bytes in this event.
+    pub len: u32,
+}
+
+/// `data` event. Sent with only the first `head.len` bytes of `data`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DataEvent {
+    pub head: DataHead,
+    pub data: [u8; DATA_CHUNK],
+}
+
+pub const DATA_FIXED_LEN: usize = core::mem::size_of::<DataHead>();
 
 /// Byte offsets of kernel struct members, read from the running kernel's BTF by the agent and
 /// written into the programs' globals before load. No offset is compiled in.
@@ -183,6 +277,22 @@ pub struct KernelOffsets {
     pub mount_mnt_parent: u32,
     pub mount_mnt_mountpoint: u32,
     pub signal_live: u32,
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_fd: u32,
+    pub fdtable_max_fds: u32,
+    pub file_f_inode: u32,
+    pub file_private_data: u32,
+    pub inode_i_mode: u32,
+    pub socket_sk: u32,
+    pub socket_type: u32,
+    pub skc_family: u32,
+    pub skc_daddr: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_dport: u32,
+    pub skc_num: u32,
+    pub skc_v6_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
 }
 
 /// Runtime settings the agent can change without reloading, in the `SETTINGS` array map.
@@ -219,7 +329,11 @@ mod tests {
         assert_eq!(size_of::<RawPath>(), 8 + PATH_COMPONENT * PATH_DEPTH);
         assert_eq!(EXEC_FIXED_LEN, 32 + 48 + 16 + 8 + 2 * size_of::<RawPath>());
         assert_eq!(size_of::<ExecEvent>(), EXEC_FIXED_LEN + ARGV_MAX);
+        assert_eq!(core::mem::offset_of!(ExecEvent, argv), EXEC_FIXED_LEN);
         assert_eq!(size_of::<ExitEvent>(), 32 + 32 + 8);
-        assert_eq!(size_of::<KernelOffsets>(), 26 * 4);
+        assert_eq!(size_of::<KernelOffsets>(), 42 * 4);
+        assert_eq!(size_of::<SockInfo>(), 48);
+        assert_eq!(size_of::<DataHead>(), 32 + 32 + 48 + 8 + 16 + 8 + 8);
+        assert_eq!(size_of::<DataEvent>(), DATA_FIXED_LEN + DATA_CHUNK);
     }
 }

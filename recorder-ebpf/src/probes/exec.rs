@@ -28,7 +28,11 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let known = unsafe { PROCS.get(&tgid) }.copied();
     let (identity, parent_exec, session, flags) = match known {
         Some(info) => {
-            let outside = if inside_identity(info.identity) { 0 } else { EXEC_OUTSIDE_IDENTITY };
+            let outside = if inside_identity(info.identity) {
+                0
+            } else {
+                EXEC_OUTSIDE_IDENTITY
+            };
             (info.identity, info.exec, info.session, outside)
         }
         None => match watched_identity() {
@@ -38,9 +42,18 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     };
     // SAFETY: plain helper calls.
     let (ktime, cgroup_id) = unsafe { (bpf_ktime_get_boot_ns(), bpf_get_current_cgroup_id()) };
-    let exec = ProcKey { ktime, pid: tgid, _pad: 0 };
+    let exec = ProcKey {
+        ktime,
+        pid: tgid,
+        _pad: 0,
+    };
     let session = if session.is_none() { exec } else { session };
-    let info = ProcInfo { identity, flags: PROC_OWN_EXEC, exec, session };
+    let info = ProcInfo {
+        identity,
+        flags: PROC_OWN_EXEC,
+        exec,
+        session,
+    };
     if PROCS.insert(&tgid, &info, 0).is_err() {
         count_loss(identity, EventKind::Track);
     }
@@ -48,6 +61,14 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let task: *const u8 = ctx.arg(0);
     let bprm: *const u8 = ctx.arg(2);
     let exe_file = read_ptr(bprm, off!(binprm_file)).unwrap_or(core::ptr::null());
-    let facts = ExecFacts { identity, ktime, cgroup_id, exec, parent_exec, session, flags };
+    let facts = ExecFacts {
+        identity,
+        ktime,
+        cgroup_id,
+        exec,
+        parent_exec,
+        session,
+        flags,
+    };
     exec_event(task, exe_file, &facts)
 }

@@ -8,7 +8,7 @@ use aya_ebpf::{
 use recorder_common::{EventHeader, EventKind, ExitEvent, PROC_OWN_EXEC};
 
 use crate::{
-    emit::count_loss,
+    emit::{count_loss, wakeup_flags},
     kernel::{off, read, read_ptr},
     maps::{EVENTS, PROCS},
 };
@@ -57,6 +57,6 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
         exit_code,
         _pad: 0,
     });
-    entry.submit(0);
+    entry.submit(wakeup_flags());
     Ok(())
 }

@@ -5,7 +5,9 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use recorder_common::{EXEC_ADOPTED, EXEC_SESSION_ROOT, EventKind, PROC_OWN_EXEC, ProcInfo, ProcKey};
+use recorder_common::{
+    EXEC_ADOPTED, EXEC_SESSION_ROOT, EventKind, PROC_OWN_EXEC, ProcInfo, ProcKey,
+};
 
 use crate::{
     cgroup::watched_identity,
@@ -34,7 +36,12 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         Some(info) => info,
         None => adopt(parent, parent_tgid)?,
     };
-    let child_info = ProcInfo { identity: info.identity, flags: 0, exec: info.exec, session: info.session };
+    let child_info = ProcInfo {
+        identity: info.identity,
+        flags: 0,
+        exec: info.exec,
+        session: info.session,
+    };
     if PROCS.insert(&child_tgid, &child_info, 0).is_err() {
         count_loss(info.identity, EventKind::Track);
     }
@@ -47,8 +54,17 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
 fn adopt(parent: *const u8, tgid: u32) -> Result<ProcInfo, i64> {
     let identity = watched_identity().ok_or(0)?;
     let started: u64 = read(parent, off!(task_start_boottime)).unwrap_or(0);
-    let key = ProcKey { ktime: started, pid: tgid, _pad: 0 };
-    let info = ProcInfo { identity, flags: PROC_OWN_EXEC, exec: key, session: key };
+    let key = ProcKey {
+        ktime: started,
+        pid: tgid,
+        _pad: 0,
+    };
+    let info = ProcInfo {
+        identity,
+        flags: PROC_OWN_EXEC,
+        exec: key,
+        session: key,
+    };
     if PROCS.insert(&tgid, &info, 0).is_err() {
         count_loss(identity, EventKind::Track);
     }

@@ -70,6 +70,9 @@ pub struct AgentArgs {
     /// Spool size bound in MiB; when full, new records are dropped and a `loss` record counts them.
     #[arg(long, value_name = "MIB")]
     pub spool_max_mib: Option<u64>,
+    /// Kernel BTF to read struct offsets from.
+    #[arg(long, value_name = "FILE", default_value = "/sys/kernel/btf/vmlinux")]
+    pub btf: PathBuf,
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -93,7 +96,9 @@ fn plan(args: &AgentArgs) -> anyhow::Result<AgentPlan> {
         config.identities.push(IdentityConfig::from_flag(spec)?);
     }
     if config.identities.is_empty() {
-        anyhow::bail!("no identity to watch: give --identity NAME=CGROUP or [[identity]] in --config");
+        anyhow::bail!(
+            "no identity to watch: give --identity NAME=CGROUP or [[identity]] in --config"
+        );
     }
     let mut names = std::collections::HashSet::new();
     for identity in &config.identities {
@@ -106,33 +111,51 @@ fn plan(args: &AgentArgs) -> anyhow::Result<AgentPlan> {
         config.ring_buffer_kib = Some(kib);
     }
     let jsonl = args.jsonl.clone().or(config.jsonl.clone());
-    let host = args.host.clone().or(config.host.clone()).unwrap_or_else(agent::kernel_hostname);
+    let host = args
+        .host
+        .clone()
+        .or(config.host.clone())
+        .unwrap_or_else(agent::kernel_hostname);
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(path) = &jsonl {
         sinks.push(Box::new(JsonlSink::open(path)?));
     }
-    if let Some(collector) = collector_sink(args, config.collector.take().unwrap_or_default(), &host)? {
+    if let Some(collector) =
+        collector_sink(args, config.collector.take().unwrap_or_default(), &host)?
+    {
         sinks.push(collector);
     }
     if sinks.is_empty() {
-        anyhow::bail!("nowhere to record to: give --jsonl PATH and/or --collector URL (or the same in the config)");
+        anyhow::bail!(
+            "nowhere to record to: give --jsonl PATH and/or --collector URL (or the same in the config)"
+        );
     }
     Ok(AgentPlan {
         host,
         identities: config.identities,
         metrics_addr: args.metrics_addr.or(config.metrics_addr),
         ring_buffer_kib: config.ring_buffer_kib.unwrap_or(16 * 1024),
+        btf_path: args.btf.clone(),
         sinks,
     })
 }
 
 /// `--collector`: the spool sink, and the sender thread that empties the spool.
-fn collector_sink(args: &AgentArgs, file: CollectorConfig, host: &str) -> anyhow::Result<Option<Box<dyn Sink>>> {
+fn collector_sink(
+    args: &AgentArgs,
+    file: CollectorConfig,
+    host: &str,
+) -> anyhow::Result<Option<Box<dyn Sink>>> {
     let Some(url) = args.collector.clone().or(file.url) else {
         return Ok(None);
     };
     let need = |flag: Option<PathBuf>, key: Option<PathBuf>, name: &str| {
-        flag.or(key).ok_or_else(|| anyhow::anyhow!("--collector needs --{name} (or {} in [collector])", name.replace('-', "_")))
+        flag.or(key).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--collector needs --{name} (or {} in [collector])",
+                name.replace('-', "_")
+            )
+        })
     };
     let tls = ClientTls {
         url,
@@ -143,12 +166,21 @@ fn collector_sink(args: &AgentArgs, file: CollectorConfig, host: &str) -> anyhow
     // Fail now on an unusable URL or unreadable certificate, not in the sender thread later.
     tls.endpoint()?;
     let spool_dir = need(args.spool.clone(), file.spool, "spool")?;
-    let max_mib = args.spool_max_mib.or(file.spool_max_mib).unwrap_or(1024).max(1);
+    let max_mib = args
+        .spool_max_mib
+        .or(file.spool_max_mib)
+        .unwrap_or(1024)
+        .max(1);
     let (spool, recovered) = Spool::open(&spool_dir, host, max_mib * 1024 * 1024)?;
     for problem in recovered {
         tracing::warn!(%problem, "spool damaged; recovered what was valid (a notice record says so)");
     }
-    let sender = Sender::new(tls, spool.reader(), host.to_string(), spool.boot().to_string());
+    let sender = Sender::new(
+        tls,
+        spool.reader(),
+        host.to_string(),
+        spool.boot().to_string(),
+    );
     sender::spawn(sender).context("starting the sender thread")?;
     Ok(Some(Box::new(SpoolSink::new(spool))))
 }

@@ -58,10 +58,23 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 fn bench(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
     // 1. The store alone.
     let lines: Vec<Vec<u8>> = (1..=args.records).map(line).collect();
-    let mut store = Store::open(&tmp.join("store"), 64 << 20, CheckpointPolicy { every_records: 100_000, every: Duration::from_secs(10) })?;
+    let mut store = Store::open(
+        &tmp.join("store"),
+        64 << 20,
+        CheckpointPolicy {
+            every_records: 100_000,
+            every: Duration::from_secs(10),
+        },
+    )?;
     let start = Instant::now();
     for (n, chunk) in lines.chunks(args.batch).enumerate() {
-        store.append("bench-1", "boot", 1 + (n * args.batch) as u64, chunk, |_| Ok(()))?;
+        store.append(
+            "bench-1",
+            "boot",
+            1 + (n * args.batch) as u64,
+            chunk,
+            |_| Ok(()),
+        )?;
     }
     store.checkpoint()?;
     let secs = start.elapsed().as_secs_f64();
@@ -82,7 +95,10 @@ fn bench(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
     pki::init(&pki_dir, &[], 1)?;
     pki::issue(&pki_dir, Role::Agent, "bench-1", 1)?;
     pki::issue(&pki_dir, Role::Operator, "bench-op", 1)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let plan = CollectorPlan {
             listen: "127.0.0.1:0".parse()?,

@@ -30,7 +30,12 @@ pub struct TlsArgs {
 
 impl TlsArgs {
     pub fn client_tls(&self) -> ClientTls {
-        ClientTls { url: self.collector.clone(), ca: self.tls_ca.clone(), cert: self.tls_cert.clone(), key: self.tls_key.clone() }
+        ClientTls {
+            url: self.collector.clone(),
+            ca: self.tls_ca.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+        }
     }
 
     pub async fn connect(&self) -> anyhow::Result<CollectorClient<Channel>> {
@@ -49,7 +54,11 @@ pub enum Format {
 
 /// A refusal or failure from the collector, worded for the operator.
 pub fn status(e: Status) -> anyhow::Error {
-    let mut msg = format!("the collector answered {}: {}", code_name(e.code()), e.message());
+    let mut msg = format!(
+        "the collector answered {}: {}",
+        code_name(e.code()),
+        e.message()
+    );
     if let Some(source) = std::error::Error::source(&e) {
         msg = format!("{msg} ({})", crate::transport::tls::error_chain(source));
     }
@@ -61,6 +70,9 @@ pub fn status(e: Status) -> anyhow::Error {
 
 /// A small runtime for one command.
 pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     Ok(rt.block_on(f))
 }

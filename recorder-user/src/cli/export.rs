@@ -33,7 +33,14 @@ pub struct ExportArgs {
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     block_on(async {
         let mut client = args.tls.connect().await?;
-        let mut stream = client.export(ExportRequest { from_index: args.from, limit: args.limit }).await.map_err(status)?.into_inner();
+        let mut stream = client
+            .export(ExportRequest {
+                from_index: args.from,
+                limit: args.limit,
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
         while let Some(r) = stream.next().await {

@@ -63,7 +63,12 @@ fn parse_role(s: &str) -> Result<Role, String> {
 pub fn run(args: PkiArgs) -> anyhow::Result<()> {
     let files = match args.command {
         PkiCommand::Init { dir, san, days } => pki::init(&dir, &san, days)?,
-        PkiCommand::Issue { dir, role, name, days } => pki::issue(&dir, role, &name, days)?,
+        PkiCommand::Issue {
+            dir,
+            role,
+            name,
+            days,
+        } => pki::issue(&dir, role, &name, days)?,
     };
     for f in files {
         println!("wrote {}", f.display());

@@ -32,7 +32,10 @@ pub struct ReplayArgs {
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    let req = GetSessionRequest { session: args.session.clone(), host: args.host.clone().unwrap_or_default() };
+    let req = GetSessionRequest {
+        session: args.session.clone(),
+        host: args.host.clone().unwrap_or_default(),
+    };
     let records: Vec<StoredRecord> = block_on(async {
         let mut client = args.tls.connect().await?;
         let mut stream = client.get_session(req).await.map_err(status)?.into_inner();
@@ -62,7 +65,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
 
 /// The human form: one line per command, with its result.
 pub fn render(records: &[StoredRecord]) -> Vec<String> {
-    let parsed: Vec<Value> = records.iter().map(|r| serde_json::from_slice(&r.line).unwrap_or(Value::Null)).collect();
+    let parsed: Vec<Value> = records
+        .iter()
+        .map(|r| serde_json::from_slice(&r.line).unwrap_or(Value::Null))
+        .collect();
     let mut exits: HashMap<&str, &Value> = HashMap::new();
     for v in &parsed {
         if v["kind"] == "exit"
@@ -74,21 +80,37 @@ pub fn render(records: &[StoredRecord]) -> Vec<String> {
     let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let mut out = Vec::new();
     for v in &parsed {
-        let head = format!("{}  pid {:<7}", s(v, "time"), v["pid"].as_u64().unwrap_or(0));
+        let head = format!(
+            "{}  pid {:<7}",
+            s(v, "time"),
+            v["pid"].as_u64().unwrap_or(0)
+        );
         let line = match v["kind"].as_str().unwrap_or("") {
             "exec" => {
                 let text = if s(v, "text").is_empty() {
-                    v["argv"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+                    v["argv"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        })
+                        .unwrap_or_default()
                 } else {
                     s(v, "text")
                 };
                 let result = match exits.get(s(v, "exec_id").as_str()) {
                     Some(e) => {
-                        let how = match (e.get("exit_code").and_then(Value::as_i64), e.get("signal")) {
-                            (Some(code), _) => format!("exit {code}"),
-                            (None, Some(sig)) => format!("signal {}", sig.as_str().map_or(sig.to_string(), str::to_string)),
-                            _ => "ended".to_string(),
-                        };
+                        let how =
+                            match (e.get("exit_code").and_then(Value::as_i64), e.get("signal")) {
+                                (Some(code), _) => format!("exit {code}"),
+                                (None, Some(sig)) => format!(
+                                    "signal {}",
+                                    sig.as_str().map_or(sig.to_string(), str::to_string)
+                                ),
+                                _ => "ended".to_string(),
+                            };
                         match e.get("duration_ms").and_then(Value::as_u64) {
                             Some(ms) => format!("{how}, {ms} ms"),
                             None => how,
@@ -107,9 +129,16 @@ pub fn render(records: &[StoredRecord]) -> Vec<String> {
                 s(v, "db.name"),
                 s(v, "text"),
                 s(v, "status"),
-                v.get("result").map(|r| r.as_str().map_or(r.to_string(), str::to_string)).unwrap_or_default()
+                v.get("result")
+                    .map(|r| r.as_str().map_or(r.to_string(), str::to_string))
+                    .unwrap_or_default()
             ),
-            "k8s" => format!("{head} k8s ({}) {}    => {}", s(v, "source"), s(v, "text"), v.get("status").map(Value::to_string).unwrap_or_default()),
+            "k8s" => format!(
+                "{head} k8s ({}) {}    => {}",
+                s(v, "source"),
+                s(v, "text"),
+                v.get("status").map(Value::to_string).unwrap_or_default()
+            ),
             "loss" => format!("{head} ! loss: {} records ({})", v["count"], s(v, "reason")),
             "notice" => format!("{head} ! notice {}: {}", s(v, "reason"), s(v, "detail")),
             other => format!("{head} {other}"),
@@ -124,17 +153,29 @@ mod tests {
     use super::*;
 
     fn rec(line: &str) -> StoredRecord {
-        StoredRecord { line: line.as_bytes().to_vec(), ..Default::default() }
+        StoredRecord {
+            line: line.as_bytes().to_vec(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn joins_exits_to_their_exec() {
-        let c = r#""time":"2026-11-28T10:00:00.000000000Z","host":"h","identity":"a","session":"s""#;
+        let c =
+            r#""time":"2026-11-28T10:00:00.000000000Z","host":"h","identity":"a","session":"s""#;
         let recs = [
-            rec(&format!(r#"{{"kind":"exec",{c},"pid":7,"exec_id":"e1","text":"ls -l","argv":["ls","-l"]}}"#)),
-            rec(&format!(r#"{{"kind":"exec",{c},"pid":8,"exec_id":"e2","text":"sleep 9","argv":["sleep","9"]}}"#)),
-            rec(&format!(r#"{{"kind":"exit",{c},"pid":7,"exec_id":"e1","exit_code":0,"duration_ms":3}}"#)),
-            rec(&format!(r#"{{"kind":"exit",{c},"pid":8,"exec_id":"e2","signal":"SIGKILL","duration_ms":50}}"#)),
+            rec(&format!(
+                r#"{{"kind":"exec",{c},"pid":7,"exec_id":"e1","text":"ls -l","argv":["ls","-l"]}}"#
+            )),
+            rec(&format!(
+                r#"{{"kind":"exec",{c},"pid":8,"exec_id":"e2","text":"sleep 9","argv":["sleep","9"]}}"#
+            )),
+            rec(&format!(
+                r#"{{"kind":"exit",{c},"pid":7,"exec_id":"e1","exit_code":0,"duration_ms":3}}"#
+            )),
+            rec(&format!(
+                r#"{{"kind":"exit",{c},"pid":8,"exec_id":"e2","signal":"SIGKILL","duration_ms":50}}"#
+            )),
         ];
         assert_eq!(
             render(&recs),

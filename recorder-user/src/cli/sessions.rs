@@ -32,9 +32,9 @@ pub struct SessionsArgs {
 
 pub fn run(args: SessionsArgs) -> anyhow::Result<()> {
     let since = match &args.since {
-        Some(s) => crate::integrity::parse_rfc3339(s)
-            .ok_or_else(|| anyhow::anyhow!("--since {s:?} is not an RFC 3339 time (e.g. 2026-11-28T10:00:00Z)"))?
-            as i64,
+        Some(s) => crate::integrity::parse_rfc3339(s).ok_or_else(|| {
+            anyhow::anyhow!("--since {s:?} is not an RFC 3339 time (e.g. 2026-11-28T10:00:00Z)")
+        })? as i64,
         None => 0,
     };
     let req = ListSessionsRequest {
@@ -45,7 +45,11 @@ pub fn run(args: SessionsArgs) -> anyhow::Result<()> {
     };
     let sessions = block_on(async {
         let mut client = args.tls.connect().await?;
-        client.list_sessions(req).await.map_err(status).map(|r| r.into_inner().sessions)
+        client
+            .list_sessions(req)
+            .await
+            .map_err(status)
+            .map(|r| r.into_inner().sessions)
     })??;
     match args.format {
         Format::Jsonl => {
@@ -59,7 +63,10 @@ pub fn run(args: SessionsArgs) -> anyhow::Result<()> {
             }
         }
         Format::Table => {
-            println!("{:<24} {:<16} {:<16} {:<30} {:<30} {:>8}", "SESSION", "IDENTITY", "HOST", "FIRST", "LAST", "COMMANDS");
+            println!(
+                "{:<24} {:<16} {:<16} {:<30} {:<30} {:>8}",
+                "SESSION", "IDENTITY", "HOST", "FIRST", "LAST", "COMMANDS"
+            );
             for s in sessions {
                 println!(
                     "{:<24} {:<16} {:<16} {:<30} {:<30} {:>8}",

@@ -45,7 +45,8 @@ pub fn run(args: ShipArgs) -> anyhow::Result<()> {
     let mut lines = Vec::new();
     let mut host = args.host.clone();
     if let Some(path) = &args.jsonl {
-        let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         for (n, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
             let line = line.with_context(|| format!("reading {}", path.display()))?;
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -56,7 +57,12 @@ pub fn run(args: ShipArgs) -> anyhow::Result<()> {
             match &host {
                 None => host = Some(rec.host.clone()),
                 Some(h) if *h != rec.host => {
-                    bail!("{} line {}: host {:?}, but the file's records are of host {h:?}", path.display(), n + 1, rec.host)
+                    bail!(
+                        "{} line {}: host {:?}, but the file's records are of host {h:?}",
+                        path.display(),
+                        n + 1,
+                        rec.host
+                    )
                 }
                 Some(_) => {}
             }
@@ -65,15 +71,17 @@ pub fn run(args: ShipArgs) -> anyhow::Result<()> {
     }
     let host = match host {
         Some(h) => h,
-        None => std::fs::read_to_string(args.spool.join("host")).map(|s| s.trim().to_string()).map_err(|_| {
-            anyhow::anyhow!("no host: give --host, or --jsonl with records in it")
-        })?,
+        None => std::fs::read_to_string(args.spool.join("host"))
+            .map(|s| s.trim().to_string())
+            .map_err(|_| anyhow::anyhow!("no host: give --host, or --jsonl with records in it"))?,
     };
-    let (mut spool, recovered) = Spool::open(&args.spool, &host, args.spool_max_mib.max(1) * 1024 * 1024)?;
+    let (mut spool, recovered) =
+        Spool::open(&args.spool, &host, args.spool_max_mib.max(1) * 1024 * 1024)?;
     for problem in &recovered {
         eprintln!("recorder: spool damaged, recovered what was valid: {problem}");
     }
-    std::fs::write(args.spool.join("host"), format!("{host}\n")).context("writing the spool's host file")?;
+    std::fs::write(args.spool.join("host"), format!("{host}\n"))
+        .context("writing the spool's host file")?;
     let mut dropped = 0u64;
     for line in &lines {
         if !spool.append(line)? {
@@ -82,13 +90,23 @@ pub fn run(args: ShipArgs) -> anyhow::Result<()> {
     }
     spool.flush()?;
     if dropped > 0 {
-        eprintln!("recorder: the spool is full: {dropped} records were not spooled (a loss record says so)");
+        eprintln!(
+            "recorder: the spool is full: {dropped} records were not spooled (a loss record says so)"
+        );
     }
     let until = spool.next_sequence();
     let reader = spool.reader();
-    let sender = Sender::new(args.tls.client_tls(), reader.clone(), host, spool.boot().to_string());
+    let sender = Sender::new(
+        args.tls.client_tls(),
+        reader.clone(),
+        host,
+        spool.boot().to_string(),
+    );
     let deadline = (args.timeout > 0).then(|| Duration::from_secs(args.timeout));
     block_on(sender.run(Some(until), true, deadline))??;
-    println!("shipped {} records; everything in the spool is stored", lines.len());
+    println!(
+        "shipped {} records; everything in the spool is stored",
+        lines.len()
+    );
     Ok(())
 }

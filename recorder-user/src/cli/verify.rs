@@ -46,8 +46,14 @@ pub struct VerifyArgs {
 
 fn pinned_key(arg: &Option<String>) -> anyhow::Result<Option<Vec<u8>>> {
     let Some(s) = arg else { return Ok(None) };
-    let text = if std::path::Path::new(s).is_file() { std::fs::read_to_string(s).with_context(|| format!("reading {s}"))? } else { s.clone() };
-    let key = from_hex(&text).filter(|k| k.len() == 32).ok_or_else(|| anyhow::anyhow!("--public-key: not a 32-byte hex Ed25519 key"))?;
+    let text = if std::path::Path::new(s).is_file() {
+        std::fs::read_to_string(s).with_context(|| format!("reading {s}"))?
+    } else {
+        s.clone()
+    };
+    let key = from_hex(&text)
+        .filter(|k| k.len() == 32)
+        .ok_or_else(|| anyhow::anyhow!("--public-key: not a 32-byte hex Ed25519 key"))?;
     Ok(Some(key))
 }
 
@@ -56,14 +62,27 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.data {
         return offline(dir, pinned.as_deref());
     }
-    let (Some(url), Some(ca), Some(cert), Some(key)) = (&args.collector, &args.tls_ca, &args.tls_cert, &args.tls_key) else {
-        bail!("give --data DIR (offline) or --collector URL with --tls-ca, --tls-cert, --tls-key (online)");
+    let (Some(url), Some(ca), Some(cert), Some(key)) =
+        (&args.collector, &args.tls_ca, &args.tls_cert, &args.tls_key)
+    else {
+        bail!(
+            "give --data DIR (offline) or --collector URL with --tls-ca, --tls-cert, --tls-key (online)"
+        );
     };
-    let tls = ClientTls { url: url.clone(), ca: ca.clone(), cert: cert.clone(), key: key.clone() };
+    let tls = ClientTls {
+        url: url.clone(),
+        ca: ca.clone(),
+        cert: cert.clone(),
+        key: key.clone(),
+    };
     let (resp, cp) = block_on(async {
         let channel = tls.connect().await?;
         let mut client = crate::proto::v1::collector_client::CollectorClient::new(channel);
-        let resp = client.verify(VerifyRequest {}).await.map_err(status)?.into_inner();
+        let resp = client
+            .verify(VerifyRequest {})
+            .await
+            .map_err(status)?
+            .into_inner();
         let cp = match client.get_checkpoint(GetCheckpointRequest {}).await {
             Ok(r) => Some(r.into_inner()),
             Err(s) if s.code() == tonic::Code::NotFound => None,
@@ -74,15 +93,32 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let mut problems = resp.problems;
     if let Some(cp) = &cp {
         let key = pinned.clone().unwrap_or_else(|| cp.public_key.clone());
-        let local = Checkpoint { tree_size: cp.tree_size, root: hex(&cp.root), time: cp.time.clone(), signature: hex(&cp.signature) };
+        let local = Checkpoint {
+            tree_size: cp.tree_size,
+            root: hex(&cp.root),
+            time: cp.time.clone(),
+            signature: hex(&cp.signature),
+        };
         if !local.verify(&key) {
-            problems.push(format!("latest checkpoint (tree size {}): signature does not verify with key {}", cp.tree_size, hex(&key)));
+            problems.push(format!(
+                "latest checkpoint (tree size {}): signature does not verify with key {}",
+                cp.tree_size,
+                hex(&key)
+            ));
         }
         if pinned.as_ref().is_some_and(|p| *p != cp.public_key) {
-            problems.push(format!("the collector signs with key {}, not the pinned key", hex(&cp.public_key)));
+            problems.push(format!(
+                "the collector signs with key {}, not the pinned key",
+                hex(&cp.public_key)
+            ));
         }
     }
-    report(&problems, resp.records, resp.checkpoints, cp.map(|c| (c.tree_size, hex(&c.root))))
+    report(
+        &problems,
+        resp.records,
+        resp.checkpoints,
+        cp.map(|c| (c.tree_size, hex(&c.root))),
+    )
 }
 
 fn offline(dir: &std::path::Path, pinned: Option<&[u8]>) -> anyhow::Result<()> {
@@ -95,11 +131,24 @@ fn offline(dir: &std::path::Path, pinned: Option<&[u8]>) -> anyhow::Result<()> {
             crate::store::segment::segment_name(seg)
         ));
     }
-    let latest = scan.checkpoints.last().map(|c| (c.tree_size, c.root.clone()));
-    report(&problems, scan.leaves.len() as u64, scan.checkpoints.len() as u64, latest)
+    let latest = scan
+        .checkpoints
+        .last()
+        .map(|c| (c.tree_size, c.root.clone()));
+    report(
+        &problems,
+        scan.leaves.len() as u64,
+        scan.checkpoints.len() as u64,
+        latest,
+    )
 }
 
-fn report(problems: &[String], records: u64, checkpoints: u64, latest: Option<(u64, String)>) -> anyhow::Result<()> {
+fn report(
+    problems: &[String],
+    records: u64,
+    checkpoints: u64,
+    latest: Option<(u64, String)>,
+) -> anyhow::Result<()> {
     for p in problems {
         println!("TAMPERED: {p}");
     }
@@ -109,7 +158,11 @@ fn report(problems: &[String], records: u64, checkpoints: u64, latest: Option<(u
     match latest {
         Some((size, root)) => println!(
             "ok: {records} records, {checkpoints} signed checkpoints; latest checkpoint: tree size {size}, root {root}{}",
-            if size < records { format!(" ({} records since)", records - size) } else { String::new() }
+            if size < records {
+                format!(" ({} records since)", records - size)
+            } else {
+                String::new()
+            }
         ),
         None => println!("ok: {records} records, no checkpoint yet"),
     }

@@ -52,15 +52,20 @@ pub fn run(args: WatchArgs) -> anyhow::Result<()> {
                     out.write_all(b"\n")?;
                 }
                 Some(Event::Alert(a)) => {
-                    let record: serde_json::Value =
-                        a.record.as_ref().and_then(|r| serde_json::from_slice(&r.line).ok()).unwrap_or_default();
+                    let record: serde_json::Value = a
+                        .record
+                        .as_ref()
+                        .and_then(|r| serde_json::from_slice(&r.line).ok())
+                        .unwrap_or_default();
                     let v = serde_json::json!({
                         "alert": {"rule": a.rule, "severity": a.severity, "description": a.description, "time": a.time},
                         "record": record,
                     });
                     writeln!(out, "{v}")?;
                 }
-                Some(Event::Lagged(n)) => eprintln!("recorder: watch fell behind; {n} events skipped"),
+                Some(Event::Lagged(n)) => {
+                    eprintln!("recorder: watch fell behind; {n} events skipped")
+                }
                 _ => {}
             }
             out.flush()?;

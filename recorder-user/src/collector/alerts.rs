@@ -32,7 +32,10 @@ use crate::{metrics::Registry, proto::v1, store::StoredRecord};
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
     #[error("cannot read the alert rules {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid alert rules {path}: {message}")]
     Parse { path: String, message: String },
 }
@@ -102,9 +105,16 @@ pub struct Rules {
 
 impl Rules {
     pub fn load(path: &Path) -> Result<Self, RulesError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read { path: path.display().to_string(), source })?;
-        Self::parse(&text, path.parent().unwrap_or(Path::new(".")))
-            .map_err(|message| RulesError::Parse { path: path.display().to_string(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, path.parent().unwrap_or(Path::new("."))).map_err(|message| {
+            RulesError::Parse {
+                path: path.display().to_string(),
+                message,
+            }
+        })
     }
 
     pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
@@ -115,10 +125,13 @@ impl Rules {
                 return Err("a rule has an empty name".into());
             }
             for k in &r.kind {
-                k.parse::<crate::record::Kind>().map_err(|e| format!("rule {:?}: {e}", r.name))?;
+                k.parse::<crate::record::Kind>()
+                    .map_err(|e| format!("rule {:?}: {e}", r.name))?;
             }
             let pattern = match &r.pattern {
-                Some(p) => Some(Regex::new(p).map_err(|e| format!("rule {:?}: bad pattern: {e}", r.name))?),
+                Some(p) => Some(
+                    Regex::new(p).map_err(|e| format!("rule {:?}: bad pattern: {e}", r.name))?,
+                ),
                 None => None,
             };
             rules.push(Rule {
@@ -133,7 +146,11 @@ impl Rules {
                 namespace: r.namespace,
             });
         }
-        let webhooks = file.webhooks.into_iter().map(|w| w.resolve(base)).collect::<Result<_, _>>()?;
+        let webhooks = file
+            .webhooks
+            .into_iter()
+            .map(|w| w.resolve(base))
+            .collect::<Result<_, _>>()?;
         Ok(Self { rules, webhooks })
     }
 }
@@ -147,9 +164,14 @@ impl Rule {
             && (self.kind.is_empty() || self.kind.contains(&rec.fields.kind))
             && self.pattern.as_ref().is_none_or(|p| p.is_match(text))
             && (self.sql_class.is_empty()
-                || (rec.fields.kind == "sql" && classify_sql(text).is_some_and(|c| self.sql_class.contains(&c))))
-            && (self.kubectl_verb.is_empty() || (rec.fields.kind == "k8s" && self.kubectl_verb.iter().any(|v| v == field("verb"))))
-            && (self.namespace.is_empty() || (rec.fields.kind == "k8s" && self.namespace.iter().any(|n| n == field("namespace"))))
+                || (rec.fields.kind == "sql"
+                    && classify_sql(text).is_some_and(|c| self.sql_class.contains(&c))))
+            && (self.kubectl_verb.is_empty()
+                || (rec.fields.kind == "k8s"
+                    && self.kubectl_verb.iter().any(|v| v == field("verb"))))
+            && (self.namespace.is_empty()
+                || (rec.fields.kind == "k8s"
+                    && self.namespace.iter().any(|n| n == field("namespace"))))
     }
 }
 
@@ -253,8 +275,15 @@ pub struct Engine {
 impl Engine {
     /// Starts one delivery task per webhook (needs a tokio runtime).
     pub fn start(rules: Rules) -> Self {
-        let queues = rules.webhooks.into_iter().map(webhook::Queue::start).collect();
-        Self { rules: rules.rules, queues }
+        let queues = rules
+            .webhooks
+            .into_iter()
+            .map(webhook::Queue::start)
+            .collect();
+        Self {
+            rules: rules.rules,
+            queues,
+        }
     }
 
     /// Never blocks: webhook delivery is queued.
@@ -262,7 +291,9 @@ impl Engine {
         if self.rules.is_empty() {
             return;
         }
-        let Ok(line) = serde_json::from_slice::<Value>(&rec.line) else { return };
+        let Ok(line) = serde_json::from_slice::<Value>(&rec.line) else {
+            return;
+        };
         for rule in self.rules.iter().filter(|r| r.matches(rec, &line)) {
             let alert = Alert {
                 rule: rule.name.clone(),
@@ -271,7 +302,13 @@ impl Engine {
                 time: crate::record::rfc3339_nanos(crate::integrity::now_unix_ns()),
                 record: rec.clone(),
             };
-            Registry::global().counter("recorder_alerts_total", "Alerts raised, by rule.", &[("rule", &rule.name)]).inc();
+            Registry::global()
+                .counter(
+                    "recorder_alerts_total",
+                    "Alerts raised, by rule.",
+                    &[("rule", &rule.name)],
+                )
+                .inc();
             tracing::info!(rule = %rule.name, index = rec.index, "alert");
             for q in &self.queues {
                 q.push(&alert);
@@ -288,20 +325,42 @@ mod tests {
 
     fn rec(line: &str) -> (StoredRecord, Value) {
         let fields = IndexFields::parse(line.as_bytes()).unwrap();
-        let r = StoredRecord { index: 0, host: "h".into(), boot: "b".into(), sequence: 1, fields, line: line.as_bytes().to_vec() };
+        let r = StoredRecord {
+            index: 0,
+            host: "h".into(),
+            boot: "b".into(),
+            sequence: 1,
+            fields,
+            line: line.as_bytes().to_vec(),
+        };
         (r, serde_json::from_str(line).unwrap())
     }
 
     #[test]
     fn classifies_sql_statements() {
         assert_eq!(classify_sql("DROP TABLE users"), Some(SqlClass::Drop));
-        assert_eq!(classify_sql("  /* x */ truncate t"), Some(SqlClass::Truncate));
-        assert_eq!(classify_sql("delete from t"), Some(SqlClass::DeleteWithoutWhere));
+        assert_eq!(
+            classify_sql("  /* x */ truncate t"),
+            Some(SqlClass::Truncate)
+        );
+        assert_eq!(
+            classify_sql("delete from t"),
+            Some(SqlClass::DeleteWithoutWhere)
+        );
         assert_eq!(classify_sql("DELETE FROM t WHERE id = 1"), None);
-        assert_eq!(classify_sql("delete from t -- where id = 1"), Some(SqlClass::DeleteWithoutWhere));
+        assert_eq!(
+            classify_sql("delete from t -- where id = 1"),
+            Some(SqlClass::DeleteWithoutWhere)
+        );
         assert_eq!(classify_sql("delete from t where note = 'x'"), None);
-        assert_eq!(classify_sql("update t set a = 'where'"), Some(SqlClass::UpdateWithoutWhere));
-        assert_eq!(classify_sql("update t set a = 1; select 1 where true"), Some(SqlClass::UpdateWithoutWhere));
+        assert_eq!(
+            classify_sql("update t set a = 'where'"),
+            Some(SqlClass::UpdateWithoutWhere)
+        );
+        assert_eq!(
+            classify_sql("update t set a = 1; select 1 where true"),
+            Some(SqlClass::UpdateWithoutWhere)
+        );
         assert_eq!(classify_sql("SELECT * FROM t"), None);
         assert_eq!(classify_sql(""), None);
         assert_eq!(classify_sql("'unterminated"), None);
@@ -330,29 +389,79 @@ mod tests {
         let common = r#""time":"2026-11-28T10:00:00.000000000Z","host":"h","session":"s","pid":1,"exec_id":"e""#;
         let hits = |line: &str| {
             let (r, v) = rec(line);
-            rules.rules.iter().filter(|x| x.matches(&r, &v)).map(|x| x.name.as_str()).collect::<Vec<_>>()
+            rules
+                .rules
+                .iter()
+                .filter(|x| x.matches(&r, &v))
+                .map(|x| x.name.as_str())
+                .collect::<Vec<_>>()
         };
-        assert_eq!(hits(&format!(r#"{{"kind":"sql",{common},"identity":"claude","text":"DROP TABLE t"}}"#)), ["destructive-sql"]);
-        assert!(hits(&format!(r#"{{"kind":"sql",{common},"identity":"other","text":"DROP TABLE t"}}"#)).is_empty());
-        assert!(hits(&format!(r#"{{"kind":"sql",{common},"identity":"claude","text":"DELETE FROM t WHERE a=1"}}"#)).is_empty());
-        assert_eq!(hits(&format!(r#"{{"kind":"exec",{common},"identity":"x","text":"rm -rf / --no-preserve-root"}}"#)), ["rm"]);
-        assert!(hits(&format!(r#"{{"kind":"shell",{common},"identity":"x","text":"rm -rf /"}}"#)).is_empty());
         assert_eq!(
-            hits(&format!(r#"{{"kind":"k8s",{common},"identity":"x","text":"kubectl delete pod a -n prod","verb":"delete","namespace":"prod"}}"#)),
+            hits(&format!(
+                r#"{{"kind":"sql",{common},"identity":"claude","text":"DROP TABLE t"}}"#
+            )),
+            ["destructive-sql"]
+        );
+        assert!(
+            hits(&format!(
+                r#"{{"kind":"sql",{common},"identity":"other","text":"DROP TABLE t"}}"#
+            ))
+            .is_empty()
+        );
+        assert!(
+            hits(&format!(
+                r#"{{"kind":"sql",{common},"identity":"claude","text":"DELETE FROM t WHERE a=1"}}"#
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            hits(&format!(
+                r#"{{"kind":"exec",{common},"identity":"x","text":"rm -rf / --no-preserve-root"}}"#
+            )),
+            ["rm"]
+        );
+        assert!(
+            hits(&format!(
+                r#"{{"kind":"shell",{common},"identity":"x","text":"rm -rf /"}}"#
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            hits(&format!(
+                r#"{{"kind":"k8s",{common},"identity":"x","text":"kubectl delete pod a -n prod","verb":"delete","namespace":"prod"}}"#
+            )),
             ["k8s-delete-prod"]
         );
-        assert!(hits(&format!(r#"{{"kind":"k8s",{common},"identity":"x","verb":"delete","namespace":"dev"}}"#)).is_empty());
+        assert!(
+            hits(&format!(
+                r#"{{"kind":"k8s",{common},"identity":"x","verb":"delete","namespace":"dev"}}"#
+            ))
+            .is_empty()
+        );
     }
 
     #[test]
     fn bad_rule_files_say_why() {
-        let e = Rules::parse("[[rule]]\nname = \"x\"\npattern = \"(\"\n", Path::new(".")).unwrap_err();
+        let e =
+            Rules::parse("[[rule]]\nname = \"x\"\npattern = \"(\"\n", Path::new(".")).unwrap_err();
         assert!(e.contains("bad pattern"), "{e}");
-        let e = Rules::parse("[[rule]]\nname = \"x\"\nsql_class = [\"select\"]\n", Path::new(".")).unwrap_err();
+        let e = Rules::parse(
+            "[[rule]]\nname = \"x\"\nsql_class = [\"select\"]\n",
+            Path::new("."),
+        )
+        .unwrap_err();
         assert!(e.contains("unknown variant"), "{e}");
-        let e = Rules::parse("[[rule]]\nname = \"x\"\nkind = [\"nope\"]\n", Path::new(".")).unwrap_err();
+        let e = Rules::parse(
+            "[[rule]]\nname = \"x\"\nkind = [\"nope\"]\n",
+            Path::new("."),
+        )
+        .unwrap_err();
         assert!(e.contains("unknown record kind"), "{e}");
-        let e = Rules::parse("[[webhook]]\nurl = \"ftp://x\"\nsecret = \"k\"\n", Path::new(".")).unwrap_err();
+        let e = Rules::parse(
+            "[[webhook]]\nurl = \"ftp://x\"\nsecret = \"k\"\n",
+            Path::new("."),
+        )
+        .unwrap_err();
         assert!(e.contains("http"), "{e}");
     }
 }

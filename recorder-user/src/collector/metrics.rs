@@ -13,9 +13,21 @@ impl CollectorMetrics {
     pub fn new() -> Self {
         let r = Registry::global();
         Self {
-            stored: r.counter("recorder_collector_records_stored_total", "Records newly stored (ingest rate: rate() of this).", &[]),
-            duplicates: r.counter("recorder_collector_duplicates_total", "Records received again (retries) and stored once.", &[]),
-            batches: r.counter("recorder_collector_batches_total", "Batches received from agents.", &[]),
+            stored: r.counter(
+                "recorder_collector_records_stored_total",
+                "Records newly stored (ingest rate: rate() of this).",
+                &[],
+            ),
+            duplicates: r.counter(
+                "recorder_collector_duplicates_total",
+                "Records received again (retries) and stored once.",
+                &[],
+            ),
+            batches: r.counter(
+                "recorder_collector_batches_total",
+                "Batches received from agents.",
+                &[],
+            ),
             records: r.gauge("recorder_collector_log_records", "Records in the log.", &[]),
         }
     }
@@ -29,7 +41,11 @@ impl CollectorMetrics {
 
     pub fn rejected(&self, reason: &str) {
         Registry::global()
-            .counter("recorder_collector_rejected_total", "Connections and calls refused, by reason.", &[("reason", reason)])
+            .counter(
+                "recorder_collector_rejected_total",
+                "Connections and calls refused, by reason.",
+                &[("reason", reason)],
+            )
             .inc();
     }
 }

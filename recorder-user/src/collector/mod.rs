@@ -39,7 +39,10 @@ pub enum CollectorError {
     #[error(transparent)]
     Alerts(#[from] alerts::RulesError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("gRPC server: {0}")]
     Serve(String),
 }
@@ -87,10 +90,23 @@ pub async fn serve(
     let (events, _) = broadcast::channel(4096);
     let engine = rules.map(|r| Arc::new(alerts::Engine::start(r)));
     if let Some(addr) = plan.metrics_addr {
-        http::serve(addr).await.map_err(|source| CollectorError::Listen { addr, source })?;
+        http::serve(addr)
+            .await
+            .map_err(|source| CollectorError::Listen { addr, source })?;
     }
-    let listener = TcpListener::bind(plan.listen).await.map_err(|source| CollectorError::Listen { addr: plan.listen, source })?;
-    let local = listener.local_addr().map_err(|source| CollectorError::Listen { addr: plan.listen, source })?;
+    let listener =
+        TcpListener::bind(plan.listen)
+            .await
+            .map_err(|source| CollectorError::Listen {
+                addr: plan.listen,
+                source,
+            })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| CollectorError::Listen {
+            addr: plan.listen,
+            source,
+        })?;
     on_listen(local);
     tracing::info!(%local, data = %plan.data.display(), "collector listening (mTLS only)");
 
@@ -108,7 +124,8 @@ pub async fn serve(
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let (acceptor, conn_tx, rejected) = (acceptor.clone(), conn_tx.clone(), rejected.clone());
+            let (acceptor, conn_tx, rejected) =
+                (acceptor.clone(), conn_tx.clone(), rejected.clone());
             tokio::spawn(async move {
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
@@ -133,14 +150,26 @@ pub async fn serve(
         loop {
             tick.tick().await;
             let store = ticker_store.clone();
-            let result = tokio::task::spawn_blocking(move || store.lock().unwrap_or_else(|e| e.into_inner()).checkpoint_if_due()).await;
+            let result = tokio::task::spawn_blocking(move || {
+                store
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .checkpoint_if_due()
+            })
+            .await;
             if let Ok(Err(e)) = result {
                 tracing::error!(error = %e, "cannot write a checkpoint");
             }
         }
     });
 
-    let service = service::Service { store: store.clone(), events, alerts: engine, metrics, verifier };
+    let service = service::Service {
+        store: store.clone(),
+        events,
+        alerts: engine,
+        metrics,
+        verifier,
+    };
     tonic::transport::Server::builder()
         .add_service(CollectorServer::new(service).max_decoding_message_size(64 * 1024 * 1024))
         .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), shutdown)

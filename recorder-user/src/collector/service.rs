@@ -30,20 +30,30 @@ type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>
 impl Service {
     /// The caller, from its certificate once it is checked against the CA.
     fn peer<T>(&self, req: &Request<T>) -> Result<Peer, Status> {
-        let certs = req
-            .peer_certs()
-            .ok_or_else(|| Status::unauthenticated("no client certificate: the collector serves only mutual TLS clients"))?;
-        crate::transport::tls::check_client_chain(self.verifier.as_ref(), &certs).map_err(|why| {
-            tracing::warn!(%why, "refused a client certificate");
-            Status::unauthenticated(why)
+        let certs = req.peer_certs().ok_or_else(|| {
+            Status::unauthenticated(
+                "no client certificate: the collector serves only mutual TLS clients",
+            )
         })?;
-        let first = certs.first().ok_or_else(|| Status::unauthenticated("no client certificate presented"))?;
-        pki::peer_of(first).map_err(|e| Status::unauthenticated(format!("the client certificate is not usable: {e}")))
+        crate::transport::tls::check_client_chain(self.verifier.as_ref(), &certs).map_err(
+            |why| {
+                tracing::warn!(%why, "refused a client certificate");
+                Status::unauthenticated(why)
+            },
+        )?;
+        let first = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("no client certificate presented"))?;
+        pki::peer_of(first).map_err(|e| {
+            Status::unauthenticated(format!("the client certificate is not usable: {e}"))
+        })
     }
 
     /// Every call starts here: who is calling, and may that role do this.
     fn require<T>(&self, req: &Request<T>, role: Role, what: &str) -> Result<Peer, Status> {
-        let who = self.peer(req).inspect_err(|_| self.metrics.rejected("unauthenticated"))?;
+        let who = self
+            .peer(req)
+            .inspect_err(|_| self.metrics.rejected("unauthenticated"))?;
         if who.role != role {
             self.metrics.rejected("permission");
             tracing::warn!(name = %who.name, role = %who.role, what, "refused");
@@ -69,12 +79,19 @@ fn internal(e: StoreError) -> Status {
 impl Collector for Service {
     type IngestStream = Stream_<v1::IngestAck>;
 
-    async fn ingest(&self, req: Request<Streaming<v1::IngestBatch>>) -> Result<Response<Self::IngestStream>, Status> {
+    async fn ingest(
+        &self,
+        req: Request<Streaming<v1::IngestBatch>>,
+    ) -> Result<Response<Self::IngestStream>, Status> {
         let who = self.require(&req, Role::Agent, "ingest")?;
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
-        let (store, events, alerts, metrics) =
-            (self.store.clone(), self.events.clone(), self.alerts.clone(), self.metrics.clone());
+        let (store, events, alerts, metrics) = (
+            self.store.clone(),
+            self.events.clone(),
+            self.alerts.clone(),
+            self.metrics.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let batch = match inbound.message().await {
@@ -110,7 +127,10 @@ impl Collector for Service {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn list_sessions(&self, req: Request<v1::ListSessionsRequest>) -> Result<Response<v1::ListSessionsResponse>, Status> {
+    async fn list_sessions(
+        &self,
+        req: Request<v1::ListSessionsRequest>,
+    ) -> Result<Response<v1::ListSessionsResponse>, Status> {
         self.require(&req, Role::Operator, "listing sessions")?;
         let q = req.into_inner();
         let store = self.lock();
@@ -136,7 +156,10 @@ impl Collector for Service {
 
     type GetSessionStream = Stream_<v1::StoredRecord>;
 
-    async fn get_session(&self, req: Request<v1::GetSessionRequest>) -> Result<Response<Self::GetSessionStream>, Status> {
+    async fn get_session(
+        &self,
+        req: Request<v1::GetSessionRequest>,
+    ) -> Result<Response<Self::GetSessionStream>, Status> {
         self.require(&req, Role::Operator, "replay")?;
         let q = req.into_inner();
         let store = self.store.clone();
@@ -153,29 +176,55 @@ impl Collector for Service {
                     )));
                 }
             };
-            positions.into_iter().map(|i| store.read(i).map(|r| v1::StoredRecord::from(&r)).map_err(internal)).collect::<Result<Vec<_>, _>>()
+            positions
+                .into_iter()
+                .map(|i| {
+                    store
+                        .read(i)
+                        .map(|r| v1::StoredRecord::from(&r))
+                        .map_err(internal)
+                })
+                .collect::<Result<Vec<_>, _>>()
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))??;
-        Ok(Response::new(Box::pin(tokio_stream::iter(records.into_iter().map(Ok)))))
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            records.into_iter().map(Ok),
+        ))))
     }
 
     type ExportStream = Stream_<v1::StoredRecord>;
 
-    async fn export(&self, req: Request<v1::ExportRequest>) -> Result<Response<Self::ExportStream>, Status> {
+    async fn export(
+        &self,
+        req: Request<v1::ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
         self.require(&req, Role::Operator, "export")?;
         let q = req.into_inner();
         let (tx, rx) = mpsc::channel(4);
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             let mut next = q.from_index;
-            let end = |len: u64| if q.limit == 0 { len } else { len.min(q.from_index.saturating_add(q.limit)) };
+            let end = |len: u64| {
+                if q.limit == 0 {
+                    len
+                } else {
+                    len.min(q.from_index.saturating_add(q.limit))
+                }
+            };
             loop {
                 // Read in chunks so ingest is not held up by a long export.
                 let chunk: Result<Vec<_>, Status> = {
                     let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
                     let stop = end(store.len()).min(next + 1000);
-                    (next..stop).map(|i| store.read(i).map(|r| v1::StoredRecord::from(&r)).map_err(internal)).collect()
+                    (next..stop)
+                        .map(|i| {
+                            store
+                                .read(i)
+                                .map(|r| v1::StoredRecord::from(&r))
+                                .map_err(internal)
+                        })
+                        .collect()
                 };
                 match chunk {
                     Ok(c) if c.is_empty() => break,
@@ -199,7 +248,10 @@ impl Collector for Service {
 
     type WatchStream = Stream_<v1::WatchEvent>;
 
-    async fn watch(&self, req: Request<v1::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<v1::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         self.require(&req, Role::Operator, "watch")?;
         let q = req.into_inner();
         let mut sub = self.events.subscribe();
@@ -213,7 +265,9 @@ impl Collector for Service {
                 let event = match sub.recv().await {
                     Ok(e) => e,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        let ev = v1::WatchEvent { event: Some(v1::watch_event::Event::Lagged(n)) };
+                        let ev = v1::WatchEvent {
+                            event: Some(v1::watch_event::Event::Lagged(n)),
+                        };
                         if tx.send(Ok(ev)).await.is_err() {
                             return;
                         }
@@ -222,11 +276,19 @@ impl Collector for Service {
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
                 let ev = match &*event {
-                    Event::Record(r) if wanted(r) => v1::watch_event::Event::Record(r.as_ref().into()),
-                    Event::Alert(a) if wanted(&a.record) => v1::watch_event::Event::Alert(a.to_proto()),
+                    Event::Record(r) if wanted(r) => {
+                        v1::watch_event::Event::Record(r.as_ref().into())
+                    }
+                    Event::Alert(a) if wanted(&a.record) => {
+                        v1::watch_event::Event::Alert(a.to_proto())
+                    }
                     _ => continue,
                 };
-                if tx.send(Ok(v1::WatchEvent { event: Some(ev) })).await.is_err() {
+                if tx
+                    .send(Ok(v1::WatchEvent { event: Some(ev) }))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -234,10 +296,15 @@ impl Collector for Service {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn get_checkpoint(&self, req: Request<v1::GetCheckpointRequest>) -> Result<Response<v1::Checkpoint>, Status> {
+    async fn get_checkpoint(
+        &self,
+        req: Request<v1::GetCheckpointRequest>,
+    ) -> Result<Response<v1::Checkpoint>, Status> {
         self.require(&req, Role::Operator, "reading checkpoints")?;
         let store = self.lock();
-        let cp = store.latest_checkpoint().ok_or_else(|| Status::not_found("no checkpoint yet: nothing stored"))?;
+        let cp = store
+            .latest_checkpoint()
+            .ok_or_else(|| Status::not_found("no checkpoint yet: nothing stored"))?;
         Ok(Response::new(v1::Checkpoint {
             tree_size: cp.tree_size,
             root: cp.root_hash().map(|h| h.to_vec()).unwrap_or_default(),
@@ -247,13 +314,21 @@ impl Collector for Service {
         }))
     }
 
-    async fn get_inclusion_proof(&self, req: Request<v1::InclusionProofRequest>) -> Result<Response<v1::InclusionProof>, Status> {
+    async fn get_inclusion_proof(
+        &self,
+        req: Request<v1::InclusionProofRequest>,
+    ) -> Result<Response<v1::InclusionProof>, Status> {
         self.require(&req, Role::Operator, "reading proofs")?;
         let q = req.into_inner();
         let (leaf, path) = self
             .lock()
             .inclusion_proof(q.index, q.tree_size)
-            .ok_or_else(|| Status::out_of_range(format!("no record {} in a tree of size {}", q.index, q.tree_size)))?;
+            .ok_or_else(|| {
+                Status::out_of_range(format!(
+                    "no record {} in a tree of size {}",
+                    q.index, q.tree_size
+                ))
+            })?;
         Ok(Response::new(v1::InclusionProof {
             index: q.index,
             tree_size: q.tree_size,
@@ -262,13 +337,21 @@ impl Collector for Service {
         }))
     }
 
-    async fn get_consistency_proof(&self, req: Request<v1::ConsistencyProofRequest>) -> Result<Response<v1::ConsistencyProof>, Status> {
+    async fn get_consistency_proof(
+        &self,
+        req: Request<v1::ConsistencyProofRequest>,
+    ) -> Result<Response<v1::ConsistencyProof>, Status> {
         self.require(&req, Role::Operator, "reading proofs")?;
         let q = req.into_inner();
         let path = self
             .lock()
             .consistency_proof(q.old_size, q.new_size)
-            .ok_or_else(|| Status::out_of_range(format!("no consistency proof from {} to {}", q.old_size, q.new_size)))?;
+            .ok_or_else(|| {
+                Status::out_of_range(format!(
+                    "no consistency proof from {} to {}",
+                    q.old_size, q.new_size
+                ))
+            })?;
         Ok(Response::new(v1::ConsistencyProof {
             old_size: q.old_size,
             new_size: q.new_size,
@@ -276,20 +359,31 @@ impl Collector for Service {
         }))
     }
 
-    async fn verify(&self, req: Request<v1::VerifyRequest>) -> Result<Response<v1::VerifyResponse>, Status> {
+    async fn verify(
+        &self,
+        req: Request<v1::VerifyRequest>,
+    ) -> Result<Response<v1::VerifyResponse>, Status> {
         self.require(&req, Role::Operator, "verify")?;
         let store = self.store.clone();
         let resp = tokio::task::spawn_blocking(move || {
             // Holding the store keeps the files still while they are read.
             let store = store.lock().unwrap_or_else(|e| e.into_inner());
             let key = store.public_key();
-            let scan = scan::scan(store.dir(), Some(&key), |_, _| {}).map_err(|e| Status::internal(e.to_string()))?;
+            let scan = scan::scan(store.dir(), Some(&key), |_, _| {})
+                .map_err(|e| Status::internal(e.to_string()))?;
             let mut problems: Vec<String> = scan.problems.iter().map(|p| p.to_string()).collect();
             if let Some((seg, off)) = scan.torn_tail {
-                problems.push(format!("segments/{} byte offset {off}: incomplete record at the end", crate::store::segment::segment_name(seg)));
+                problems.push(format!(
+                    "segments/{} byte offset {off}: incomplete record at the end",
+                    crate::store::segment::segment_name(seg)
+                ));
             }
             if scan.leaves.len() as u64 != store.len() {
-                problems.push(format!("the log on disk holds {} records but the collector stored {}", scan.leaves.len(), store.len()));
+                problems.push(format!(
+                    "the log on disk holds {} records but the collector stored {}",
+                    scan.leaves.len(),
+                    store.len()
+                ));
             }
             Ok::<_, Status>(v1::VerifyResponse {
                 ok: problems.is_empty(),
@@ -321,16 +415,31 @@ async fn ingest_batch(
     }
     if batch.boot.is_empty() || batch.boot.len() > 128 {
         metrics.rejected("invalid");
-        return Err(Status::invalid_argument("the batch's boot (stream id) must be 1 to 128 characters"));
+        return Err(Status::invalid_argument(
+            "the batch's boot (stream id) must be 1 to 128 characters",
+        ));
     }
     let store = store.clone();
     let n = batch.lines.len() as u64;
     let outcome = tokio::task::spawn_blocking(move || {
         let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
         let host = batch.host.clone();
-        let out = store.append(&batch.host, &batch.boot, batch.first_sequence, &batch.lines, |f| {
-            if f.host == host { Ok(()) } else { Err(format!("its host is {:?}, not the batch's {host:?}", f.host)) }
-        });
+        let out = store.append(
+            &batch.host,
+            &batch.boot,
+            batch.first_sequence,
+            &batch.lines,
+            |f| {
+                if f.host == host {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "its host is {:?}, not the batch's {host:?}",
+                        f.host
+                    ))
+                }
+            },
+        );
         let acked = store.acked(&batch.host, &batch.boot);
         (out, acked, batch.boot)
     })

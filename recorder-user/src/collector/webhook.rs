@@ -54,11 +54,14 @@ impl WebhookConfig {
         } else {
             return Err(err("the URL must start with http:// or https://"));
         };
-        let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+        let (authority, path) = rest
+            .split_once('/')
+            .map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
         let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-                (h.to_string(), p.parse::<u16>().map_err(|_| err("bad port"))?)
-            }
+            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
+                h.to_string(),
+                p.parse::<u16>().map_err(|_| err("bad port"))?,
+            ),
             _ => (authority.to_string(), if tls { 443 } else { 80 }),
         };
         if host.is_empty() {
@@ -68,7 +71,8 @@ impl WebhookConfig {
             (Some(s), None) => s.into_bytes(),
             (None, Some(f)) => {
                 let f = base.join(f);
-                let s = std::fs::read_to_string(&f).map_err(|e| err(&format!("cannot read {}: {e}", f.display())))?;
+                let s = std::fs::read_to_string(&f)
+                    .map_err(|e| err(&format!("cannot read {}: {e}", f.display())))?;
                 s.trim_end_matches(['\n', '\r']).as_bytes().to_vec()
             }
             _ => return Err(err("give exactly one of secret or secret_file")),
@@ -76,14 +80,25 @@ impl WebhookConfig {
         if secret.is_empty() {
             return Err(err("the secret is empty"));
         }
-        Ok(Webhook { url: self.url, tls, host, port, path, secret, ca: self.ca.map(|c| base.join(c)) })
+        Ok(Webhook {
+            url: self.url,
+            tls,
+            host,
+            port,
+            path,
+            secret,
+            ca: self.ca.map(|c| base.join(c)),
+        })
     }
 }
 
 /// The signature header's value for a body.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-    format!("sha256={}", crate::integrity::hex(ring::hmac::sign(&key, body).as_ref()))
+    format!(
+        "sha256={}",
+        crate::integrity::hex(ring::hmac::sign(&key, body).as_ref())
+    )
 }
 
 /// The handle ingest pushes alerts into.
@@ -97,9 +112,21 @@ impl Queue {
         let inner = Arc::new((Mutex::new(VecDeque::new()), Notify::new()));
         let labels = [("webhook", hook.url.as_str())];
         let r = Registry::global();
-        let dropped = r.counter("recorder_webhook_dropped_total", "Alerts dropped because a webhook's queue was full.", &labels);
-        let failures = r.counter("recorder_webhook_failures_total", "Failed webhook deliveries (each retry counts).", &labels);
-        let delivered = r.counter("recorder_webhook_delivered_total", "Alerts delivered to a webhook.", &labels);
+        let dropped = r.counter(
+            "recorder_webhook_dropped_total",
+            "Alerts dropped because a webhook's queue was full.",
+            &labels,
+        );
+        let failures = r.counter(
+            "recorder_webhook_failures_total",
+            "Failed webhook deliveries (each retry counts).",
+            &labels,
+        );
+        let delivered = r.counter(
+            "recorder_webhook_delivered_total",
+            "Alerts delivered to a webhook.",
+            &labels,
+        );
         tokio::spawn(deliver(hook, inner.clone(), failures, delivered));
         Self { inner, dropped }
     }
@@ -117,17 +144,31 @@ impl Queue {
     }
 }
 
-async fn deliver(hook: Webhook, inner: Arc<(Mutex<VecDeque<Vec<u8>>>, Notify)>, failures: Counter, delivered: Counter) {
+async fn deliver(
+    hook: Webhook,
+    inner: Arc<(Mutex<VecDeque<Vec<u8>>>, Notify)>,
+    failures: Counter,
+    delivered: Counter,
+) {
     let mut backoff = Duration::from_millis(500);
     loop {
-        let next = inner.0.lock().unwrap_or_else(|e| e.into_inner()).front().cloned();
+        let next = inner
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .front()
+            .cloned();
         let Some(body) = next else {
             inner.1.notified().await;
             continue;
         };
         match tokio::time::timeout(Duration::from_secs(10), post(&hook, &body)).await {
             Ok(Ok(())) => {
-                inner.0.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                inner
+                    .0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop_front();
                 delivered.inc();
                 backoff = Duration::from_millis(500);
             }
@@ -146,11 +187,17 @@ async fn deliver(hook: Webhook, inner: Arc<(Mutex<VecDeque<Vec<u8>>>, Notify)>, 
 }
 
 async fn post(hook: &Webhook, body: &[u8]) -> Result<(), String> {
-    let tcp = TcpStream::connect((hook.host.as_str(), hook.port)).await.map_err(|e| format!("connect: {e}"))?;
+    let tcp = TcpStream::connect((hook.host.as_str(), hook.port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     if hook.tls {
         let config = client_tls(hook.ca.as_deref())?;
-        let name = rustls_pki_types::ServerName::try_from(hook.host.clone()).map_err(|e| e.to_string())?;
-        let stream = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+        let name =
+            rustls_pki_types::ServerName::try_from(hook.host.clone()).map_err(|e| e.to_string())?;
+        let stream = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
         exchange(hook, stream, body).await
     } else {
         exchange(hook, tcp, body).await
@@ -172,7 +219,11 @@ fn client_tls(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(hook: &Webhook, mut s: S, body: &[u8]) -> Result<(), String> {
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    hook: &Webhook,
+    mut s: S,
+    body: &[u8],
+) -> Result<(), String> {
     let head = format!(
         "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{SIGNATURE_HEADER}: {}\r\nuser-agent: recorder-collector\r\nconnection: close\r\n\r\n",
         hook.path,
@@ -180,21 +231,34 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(hook: &Webhook, mut s: S, b
         body.len(),
         sign(&hook.secret, body)
     );
-    s.write_all(head.as_bytes()).await.map_err(|e| format!("send: {e}"))?;
+    s.write_all(head.as_bytes())
+        .await
+        .map_err(|e| format!("send: {e}"))?;
     s.write_all(body).await.map_err(|e| format!("send: {e}"))?;
     s.flush().await.map_err(|e| format!("send: {e}"))?;
     let mut buf = vec![0u8; 1024];
     let mut n = 0;
     while n < 12 {
-        let m = s.read(&mut buf[n..]).await.map_err(|e| format!("read: {e}"))?;
+        let m = s
+            .read(&mut buf[n..])
+            .await
+            .map_err(|e| format!("read: {e}"))?;
         if m == 0 {
             break;
         }
         n += m;
     }
     let status_line = String::from_utf8_lossy(&buf[..n]);
-    let code: u16 = status_line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no HTTP status in the answer")?;
-    if (200..300).contains(&code) { Ok(()) } else { Err(format!("HTTP status {code}")) }
+    let code: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no HTTP status in the answer")?;
+    if (200..300).contains(&code) {
+        Ok(())
+    } else {
+        Err(format!("HTTP status {code}"))
+    }
 }
 
 #[cfg(test)]
@@ -212,14 +276,39 @@ mod tests {
 
     #[test]
     fn parses_webhook_urls() {
-        let w = WebhookConfig { url: "http://127.0.0.1:9000/a/b".into(), secret: Some("k".into()), secret_file: None, ca: None }
+        let w = WebhookConfig {
+            url: "http://127.0.0.1:9000/a/b".into(),
+            secret: Some("k".into()),
+            secret_file: None,
+            ca: None,
+        }
+        .resolve(Path::new("."))
+        .unwrap();
+        assert_eq!(
+            (w.host.as_str(), w.port, w.path.as_str(), w.tls),
+            ("127.0.0.1", 9000, "/a/b", false)
+        );
+        let w = WebhookConfig {
+            url: "https://hooks.example".into(),
+            secret: Some("k".into()),
+            secret_file: None,
+            ca: None,
+        }
+        .resolve(Path::new("."))
+        .unwrap();
+        assert_eq!(
+            (w.host.as_str(), w.port, w.path.as_str(), w.tls),
+            ("hooks.example", 443, "/", true)
+        );
+        assert!(
+            WebhookConfig {
+                url: "http://x".into(),
+                secret: None,
+                secret_file: None,
+                ca: None
+            }
             .resolve(Path::new("."))
-            .unwrap();
-        assert_eq!((w.host.as_str(), w.port, w.path.as_str(), w.tls), ("127.0.0.1", 9000, "/a/b", false));
-        let w = WebhookConfig { url: "https://hooks.example".into(), secret: Some("k".into()), secret_file: None, ca: None }
-            .resolve(Path::new("."))
-            .unwrap();
-        assert_eq!((w.host.as_str(), w.port, w.path.as_str(), w.tls), ("hooks.example", 443, "/", true));
-        assert!(WebhookConfig { url: "http://x".into(), secret: None, secret_file: None, ca: None }.resolve(Path::new(".")).is_err());
+            .is_err()
+        );
     }
 }

@@ -20,7 +20,10 @@ use super::{Hash, from_hex, hex};
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the signing key {path} is not a valid Ed25519 PKCS#8 key")]
     BadKey { path: String },
     #[error("cannot generate a signing key")]
@@ -40,7 +43,10 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     pub fn signed_text(tree_size: u64, root: &Hash, time: &str) -> String {
-        format!("recorder checkpoint v1\ntree_size {tree_size}\nroot {}\ntime {time}\n", hex(root))
+        format!(
+            "recorder checkpoint v1\ntree_size {tree_size}\nroot {}\ntime {time}\n",
+            hex(root)
+        )
     }
 
     pub fn root_hash(&self) -> Option<Hash> {
@@ -53,7 +59,9 @@ impl Checkpoint {
             return false;
         };
         let text = Self::signed_text(self.tree_size, &root, &self.time);
-        UnparsedPublicKey::new(&ED25519, public_key).verify(text.as_bytes(), &sig).is_ok()
+        UnparsedPublicKey::new(&ED25519, public_key)
+            .verify(text.as_bytes(), &sig)
+            .is_ok()
     }
 }
 
@@ -70,23 +78,38 @@ impl Signer {
     /// Loads the key from `dir`, generating it on first start.
     pub fn load_or_create(dir: &Path) -> Result<Self, CheckpointError> {
         let path = dir.join(KEY_FILE);
-        let io = |source| CheckpointError::Io { path: path.display().to_string(), source };
+        let io = |source| CheckpointError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let pkcs8 = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| CheckpointError::KeyGen)?;
-                let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io)?;
-                f.write_all(doc.as_ref()).and_then(|()| f.sync_all()).map_err(io)?;
+                let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+                    .map_err(|_| CheckpointError::KeyGen)?;
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(io)?;
+                f.write_all(doc.as_ref())
+                    .and_then(|()| f.sync_all())
+                    .map_err(io)?;
                 doc.as_ref().to_vec()
             }
             Err(e) => return Err(io(e)),
         };
-        let key = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| CheckpointError::BadKey { path: path.display().to_string() })?;
+        let key = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| CheckpointError::BadKey {
+            path: path.display().to_string(),
+        })?;
         let pub_path = dir.join(PUBLIC_KEY_FILE);
         let pub_hex = format!("{}\n", hex(key.public_key().as_ref()));
         if fs::read_to_string(&pub_path).ok().as_deref() != Some(pub_hex.as_str()) {
-            fs::write(&pub_path, pub_hex)
-                .map_err(|source| CheckpointError::Io { path: pub_path.display().to_string(), source })?;
+            fs::write(&pub_path, pub_hex).map_err(|source| CheckpointError::Io {
+                path: pub_path.display().to_string(),
+                source,
+            })?;
         }
         Ok(Self { key })
     }
@@ -96,8 +119,15 @@ impl Signer {
     }
 
     pub fn sign(&self, tree_size: u64, root: &Hash, time: String) -> Checkpoint {
-        let sig = self.key.sign(Checkpoint::signed_text(tree_size, root, &time).as_bytes());
-        Checkpoint { tree_size, root: hex(root), time, signature: hex(sig.as_ref()) }
+        let sig = self
+            .key
+            .sign(Checkpoint::signed_text(tree_size, root, &time).as_bytes());
+        Checkpoint {
+            tree_size,
+            root: hex(root),
+            time,
+            signature: hex(sig.as_ref()),
+        }
     }
 }
 

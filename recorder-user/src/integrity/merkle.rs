@@ -55,7 +55,9 @@ impl Frontier {
     /// The RFC 6962 tree head of the leaves pushed so far.
     pub fn root(&self) -> Hash {
         let mut iter = self.peaks.iter().rev();
-        let Some(last) = iter.next() else { return empty_root() };
+        let Some(last) = iter.next() else {
+            return empty_root();
+        };
         iter.fold(*last, |acc, peak| node_hash(peak, &acc))
     }
 }
@@ -165,7 +167,13 @@ fn subproof(leaves: &[Hash], m: usize, complete: bool, out: &mut Vec<Hash>) {
 }
 
 /// Checks a consistency proof (RFC 9162 section 2.1.4.2).
-pub fn verify_consistency(old: u64, new: u64, old_root: &Hash, new_root: &Hash, path: &[Hash]) -> bool {
+pub fn verify_consistency(
+    old: u64,
+    new: u64,
+    old_root: &Hash,
+    new_root: &Hash,
+    path: &[Hash],
+) -> bool {
     if old > new {
         return false;
     }
@@ -179,7 +187,9 @@ pub fn verify_consistency(old: u64, new: u64, old_root: &Hash, new_root: &Hash, 
     if old.is_power_of_two() {
         path.insert(0, *old_root);
     }
-    let Some((first, rest)) = path.split_first() else { return false };
+    let Some((first, rest)) = path.split_first() else {
+        return false;
+    };
     let (mut fnode, mut snode) = (old - 1, new - 1);
     while fnode & 1 == 1 {
         fnode >>= 1;
@@ -242,7 +252,10 @@ mod tests {
 
     #[test]
     fn tree_heads_match_the_reference_vectors() {
-        assert_eq!(hex(&empty_root()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            hex(&empty_root()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         let mut f = Frontier::default();
         for (i, leaf) in leaves().into_iter().enumerate() {
             f.push(leaf);
@@ -270,20 +283,31 @@ mod tests {
             let root = subtree_root(&all[..n]);
             for i in 0..n as u64 {
                 let path = inclusion_proof(&all[..n], i).unwrap();
-                assert!(verify_inclusion(&all[i as usize], i, n as u64, &path, &root), "{i}/{n}");
+                assert!(
+                    verify_inclusion(&all[i as usize], i, n as u64, &path, &root),
+                    "{i}/{n}"
+                );
                 let other = all[(i as usize + 1) % n];
                 if n > 1 {
-                    assert!(!verify_inclusion(&other, i, n as u64, &path, &root), "wrong leaf {i}/{n}");
+                    assert!(
+                        !verify_inclusion(&other, i, n as u64, &path, &root),
+                        "wrong leaf {i}/{n}"
+                    );
                 }
             }
             for m in 0..=n as u64 {
                 let old_root = subtree_root(&all[..m as usize]);
                 let proof = consistency_proof(&all[..n], m).unwrap();
-                assert!(verify_consistency(m, n as u64, &old_root, &root, &proof), "{m}->{n}");
+                assert!(
+                    verify_consistency(m, n as u64, &old_root, &root, &proof),
+                    "{m}->{n}"
+                );
                 if m > 0 && m < n as u64 {
                     let bad = from_hex(ROOTS[0]).unwrap();
                     let bad: Hash = bad.try_into().unwrap();
-                    assert!(!verify_consistency(m, n as u64, &bad, &root, &proof) || old_root == bad);
+                    assert!(
+                        !verify_consistency(m, n as u64, &bad, &root, &proof) || old_root == bad
+                    );
                 }
             }
         }

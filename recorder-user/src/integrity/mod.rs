@@ -32,12 +32,20 @@ pub fn from_hex(s: &str) -> Option<Vec<u8>> {
 /// Parses an RFC 3339 time (`2026-11-28T10:14:23.123Z`, `...+02:00`) to Unix nanoseconds.
 pub fn parse_rfc3339(s: &str) -> Option<i128> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let part = s.get(r)?;
-        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
@@ -56,7 +64,10 @@ pub fn parse_rfc3339(s: &str) -> Option<i128> {
     }
     let offset_s: i64 = match rest {
         "Z" | "z" => 0,
-        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
+        _ if rest.len() == 6
+            && (rest.starts_with('+') || rest.starts_with('-'))
+            && &rest[3..4] == ":" =>
+        {
             let oh: i64 = rest.get(1..3)?.parse().ok()?;
             let om: i64 = rest.get(4..6)?.parse().ok()?;
             let sign = if rest.starts_with('-') { -1 } else { 1 };
@@ -106,8 +117,14 @@ mod tests {
         for ns in [0i128, 1_795_860_863_000_000_007, 951_782_400_123_000_000] {
             assert_eq!(parse_rfc3339(&rfc3339_nanos(ns)), Some(ns));
         }
-        assert_eq!(parse_rfc3339("2026-11-28T12:14:23+02:00"), Some(1_795_860_863_000_000_000));
-        assert_eq!(parse_rfc3339("2026-11-28T10:14:23.5Z"), Some(1_795_860_863_500_000_000));
+        assert_eq!(
+            parse_rfc3339("2026-11-28T12:14:23+02:00"),
+            Some(1_795_860_863_000_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-28T10:14:23.5Z"),
+            Some(1_795_860_863_500_000_000)
+        );
         assert_eq!(parse_rfc3339("2026-13-28T10:14:23Z"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
     }

@@ -32,7 +32,10 @@ pub enum DecodeError {
 /// Decodes the frame at the start of `buf`: (sequence, line, frame length).
 pub fn decode(buf: &[u8]) -> Result<(u64, &[u8], usize), DecodeError> {
     if buf.len() < 12 {
-        return Err(DecodeError::Truncated { have: buf.len(), need: 12 });
+        return Err(DecodeError::Truncated {
+            have: buf.len(),
+            need: 12,
+        });
     }
     let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
     if len > MAX_LINE {
@@ -40,7 +43,10 @@ pub fn decode(buf: &[u8]) -> Result<(u64, &[u8], usize), DecodeError> {
     }
     let total = OVERHEAD + len;
     if buf.len() < total {
-        return Err(DecodeError::Truncated { have: buf.len(), need: total });
+        return Err(DecodeError::Truncated {
+            have: buf.len(),
+            need: total,
+        });
     }
     let mut seq = [0u8; 8];
     seq.copy_from_slice(&buf[4..12]);
@@ -67,12 +73,18 @@ mod tests {
         let (seq, line, m) = decode(&buf[n..]).unwrap();
         assert_eq!((seq, line, n + m), (10, &b""[..], buf.len()));
         for cut in 0..n {
-            assert!(matches!(decode(&buf[..cut]), Err(DecodeError::Truncated { .. })), "cut {cut}");
+            assert!(
+                matches!(decode(&buf[..cut]), Err(DecodeError::Truncated { .. })),
+                "cut {cut}"
+            );
         }
         for i in 0..n {
             let mut bad = buf.clone();
             bad[i] ^= 0x40;
-            assert!(decode(&bad).is_err() || decode(&bad).unwrap().0 != 9, "flip at {i}");
+            assert!(
+                decode(&bad).is_err() || decode(&bad).unwrap().0 != 9,
+                "flip at {i}"
+            );
         }
     }
 }

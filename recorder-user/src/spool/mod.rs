@@ -27,13 +27,19 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
     #[error("spool {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("spool {path}: the stream file is damaged ({why})")]
     Stream { path: PathBuf, why: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
-    move |source| SpoolError::Io { path: path.to_path_buf(), source }
+    move |source| SpoolError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 const STREAM_FILE: &str = "stream";
@@ -68,10 +74,22 @@ impl Metrics {
     fn new() -> Self {
         let r = Registry::global();
         Self {
-            records: r.gauge("recorder_spool_records", "Records in the spool not yet acknowledged by the collector.", &[]),
+            records: r.gauge(
+                "recorder_spool_records",
+                "Records in the spool not yet acknowledged by the collector.",
+                &[],
+            ),
             bytes: r.gauge("recorder_spool_bytes", "Bytes in the spool.", &[]),
-            dropped: r.counter("recorder_spool_dropped_total", "Records dropped because the spool was full.", &[]),
-            acked: r.counter("recorder_spool_acked_total", "Records acknowledged as stored by the collector.", &[]),
+            dropped: r.counter(
+                "recorder_spool_dropped_total",
+                "Records dropped because the spool was full.",
+                &[],
+            ),
+            acked: r.counter(
+                "recorder_spool_acked_total",
+                "Records acknowledged as stored by the collector.",
+                &[],
+            ),
         }
     }
 }
@@ -105,14 +123,22 @@ impl Spool {
         Self::open_with(dir, host, max_bytes, DEFAULT_SEGMENT_BYTES)
     }
 
-    pub fn open_with(dir: &Path, host: &str, max_bytes: u64, segment_bytes: u64) -> Result<(Self, Recovered), SpoolError> {
+    pub fn open_with(
+        dir: &Path,
+        host: &str,
+        max_bytes: u64,
+        segment_bytes: u64,
+    ) -> Result<(Self, Recovered), SpoolError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let boot = stream_id(dir)?;
         let mut names: Vec<(u64, PathBuf)> = Vec::new();
         for entry in fs::read_dir(dir).map_err(io(dir))? {
             let entry = entry.map_err(io(dir))?;
             let name = entry.file_name().to_string_lossy().to_string();
-            if let Some(first) = name.strip_suffix(".wal").and_then(|n| n.parse::<u64>().ok()) {
+            if let Some(first) = name
+                .strip_suffix(".wal")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
                 names.push((first, entry.path()));
             }
         }
@@ -128,7 +154,12 @@ impl Spool {
             }
             next_seq = next_seq.max(next).max(first);
             total += valid_len;
-            segments.push_back(Segment { first, path, durable_len: valid_len, durable_next: next.max(first) });
+            segments.push_back(Segment {
+                first,
+                path,
+                durable_len: valid_len,
+                durable_next: next.max(first),
+            });
         }
         let acked_next = segments.front().map_or(next_seq, |s| s.first);
         // Always write into a fresh segment: the old ones stay as found.
@@ -141,7 +172,11 @@ impl Spool {
             durable_len: frame::HEADER.len() as u64,
             durable_next: next_seq,
         });
-        let shared = Arc::new(Mutex::new(Shared { segments, acked_next, total_bytes: total }));
+        let shared = Arc::new(Mutex::new(Shared {
+            segments,
+            acked_next,
+            total_bytes: total,
+        }));
         let mut spool = Self {
             dir: dir.to_path_buf(),
             host: host.to_string(),
@@ -159,7 +194,12 @@ impl Spool {
         };
         for detail in &problems {
             tracing::warn!(%detail, "spool damaged; recovered what was valid");
-            let notice = spool.report("notice", "spool_corrupt", Value::String(detail.clone()), "detail");
+            let notice = spool.report(
+                "notice",
+                "spool_corrupt",
+                Value::String(detail.clone()),
+                "detail",
+            );
             spool.append(notice.to_line().as_bytes())?;
         }
         spool.flush()?;
@@ -177,7 +217,11 @@ impl Spool {
 
     /// The reader side for the sender.
     pub fn reader(&self) -> SpoolReader {
-        SpoolReader { shared: self.shared.clone(), notify: self.notify.clone(), acked: self.metrics.acked.clone() }
+        SpoolReader {
+            shared: self.shared.clone(),
+            notify: self.notify.clone(),
+            acked: self.metrics.acked.clone(),
+        }
     }
 
     /// The next sequence number to be given.
@@ -190,7 +234,11 @@ impl Spool {
         fields.insert("reason".into(), Value::String(reason.into()));
         fields.insert(field.into(), value);
         Record {
-            kind: if kind == "loss" { Kind::Loss } else { Kind::Notice },
+            kind: if kind == "loss" {
+                Kind::Loss
+            } else {
+                Kind::Notice
+            },
             time: rfc3339_nanos(crate::integrity::now_unix_ns()),
             host: self.host.clone(),
             identity: String::new(),
@@ -218,7 +266,10 @@ impl Spool {
                 self.metrics.dropped.inc();
                 return Ok(false);
             }
-            tracing::warn!(count = self.dropped, "spool had been full; records were dropped");
+            tracing::warn!(
+                count = self.dropped,
+                "spool had been full; records were dropped"
+            );
             self.dropped = 0;
             self.push(loss_line.as_bytes())?;
         } else if used + need > self.max_bytes {
@@ -244,9 +295,16 @@ impl Spool {
 
     /// Writes buffered frames; with `sync`, fsyncs and publishes them to the sender.
     fn write_pending(&mut self, sync: bool) -> Result<(), SpoolError> {
-        let path = self.lock().segments.back().map(|s| s.path.clone()).unwrap_or_default();
+        let path = self
+            .lock()
+            .segments
+            .back()
+            .map(|s| s.path.clone())
+            .unwrap_or_default();
         if !self.pending.is_empty() {
-            self.file.write_all_at(&self.pending, self.file_len).map_err(io(&path))?;
+            self.file
+                .write_all_at(&self.pending, self.file_len)
+                .map_err(io(&path))?;
             let n = self.pending.len() as u64;
             self.file_len += n;
             self.lock().total_bytes += n;
@@ -273,10 +331,15 @@ impl Spool {
     /// there is room again, the `loss` record is written first.
     pub fn flush(&mut self) -> Result<(), SpoolError> {
         if self.dropped > 0 {
-            let loss = self.report("loss", "spool_full", Value::from(self.dropped), "count").to_line();
+            let loss = self
+                .report("loss", "spool_full", Value::from(self.dropped), "count")
+                .to_line();
             let used = self.lock().total_bytes + self.pending.len() as u64;
             if used + (frame::OVERHEAD + loss.len()) as u64 <= self.max_bytes {
-                tracing::warn!(count = self.dropped, "spool had been full; records were dropped");
+                tracing::warn!(
+                    count = self.dropped,
+                    "spool had been full; records were dropped"
+                );
                 self.dropped = 0;
                 self.push(loss.as_bytes())?;
             }
@@ -301,11 +364,30 @@ impl Spool {
     }
 }
 
+impl Drop for Spool {
+    /// What was appended reaches the disk even if the pipeline stops without a last flush.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::error!(error = %e, "cannot flush the spool on shutdown");
+        }
+    }
+}
+
 fn create_segment(path: &Path) -> Result<File, SpoolError> {
-    let mut file = OpenOptions::new().create(true).truncate(true).write(true).read(true).open(path).map_err(io(path))?;
-    file.write_all(frame::HEADER).and_then(|()| file.sync_all()).map_err(io(path))?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .read(true)
+        .open(path)
+        .map_err(io(path))?;
+    file.write_all(frame::HEADER)
+        .and_then(|()| file.sync_all())
+        .map_err(io(path))?;
     if let Some(dir) = path.parent() {
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
     }
     Ok(file)
 }
@@ -317,16 +399,23 @@ fn stream_id(dir: &Path) -> Result<String, SpoolError> {
         Ok(s) => {
             let id = s.trim().to_string();
             if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(SpoolError::Stream { path, why: format!("{id:?} is not a stream id") });
+                return Err(SpoolError::Stream {
+                    path,
+                    why: format!("{id:?} is not a stream id"),
+                });
             }
             Ok(id)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut raw = [0u8; 16];
-            File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut raw)).map_err(io(Path::new("/dev/urandom")))?;
+            File::open("/dev/urandom")
+                .and_then(|mut f| f.read_exact(&mut raw))
+                .map_err(io(Path::new("/dev/urandom")))?;
             let id = crate::integrity::hex(&raw);
             let tmp = dir.join("stream.tmp");
-            fs::write(&tmp, format!("{id}\n")).and_then(|()| fs::rename(&tmp, &path)).map_err(io(&path))?;
+            fs::write(&tmp, format!("{id}\n"))
+                .and_then(|()| fs::rename(&tmp, &path))
+                .map_err(io(&path))?;
             Ok(id)
         }
         Err(e) => Err(io(&path)(e)),
@@ -337,7 +426,10 @@ fn stream_id(dir: &Path) -> Result<String, SpoolError> {
 /// after the last valid record, what was wrong).
 fn recover_segment(path: &Path, first: u64) -> Result<(u64, u64, Option<String>), SpoolError> {
     let data = fs::read(path).map_err(io(path))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     if data.len() < frame::HEADER.len() || &data[..frame::HEADER.len()] != frame::HEADER {
         if data.is_empty() {
             return Ok((0, first, None));
@@ -347,7 +439,10 @@ fn recover_segment(path: &Path, first: u64) -> Result<(u64, u64, Option<String>)
         return Ok((
             frame::HEADER.len() as u64,
             first,
-            Some(format!("segment {name}: bad header; {} bytes unreadable, 0 records recovered", data.len())),
+            Some(format!(
+                "segment {name}: bad header; {} bytes unreadable, 0 records recovered",
+                data.len()
+            )),
         ));
     }
     let mut offset = frame::HEADER.len();
@@ -366,8 +461,13 @@ fn recover_segment(path: &Path, first: u64) -> Result<(u64, u64, Option<String>)
                     Err(e) => e.to_string(),
                 };
                 keep_corrupt(path, &data[offset..])?;
-                let file = OpenOptions::new().write(true).open(path).map_err(io(path))?;
-                file.set_len(offset as u64).and_then(|()| file.sync_all()).map_err(io(path))?;
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(io(path))?;
+                file.set_len(offset as u64)
+                    .and_then(|()| file.sync_all())
+                    .map_err(io(path))?;
                 let detail = format!(
                     "segment {name}: record after sequence {} at byte {offset} unreadable ({why}); {} bytes cut, {records} records recovered",
                     next.saturating_sub(1),
@@ -411,7 +511,9 @@ impl SpoolReader {
 
     /// A cursor at the first record not yet acknowledged.
     pub fn cursor(&self) -> Cursor {
-        Cursor { next: self.lock().acked_next }
+        Cursor {
+            next: self.lock().acked_next,
+        }
     }
 
     /// Wakes when the writer made new records durable.
@@ -431,7 +533,12 @@ impl SpoolReader {
     /// Up to `max_records` / about `max_bytes` durable records from the cursor, as (first
     /// sequence, lines). Sequences are consecutive within a batch; a gap (records lost to spool
     /// damage) ends the batch, and the next one starts after the gap.
-    pub fn read(&self, cursor: &mut Cursor, max_records: usize, max_bytes: usize) -> Result<Option<(u64, Vec<Vec<u8>>)>, SpoolError> {
+    pub fn read(
+        &self,
+        cursor: &mut Cursor,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Option<(u64, Vec<Vec<u8>>)>, SpoolError> {
         let segments: Vec<Segment> = self.lock().segments.iter().cloned().collect();
         let mut lines = Vec::new();
         let mut first = None;
@@ -451,7 +558,9 @@ impl SpoolReader {
             file.read_exact_at(&mut data, 0).map_err(io(&seg.path))?;
             let mut offset = frame::HEADER.len();
             while offset < data.len() && lines.len() < max_records && bytes < max_bytes {
-                let Ok((seq, line, n)) = frame::decode(&data[offset..]) else { break };
+                let Ok((seq, line, n)) = frame::decode(&data[offset..]) else {
+                    break;
+                };
                 offset += n;
                 if seq < cursor.next {
                     continue;
@@ -482,11 +591,16 @@ impl SpoolReader {
             shared.acked_next = sequence + 1;
         }
         while shared.segments.len() > 1 {
-            let done = shared.segments.get(1).is_some_and(|next| next.first <= shared.acked_next);
+            let done = shared
+                .segments
+                .get(1)
+                .is_some_and(|next| next.first <= shared.acked_next);
             if !done {
                 break;
             }
-            let Some(seg) = shared.segments.pop_front() else { break };
+            let Some(seg) = shared.segments.pop_front() else {
+                break;
+            };
             match fs::remove_file(&seg.path) {
                 Ok(()) => shared.total_bytes = shared.total_bytes.saturating_sub(seg.durable_len),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -502,7 +616,11 @@ impl SpoolReader {
     /// Records durable but not acknowledged.
     pub fn depth(&self) -> u64 {
         let shared = self.lock();
-        shared.segments.back().map_or(0, |s| s.durable_next).saturating_sub(shared.acked_next)
+        shared
+            .segments
+            .back()
+            .map_or(0, |s| s.durable_next)
+            .saturating_sub(shared.acked_next)
     }
 }
 

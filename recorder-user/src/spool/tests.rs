@@ -45,13 +45,26 @@ fn sequences_persist_and_only_acknowledged_segments_go() {
     assert_eq!(spool.next_sequence(), 21);
     let r = spool.reader();
     let again = read_all(&r);
-    assert!(again.first().unwrap().0 <= 11, "{:?}", again.first().map(|x| x.0));
+    assert!(
+        again.first().unwrap().0 <= 11,
+        "{:?}",
+        again.first().map(|x| x.0)
+    );
     assert_eq!(again.last().unwrap().0, 20);
     spool.append(&rec(21)).unwrap();
     spool.flush().unwrap();
     r.ack(21).unwrap();
     assert_eq!(r.depth(), 0);
-    let wal: Vec<_> = fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "wal")).collect();
+    let wal: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "wal")
+        })
+        .collect();
     assert_eq!(wal.len(), 1, "acknowledged segments are deleted");
 }
 
@@ -106,13 +119,23 @@ fn a_damaged_segment_is_recovered_up_to_its_last_valid_record() {
 
     let (spool, problems) = Spool::open_with(dir.path(), "web-1", 1 << 30, 1 << 20).unwrap();
     assert_eq!(problems.len(), 1);
-    assert!(problems[0].contains("record after sequence 3"), "{problems:?}");
+    assert!(
+        problems[0].contains("record after sequence 3"),
+        "{problems:?}"
+    );
     assert!(problems[0].contains("checksum mismatch"), "{problems:?}");
     assert!(problems[0].contains("3 records recovered"), "{problems:?}");
     let all = read_all(&spool.reader());
-    assert_eq!(all.iter().map(|x| x.0).take(3).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        all.iter().map(|x| x.0).take(3).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
     assert_eq!(all.len(), 4);
-    assert!(all[3].0 > 5, "sequence numbers that may have been sent are never reused: {}", all[3].0);
+    assert!(
+        all[3].0 > 5,
+        "sequence numbers that may have been sent are never reused: {}",
+        all[3].0
+    );
     let notice: Record = serde_json::from_slice(&all[3].1).unwrap();
     assert_eq!(notice.kind, Kind::Notice);
     assert_eq!(notice.field("reason").unwrap(), "spool_corrupt");
@@ -122,5 +145,8 @@ fn a_damaged_segment_is_recovered_up_to_its_last_valid_record() {
     fs::write(dir.path().join(format!("{:020}.wal", 100)), b"garbage!!").unwrap();
     drop(spool);
     let (_, problems) = Spool::open_with(dir.path(), "web-1", 1 << 30, 1 << 20).unwrap();
-    assert!(problems.iter().any(|p| p.contains("bad header")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("bad header")),
+        "{problems:?}"
+    );
 }

@@ -19,7 +19,8 @@ pub struct IndexFields {
 
 impl IndexFields {
     pub fn parse(line: &[u8]) -> Result<Self, String> {
-        let fields: IndexFields = serde_json::from_slice(line).map_err(|e| format!("not a record line: {e}"))?;
+        let fields: IndexFields =
+            serde_json::from_slice(line).map_err(|e| format!("not a record line: {e}"))?;
         if fields.kind.parse::<crate::record::Kind>().is_err() {
             return Err(format!("unknown record kind {:?}", fields.kind));
         }
@@ -86,10 +87,15 @@ impl SessionIndex {
             .filter(|s| host.is_empty() || s.host == host)
             .filter(|s| {
                 since_unix_ns == 0
-                    || crate::integrity::parse_rfc3339(&s.last_time).is_some_and(|t| t >= since_unix_ns as i128)
+                    || crate::integrity::parse_rfc3339(&s.last_time)
+                        .is_some_and(|t| t >= since_unix_ns as i128)
             })
             .collect();
-        out.sort_by(|a, b| b.last_time.cmp(&a.last_time).then_with(|| a.session.cmp(&b.session)));
+        out.sort_by(|a, b| {
+            b.last_time
+                .cmp(&a.last_time)
+                .then_with(|| a.session.cmp(&b.session))
+        });
         out
     }
 
@@ -98,7 +104,11 @@ impl SessionIndex {
         if !host.is_empty() {
             return Ok(self.sessions.get(&(host.to_string(), session.to_string())));
         }
-        let matches: Vec<&SessionSummary> = self.sessions.values().filter(|s| s.session == session).collect();
+        let matches: Vec<&SessionSummary> = self
+            .sessions
+            .values()
+            .filter(|s| s.session == session)
+            .collect();
         match matches.len() {
             0 => Ok(None),
             1 => Ok(Some(matches[0])),
@@ -129,7 +139,10 @@ mod tests {
             idx.add(i as u64, &IndexFields::parse(l).unwrap());
         }
         let all = idx.list("", "", 0);
-        assert_eq!(all.iter().map(|s| s.session.as_str()).collect::<Vec<_>>(), ["s2", "s1"]);
+        assert_eq!(
+            all.iter().map(|s| s.session.as_str()).collect::<Vec<_>>(),
+            ["s2", "s1"]
+        );
         let s1 = idx.find("s1", "").unwrap().unwrap();
         assert_eq!((s1.commands, s1.positions.clone()), (1, vec![0, 1]));
         assert_eq!(s1.last_time, "2026-11-28T10:00:01.000000000Z");

@@ -28,12 +28,17 @@ use crate::integrity::{
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Scan(#[from] ScanError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    #[error("the log in {dir} fails its integrity checks; run `recorder verify --data {dir}`. First problem: {first}")]
+    #[error(
+        "the log in {dir} fails its integrity checks; run `recorder verify --data {dir}`. First problem: {first}"
+    )]
     Damaged { dir: PathBuf, first: String },
     #[error("record with sequence {sequence}: {why}")]
     BadRecord { sequence: u64, why: String },
@@ -42,7 +47,10 @@ pub enum StoreError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// When to write a signed checkpoint.
@@ -54,7 +62,10 @@ pub struct CheckpointPolicy {
 
 impl Default for CheckpointPolicy {
     fn default() -> Self {
-        Self { every_records: 100_000, every: Duration::from_secs(10) }
+        Self {
+            every_records: 100_000,
+            every: Duration::from_secs(10),
+        }
     }
 }
 
@@ -100,7 +111,11 @@ impl Store {
     /// Opens (or creates) the store in `dir`, checking the whole log first. A log that fails any
     /// check is refused; an incomplete last record (a crash in the middle of a write, so never
     /// acknowledged) is cut off.
-    pub fn open(dir: &Path, segment_max: u64, policy: CheckpointPolicy) -> Result<Self, StoreError> {
+    pub fn open(
+        dir: &Path,
+        segment_max: u64,
+        policy: CheckpointPolicy,
+    ) -> Result<Self, StoreError> {
         let seg_dir = dir.join(SEGMENT_DIR);
         fs::create_dir_all(&seg_dir).map_err(io(&seg_dir))?;
         let signer = Signer::load_or_create(dir)?;
@@ -111,13 +126,25 @@ impl Store {
             }
         })?;
         if let Some(first) = scan.problems.first() {
-            return Err(StoreError::Damaged { dir: dir.to_path_buf(), first: first.to_string() });
+            return Err(StoreError::Damaged {
+                dir: dir.to_path_buf(),
+                first: first.to_string(),
+            });
         }
         let current_seg = scan.segments.last().copied().unwrap_or(0);
         let path = seg_dir.join(segment::segment_name(current_seg));
-        let current = OpenOptions::new().create(true).read(true).write(true).open(&path).map_err(io(&path))?;
+        let current = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
         if let Some((seg, offset)) = scan.torn_tail {
-            tracing::warn!(segment = seg, offset, "cutting off an incomplete record left by a crash (never acknowledged)");
+            tracing::warn!(
+                segment = seg,
+                offset,
+                "cutting off an incomplete record left by a crash (never acknowledged)"
+            );
             current.set_len(offset).map_err(io(&path))?;
             current.sync_all().map_err(io(&path))?;
         }
@@ -132,7 +159,11 @@ impl Store {
         for leaf in &scan.leaves {
             frontier.push(*leaf);
         }
-        tracing::info!(records = scan.leaves.len(), streams = scan.streams.len(), "store opened");
+        tracing::info!(
+            records = scan.leaves.len(),
+            streams = scan.streams.len(),
+            "store opened"
+        );
         Ok(Self {
             dir: dir.to_path_buf(),
             segment_max,
@@ -167,7 +198,9 @@ impl Store {
 
     /// The highest stored sequence of a stream.
     pub fn acked(&self, host: &str, boot: &str) -> Option<u64> {
-        self.streams.get(&(host.to_string(), boot.to_string())).and_then(|s| s.last_sequence)
+        self.streams
+            .get(&(host.to_string(), boot.to_string()))
+            .and_then(|s| s.last_sequence)
     }
 
     /// Appends a batch of one stream. Lines at or below the stream's highest stored sequence are
@@ -198,11 +231,19 @@ impl Store {
                 out.duplicates += 1;
                 continue;
             }
-            let fields = IndexFields::parse(line).map_err(|why| StoreError::BadRecord { sequence, why })?;
+            let fields =
+                IndexFields::parse(line).map_err(|why| StoreError::BadRecord { sequence, why })?;
             check(&fields).map_err(|why| StoreError::BadRecord { sequence, why })?;
             let index = base_index + new_leaves.len() as u64;
             let offset = self.current_len + self.buf.len() as u64;
-            let entry = Entry { index, host, boot, sequence, prev: state.last_leaf, line };
+            let entry = Entry {
+                index,
+                host,
+                boot,
+                sequence,
+                prev: state.last_leaf,
+                line,
+            };
             let leaf = entry.encode_frame(&mut self.buf);
             state.last_sequence = Some(sequence);
             state.last_leaf = leaf;
@@ -239,7 +280,8 @@ impl Store {
         self.positions.extend(new_positions);
         out.acked_sequence = state.last_sequence;
         self.streams.insert(key, state);
-        if self.len() - self.latest.as_ref().map_or(0, |c| c.tree_size) >= self.policy.every_records {
+        if self.len() - self.latest.as_ref().map_or(0, |c| c.tree_size) >= self.policy.every_records
+        {
             self.checkpoint()?;
         }
         Ok(out)
@@ -252,8 +294,15 @@ impl Store {
     fn rotate(&mut self) -> Result<(), StoreError> {
         let next = self.current_seg + 1;
         let path = self.segment_path(next);
-        let file = OpenOptions::new().create_new(true).read(true).write(true).open(&path).map_err(io(&path))?;
-        file.write_all_at(HEADER, 0).and_then(|()| file.sync_all()).map_err(io(&path))?;
+        let file = OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        file.write_all_at(HEADER, 0)
+            .and_then(|()| file.sync_all())
+            .map_err(io(&path))?;
         sync_dir(&self.dir.join(SEGMENT_DIR))?;
         self.current = file;
         self.current_seg = next;
@@ -264,15 +313,26 @@ impl Store {
     /// Writes a signed checkpoint of the current tree if it grew since the last one.
     pub fn checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError> {
         self.last_checkpoint_at = Instant::now();
-        if self.latest.as_ref().is_some_and(|c| c.tree_size == self.len()) || (self.is_empty() && self.latest.is_none()) {
+        if self
+            .latest
+            .as_ref()
+            .is_some_and(|c| c.tree_size == self.len())
+            || (self.is_empty() && self.latest.is_none())
+        {
             return Ok(None);
         }
         let time = crate::record::rfc3339_nanos(crate::integrity::now_unix_ns());
         let cp = self.signer.sign(self.len(), &self.frontier.root(), time);
         let path = self.dir.join(CHECKPOINTS_FILE);
-        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
         let line = serde_json::to_string(&cp).unwrap_or_default();
-        file.write_all(format!("{line}\n").as_bytes()).and_then(|()| file.sync_data()).map_err(io(&path))?;
+        file.write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| file.sync_data())
+            .map_err(io(&path))?;
         self.latest = Some(cp.clone());
         Ok(Some(cp))
     }
@@ -299,7 +359,10 @@ impl Store {
 
     /// Reads one record back from disk.
     pub fn read(&mut self, index: u64) -> Result<StoredRecord, StoreError> {
-        let &(seg, offset) = self.positions.get(index as usize).ok_or(StoreError::NoSuchRecord(index))?;
+        let &(seg, offset) = self
+            .positions
+            .get(index as usize)
+            .ok_or(StoreError::NoSuchRecord(index))?;
         let path = self.segment_path(seg);
         if !self.readers.contains_key(&seg) {
             let f = File::open(&path).map_err(io(&path))?;
@@ -311,8 +374,10 @@ impl Store {
         let total = 4 + u32::from_le_bytes(len) as usize + 32;
         let mut buf = vec![0u8; total];
         file.read_exact_at(&mut buf, offset).map_err(io(&path))?;
-        let frame = segment::decode_frame(&buf)
-            .map_err(|e| StoreError::BadRecord { sequence: 0, why: format!("log index {index} unreadable: {e}") })?;
+        let frame = segment::decode_frame(&buf).map_err(|e| StoreError::BadRecord {
+            sequence: 0,
+            why: format!("log index {index} unreadable: {e}"),
+        })?;
         let e = frame.entry;
         Ok(StoredRecord {
             index,
@@ -327,7 +392,10 @@ impl Store {
     /// The audit path of a record in the tree of the first `tree_size` records.
     pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Option<(Hash, Vec<Hash>)> {
         let leaves = self.leaves.get(..tree_size as usize)?;
-        Some((*leaves.get(index as usize)?, merkle::inclusion_proof(leaves, index)?))
+        Some((
+            *leaves.get(index as usize)?,
+            merkle::inclusion_proof(leaves, index)?,
+        ))
     }
 
     pub fn consistency_proof(&self, old: u64, new: u64) -> Option<Vec<Hash>> {

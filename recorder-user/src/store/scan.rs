@@ -29,7 +29,11 @@ pub struct Place {
 
 impl fmt::Display for Place {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{} record {} (byte offset {})", SEGMENT_DIR, self.segment, self.record, self.offset)
+        write!(
+            f,
+            "{}/{} record {} (byte offset {})",
+            SEGMENT_DIR, self.segment, self.record, self.offset
+        )
     }
 }
 
@@ -69,13 +73,19 @@ pub struct Scan {
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0} is not a collector data directory (no {SEGMENT_DIR}/ in it)")]
     NotADataDir(PathBuf),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScanError + '_ {
-    move |source| ScanError::Io { path: path.to_path_buf(), source }
+    move |source| ScanError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The segment numbers present, in order.
@@ -89,7 +99,10 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u32>, ScanError> {
         let entry = entry.map_err(io(&seg_dir))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if let Some(n) = name.strip_suffix(".log").and_then(|n| n.parse::<u32>().ok()) {
+        if let Some(n) = name
+            .strip_suffix(".log")
+            .and_then(|n| n.parse::<u32>().ok())
+        {
             out.push(n);
         }
     }
@@ -100,8 +113,15 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u32>, ScanError> {
 /// Scans the data directory. `visit` sees every readable entry with its log index (the store
 /// builds its session index from it). `public_key` pins the checkpoint key; by default the one
 /// in the data directory is used.
-pub fn scan(dir: &Path, public_key: Option<&[u8]>, mut visit: impl FnMut(u64, &Entry<'_>)) -> Result<Scan, ScanError> {
-    let mut out = Scan { segments: list_segments(dir)?, ..Scan::default() };
+pub fn scan(
+    dir: &Path,
+    public_key: Option<&[u8]>,
+    mut visit: impl FnMut(u64, &Entry<'_>),
+) -> Result<Scan, ScanError> {
+    let mut out = Scan {
+        segments: list_segments(dir)?,
+        ..Scan::default()
+    };
     let seg_dir = dir.join(SEGMENT_DIR);
     let mut last_place: HashMap<(String, String), (Place, u64)> = HashMap::new();
     for (si, &seg) in out.segments.clone().iter().enumerate() {
@@ -119,13 +139,19 @@ pub fn scan(dir: &Path, public_key: Option<&[u8]>, mut visit: impl FnMut(u64, &E
             if data.is_empty() && is_last {
                 continue;
             }
-            out.problems.push(Problem(format!("{SEGMENT_DIR}/{name}: not a log segment (bad header)")));
+            out.problems.push(Problem(format!(
+                "{SEGMENT_DIR}/{name}: not a log segment (bad header)"
+            )));
             continue;
         }
         let mut offset = HEADER.len();
         let mut record = 0u64;
         while offset < data.len() {
-            let place = Place { segment: name.clone(), record, offset: offset as u64 };
+            let place = Place {
+                segment: name.clone(),
+                record,
+                offset: offset as u64,
+            };
             let frame = match segment::decode_frame(&data[offset..]) {
                 Ok(f) => f,
                 Err(FrameError::Truncated { .. }) if is_last => {
@@ -143,7 +169,10 @@ pub fn scan(dir: &Path, public_key: Option<&[u8]>, mut visit: impl FnMut(u64, &E
             let entry = &frame.entry;
             let index = out.leaves.len() as u64;
             let leaf = frame.computed_leaf();
-            let stream = format!("host {} stream {} sequence {}", entry.host, entry.boot, entry.sequence);
+            let stream = format!(
+                "host {} stream {} sequence {}",
+                entry.host, entry.boot, entry.sequence
+            );
             if leaf != frame.stored_leaf {
                 out.problems.push(Problem(format!(
                     "{place}, log index {index}, {stream}: content changed (it no longer matches its stored hash)"
@@ -159,7 +188,9 @@ pub fn scan(dir: &Path, public_key: Option<&[u8]>, mut visit: impl FnMut(u64, &E
             let state = out.streams.entry(key.clone()).or_default();
             if entry.prev != state.last_leaf {
                 let before = match last_place.get(&key) {
-                    Some((p, s)) => format!("the stream's previous stored record is sequence {s} at {p}"),
+                    Some((p, s)) => {
+                        format!("the stream's previous stored record is sequence {s} at {p}")
+                    }
                     None => "it is the first stored record of its stream".to_string(),
                 };
                 out.problems.push(Problem(format!(
@@ -195,7 +226,11 @@ fn short(h: &Hash) -> String {
 
 /// Every checkpoint: signature, growing sizes, and the Merkle root of the first `tree_size`
 /// records as stored now.
-fn check_checkpoints(dir: &Path, public_key: Option<&[u8]>, out: &mut Scan) -> Result<(), ScanError> {
+fn check_checkpoints(
+    dir: &Path,
+    public_key: Option<&[u8]>,
+    out: &mut Scan,
+) -> Result<(), ScanError> {
     let path = dir.join(CHECKPOINTS_FILE);
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
@@ -204,10 +239,14 @@ fn check_checkpoints(dir: &Path, public_key: Option<&[u8]>, out: &mut Scan) -> R
     };
     let key = match public_key {
         Some(k) => Some(k.to_vec()),
-        None => fs::read_to_string(dir.join(PUBLIC_KEY_FILE)).ok().and_then(|s| from_hex(&s)),
+        None => fs::read_to_string(dir.join(PUBLIC_KEY_FILE))
+            .ok()
+            .and_then(|s| from_hex(&s)),
     };
     if key.is_none() && !text.trim().is_empty() {
-        out.problems.push(Problem(format!("{PUBLIC_KEY_FILE}: missing or unreadable, checkpoint signatures cannot be checked")));
+        out.problems.push(Problem(format!(
+            "{PUBLIC_KEY_FILE}: missing or unreadable, checkpoint signatures cannot be checked"
+        )));
     }
     let mut frontier = Frontier::default();
     let mut prev: Option<Checkpoint> = None;
@@ -219,19 +258,25 @@ fn check_checkpoints(dir: &Path, public_key: Option<&[u8]>, out: &mut Scan) -> R
         let cp: Checkpoint = match serde_json::from_str(line) {
             Ok(cp) => cp,
             Err(e) => {
-                out.problems.push(Problem(format!("{place}: unreadable checkpoint ({e})")));
+                out.problems
+                    .push(Problem(format!("{place}: unreadable checkpoint ({e})")));
                 continue;
             }
         };
         if let Some(key) = &key
             && !cp.verify(key)
         {
-            out.problems.push(Problem(format!("{place} (tree size {}): bad signature", cp.tree_size)));
+            out.problems.push(Problem(format!(
+                "{place} (tree size {}): bad signature",
+                cp.tree_size
+            )));
         }
         if let Some(p) = &prev
             && (cp.tree_size < p.tree_size || cp.time < p.time)
         {
-            out.problems.push(Problem(format!("{place}: tree size or time goes backwards from the previous checkpoint")));
+            out.problems.push(Problem(format!(
+                "{place}: tree size or time goes backwards from the previous checkpoint"
+            )));
         }
         if cp.tree_size > out.leaves.len() as u64 {
             out.problems.push(Problem(format!(

@@ -78,7 +78,16 @@ impl Frame<'_> {
 
 /// Decodes the frame at the start of `buf`.
 pub fn decode_frame(buf: &[u8]) -> Result<Frame<'_>, FrameError> {
-    let need = |n: usize| if buf.len() < n { Err(FrameError::Truncated { have: buf.len(), need: n }) } else { Ok(()) };
+    let need = |n: usize| {
+        if buf.len() < n {
+            Err(FrameError::Truncated {
+                have: buf.len(),
+                need: n,
+            })
+        } else {
+            Ok(())
+        }
+    };
     need(4)?;
     let len = u32::from_le_bytes(buf[..4].try_into().unwrap_or_default()) as usize;
     if !(1 + 8 + 2 + 2 + 8 + 32 + 4..=MAX_ENTRY).contains(&len) {
@@ -86,9 +95,16 @@ pub fn decode_frame(buf: &[u8]) -> Result<Frame<'_>, FrameError> {
     }
     need(4 + len + 32)?;
     let raw = &buf[4..4 + len];
-    let stored_leaf: Hash = buf[4 + len..4 + len + 32].try_into().map_err(|_| FrameError::Malformed("leaf"))?;
+    let stored_leaf: Hash = buf[4 + len..4 + len + 32]
+        .try_into()
+        .map_err(|_| FrameError::Malformed("leaf"))?;
     let entry = decode_entry(raw)?;
-    Ok(Frame { entry, raw, stored_leaf, len: 4 + len + 32 })
+    Ok(Frame {
+        entry,
+        raw,
+        stored_leaf,
+        len: 4 + len + 32,
+    })
 }
 
 fn decode_entry(raw: &[u8]) -> Result<Entry<'_>, FrameError> {
@@ -98,17 +114,29 @@ fn decode_entry(raw: &[u8]) -> Result<Entry<'_>, FrameError> {
     }
     let index = r.u64()?;
     let host_len = r.u16()? as usize;
-    let host = std::str::from_utf8(r.take(host_len)?).map_err(|_| FrameError::Malformed("host is not UTF-8"))?;
+    let host = std::str::from_utf8(r.take(host_len)?)
+        .map_err(|_| FrameError::Malformed("host is not UTF-8"))?;
     let boot_len = r.u16()? as usize;
-    let boot = std::str::from_utf8(r.take(boot_len)?).map_err(|_| FrameError::Malformed("boot is not UTF-8"))?;
+    let boot = std::str::from_utf8(r.take(boot_len)?)
+        .map_err(|_| FrameError::Malformed("boot is not UTF-8"))?;
     let sequence = r.u64()?;
-    let prev: Hash = r.take(32)?.try_into().map_err(|_| FrameError::Malformed("prev"))?;
+    let prev: Hash = r
+        .take(32)?
+        .try_into()
+        .map_err(|_| FrameError::Malformed("prev"))?;
     let line_len = r.u32()? as usize;
     let line = r.take(line_len)?;
     if !r.buf.is_empty() {
         return Err(FrameError::Malformed("bytes after the line"));
     }
-    Ok(Entry { index, host, boot, sequence, prev, line })
+    Ok(Entry {
+        index,
+        host,
+        boot,
+        sequence,
+        prev,
+        line,
+    })
 }
 
 struct Reader<'a> {
@@ -125,13 +153,19 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
     fn u16(&mut self) -> Result<u16, FrameError> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap_or_default()))
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().unwrap_or_default(),
+        ))
     }
     fn u32(&mut self) -> Result<u32, FrameError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap_or_default()))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().unwrap_or_default(),
+        ))
     }
     fn u64(&mut self) -> Result<u64, FrameError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap_or_default()))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().unwrap_or_default(),
+        ))
     }
 }
 
@@ -145,7 +179,14 @@ mod tests {
     use super::*;
 
     fn entry(line: &[u8]) -> Entry<'_> {
-        Entry { index: 7, host: "web-1", boot: "b0", sequence: 42, prev: [3; 32], line }
+        Entry {
+            index: 7,
+            host: "web-1",
+            boot: "b0",
+            sequence: 42,
+            prev: [3; 32],
+            line,
+        }
     }
 
     #[test]
@@ -164,7 +205,10 @@ mod tests {
         let mut buf = Vec::new();
         entry(b"x").encode_frame(&mut buf);
         for cut in 0..buf.len() {
-            assert!(matches!(decode_frame(&buf[..cut]), Err(FrameError::Truncated { .. } | FrameError::BadLength(_))));
+            assert!(matches!(
+                decode_frame(&buf[..cut]),
+                Err(FrameError::Truncated { .. } | FrameError::BadLength(_))
+            ));
         }
         let mut bad = buf.clone();
         bad[0] = 0xff;
@@ -179,6 +223,9 @@ mod tests {
         // A length field inside the entry that runs past it.
         let mut inner = buf.clone();
         inner[4 + 9] = 0xff;
-        assert!(matches!(decode_frame(&inner), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            decode_frame(&inner),
+            Err(FrameError::Malformed(_))
+        ));
     }
 }

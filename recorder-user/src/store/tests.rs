@@ -17,7 +17,15 @@ fn ok(_: &IndexFields) -> Result<(), String> {
 }
 
 fn open(dir: &Path) -> Store {
-    Store::open(dir, 4096, CheckpointPolicy { every_records: 10, every: Duration::from_secs(3600) }).unwrap()
+    Store::open(
+        dir,
+        4096,
+        CheckpointPolicy {
+            every_records: 10,
+            every: Duration::from_secs(3600),
+        },
+    )
+    .unwrap()
 }
 
 #[test]
@@ -25,10 +33,16 @@ fn stores_once_dedups_and_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());
     let out = store.append("web-1", "b1", 1, &lines(1..26), ok).unwrap();
-    assert_eq!((out.stored.len(), out.duplicates, out.acked_sequence), (25, 0, Some(25)));
+    assert_eq!(
+        (out.stored.len(), out.duplicates, out.acked_sequence),
+        (25, 0, Some(25))
+    );
     // A retry overlapping what is stored: only the new part is stored.
     let out = store.append("web-1", "b1", 20, &lines(20..31), ok).unwrap();
-    assert_eq!((out.stored.len(), out.duplicates, out.acked_sequence), (5, 6, Some(30)));
+    assert_eq!(
+        (out.stored.len(), out.duplicates, out.acked_sequence),
+        (5, 6, Some(30))
+    );
     // Another stream of the same host is independent.
     let out = store.append("web-1", "b2", 1, &lines(1..3), ok).unwrap();
     assert_eq!((out.stored.len(), out.acked_sequence), (2, Some(2)));
@@ -45,7 +59,10 @@ fn stores_once_dedups_and_survives_restart() {
     assert_eq!(store.read(3).unwrap().line, line(4).into_bytes());
     let s0 = store.sessions().find("s0", "").unwrap().unwrap();
     assert_eq!(s0.positions.len(), 10 + 1 - 1);
-    assert!(scan::list_segments(dir.path()).unwrap().len() > 1, "small segments rotate");
+    assert!(
+        scan::list_segments(dir.path()).unwrap().len() > 1,
+        "small segments rotate"
+    );
     let (leaf, path) = store.inclusion_proof(5, 32).unwrap();
     assert!(merkle::verify_inclusion(&leaf, 5, 32, &path, &root));
 }
@@ -58,7 +75,11 @@ fn rejects_bad_lines_without_storing_anything() {
     let err = store.append("web-1", "b1", 1, &batch, ok).unwrap_err();
     assert!(err.to_string().contains("sequence 2"), "{err}");
     assert_eq!(store.len(), 0);
-    let err = store.append("web-1", "b1", 1, &lines(1..2), |f| Err(format!("host {} is not yours", f.host))).unwrap_err();
+    let err = store
+        .append("web-1", "b1", 1, &lines(1..2), |f| {
+            Err(format!("host {} is not yours", f.host))
+        })
+        .unwrap_err();
     assert!(err.to_string().contains("host web-1 is not yours"), "{err}");
 }
 
@@ -77,7 +98,12 @@ fn segment0(dir: &Path) -> PathBuf {
 }
 
 fn problems(dir: &Path) -> Vec<String> {
-    scan::scan(dir, None, |_, _| {}).unwrap().problems.iter().map(|p| p.to_string()).collect()
+    scan::scan(dir, None, |_, _| {})
+        .unwrap()
+        .problems
+        .iter()
+        .map(|p| p.to_string())
+        .collect()
 }
 
 #[test]
@@ -95,7 +121,10 @@ fn one_changed_byte_is_found_where_it_is() {
     fs::write(segment0(dir.path()), &data).unwrap();
     let p = problems(dir.path());
     assert!(p[0].starts_with("segments/00000000.log record 7 "), "{p:?}");
-    assert!(p[0].contains("log index 7, host web-1 stream b1 sequence 8: content changed"), "{p:?}");
+    assert!(
+        p[0].contains("log index 7, host web-1 stream b1 sequence 8: content changed"),
+        "{p:?}"
+    );
     assert!(Store::open(dir.path(), 1 << 30, CheckpointPolicy::default()).is_err());
 }
 
@@ -107,10 +136,20 @@ fn a_deleted_record_is_found_where_it_was() {
     let cut = [&data[..a], &data[b..]].concat();
     fs::write(segment0(dir.path()), cut).unwrap();
     let p = problems(dir.path());
-    assert!(p[0].starts_with("segments/00000000.log record 12 "), "{p:?}");
-    assert!(p[0].contains("sequence 14: says it is log index 13 but is at log index 12"), "{p:?}");
+    assert!(
+        p[0].starts_with("segments/00000000.log record 12 "),
+        "{p:?}"
+    );
+    assert!(
+        p[0].contains("sequence 14: says it is log index 13 but is at log index 12"),
+        "{p:?}"
+    );
     assert!(p.iter().any(|x| x.contains("hash chain broken")), "{p:?}");
-    assert!(p.iter().any(|x| x.contains("signed tree size 30 but the log holds 29 records")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|x| x.contains("signed tree size 30 but the log holds 29 records")),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -122,14 +161,20 @@ fn two_swapped_records_are_found() {
     fs::write(segment0(dir.path()), swapped).unwrap();
     let p = problems(dir.path());
     assert!(p[0].starts_with("segments/00000000.log record 4 "), "{p:?}");
-    assert!(p[0].contains("sequence 6: says it is log index 5 but is at log index 4"), "{p:?}");
+    assert!(
+        p[0].contains("sequence 6: says it is log index 5 but is at log index 4"),
+        "{p:?}"
+    );
     assert!(p.iter().any(|x| x.contains("Merkle root differs")), "{p:?}");
 }
 
 #[test]
 fn a_torn_tail_is_cut_off_on_start() {
     let (dir, _) = filled();
-    let mut f = OpenOptions::new().append(true).open(segment0(dir.path())).unwrap();
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(segment0(dir.path()))
+        .unwrap();
     f.write_all(&[100, 0, 0, 0, 1, 2, 3]).unwrap();
     drop(f);
     let mut store = Store::open(dir.path(), 1 << 30, CheckpointPolicy::default()).unwrap();

@@ -57,7 +57,9 @@ pub fn code_name(code: Code) -> &'static str {
 }
 
 fn tls_hint(status: &Status) -> String {
-    let chain = std::error::Error::source(status).map(super::tls::error_chain).unwrap_or_default();
+    let chain = std::error::Error::source(status)
+        .map(super::tls::error_chain)
+        .unwrap_or_default();
     match super::tls::explain_tls(&chain) {
         Some(plain) => format!(" ({plain}: {chain})"),
         None if chain.is_empty() => String::new(),
@@ -67,7 +69,9 @@ fn tls_hint(status: &Status) -> String {
 
 fn classify(status: Status) -> SendError {
     match status.code() {
-        Code::PermissionDenied | Code::Unauthenticated | Code::InvalidArgument => SendError::Refused(status),
+        Code::PermissionDenied | Code::Unauthenticated | Code::InvalidArgument => {
+            SendError::Refused(status)
+        }
         _ => SendError::Failed(status),
     }
 }
@@ -82,13 +86,28 @@ pub struct Sender {
 
 impl Sender {
     pub fn new(tls: ClientTls, reader: SpoolReader, host: String, boot: String) -> Self {
-        let errors = Registry::global().counter("recorder_send_errors_total", "Failed connections or streams to the collector.", &[]);
-        Self { tls, reader, host, boot, errors }
+        let errors = Registry::global().counter(
+            "recorder_send_errors_total",
+            "Failed connections or streams to the collector.",
+            &[],
+        );
+        Self {
+            tls,
+            reader,
+            host,
+            boot,
+            errors,
+        }
     }
 
     /// Sends until everything before `until` (a sequence) is acknowledged, or forever with
     /// `None`. Retries with backoff; a refusal ends the run when `stop_on_refusal` is set.
-    pub async fn run(&self, until: Option<u64>, stop_on_refusal: bool, deadline: Option<Duration>) -> Result<(), SendError> {
+    pub async fn run(
+        &self,
+        until: Option<u64>,
+        stop_on_refusal: bool,
+        deadline: Option<Duration>,
+    ) -> Result<(), SendError> {
         let start = tokio::time::Instant::now();
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -140,15 +159,25 @@ impl Sender {
             tx.send(b).await.map_err(|_| SendError::Closed)?;
             in_flight += 1;
         }
-        let mut acks = client.ingest(ReceiverStream::new(rx)).await.map_err(classify)?.into_inner();
+        let mut acks = client
+            .ingest(ReceiverStream::new(rx))
+            .await
+            .map_err(classify)?
+            .into_inner();
         let notify = self.reader.notify();
         loop {
             if self.done(until) && in_flight == 0 {
                 return Ok(());
             }
             while in_flight < WINDOW {
-                let Some((first, lines)) = self.reader.read(&mut cursor, BATCH_RECORDS, BATCH_BYTES)? else { break };
-                tx.send(self.batch(first, lines)).await.map_err(|_| SendError::Closed)?;
+                let Some((first, lines)) =
+                    self.reader.read(&mut cursor, BATCH_RECORDS, BATCH_BYTES)?
+                else {
+                    break;
+                };
+                tx.send(self.batch(first, lines))
+                    .await
+                    .map_err(|_| SendError::Closed)?;
                 in_flight += 1;
             }
             tokio::select! {
@@ -169,7 +198,12 @@ impl Sender {
     }
 
     fn batch(&self, first: u64, lines: Vec<Vec<u8>>) -> IngestBatch {
-        IngestBatch { host: self.host.clone(), boot: self.boot.clone(), first_sequence: first, lines }
+        IngestBatch {
+            host: self.host.clone(),
+            boot: self.boot.clone(),
+            first_sequence: first,
+            lines,
+        }
     }
 }
 

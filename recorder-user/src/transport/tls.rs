@@ -27,9 +27,15 @@ pub enum TlsError {
 
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| TlsError::Read { path: path.display().to_string(), why: e.to_string() })?
+        .map_err(|e| TlsError::Read {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?
         .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Read { path: path.display().to_string(), why: e.to_string() })?;
+        .map_err(|e| TlsError::Read {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
     if certs.is_empty() {
         return Err(TlsError::NoCert(path.display().to_string()));
     }
@@ -37,18 +43,27 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 }
 
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Read { path: path.display().to_string(), why: e.to_string() })
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Read {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    })
 }
 
 /// The collector's TLS: its certificate, and a client certificate required. The chain check of
 /// the client certificate against `ca` (WebPkiClientVerifier) is returned separately and run on
 /// every call (`Deferred`), so a refused certificate gets a gRPC error that says why instead of
 /// a bare TLS alert that TLS 1.3 clients often only see as a closed connection.
-pub fn server_config(ca: &Path, cert: &Path, key: &Path) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertVerifier>), TlsError> {
+pub fn server_config(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertVerifier>), TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in load_certs(ca)? {
-        roots.add(c).map_err(|e| TlsError::Config(format!("CA certificate {}: {e}", ca.display())))?;
+        roots
+            .add(c)
+            .map_err(|e| TlsError::Config(format!("CA certificate {}: {e}", ca.display())))?;
     }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
@@ -108,23 +123,33 @@ impl ClientCertVerifier for Deferred {
 }
 
 /// Checks a client's certificate chain against the CA; the error says why in plain words.
-pub fn check_client_chain(verifier: &dyn ClientCertVerifier, certs: &[CertificateDer<'_>]) -> Result<(), String> {
+pub fn check_client_chain(
+    verifier: &dyn ClientCertVerifier,
+    certs: &[CertificateDer<'_>],
+) -> Result<(), String> {
     let Some((end, intermediates)) = certs.split_first() else {
         return Err("no client certificate presented".into());
     };
-    verifier.verify_client_cert(end, intermediates, UnixTime::now()).map(|_| ()).map_err(|e| {
-        use rustls::CertificateError as C;
-        match &e {
-            rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => format!("the client certificate has expired ({e})"),
-            rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
-                format!("the client certificate is not valid yet ({e})")
+    verifier
+        .verify_client_cert(end, intermediates, UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| {
+            use rustls::CertificateError as C;
+            match &e {
+                rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+                    format!("the client certificate has expired ({e})")
+                }
+                rustls::Error::InvalidCertificate(
+                    C::NotValidYet | C::NotValidYetContext { .. },
+                ) => {
+                    format!("the client certificate is not valid yet ({e})")
+                }
+                rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+                    format!("the client certificate is not issued by the collector's CA ({e})")
+                }
+                _ => format!("the client certificate is refused ({e})"),
             }
-            rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
-                format!("the client certificate is not issued by the collector's CA ({e})")
-            }
-            _ => format!("the client certificate is refused ({e})"),
-        }
-    })
+        })
 }
 
 /// The client side: where the collector is and which certificate to present.
@@ -139,11 +164,24 @@ pub struct ClientTls {
 impl ClientTls {
     /// A lazily connecting channel (connection errors surface on the first call).
     pub fn endpoint(&self) -> Result<Endpoint, TlsError> {
-        let url_err = |why: &str| TlsError::Url { url: self.url.clone(), why: why.to_string() };
-        let rest = self.url.strip_prefix("https://").ok_or_else(|| url_err("the collector is only reachable over https://"))?;
-        let host = rest.split(['/', ':']).next().filter(|h| !h.is_empty()).ok_or_else(|| url_err("no host"))?;
+        let url_err = |why: &str| TlsError::Url {
+            url: self.url.clone(),
+            why: why.to_string(),
+        };
+        let rest = self
+            .url
+            .strip_prefix("https://")
+            .ok_or_else(|| url_err("the collector is only reachable over https://"))?;
+        let host = rest
+            .split(['/', ':'])
+            .next()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| url_err("no host"))?;
         let read = |p: &Path| {
-            std::fs::read(p).map_err(|e| TlsError::Read { path: p.display().to_string(), why: e.to_string() })
+            std::fs::read(p).map_err(|e| TlsError::Read {
+                path: p.display().to_string(),
+                why: e.to_string(),
+            })
         };
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(read(&self.ca)?))
@@ -153,7 +191,10 @@ impl ClientTls {
             .map_err(|e| url_err(&e.to_string()))?
             .tls_config(tls)
             .map_err(|e| TlsError::Config(e.to_string()))
-            .map(|e| e.connect_timeout(std::time::Duration::from_secs(10)).tcp_nodelay(true))
+            .map(|e| {
+                e.connect_timeout(std::time::Duration::from_secs(10))
+                    .tcp_nodelay(true)
+            })
     }
 
     pub async fn connect(&self) -> Result<Channel, ConnectError> {
@@ -163,7 +204,10 @@ impl ClientTls {
                 Some(plain) => format!("{plain} ({chain})"),
                 None => chain,
             };
-            ConnectError::Connect { url: self.url.clone(), why }
+            ConnectError::Connect {
+                url: self.url.clone(),
+                why,
+            }
         })
     }
 }
@@ -193,13 +237,23 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// A plain-words reading of a TLS alert found in an error text, if any.
 pub fn explain_tls(text: &str) -> Option<&'static str> {
     let alert = text.split("received fatal alert: ").nth(1)?;
-    Some(match alert.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or("") {
-        "CertificateExpired" => "the collector refused this client certificate: it has expired (or is not yet valid)",
-        "CertificateRequired" => "the collector requires a client certificate (--tls-cert, --tls-key)",
-        "UnknownCA" | "DecryptError" | "BadCertificate" | "UnsupportedCertificate" => {
-            "the collector refused this client certificate: it is not issued by the collector's CA"
-        }
-        "CertificateRevoked" => "the collector refused this client certificate: it is revoked",
-        _ => "the collector refused the TLS handshake",
-    })
+    Some(
+        match alert
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .next()
+            .unwrap_or("")
+        {
+            "CertificateExpired" => {
+                "the collector refused this client certificate: it has expired (or is not yet valid)"
+            }
+            "CertificateRequired" => {
+                "the collector requires a client certificate (--tls-cert, --tls-key)"
+            }
+            "UnknownCA" | "DecryptError" | "BadCertificate" | "UnsupportedCertificate" => {
+                "the collector refused this client certificate: it is not issued by the collector's CA"
+            }
+            "CertificateRevoked" => "the collector refused this client certificate: it is revoked",
+            _ => "the collector refused the TLS handshake",
+        },
+    )
 }

@@ -21,7 +21,11 @@ pub fn recorder() -> &'static Path {
     BIN.get_or_init(|| {
         // target/<profile>/deps/<test> -> target/<profile>
         let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_path_buf();
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
@@ -38,7 +42,11 @@ pub fn recorder() -> &'static Path {
 }
 
 pub fn run(args: &[&str]) -> Output {
-    Command::new(recorder()).args(args).env("RECORDER_LOG", "warn").output().expect("running recorder")
+    Command::new(recorder())
+        .args(args)
+        .env("RECORDER_LOG", "warn")
+        .output()
+        .expect("running recorder")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -51,7 +59,11 @@ pub fn stderr(o: &Output) -> String {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A PKI made by `recorder pki`: CA, collector, agent `web-1`, operator `alice`.
@@ -63,14 +75,25 @@ impl Pki {
     pub fn new(dir: &Path) -> Self {
         let o = run(&["pki", "init", "--dir", dir.to_str().unwrap()]);
         assert!(o.status.success(), "{}", stderr(&o));
-        let pki = Self { dir: dir.to_path_buf() };
+        let pki = Self {
+            dir: dir.to_path_buf(),
+        };
         pki.issue("agent", "web-1");
         pki.issue("operator", "alice");
         pki
     }
 
     pub fn issue(&self, role: &str, name: &str) {
-        let o = run(&["pki", "issue", "--dir", self.dir.to_str().unwrap(), "--role", role, "--name", name]);
+        let o = run(&[
+            "pki",
+            "issue",
+            "--dir",
+            self.dir.to_str().unwrap(),
+            "--role",
+            role,
+            "--name",
+            name,
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
     }
 
@@ -80,7 +103,11 @@ impl Pki {
 
     /// `--collector ... --tls-ca ... --tls-cert NAME.pem --tls-key NAME-key.pem`
     pub fn client_args(&self, port: u16, name: &str) -> Vec<String> {
-        self.client_args_with(port, &self.path(&format!("{name}.pem")), &self.path(&format!("{name}-key.pem")))
+        self.client_args_with(
+            port,
+            &self.path(&format!("{name}.pem")),
+            &self.path(&format!("{name}-key.pem")),
+        )
     }
 
     pub fn client_args_with(&self, port: u16, cert: &str, key: &str) -> Vec<String> {
@@ -106,10 +133,24 @@ pub struct Collector {
 
 impl Collector {
     pub fn start(pki: &Pki, data: &Path, port: u16, extra: &[&str]) -> Self {
-        let log = data.with_extension(format!("{}.log", Instant::now().elapsed().as_nanos() ^ u128::from(port)));
+        let log = data.with_extension(format!(
+            "{}.log",
+            Instant::now().elapsed().as_nanos() ^ u128::from(port)
+        ));
         let mut child = Command::new(recorder())
-            .args(["collector", "--listen", &format!("127.0.0.1:{port}"), "--data", data.to_str().unwrap()])
-            .args(["--tls-ca", &pki.path("ca.pem"), "--tls-cert", &pki.path("collector.pem")])
+            .args([
+                "collector",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data",
+                data.to_str().unwrap(),
+            ])
+            .args([
+                "--tls-ca",
+                &pki.path("ca.pem"),
+                "--tls-cert",
+                &pki.path("collector.pem"),
+            ])
             .args(["--tls-key", &pki.path("collector-key.pem")])
             .args(extra)
             .stdout(Stdio::piped())
@@ -117,10 +158,20 @@ impl Collector {
             .spawn()
             .expect("starting the collector");
         let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-        assert!(first.starts_with("listening on 127.0.0.1:"), "collector did not start: {first:?} {}", std::fs::read_to_string(&log).unwrap_or_default());
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(
+            first.starts_with("listening on 127.0.0.1:"),
+            "collector did not start: {first:?} {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         let port = first.trim().rsplit(':').next().unwrap().parse().unwrap();
-        Self { child, port, stderr: log }
+        Self {
+            child,
+            port,
+            stderr: log,
+        }
     }
 
     /// SIGTERM and wait: the collector writes its final checkpoint.
@@ -182,11 +233,22 @@ pub fn write_lines(path: &Path, lines: &[String]) {
 }
 
 /// `recorder ship` of `lines` with the agent certificate `web-1`.
-pub fn ship(pki: &Pki, port: u16, dir: &Path, name: &str, lines: &[String], extra: &[&str]) -> Output {
+pub fn ship(
+    pki: &Pki,
+    port: u16,
+    dir: &Path,
+    name: &str,
+    lines: &[String],
+    extra: &[&str],
+) -> Output {
     let file = dir.join(format!("{name}.jsonl"));
     write_lines(&file, lines);
     let spool = dir.join(format!("{name}-spool"));
-    let mut args: Vec<String> = vec!["ship".into(), "--jsonl".into(), file.to_str().unwrap().into()];
+    let mut args: Vec<String> = vec![
+        "ship".into(),
+        "--jsonl".into(),
+        file.to_str().unwrap().into(),
+    ];
     args.extend(["--spool".into(), spool.to_str().unwrap().into()]);
     args.extend(pki.client_args(port, "web-1"));
     args.extend(extra.iter().map(|s| s.to_string()));

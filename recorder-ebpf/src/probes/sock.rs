@@ -1,0 +1,102 @@
+//! Socket reads and writes of tracked processes, from the system call tracepoints: `write`,
+//! `read`, `sendto`, `recvfrom` (what libpq, the MariaDB client and OpenSSL's socket BIO use).
+//! Entry saves the buffer; exit, knowing how many bytes moved, sends them if the fd is a stream
+//! socket. Inside an OpenSSL call the bytes are ciphertext: they are not sent, but teach us which
+//! socket the TLS connection runs on.
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use recorder_common::{DIR_EGRESS, DIR_INGRESS, DataHead, DataSource};
+
+use crate::{
+    data::{send_data, socket_of_fd},
+    maps::{PROCS, SOCKET_CALLS, SocketCall, TLS_CALLS, TLS_SOCKETS, TlsSocket},
+};
+
+// The syscall tracepoints' records: an 8-byte common header, the syscall number, then each
+// argument as 8 bytes (`fd` at 16, `buf` at 24); on exit, `ret` at 16. Stable ABI of tracefs.
+const ARG0: usize = 16;
+const ARG1: usize = 24;
+const RET: usize = 16;
+
+#[tracepoint(category = "syscalls", name = "sys_enter_write")]
+pub fn sys_enter_write(ctx: TracePointContext) -> u32 {
+    enter(&ctx, DIR_EGRESS)
+}
+#[tracepoint(category = "syscalls", name = "sys_enter_sendto")]
+pub fn sys_enter_sendto(ctx: TracePointContext) -> u32 {
+    enter(&ctx, DIR_EGRESS)
+}
+#[tracepoint(category = "syscalls", name = "sys_enter_read")]
+pub fn sys_enter_read(ctx: TracePointContext) -> u32 {
+    enter(&ctx, DIR_INGRESS)
+}
+#[tracepoint(category = "syscalls", name = "sys_enter_recvfrom")]
+pub fn sys_enter_recvfrom(ctx: TracePointContext) -> u32 {
+    enter(&ctx, DIR_INGRESS)
+}
+#[tracepoint(category = "syscalls", name = "sys_exit_write")]
+pub fn sys_exit_write(ctx: TracePointContext) -> u32 {
+    exit(&ctx)
+}
+#[tracepoint(category = "syscalls", name = "sys_exit_sendto")]
+pub fn sys_exit_sendto(ctx: TracePointContext) -> u32 {
+    exit(&ctx)
+}
+#[tracepoint(category = "syscalls", name = "sys_exit_read")]
+pub fn sys_exit_read(ctx: TracePointContext) -> u32 {
+    exit(&ctx)
+}
+#[tracepoint(category = "syscalls", name = "sys_exit_recvfrom")]
+pub fn sys_exit_recvfrom(ctx: TracePointContext) -> u32 {
+    exit(&ctx)
+}
+
+#[inline(always)]
+fn enter(ctx: &TracePointContext, direction: u32) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
+    // Unwatched processes stop here: one hash lookup.
+    // SAFETY: only tests presence.
+    if unsafe { PROCS.get(&tgid) }.is_none() {
+        return 0;
+    }
+    // SAFETY: reads of the tracepoint record at fixed offsets.
+    let (fd, buf) = unsafe { (ctx.read_at::<u64>(ARG0).unwrap_or(u64::MAX), ctx.read_at::<u64>(ARG1).unwrap_or(0)) };
+    let _ = SOCKET_CALLS.insert(&id, &SocketCall { buf, fd: fd as u32, direction }, 0);
+    0
+}
+
+#[inline(always)]
+fn exit(ctx: &TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out at once.
+    let Some(call) = (unsafe { SOCKET_CALLS.get(&id) }).copied() else { return 0 };
+    let _ = SOCKET_CALLS.remove(&id);
+    // SAFETY: read of the tracepoint record at a fixed offset.
+    let ret: i64 = unsafe { ctx.read_at::<i64>(RET) }.unwrap_or(-1);
+    if ret <= 0 {
+        return 0;
+    }
+    let Some(sock) = socket_of_fd(call.fd) else { return 0 };
+    // Inside SSL_read/SSL_write: ciphertext. Remember the TLS connection's socket instead.
+    // SAFETY: the value is copied out at once.
+    if let Some(tls) = unsafe { TLS_CALLS.get(&id) }.copied() {
+        let _ = TLS_SOCKETS.insert(&tls.ssl, &TlsSocket { sock, fd: call.fd, _pad: 0 }, 0);
+        return 0;
+    }
+    let tgid = (id >> 32) as u32;
+    // SAFETY: the value is copied out at once.
+    let Some(info) = (unsafe { PROCS.get(&tgid) }).copied() else { return 0 };
+    let head = DataHead {
+        sock,
+        source: DataSource::Socket as u32,
+        direction: call.direction,
+        fd: call.fd,
+        ..DataHead::default()
+    };
+    send_data(&info, tgid, head, call.buf, ret as u64);
+    0
+}

@@ -1,0 +1,93 @@
+//! OpenSSL plaintext: uprobes on `SSL_write`, `SSL_write_ex`, `SSL_read`, `SSL_read_ex` in each
+//! libssl the agent attaches to. Entry saves the call; the return probe, knowing the byte count,
+//! sends the plaintext with the socket learnt from the library's own system calls.
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    macros::{uprobe, uretprobe},
+    programs::{ProbeContext, RetProbeContext},
+};
+use recorder_common::{DATA_NO_SOCKET, DIR_EGRESS, DIR_INGRESS, DataHead, DataSource};
+
+use crate::{
+    data::send_data,
+    maps::{PROCS, TLS_CALLS, TLS_SOCKETS, TlsCall},
+};
+
+#[uprobe]
+pub fn ssl_write(ctx: ProbeContext) -> u32 {
+    enter(&ctx, DIR_EGRESS, false)
+}
+#[uprobe]
+pub fn ssl_write_ex(ctx: ProbeContext) -> u32 {
+    enter(&ctx, DIR_EGRESS, true)
+}
+#[uprobe]
+pub fn ssl_read(ctx: ProbeContext) -> u32 {
+    enter(&ctx, DIR_INGRESS, false)
+}
+#[uprobe]
+pub fn ssl_read_ex(ctx: ProbeContext) -> u32 {
+    enter(&ctx, DIR_INGRESS, true)
+}
+/// One return probe serves all four: `SSL_write`/`SSL_read` return the byte count, the `_ex`
+/// forms return 1 and store the count through their fourth argument.
+#[uretprobe]
+pub fn ssl_return(ctx: RetProbeContext) -> u32 {
+    leave(&ctx)
+}
+
+#[inline(always)]
+fn enter(ctx: &ProbeContext, direction: u32, ex: bool) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: only tests presence.
+    if unsafe { PROCS.get(&((id >> 32) as u32)) }.is_none() {
+        return 0;
+    }
+    let ssl: u64 = ctx.arg(0).unwrap_or(0);
+    let buf: u64 = ctx.arg(1).unwrap_or(0);
+    let count_ptr: u64 = if ex { ctx.arg(3).unwrap_or(0) } else { 0 };
+    let _ = TLS_CALLS.insert(&id, &TlsCall { ssl, buf, count_ptr, direction, _pad: 0 }, 0);
+    0
+}
+
+#[inline(always)]
+fn leave(ctx: &RetProbeContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out at once.
+    let Some(call) = (unsafe { TLS_CALLS.get(&id) }).copied() else { return 0 };
+    let _ = TLS_CALLS.remove(&id);
+    let ret: i64 = ctx.ret::<i64>() as i32 as i64;
+    let count = if call.count_ptr != 0 {
+        if ret != 1 {
+            return 0;
+        }
+        // SAFETY: a user pointer read; the helper fails softly.
+        unsafe { bpf_probe_read_user(call.count_ptr as *const u64) }.unwrap_or(0)
+    } else if ret > 0 {
+        ret as u64
+    } else {
+        0
+    };
+    if count == 0 {
+        return 0;
+    }
+    let tgid = (id >> 32) as u32;
+    // SAFETY: the value is copied out at once.
+    let Some(info) = (unsafe { PROCS.get(&tgid) }).copied() else { return 0 };
+    let mut head = DataHead {
+        tls: call.ssl,
+        source: DataSource::OpenSsl as u32,
+        direction: call.direction,
+        ..DataHead::default()
+    };
+    // SAFETY: the value is copied out at once.
+    match unsafe { TLS_SOCKETS.get(&call.ssl) }.copied() {
+        Some(s) => {
+            head.sock = s.sock;
+            head.fd = s.fd;
+        }
+        None => head.flags |= DATA_NO_SOCKET,
+    }
+    send_data(&info, tgid, head, call.buf, count);
+    0
+}

@@ -1,0 +1,332 @@
+//! Loading the eBPF object: kernel offsets from BTF, map sizes, attach the tracepoints, and the
+//! typed handles to the maps the agent writes (watched cgroups) and reads (loss counters).
+use std::path::Path;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, RingBuf},
+    programs::{BtfTracePoint, TracePoint, UProbe, uprobe::UProbeScope},
+};
+use recorder_common::{KernelOffsets, LOSS_KINDS, MAX_IDENTITIES, Settings};
+
+use super::btf::{Btf, BtfError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "this recorder was built without its eBPF programs (RECORDER_SKIP_EBPF); rebuild with \
+         `cargo xtask build`"
+    )]
+    NoObject,
+    #[error(transparent)]
+    Btf(#[from] BtfError),
+    #[error(
+        "loading the eBPF object failed: {0} (the agent needs root: CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"
+    )]
+    Ebpf(#[from] aya::EbpfError),
+    #[error("eBPF program {name}: {source}")]
+    Program {
+        name: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error("eBPF map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+    #[error("reading the kernel BTF for aya: {0}")]
+    AyaBtf(#[from] aya::BtfError),
+    #[error("counting CPUs: {0}")]
+    Cpus(String),
+    #[error("mounting tracefs at /sys/kernel/tracing failed: {0}")]
+    Tracefs(std::io::Error),
+}
+
+/// The tracepoints attached, by program name (also the tracepoint name).
+const PROGRAMS: [&str; 3] = [
+    "sched_process_fork",
+    "sched_process_exec",
+    "sched_process_exit",
+];
+
+/// The system call tracepoints attached (category `syscalls`), by program name.
+const SYSCALL_PROGRAMS: [&str; 8] = [
+    "sys_enter_write",
+    "sys_exit_write",
+    "sys_enter_sendto",
+    "sys_exit_sendto",
+    "sys_enter_read",
+    "sys_exit_read",
+    "sys_enter_recvfrom",
+    "sys_exit_recvfrom",
+];
+
+/// OpenSSL entry points and the uprobe program for each; `ssl_return` is attached as a return
+/// probe on all four.
+const OPENSSL_ENTRIES: [(&str, &str); 4] = [
+    ("SSL_write", "ssl_write"),
+    ("SSL_write_ex", "ssl_write_ex"),
+    ("SSL_read", "ssl_read"),
+    ("SSL_read_ex", "ssl_read_ex"),
+];
+
+/// The loaded, attached programs and the maps the agent uses.
+pub struct Probes {
+    ebpf: Ebpf,
+    watched: HashMap<MapData, u64, u32>,
+    loss: Array<MapData, u64>,
+    settings: Array<MapData, Settings>,
+}
+
+/// Offsets of every kernel struct member the programs read, from the running kernel's BTF.
+pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
+    let o = |s: &str, m: &str| btf.member_offset(s, m);
+    // `struct sock` starts with its `sock_common`; the programs read through a `struct sock *`.
+    let common = o("sock", "__sk_common")?;
+    let skc = |m: &str| o("sock_common", m).map(|off| common + off);
+    Ok(KernelOffsets {
+        task_tgid: o("task_struct", "tgid")?,
+        task_pid: o("task_struct", "pid")?,
+        task_real_parent: o("task_struct", "real_parent")?,
+        task_mm: o("task_struct", "mm")?,
+        task_fs: o("task_struct", "fs")?,
+        task_signal: o("task_struct", "signal")?,
+        task_exit_code: o("task_struct", "exit_code")?,
+        task_start_boottime: o("task_struct", "start_boottime")?,
+        mm_arg_start: o("mm_struct", "arg_start")?,
+        mm_arg_end: o("mm_struct", "arg_end")?,
+        mm_exe_file: o("mm_struct", "exe_file")?,
+        binprm_file: o("linux_binprm", "file")?,
+        file_f_path: o("file", "f_path")?,
+        fs_pwd: o("fs_struct", "pwd")?,
+        path_mnt: o("path", "mnt")?,
+        path_dentry: o("path", "dentry")?,
+        dentry_d_parent: o("dentry", "d_parent")?,
+        dentry_d_name: o("dentry", "d_name")?,
+        dentry_d_inode: o("dentry", "d_inode")?,
+        qstr_name: o("qstr", "name")?,
+        inode_i_nlink: o("inode", "i_nlink")?,
+        vfsmount_mnt_root: o("vfsmount", "mnt_root")?,
+        mount_mnt: o("mount", "mnt")?,
+        mount_mnt_parent: o("mount", "mnt_parent")?,
+        mount_mnt_mountpoint: o("mount", "mnt_mountpoint")?,
+        signal_live: o("signal_struct", "live")?,
+        task_files: o("task_struct", "files")?,
+        files_fdt: o("files_struct", "fdt")?,
+        fdtable_fd: o("fdtable", "fd")?,
+        fdtable_max_fds: o("fdtable", "max_fds")?,
+        file_f_inode: o("file", "f_inode")?,
+        file_private_data: o("file", "private_data")?,
+        inode_i_mode: o("inode", "i_mode")?,
+        socket_sk: o("socket", "sk")?,
+        socket_type: o("socket", "type")?,
+        skc_family: skc("skc_family")?,
+        skc_daddr: skc("skc_daddr")?,
+        skc_rcv_saddr: skc("skc_rcv_saddr")?,
+        skc_dport: skc("skc_dport")?,
+        skc_num: skc("skc_num")?,
+        skc_v6_daddr: skc("skc_v6_daddr")?,
+        skc_v6_rcv_saddr: skc("skc_v6_rcv_saddr")?,
+    })
+}
+
+/// aya attaches tracepoints and uprobes through tracefs; mount it where the system did not.
+pub fn ensure_tracefs() -> Result<(), LoadError> {
+    let dir = Path::new("/sys/kernel/tracing");
+    if dir.join("events").exists() {
+        return Ok(());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("tracefs"))
+    {
+        return Ok(());
+    }
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"])
+        .status()
+        .map_err(LoadError::Tracefs)?;
+    if !status.success() {
+        return Err(LoadError::Tracefs(std::io::Error::other(format!(
+            "mount exited with {status}"
+        ))));
+    }
+    tracing::info!("mounted tracefs at /sys/kernel/tracing");
+    Ok(())
+}
+
+impl Probes {
+    /// Loads and attaches everything. Returns the probes and the ring buffer to read.
+    pub fn load(
+        object: &[u8],
+        btf_path: &Path,
+        ring_buffer_kib: u32,
+    ) -> Result<(Self, RingBuf<MapData>), LoadError> {
+        if object.is_empty() {
+            return Err(LoadError::NoObject);
+        }
+        let offsets = kernel_offsets(&Btf::from_file(btf_path)?)?;
+        ensure_tracefs()?;
+        let cpus =
+            aya::util::nr_cpus().map_err(|(what, e)| LoadError::Cpus(format!("{what}: {e}")))?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global("OFFSETS", &offsets, true)
+            .map_max_entries("EVENTS", ring_buffer_kib * 1024)
+            .map_max_entries("SCRATCH", cpus as u32)
+            .map_max_entries("DATA_SCRATCH", cpus as u32)
+            .load(object)?;
+        let aya_btf = aya::Btf::parse_file(btf_path, aya::Endianness::default())?;
+        for name in PROGRAMS {
+            let program: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| LoadError::Program {
+                    name,
+                    source: aya::programs::ProgramError::NotLoaded,
+                })?
+                .try_into()
+                .map_err(|source| LoadError::Program { name, source })?;
+            program
+                .load(name, &aya_btf)
+                .map_err(|source| LoadError::Program { name, source })?;
+            program
+                .attach()
+                .map_err(|source| LoadError::Program { name, source })?;
+        }
+        for name in SYSCALL_PROGRAMS {
+            let program: &mut TracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .try_into()
+                .map_err(|source| LoadError::Program { name, source })?;
+            program.load().map_err(|source| LoadError::Program { name, source })?;
+            program.attach("syscalls", name).map_err(|source| LoadError::Program { name, source })?;
+        }
+        // The OpenSSL probes are loaded now and attached per library as libraries are found.
+        for name in OPENSSL_ENTRIES.iter().map(|(_, p)| *p).chain(["ssl_return"]) {
+            let program: &mut UProbe = ebpf
+                .program_mut(name)
+                .ok_or_else(|| LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .try_into()
+                .map_err(|source| LoadError::Program { name, source })?;
+            program.load().map_err(|source| LoadError::Program { name, source })?;
+        }
+        let map = |ebpf: &mut Ebpf, name: &'static str| {
+            ebpf.take_map(name).ok_or(LoadError::Map {
+                name,
+                source: aya::maps::MapError::InvalidName { name: name.into() },
+            })
+        };
+        let events =
+            RingBuf::try_from(map(&mut ebpf, "EVENTS")?).map_err(|source| LoadError::Map {
+                name: "EVENTS",
+                source,
+            })?;
+        let watched =
+            HashMap::try_from(map(&mut ebpf, "WATCHED")?).map_err(|source| LoadError::Map {
+                name: "WATCHED",
+                source,
+            })?;
+        let loss = Array::try_from(map(&mut ebpf, "LOSS")?).map_err(|source| LoadError::Map {
+            name: "LOSS",
+            source,
+        })?;
+        let settings =
+            Array::try_from(map(&mut ebpf, "SETTINGS")?).map_err(|source| LoadError::Map {
+                name: "SETTINGS",
+                source,
+            })?;
+        Ok((
+            Self {
+                ebpf,
+                watched,
+                loss,
+                settings,
+            },
+            events,
+        ))
+    }
+
+    /// Replaces the watched set: `(cgroup id, cgroup level, identity index)`.
+    pub fn set_watched(&mut self, cgroups: &[(u64, u32, u32)]) -> Result<(), LoadError> {
+        let err = |source| LoadError::Map {
+            name: "WATCHED",
+            source,
+        };
+        let wanted: std::collections::HashMap<u64, u32> =
+            cgroups.iter().map(|&(id, _, ident)| (id, ident)).collect();
+        let stale: Vec<u64> = self
+            .watched
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.contains_key(k))
+            .collect();
+        for (&id, &identity) in &wanted {
+            self.watched.insert(id, identity, 0).map_err(err)?;
+        }
+        for id in stale {
+            self.watched.remove(&id).map_err(err)?;
+        }
+        let min_level = cgroups.iter().map(|c| c.1).min().unwrap_or(1);
+        let max_level = cgroups.iter().map(|c| c.1).max().unwrap_or(0);
+        self.settings
+            .set(
+                0,
+                Settings {
+                    min_level,
+                    max_level,
+                },
+                0,
+            )
+            .map_err(|source| LoadError::Map {
+                name: "SETTINGS",
+                source,
+            })
+    }
+
+    /// Attaches the OpenSSL probes to one library (or program) that exports `SSL_write` and
+    /// friends. Returns how many entry points were found; a library without `SSL_write` is not
+    /// OpenSSL and gets no probes.
+    pub fn attach_openssl(&mut self, path: &Path) -> Result<usize, LoadError> {
+        let mut attached = 0;
+        for (symbol, name) in OPENSSL_ENTRIES {
+            let entry: &mut UProbe = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .try_into()
+                .map_err(|source| LoadError::Program { name, source })?;
+            if entry.attach(symbol, path, UProbeScope::AllProcesses).is_err() {
+                // Older OpenSSL has no `_ex` forms; a library without SSL_write is not OpenSSL.
+                continue;
+            }
+            let name = "ssl_return";
+            let ret: &mut UProbe = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .try_into()
+                .map_err(|source| LoadError::Program { name, source })?;
+            ret.attach(symbol, path, UProbeScope::AllProcesses).map_err(|source| LoadError::Program { name, source })?;
+            attached += 1;
+        }
+        Ok(attached)
+    }
+
+    /// Events lost in the kernel so far, per identity index and kind (`EventKind as u32`).
+    pub fn loss_counts(&self, identities: u32) -> Vec<(u32, u32, u64)> {
+        let mut out = Vec::new();
+        for identity in 0..identities.min(MAX_IDENTITIES) {
+            for kind in 1..LOSS_KINDS {
+                let count = self
+                    .loss
+                    .get(&(identity * LOSS_KINDS + kind), 0)
+                    .unwrap_or(0);
+                if count > 0 {
+                    out.push((identity, kind, count));
+                }
+            }
+        }
+        out
+    }
+}

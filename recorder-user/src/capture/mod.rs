@@ -1,0 +1,5 @@
+//! From raw kernel events to records: decode the bytes (`decode`), then give them their meaning
+//! (`records`: ids, sessions, paths, argv, exit status, notices).
+pub mod decode;
+pub mod records;
+pub mod text;

@@ -1,0 +1,272 @@
+//! Giving kernel events their meaning: boot-unique exec ids and session ids, wall-clock times,
+//! identity names, cgroup paths, and the notices that say where the record is incomplete.
+use std::collections::HashSet;
+
+use recorder_common::{
+    EXEC_ADOPTED, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_OUTSIDE_IDENTITY, EventKind,
+    ExecHead, ExitEvent, ProcKey,
+};
+use serde_json::{Map, Value, json};
+
+use super::text::{ExitStatus, command_line, exit_status, render_path, signal_name, split_argv};
+use crate::{
+    identity::Identities,
+    record::{Kind, Record, rfc3339_nanos},
+};
+
+/// Converts boot-clock nanoseconds (what the probes stamp) to Unix-epoch nanoseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    offset_ns: i128,
+}
+
+impl Clock {
+    /// Measures the offset between CLOCK_REALTIME and CLOCK_BOOTTIME now.
+    pub fn now() -> Self {
+        let read = |clock| {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: clock_gettime writes into the timespec we own.
+            unsafe { libc::clock_gettime(clock, &mut ts) };
+            ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+        };
+        let real = read(libc::CLOCK_REALTIME);
+        let boot = read(libc::CLOCK_BOOTTIME);
+        Self {
+            offset_ns: real - boot,
+        }
+    }
+
+    pub fn fixed(offset_ns: i128) -> Self {
+        Self { offset_ns }
+    }
+
+    pub fn unix_ns(&self, boot_ns: u64) -> i128 {
+        boot_ns as i128 + self.offset_ns
+    }
+
+    /// Boot-clock nanoseconds as RFC 3339.
+    pub fn rfc3339(&self, boot_ns: u64) -> String {
+        rfc3339_nanos(self.unix_ns(boot_ns))
+    }
+}
+
+/// The first 8 hex digits of the kernel's boot id: makes ids unique across reboots of a host.
+pub fn boot_tag() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().replace('-', "").chars().take(8).collect())
+        .unwrap_or_else(|_| "00000000".to_string())
+}
+
+/// Builds records from events. Holds the little state records need beyond the event itself.
+pub struct RecordBuilder {
+    pub host: String,
+    boot: String,
+    pub clock: Clock,
+    /// (session, cgroup id) pairs already reported as a cgroup migration.
+    migrations: HashSet<(ProcKey, u64)>,
+}
+
+impl RecordBuilder {
+    pub fn new(host: String, boot: String, clock: Clock) -> Self {
+        Self {
+            host,
+            boot,
+            clock,
+            migrations: HashSet::new(),
+        }
+    }
+
+    /// `exec_id`: boot tag, pid and the exec's boot-clock time; unique per host across boots.
+    pub fn exec_id(&self, key: &ProcKey) -> String {
+        if key.is_none() {
+            return String::new();
+        }
+        format!("{}-{}-{}", self.boot, key.pid, key.ktime)
+    }
+
+    /// Session id: derived from the session root's exec, opaque to users.
+    pub fn session_id(&self, key: &ProcKey) -> String {
+        if key.is_none() {
+            return String::new();
+        }
+        format!("s{}-{:x}-{}", self.boot, key.ktime, key.pid)
+    }
+
+    fn record(
+        &self,
+        kind: Kind,
+        boot_ns: u64,
+        identity: &str,
+        session: &ProcKey,
+        pid: u32,
+        exec: &ProcKey,
+    ) -> Record {
+        Record {
+            kind,
+            time: self.clock.rfc3339(boot_ns),
+            host: self.host.clone(),
+            identity: identity.to_string(),
+            session: self.session_id(session),
+            pid,
+            exec_id: self.exec_id(exec),
+            fields: Map::new(),
+        }
+    }
+
+    /// An exec event becomes an `exec` record, preceded by a `cgroup_migration` notice the first
+    /// time a session is seen running outside its identity's cgroups in a given cgroup.
+    pub fn exec(
+        &mut self,
+        head: &ExecHead,
+        argv_area: &[u8],
+        identities: &mut Identities,
+    ) -> Vec<Record> {
+        let h = head.header;
+        let identity = identities.name(h.identity).to_string();
+        let cgroup = identities.cgroup_path(h.cgroup_id);
+        let mut out = Vec::with_capacity(2);
+        if head.flags & EXEC_OUTSIDE_IDENTITY != 0
+            && self.migrations.insert((head.session, h.cgroup_id))
+        {
+            let mut notice = self.record(
+                Kind::Notice,
+                h.ktime,
+                &identity,
+                &head.session,
+                h.pid,
+                &head.exec,
+            );
+            notice
+                .fields
+                .insert("reason".into(), json!("cgroup_migration"));
+            notice.fields.insert(
+                "detail".into(),
+                json!(format!(
+                    "pid {} runs in cgroup {cgroup}, outside the cgroups of identity {identity}; \
+                     it descends from a process of that identity and stays recorded under it",
+                    h.pid
+                )),
+            );
+            notice.fields.insert("cgroup".into(), json!(cgroup));
+            out.push(notice);
+        }
+
+        let argv = split_argv(argv_area);
+        let truncated = head.flags & EXEC_ARGV_TRUNCATED != 0;
+        let mut rec = self.record(
+            Kind::Exec,
+            h.ktime,
+            &identity,
+            &head.session,
+            h.pid,
+            &head.exec,
+        );
+        let f = &mut rec.fields;
+        f.insert("ppid".into(), json!(head.ppid));
+        f.insert(
+            "parent_exec_id".into(),
+            json!(self.exec_id(&head.parent_exec)),
+        );
+        f.insert("uid".into(), json!(head.uid));
+        f.insert("exe".into(), json!(render_path(&head.exe)));
+        f.insert("text".into(), json!(command_line(&argv)));
+        f.insert("argv".into(), Value::from(argv));
+        f.insert("argv_truncated".into(), json!(truncated));
+        if truncated {
+            // How long the real argv was, so a reader knows how much is missing.
+            f.insert("argv_bytes".into(), json!(head.argv_total));
+        }
+        if head.flags & EXEC_ARGV_UNREADABLE != 0 {
+            f.insert("argv_unreadable".into(), json!(true));
+        }
+        f.insert("cwd".into(), json!(render_path(&head.cwd)));
+        f.insert("cgroup".into(), json!(cgroup));
+        if head.flags & EXEC_ADOPTED != 0 {
+            // Found already running (it forked inside a watched cgroup): this is its state then,
+            // not at its exec.
+            f.insert("adopted".into(), json!(true));
+        }
+        out.push(rec);
+        out
+    }
+
+    pub fn exit(&self, ev: &ExitEvent, identities: &Identities) -> Record {
+        let h = ev.header;
+        let mut rec = self.record(
+            Kind::Exit,
+            h.ktime,
+            identities.name(h.identity),
+            &ev.session,
+            h.pid,
+            &ev.exec,
+        );
+        let f = &mut rec.fields;
+        match exit_status(ev.exit_code) {
+            ExitStatus::Code(code) => {
+                f.insert("exit_code".into(), json!(code));
+            }
+            ExitStatus::Signal {
+                signal,
+                core_dumped,
+            } => {
+                f.insert("signal".into(), json!(signal));
+                f.insert("signal_name".into(), json!(signal_name(signal)));
+                f.insert("core_dumped".into(), json!(core_dumped));
+            }
+        }
+        let duration_ns = h.ktime.saturating_sub(ev.exec.ktime);
+        f.insert("duration_ms".into(), json!(duration_ns as f64 / 1e6));
+        rec
+    }
+
+    /// A `loss` record: `count` events of `kind` for `identity` were dropped in the kernel.
+    pub fn loss(&self, now_boot_ns: u64, identity: &str, kind: EventKind, count: u64) -> Record {
+        let mut rec = self.record(
+            Kind::Loss,
+            now_boot_ns,
+            identity,
+            &ProcKey::NONE,
+            0,
+            &ProcKey::NONE,
+        );
+        let (reason, what) = match kind {
+            EventKind::Exec => ("ring_buffer_full", "exec"),
+            EventKind::Exit => ("ring_buffer_full", "exit"),
+            EventKind::Track => ("process_table_full", "process"),
+            EventKind::Data => ("ring_buffer_full", "data"),
+        };
+        rec.fields.insert("count".into(), json!(count));
+        rec.fields.insert("reason".into(), json!(reason));
+        rec.fields.insert("lost_kind".into(), json!(what));
+        rec
+    }
+
+    /// A `notice` about no particular process.
+    pub fn notice(&self, now_boot_ns: u64, identity: &str, reason: &str, detail: String) -> Record {
+        let mut rec = self.record(
+            Kind::Notice,
+            now_boot_ns,
+            identity,
+            &ProcKey::NONE,
+            0,
+            &ProcKey::NONE,
+        );
+        rec.fields.insert("reason".into(), json!(reason));
+        rec.fields.insert("detail".into(), json!(detail));
+        rec
+    }
+}
+
+/// The boot clock now, in nanoseconds (the probes' time base).
+pub fn boot_ns_now() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
