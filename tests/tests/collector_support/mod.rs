@@ -1,9 +1,10 @@
 //! Helpers for the collector's end-to-end tests: the real `recorder` binary, real certificates,
 //! real collector processes on 127.0.0.1.
 //!
-//! The binary: cargo only exposes `CARGO_BIN_EXE_*` to tests of the package that owns the binary,
-//! so these tests build it once with `cargo build -p recorder-user --bin recorder` (same profile
-//! as the test, `RECORDER_SKIP_EBPF` passed through) and run it from the target directory.
+//! The binary: `$RECORDER_BIN` when set (as `cargo xtask test` does). Otherwise, since cargo only
+//! exposes `CARGO_BIN_EXE_*` to tests of the package that owns the binary, these tests build it
+//! once with `cargo build -p recorder-user --bin recorder` (same profile as the test,
+//! `RECORDER_SKIP_EBPF` passed through) and run it from the target directory.
 #![allow(dead_code, reason = "each test file uses a different part")]
 
 use std::{
@@ -15,10 +16,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The `recorder` binary, built on first use.
+/// The `recorder` binary: `$RECORDER_BIN` (what `cargo xtask test` sets), else built on first
+/// use.
 pub fn recorder() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("RECORDER_BIN") {
+            return PathBuf::from(bin);
+        }
         // target/<profile>/deps/<test> -> target/<profile>
         let exe = std::env::current_exe().expect("test executable path");
         let profile_dir = exe
