@@ -278,7 +278,7 @@ fn kill_9_mid_stream_then_restart_stores_every_record_exactly_once() {
         .unwrap();
     // Kill once part of the stream is stored (segments of the spool start to go).
     let stored_some = wait_for(Duration::from_secs(60), || {
-        std::fs::read_dir(&data.join("segments"))
+        std::fs::read_dir(data.join("segments"))
             .map(|d| d.count())
             .unwrap_or(0)
             > 0

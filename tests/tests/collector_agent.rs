@@ -36,20 +36,29 @@ fn agent_to_collector_replay_equals_the_agents_jsonl_and_verifies() {
     let script = r#"ls / > /dev/null; echo hi | grep -c h; sh -c "exit 3""#;
     let out = cg.run("/bin/bash", &["-c", script]);
     assert_eq!(out.status.code(), Some(3));
-    let records = agent.wait_for("the exit of sh", |r| r.iter().any(|x| x["kind"] == "exit" && x["exit_code"] == 3));
-    let session = records.iter().find(|r| r["kind"] == "exec").unwrap()["session"].as_str().unwrap().to_string();
+    let records = agent.wait_for("the exit of sh", |r| {
+        r.iter().any(|x| x["kind"] == "exit" && x["exit_code"] == 3)
+    });
+    let session = records.iter().find(|r| r["kind"] == "exec").unwrap()["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Everything the agent wrote reaches the collector (the sender ships within a second).
     let jsonl = || std::fs::read_to_string(&agent.jsonl).unwrap();
     assert!(
-        wait_for(Duration::from_secs(15), || export(&pki, col.port).len() == jsonl().lines().count()),
+        wait_for(Duration::from_secs(15), || export(&pki, col.port).len()
+            == jsonl().lines().count()),
         "collector has {} of {} records; agent log:\n{}",
         export(&pki, col.port).len(),
         jsonl().lines().count(),
         agent.log()
     );
     let written = jsonl();
-    assert_eq!(export(&pki, col.port), written.lines().map(str::to_string).collect::<Vec<_>>());
+    assert_eq!(
+        export(&pki, col.port),
+        written.lines().map(str::to_string).collect::<Vec<_>>()
+    );
 
     // Replay of the session: byte for byte the agent's lines of that session.
     let op = pki.client_args(col.port, "alice");
@@ -59,7 +68,9 @@ fn agent_to_collector_replay_equals_the_agents_jsonl_and_verifies() {
     assert!(o.status.success(), "{}", stderr(&o));
     let expected: String = written
         .lines()
-        .filter(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["session"] == session.as_str())
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["session"] == session.as_str()
+        })
         .map(|l| format!("{l}\n"))
         .collect();
     assert_eq!(stdout(&o), expected);

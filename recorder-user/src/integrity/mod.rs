@@ -20,7 +20,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Parses hexadecimal (either case); None on odd length or a non-hex digit.
 pub fn from_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

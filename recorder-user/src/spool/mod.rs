@@ -490,6 +490,9 @@ fn keep_corrupt(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
     fs::write(&dest, bytes).map_err(io(&dest))
 }
 
+/// Consecutive records read for sending: (first sequence, lines).
+pub type Batch = (u64, Vec<Vec<u8>>);
+
 /// Where the sender is in the spool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
@@ -538,7 +541,7 @@ impl SpoolReader {
         cursor: &mut Cursor,
         max_records: usize,
         max_bytes: usize,
-    ) -> Result<Option<(u64, Vec<Vec<u8>>)>, SpoolError> {
+    ) -> Result<Option<Batch>, SpoolError> {
         let segments: Vec<Segment> = self.lock().segments.iter().cloned().collect();
         let mut lines = Vec::new();
         let mut first = None;

@@ -133,8 +133,10 @@ impl Store {
         }
         let current_seg = scan.segments.last().copied().unwrap_or(0);
         let path = seg_dir.join(segment::segment_name(current_seg));
+        // Never truncate: this is the log.
         let current = OpenOptions::new()
             .create(true)
+            .truncate(false)
             .read(true)
             .write(true)
             .open(&path)
@@ -364,14 +366,22 @@ impl Store {
             .get(index as usize)
             .ok_or(StoreError::NoSuchRecord(index))?;
         let path = self.segment_path(seg);
-        if !self.readers.contains_key(&seg) {
-            let f = File::open(&path).map_err(io(&path))?;
-            self.readers.insert(seg, f);
-        }
-        let file = &self.readers[&seg];
+        let file = match self.readers.entry(seg) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(File::open(&path).map_err(io(&path))?)
+            }
+        };
         let mut len = [0u8; 4];
         file.read_exact_at(&mut len, offset).map_err(io(&path))?;
-        let total = 4 + u32::from_le_bytes(len) as usize + 32;
+        let entry_len = u32::from_le_bytes(len) as usize;
+        if entry_len > segment::MAX_ENTRY {
+            return Err(StoreError::BadRecord {
+                sequence: 0,
+                why: format!("log index {index}: impossible frame length {entry_len}"),
+            });
+        }
+        let total = 4 + entry_len + 32;
         let mut buf = vec![0u8; total];
         file.read_exact_at(&mut buf, offset).map_err(io(&path))?;
         let frame = segment::decode_frame(&buf).map_err(|e| StoreError::BadRecord {
