@@ -24,7 +24,13 @@ fn args<'a>(head: &[&'a str], tail: &'a [String]) -> Vec<&'a str> {
 fn pki_collector_and_operator_reads() {
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::new(&tmp.path().join("pki"));
-    let col = Collector::start(&pki, &tmp.path().join("data"), 0, &[]);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let col = Collector::start(
+        &pki,
+        &tmp.path().join("data"),
+        0,
+        &["--metrics-addr", &metrics],
+    );
     let lines = records("web-1", 60);
     let o = ship(&pki, col.port, tmp.path(), "a", &lines, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -100,6 +106,16 @@ fn pki_collector_and_operator_reads() {
     let o = ship(&pki, col.port, tmp.path(), "a", &[], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(export(&pki, col.port).len(), 60);
+
+    let (code, text) = recorder_tests::http_get(&metrics, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    for want in [
+        "recorder_collector_records_stored_total 60\n",
+        "recorder_collector_duplicates_total 0\n",
+        "recorder_collector_log_records 60\n",
+    ] {
+        assert!(text.contains(want), "{want} in:\n{text}");
+    }
 }
 
 #[test]

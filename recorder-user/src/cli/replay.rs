@@ -111,7 +111,8 @@ pub fn render(records: &[StoredRecord]) -> Vec<String> {
                                 ),
                                 _ => "ended".to_string(),
                             };
-                        match e.get("duration_ms").and_then(Value::as_u64) {
+                        match e.get("duration_ms").filter(|d| d.is_number()) {
+                            // Whole or fractional milliseconds, as the agent wrote them.
                             Some(ms) => format!("{how}, {ms} ms"),
                             None => how,
                         }
@@ -171,7 +172,7 @@ mod tests {
                 r#"{{"kind":"exec",{c},"pid":8,"exec_id":"e2","text":"sleep 9","argv":["sleep","9"]}}"#
             )),
             rec(&format!(
-                r#"{{"kind":"exit",{c},"pid":7,"exec_id":"e1","exit_code":0,"duration_ms":3}}"#
+                r#"{{"kind":"exit",{c},"pid":7,"exec_id":"e1","exit_code":0,"duration_ms":2.9}}"#
             )),
             rec(&format!(
                 r#"{{"kind":"exit",{c},"pid":8,"exec_id":"e2","signal":"SIGKILL","duration_ms":50}}"#
@@ -180,7 +181,7 @@ mod tests {
         assert_eq!(
             render(&recs),
             [
-                "2026-11-28T10:00:00.000000000Z  pid 7       $ ls -l    => exit 0, 3 ms",
+                "2026-11-28T10:00:00.000000000Z  pid 7       $ ls -l    => exit 0, 2.9 ms",
                 "2026-11-28T10:00:00.000000000Z  pid 8       $ sleep 9    => signal SIGKILL, 50 ms",
             ]
         );

@@ -170,11 +170,27 @@ pub async fn serve(
         metrics,
         verifier,
     };
-    tonic::transport::Server::builder()
+    // Stop accepting on the signal; give open streams (watchers) a few seconds, then stop anyway
+    // so the final checkpoint is always written.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let (mut on_stop, mut after_grace) = (stop_rx.clone(), stop_rx);
+    let server = tonic::transport::Server::builder()
         .add_service(CollectorServer::new(service).max_decoding_message_size(64 * 1024 * 1024))
-        .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), shutdown)
-        .await
-        .map_err(|e| CollectorError::Serve(tls::error_chain(&e)))?;
+        .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), async move {
+            let _ = on_stop.wait_for(|stop| *stop).await;
+        });
+    let grace = async move {
+        let _ = after_grace.wait_for(|stop| *stop).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    tokio::select! {
+        served = server => served.map_err(|e| CollectorError::Serve(tls::error_chain(&e)))?,
+        () = grace => tracing::warn!("streams still open 5 s after the stop signal; stopping anyway"),
+    }
     let result = store.lock().unwrap_or_else(|e| e.into_inner()).checkpoint();
     if let Ok(Some(cp)) = &result {
         tracing::info!(tree_size = cp.tree_size, root = %cp.root, "final checkpoint written");

@@ -43,6 +43,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
 }
 
 const STREAM_FILE: &str = "stream";
+/// The sequence after the last acknowledged one, rewritten (atomically) on every acknowledgement.
+const ACKED_FILE: &str = "acked";
 /// Segments are closed at this size so acknowledged data is freed in steps.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -161,7 +163,17 @@ impl Spool {
                 durable_next: next.max(first),
             });
         }
-        let acked_next = segments.front().map_or(next_seq, |s| s.first);
+        // What the collector acknowledged before (an optimisation: without it, the collector
+        // recognises the resent records as duplicates).
+        let persisted = fs::read_to_string(dir.join(ACKED_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let acked_next = segments
+            .front()
+            .map_or(next_seq, |s| s.first)
+            .max(persisted)
+            .min(next_seq);
         // Always write into a fresh segment: the old ones stay as found.
         let path = dir.join(format!("{next_seq:020}.wal"));
         let file = create_segment(&path)?;
@@ -172,11 +184,13 @@ impl Spool {
             durable_len: frame::HEADER.len() as u64,
             durable_next: next_seq,
         });
-        let shared = Arc::new(Mutex::new(Shared {
+        let mut shared = Shared {
             segments,
             acked_next,
             total_bytes: total,
-        }));
+        };
+        prune(&mut shared)?;
+        let shared = Arc::new(Mutex::new(shared));
         let mut spool = Self {
             dir: dir.to_path_buf(),
             host: host.to_string(),
@@ -218,6 +232,7 @@ impl Spool {
     /// The reader side for the sender.
     pub fn reader(&self) -> SpoolReader {
         SpoolReader {
+            dir: self.dir.clone(),
             shared: self.shared.clone(),
             notify: self.notify.clone(),
             acked: self.metrics.acked.clone(),
@@ -493,6 +508,31 @@ fn keep_corrupt(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
 /// Consecutive records read for sending: (first sequence, lines).
 pub type Batch = (u64, Vec<Vec<u8>>);
 
+/// Deletes the segments whose records are all acknowledged (never the one being written).
+fn prune(shared: &mut Shared) -> Result<(), SpoolError> {
+    while shared.segments.len() > 1 {
+        let done = shared
+            .segments
+            .get(1)
+            .is_some_and(|next| next.first <= shared.acked_next);
+        if !done {
+            break;
+        }
+        let Some(seg) = shared.segments.pop_front() else {
+            break;
+        };
+        match fs::remove_file(&seg.path) {
+            Ok(()) => shared.total_bytes = shared.total_bytes.saturating_sub(seg.durable_len),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                shared.segments.push_front(seg.clone());
+                return Err(io(&seg.path)(e));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Where the sender is in the spool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
@@ -502,6 +542,7 @@ pub struct Cursor {
 /// The sender's handle: reads durable records, acknowledges them.
 #[derive(Clone)]
 pub struct SpoolReader {
+    dir: PathBuf,
     shared: Arc<Mutex<Shared>>,
     notify: Arc<tokio::sync::Notify>,
     acked: Counter,
@@ -592,28 +633,13 @@ impl SpoolReader {
         if sequence >= shared.acked_next {
             self.acked.add(sequence + 1 - shared.acked_next);
             shared.acked_next = sequence + 1;
+            let tmp = self.dir.join("acked.tmp");
+            let path = self.dir.join(ACKED_FILE);
+            fs::write(&tmp, format!("{}\n", shared.acked_next))
+                .and_then(|()| fs::rename(&tmp, &path))
+                .map_err(io(&path))?;
         }
-        while shared.segments.len() > 1 {
-            let done = shared
-                .segments
-                .get(1)
-                .is_some_and(|next| next.first <= shared.acked_next);
-            if !done {
-                break;
-            }
-            let Some(seg) = shared.segments.pop_front() else {
-                break;
-            };
-            match fs::remove_file(&seg.path) {
-                Ok(()) => shared.total_bytes = shared.total_bytes.saturating_sub(seg.durable_len),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    shared.segments.push_front(seg.clone());
-                    return Err(io(&seg.path)(e));
-                }
-            }
-        }
-        Ok(())
+        prune(&mut shared)
     }
 
     /// Records durable but not acknowledged.

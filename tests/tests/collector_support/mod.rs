@@ -21,7 +21,7 @@ use std::{
 pub fn recorder() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("RECORDER_BIN") {
+        if let Some(bin) = std::env::var_os("RECORDER_BIN").filter(|b| !b.is_empty()) {
             return PathBuf::from(bin);
         }
         // target/<profile>/deps/<test> -> target/<profile>
