@@ -4,6 +4,8 @@
 //! This is what aya-build does, minus its habit of replaying the whole inner build as cargo
 //! warnings on every build: the inner build's output is shown only when it fails.
 //!
+//! It also generates the gRPC code from proto/recorder/v1 (tonic + prost; needs `protoc`).
+//!
 //! `RECORDER_SKIP_EBPF=1` writes an empty object instead, so `cargo check`/clippy/doc work on a
 //! machine without the eBPF toolchain; an agent built that way says so and refuses to start.
 use std::{env, fs, path::PathBuf, process::Command};
@@ -14,6 +16,7 @@ use anyhow::{Context as _, anyhow, bail};
 const TOOLCHAIN: &str = "nightly";
 
 fn main() -> anyhow::Result<()> {
+    compile_protos()?;
     println!("cargo:rerun-if-env-changed=RECORDER_SKIP_EBPF");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
     let object = out_dir.join("recorder");
@@ -79,4 +82,18 @@ fn main() -> anyhow::Result<()> {
     let built = target_dir.join("bpfel-unknown-none/release/recorder");
     fs::copy(&built, &object).with_context(|| format!("copying {}", built.display()))?;
     Ok(())
+}
+
+/// Generates the collector's gRPC client and server from proto/recorder/v1/collector.proto.
+fn compile_protos() -> anyhow::Result<()> {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
+    let proto_root = manifest
+        .parent()
+        .ok_or_else(|| anyhow!("recorder-user has no parent directory"))?
+        .join("proto");
+    let file = proto_root.join("recorder/v1/collector.proto");
+    println!("cargo:rerun-if-changed={}", file.display());
+    tonic_prost_build::configure()
+        .compile_protos(&[file], &[proto_root])
+        .context("compiling proto/recorder/v1/collector.proto (is protoc installed? apt-get install protobuf-compiler)")
 }

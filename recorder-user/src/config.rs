@@ -35,6 +35,23 @@ pub struct AgentConfig {
     /// Watched identities.
     #[serde(rename = "identity")]
     pub identities: Vec<IdentityConfig>,
+    /// `[collector]`: ship records to a remote collector through a local spool.
+    pub collector: Option<CollectorConfig>,
+}
+
+/// `[collector]`: where to send, with which certificate, and where to spool meanwhile.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// `https://HOST:PORT`
+    pub url: Option<String>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Spool directory (write-ahead log of records not yet acknowledged by the collector).
+    pub spool: Option<PathBuf>,
+    /// Spool size bound in MiB.
+    pub spool_max_mib: Option<u64>,
 }
 
 /// `[[identity]]`: a name and where its processes run. Exactly one of `cgroup` or `unit`.
@@ -165,6 +182,11 @@ mod tests {
             [[identity]]
             name = "ops-bot"
             unit = "ops-bot.service"
+            [collector]
+            url = "https://collector.example:7443"
+            tls_ca = "/etc/recorder/ca.pem"
+            spool = "/var/lib/recorder/spool"
+            spool_max_mib = 512
             "#,
         )
         .unwrap();
@@ -178,6 +200,11 @@ mod tests {
             c.identities[1].spec().unwrap(),
             CgroupSpec::Unit("ops-bot.service".into())
         );
+        let col = c.collector.unwrap();
+        assert_eq!(col.url.as_deref(), Some("https://collector.example:7443"));
+        assert_eq!(col.spool_max_mib, Some(512));
+        let e = AgentConfig::parse("[collector]\nurll = \"x\"\n").unwrap_err();
+        assert!(e.contains("unknown field"), "{e}");
     }
 
     #[test]

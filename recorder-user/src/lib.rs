@@ -8,9 +8,16 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 pub mod agent;
 pub mod capture;
 pub mod cli;
+pub mod collector;
 pub mod config;
 pub mod identity;
+pub mod integrity;
 pub mod metrics;
+pub mod pki;
+pub mod proto;
 pub mod protocol;
 pub mod record;
 pub mod sink;
+pub mod spool;
+pub mod store;
+pub mod transport;

@@ -6,8 +6,13 @@ use clap::Args;
 
 use crate::{
     agent::{self, AgentPlan},
-    config::{self, AgentConfig, IdentityConfig},
-    sink::{Sink, jsonl::JsonlSink},
+    config::{self, AgentConfig, CollectorConfig, IdentityConfig},
+    sink::{Sink, jsonl::JsonlSink, spool::SpoolSink},
+    spool::Spool,
+    transport::{
+        sender::{self, Sender},
+        tls::ClientTls,
+    },
 };
 
 #[derive(Debug, Args)]
@@ -18,6 +23,10 @@ Examples:
 
   # a systemd unit, with metrics on :9464 (GET /metrics, GET /readyz)
   recorder agent --identity ops=unit:ops-bot.service --jsonl out.jsonl --metrics-addr 127.0.0.1:9464
+
+  # ship to a remote collector (agent certificate named after this host), spooling meanwhile
+  recorder agent --identity claude=agents/claude --collector https://collector.example:7443 \\
+      --tls-ca ca.pem --tls-cert web-1.pem --tls-key web-1-key.pem --spool /var/lib/recorder/spool
 
 Processes started by a watched process stay attributed to its identity even if they move to
 another cgroup (a `notice` with reason `cgroup_migration` says so). Cgroups created later below a
@@ -42,6 +51,25 @@ pub struct AgentArgs {
     /// Kernel ring buffer size in KiB (power of two; default 16384).
     #[arg(long, value_name = "KIB")]
     pub ring_buffer_kib: Option<u32>,
+    /// Send records to this collector (https://HOST:PORT) over mutual TLS, through --spool.
+    #[arg(long, value_name = "URL")]
+    pub collector: Option<String>,
+    /// CA certificate that signed the collector's certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// This host's agent certificate (PEM; its CN must be the host name recorded).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The agent certificate's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Spool directory: every record is written here before it is sent, and deleted only once
+    /// the collector acknowledged it as stored.
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// Spool size bound in MiB; when full, new records are dropped and a `loss` record counts them.
+    #[arg(long, value_name = "MIB")]
+    pub spool_max_mib: Option<u64>,
     /// Kernel BTF to read struct offsets from.
     #[arg(long, value_name = "FILE", default_value = "/sys/kernel/btf/vmlinux")]
     pub btf: PathBuf,
@@ -83,23 +111,76 @@ fn plan(args: &AgentArgs) -> anyhow::Result<AgentPlan> {
         config.ring_buffer_kib = Some(kib);
     }
     let jsonl = args.jsonl.clone().or(config.jsonl.clone());
+    let host = args
+        .host
+        .clone()
+        .or(config.host.clone())
+        .unwrap_or_else(agent::kernel_hostname);
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(path) = &jsonl {
         sinks.push(Box::new(JsonlSink::open(path)?));
     }
+    if let Some(collector) =
+        collector_sink(args, config.collector.take().unwrap_or_default(), &host)?
+    {
+        sinks.push(collector);
+    }
     if sinks.is_empty() {
-        anyhow::bail!("nowhere to record to: give --jsonl PATH (or jsonl = \"...\" in the config)");
+        anyhow::bail!(
+            "nowhere to record to: give --jsonl PATH and/or --collector URL (or the same in the config)"
+        );
     }
     Ok(AgentPlan {
-        host: args
-            .host
-            .clone()
-            .or(config.host.clone())
-            .unwrap_or_else(agent::kernel_hostname),
+        host,
         identities: config.identities,
         metrics_addr: args.metrics_addr.or(config.metrics_addr),
         ring_buffer_kib: config.ring_buffer_kib.unwrap_or(16 * 1024),
         btf_path: args.btf.clone(),
         sinks,
     })
+}
+
+/// `--collector`: the spool sink, and the sender thread that empties the spool.
+fn collector_sink(
+    args: &AgentArgs,
+    file: CollectorConfig,
+    host: &str,
+) -> anyhow::Result<Option<Box<dyn Sink>>> {
+    let Some(url) = args.collector.clone().or(file.url) else {
+        return Ok(None);
+    };
+    let need = |flag: Option<PathBuf>, key: Option<PathBuf>, name: &str| {
+        flag.or(key).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--collector needs --{name} (or {} in [collector])",
+                name.replace('-', "_")
+            )
+        })
+    };
+    let tls = ClientTls {
+        url,
+        ca: need(args.tls_ca.clone(), file.tls_ca, "tls-ca")?,
+        cert: need(args.tls_cert.clone(), file.tls_cert, "tls-cert")?,
+        key: need(args.tls_key.clone(), file.tls_key, "tls-key")?,
+    };
+    // Fail now on an unusable URL or unreadable certificate, not in the sender thread later.
+    tls.endpoint()?;
+    let spool_dir = need(args.spool.clone(), file.spool, "spool")?;
+    let max_mib = args
+        .spool_max_mib
+        .or(file.spool_max_mib)
+        .unwrap_or(1024)
+        .max(1);
+    let (spool, recovered) = Spool::open(&spool_dir, host, max_mib * 1024 * 1024)?;
+    for problem in recovered {
+        tracing::warn!(%problem, "spool damaged; recovered what was valid (a notice record says so)");
+    }
+    let sender = Sender::new(
+        tls,
+        spool.reader(),
+        host.to_string(),
+        spool.boot().to_string(),
+    );
+    sender::spawn(sender).context("starting the sender thread")?;
+    Ok(Some(Box::new(SpoolSink::new(spool))))
 }

@@ -1,6 +1,7 @@
 //! Where records go once built: the local JSON Lines file, and (with `--collector`) the spool
 //! that feeds the collector. Every sink sees every record, in order.
 pub mod jsonl;
+pub mod spool;
 
 use crate::record::Record;
 

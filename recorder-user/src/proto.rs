@@ -1,0 +1,6 @@
+//! The generated gRPC code for proto/recorder/v1 (never edited by hand).
+#![allow(clippy::all, missing_docs, reason = "generated code")]
+
+pub mod v1 {
+    tonic::include_proto!("recorder.v1");
+}

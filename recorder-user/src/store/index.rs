@@ -1,0 +1,155 @@
+//! The session index, kept in memory and rebuilt from the log on start: which records belong to
+//! which session, and a summary per session for `recorder sessions`.
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+/// The fields of a record line the collector indexes and filters on. Everything else in the line
+/// is carried as bytes, unparsed.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct IndexFields {
+    pub kind: String,
+    pub time: String,
+    pub host: String,
+    #[serde(default)]
+    pub identity: String,
+    #[serde(default)]
+    pub session: String,
+}
+
+impl IndexFields {
+    pub fn parse(line: &[u8]) -> Result<Self, String> {
+        let fields: IndexFields =
+            serde_json::from_slice(line).map_err(|e| format!("not a record line: {e}"))?;
+        if fields.kind.parse::<crate::record::Kind>().is_err() {
+            return Err(format!("unknown record kind {:?}", fields.kind));
+        }
+        Ok(fields)
+    }
+
+    /// Records that are a command or a statement (not results or reports about the recording).
+    pub fn is_command(&self) -> bool {
+        matches!(self.kind.as_str(), "exec" | "shell" | "sql" | "k8s")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    pub host: String,
+    pub session: String,
+    pub identity: String,
+    pub first_time: String,
+    pub last_time: String,
+    pub commands: u64,
+    /// Log indexes of the session's records, in log order.
+    pub positions: Vec<u64>,
+}
+
+#[derive(Debug, Default)]
+pub struct SessionIndex {
+    sessions: HashMap<(String, String), SessionSummary>,
+}
+
+impl SessionIndex {
+    pub fn add(&mut self, index: u64, fields: &IndexFields) {
+        if fields.session.is_empty() {
+            return;
+        }
+        let key = (fields.host.clone(), fields.session.clone());
+        let s = self.sessions.entry(key).or_insert_with(|| SessionSummary {
+            host: fields.host.clone(),
+            session: fields.session.clone(),
+            identity: fields.identity.clone(),
+            first_time: fields.time.clone(),
+            last_time: fields.time.clone(),
+            commands: 0,
+            positions: Vec::new(),
+        });
+        // Times are RFC 3339 UTC with fixed-width nanoseconds, so text order is time order.
+        if fields.time < s.first_time {
+            s.first_time = fields.time.clone();
+        }
+        if fields.time > s.last_time {
+            s.last_time = fields.time.clone();
+        }
+        if fields.is_command() {
+            s.commands += 1;
+        }
+        s.positions.push(index);
+    }
+
+    /// Sessions matching the filters, most recently active first.
+    pub fn list(&self, identity: &str, host: &str, since_unix_ns: i64) -> Vec<&SessionSummary> {
+        let mut out: Vec<&SessionSummary> = self
+            .sessions
+            .values()
+            .filter(|s| identity.is_empty() || s.identity == identity)
+            .filter(|s| host.is_empty() || s.host == host)
+            .filter(|s| {
+                since_unix_ns == 0
+                    || crate::integrity::parse_rfc3339(&s.last_time)
+                        .is_some_and(|t| t >= since_unix_ns as i128)
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.last_time
+                .cmp(&a.last_time)
+                .then_with(|| a.session.cmp(&b.session))
+        });
+        out
+    }
+
+    /// The session `session` (on `host`, if given). Err lists the hosts when the id is ambiguous.
+    pub fn find(&self, session: &str, host: &str) -> Result<Option<&SessionSummary>, Vec<String>> {
+        if !host.is_empty() {
+            return Ok(self.sessions.get(&(host.to_string(), session.to_string())));
+        }
+        let matches: Vec<&SessionSummary> = self
+            .sessions
+            .values()
+            .filter(|s| s.session == session)
+            .collect();
+        match matches.len() {
+            0 => Ok(None),
+            1 => Ok(Some(matches[0])),
+            _ => Err(matches.iter().map(|s| s.host.clone()).collect()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(kind: &str, time: &str, session: &str) -> Vec<u8> {
+        format!(r#"{{"kind":"{kind}","time":"{time}","host":"h","identity":"claude","session":"{session}","pid":1,"exec_id":"e"}}"#)
+            .into_bytes()
+    }
+
+    #[test]
+    fn summarises_sessions_and_filters() {
+        let mut idx = SessionIndex::default();
+        let lines = [
+            line("exec", "2026-11-28T10:00:00.000000000Z", "s1"),
+            line("exit", "2026-11-28T10:00:01.000000000Z", "s1"),
+            line("exec", "2026-11-28T11:00:00.000000000Z", "s2"),
+            line("loss", "2026-11-28T11:00:00.000000000Z", ""),
+        ];
+        for (i, l) in lines.iter().enumerate() {
+            idx.add(i as u64, &IndexFields::parse(l).unwrap());
+        }
+        let all = idx.list("", "", 0);
+        assert_eq!(
+            all.iter().map(|s| s.session.as_str()).collect::<Vec<_>>(),
+            ["s2", "s1"]
+        );
+        let s1 = idx.find("s1", "").unwrap().unwrap();
+        assert_eq!((s1.commands, s1.positions.clone()), (1, vec![0, 1]));
+        assert_eq!(s1.last_time, "2026-11-28T10:00:01.000000000Z");
+        let since = crate::integrity::parse_rfc3339("2026-11-28T10:30:00Z").unwrap() as i64;
+        assert_eq!(idx.list("", "", since).len(), 1);
+        assert!(idx.list("other", "", 0).is_empty());
+        assert!(IndexFields::parse(b"{\"kind\":\"nope\",\"time\":\"\",\"host\":\"\"}").is_err());
+        assert!(IndexFields::parse(b"garbage").is_err());
+    }
+}
