@@ -156,7 +156,9 @@ impl PostgresDecoder {
     }
 
     fn feed_to_server(&mut self, mut input: &[u8], out: &mut Vec<Output>) {
-        while !input.is_empty() && self.phase != Phase::Encrypted {
+        // Bytes read past a resynchronisation point (the replay) are framed now, not when the
+        // next chunk comes.
+        while (!input.is_empty() || self.to_server.has_replay()) && self.phase != Phase::Encrypted {
             if self.phase == Phase::Startup && self.to_server.at_message_start() {
                 if super::looks_like_tls_record(input) {
                     // Direct TLS (sslnegotiation=direct): no SSLRequest, ciphertext at once.
@@ -182,7 +184,7 @@ impl PostgresDecoder {
     }
 
     fn feed_to_client(&mut self, mut input: &[u8], out: &mut Vec<Output>) {
-        while !input.is_empty() && self.phase != Phase::Encrypted {
+        while (!input.is_empty() || self.to_client.has_replay()) && self.phase != Phase::Encrypted {
             if let Some(request) = self.awaiting_encryption_reply.take()
                 && self.to_client.at_message_start()
                 && self.encryption_reply(request, &mut input, out)

@@ -289,3 +289,34 @@ fn unanswered_pipelines_and_prepared_statements_stay_bounded() {
     );
     assert!(sql(&out).iter().all(|e| e.status == Status::Unknown));
 }
+
+/// Garbage, a message, garbage, a message, in one chunk: the second resynchronisation happens
+/// while bytes read past the first are being framed. (Found by the mutation fuzzer: the framer
+/// used to lose its place there and frame the same bytes forever.)
+#[test]
+fn resynchronising_twice_in_one_chunk_frames_each_message_once() {
+    let mut d = PostgresDecoder::new();
+    let mut out = Vec::new();
+    feed_all(&mut d, &login("pg_psql_simple"), &mut out);
+    let garbage = [0xff; 5];
+    let chunk = [
+        &garbage[..],
+        &pg_query("SELECT 1"),
+        &garbage,
+        &pg_query("SELECT 2"),
+    ]
+    .concat();
+    d.feed(Direction::ToServer, &chunk, &mut out);
+    let answer = [pg(b'C', b"SELECT 1\0"), pg(b'Z', b"I")].concat();
+    d.feed(
+        Direction::ToClient,
+        &[answer.clone(), answer].concat(),
+        &mut out,
+    );
+    assert_eq!(notices(&out), 2);
+    let texts: Vec<_> = sql(&out)
+        .iter()
+        .map(|e| (e.text.as_str(), e.status))
+        .collect();
+    assert_eq!(texts, [("SELECT 1", Status::Ok), ("SELECT 2", Status::Ok)]);
+}

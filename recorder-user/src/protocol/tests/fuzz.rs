@@ -272,3 +272,24 @@ fn statements_after_garbage_are_recovered() {
         Ok(())
     });
 }
+
+/// Decoding speed over the fixtures, for the record (`--release --ignored --nocapture`).
+#[test]
+#[ignore = "a measurement, not a check"]
+fn decode_throughput() {
+    for (name, chunks) in all_fixtures() {
+        let bytes: usize = chunks.iter().map(|c| c.1.len()).sum();
+        let rounds = 2000;
+        let start = Instant::now();
+        let mut events = 0;
+        for _ in 0..rounds {
+            events += sql(&decode(&mut decoder_for(name), &chunks)).len();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "throughput {name}: {:.1} MB/s, {:.0} statements/s",
+            (bytes * rounds) as f64 / secs / 1e6,
+            events as f64 / secs
+        );
+    }
+}
