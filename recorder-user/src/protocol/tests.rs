@@ -32,8 +32,10 @@ pub(super) fn fixture(name: &str) -> Vec<Chunk> {
     chunks
 }
 
-pub(super) const PG_FIXTURES: [&str; 5] = [
+pub(super) const PG_FIXTURES: [&str; 7] = [
     "pg_psql_simple",
+    "pg_pgbench",
+    "pg_pgbench_setup",
     "pg_tls",
     "pg_permission",
     "pg_cleartext_password",
@@ -282,6 +284,38 @@ fn psycopg_extended_protocol_with_text_and_binary_parameters() {
         .map(|e| (e.text.as_str(), params(e), e.status, e.result.as_str()))
         .collect();
     assert_eq!(got, expected);
+}
+
+#[test]
+fn pgbench_prepared_select_only_transactions() {
+    let out = decode_fixture("pg_pgbench");
+    only_sql(&out);
+    assert_identity(&out, "alice", "shop", Protocol::Postgresql);
+    let events = sql(&out);
+    // One Parse of statement P_0, then three Bind/Describe/Execute/Sync with a random account.
+    assert_eq!(events.len(), 3);
+    for e in events {
+        assert_eq!(
+            e.text,
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"
+        );
+        assert_eq!((e.status, e.result.as_str()), (Status::Ok, "SELECT 1"));
+        let aid: u32 = e.params[0]
+            .as_deref()
+            .and_then(|p| p.parse().ok())
+            .expect("an aid");
+        assert!(e.params.len() == 1 && (1..=100_000).contains(&aid), "{e:?}");
+    }
+    let setup = decode_fixture("pg_pgbench_setup");
+    assert_eq!(sql(&setup).len(), 2);
+    assert_eq!(
+        summary(&setup)[0],
+        (
+            "select count(*) from pgbench_branches",
+            Status::Ok,
+            "SELECT 1"
+        )
+    );
 }
 
 #[test]
