@@ -322,22 +322,31 @@ impl<K: PartialEq, V> Prepared<K, V> {
         self.entries.push_back((key, value, size));
     }
 
-    fn get(&self, key: &K) -> Option<&V> {
+    fn get<Q: PartialEq + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
         self.entries
             .iter()
-            .find(|(k, _, _)| k == key)
+            .find(|(k, _, _)| k.borrow() == key)
             .map(|(_, v, _)| v)
     }
 
-    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+    fn get_mut<Q: PartialEq + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
         self.entries
             .iter_mut()
-            .find(|(k, _, _)| k == key)
+            .find(|(k, _, _)| k.borrow() == key)
             .map(|(_, v, _)| v)
     }
 
-    fn remove(&mut self, key: &K) {
-        if let Some(i) = self.entries.iter().position(|(k, _, _)| k == key)
+    fn remove<Q: PartialEq + ?Sized>(&mut self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        if let Some(i) = self.entries.iter().position(|(k, _, _)| k.borrow() == key)
             && let Some((_, _, s)) = self.entries.remove(i)
         {
             self.bytes -= s;
