@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 use super::wire::{Reader, lossy};
 use super::{
     Decoder, Direction, MAX_PARAM_BYTES, MAX_PARAMS, MAX_PENDING, MAX_PENDING_BYTES,
-    MAX_RESULT_BYTES, MAX_STATEMENT_BYTES, Malformed, NO_RESPONSE, Notice, Output, Prepared,
-    Protocol, SqlEvent, Status, bounded_result, text_of,
+    MAX_STATEMENT_BYTES, Malformed, NO_RESPONSE, Notice, Output, Prepared, Protocol, SqlEvent,
+    Status, bounded_result, text_of,
 };
 
 mod framer;
@@ -69,7 +69,7 @@ enum Phase {
 }
 
 #[derive(Debug, Clone)]
-struct Prepared_ {
+struct Statement {
     text: String,
     truncated: bool,
     params: u16,
@@ -125,7 +125,7 @@ pub struct MysqlDecoder {
     caps: u64,
     user: Option<String>,
     database: Option<String>,
-    statements: Prepared<u32, Prepared_>,
+    statements: Prepared<u32, Statement>,
     last_prepared: Option<u32>,
     long_data: Vec<LongData>,
     queue: VecDeque<Request>,
@@ -580,15 +580,13 @@ impl MysqlDecoder {
             && !req.flushed
         {
             event.status = if failed { Status::Error } else { Status::Ok };
-            let mut result = req.response.result_text();
-            super::truncate_utf8(&mut result, MAX_RESULT_BYTES);
-            event.result = bounded_result(result);
+            event.result = bounded_result(req.response.result_text());
             out.push(Output::Sql(event));
         }
     }
 
     fn remember(&mut self, id: u32, params: u16, event: &SqlEvent) {
-        let stmt = Prepared_ {
+        let stmt = Statement {
             text: event.text.clone(),
             truncated: event.truncated,
             params,
