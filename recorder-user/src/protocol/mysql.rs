@@ -98,6 +98,10 @@ struct Request {
     event: Option<SqlEvent>,
     response: Response,
     flushed: bool,
+    /// An execute of the "last prepared" statement sent before that prepare was answered
+    /// (MariaDB pipelining): its flags and parameter bytes, decoded once the statement's
+    /// parameter count is known.
+    deferred: Option<(u8, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -285,6 +289,7 @@ impl MysqlDecoder {
             event,
             response,
             flushed: false,
+            deferred: None,
         });
     }
 
@@ -417,6 +422,9 @@ impl MysqlDecoder {
             out.push(Malformed::MysqlExecute.into());
             return;
         };
+        if id == LAST_PREPARED && self.execute_after_pending_prepare(flags, r.rest()) {
+            return;
+        }
         let id = self.resolve_id(id);
         let (params, cut, ok) = self.execute_params(id, flags, &mut r);
         if !ok {
@@ -425,6 +433,52 @@ impl MysqlDecoder {
         let event = self.prepared_event(Some(id), params, cut);
         self.long_data.retain(|l| l.statement != id);
         self.request(Kind::Execute, Some(event));
+    }
+
+    /// An execute of the statement whose prepare is still unanswered: queued with that
+    /// statement's text, parameters decoded when the prepare's answer gives their count.
+    fn execute_after_pending_prepare(&mut self, flags: u8, params: &[u8]) -> bool {
+        let Some(prepare) = self
+            .queue
+            .iter()
+            .rev()
+            .find(|r| matches!(r.kind, Kind::Prepare))
+        else {
+            return false;
+        };
+        let (text, truncated) = prepare
+            .event
+            .as_ref()
+            .map_or_else(Default::default, |e| (e.text.clone(), e.truncated));
+        let event = self.event(text, truncated, Vec::new());
+        self.request(Kind::Execute, Some(event));
+        if let Some(req) = self.queue.back_mut() {
+            let kept = params.get(..MAX_STATEMENT_BYTES).unwrap_or(params);
+            req.deferred = Some((flags, kept.to_vec()));
+        }
+        true
+    }
+
+    /// The prepare `id` was answered: decode the executes queued behind it.
+    fn decode_deferred(&mut self, id: u32) {
+        let waiting: Vec<usize> = self
+            .queue
+            .iter()
+            .take_while(|r| !matches!(r.kind, Kind::Prepare))
+            .enumerate()
+            .filter(|(_, r)| r.deferred.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        for i in waiting {
+            let Some((flags, bytes)) = self.queue.get_mut(i).and_then(|r| r.deferred.take()) else {
+                continue;
+            };
+            let (params, cut, _) = self.execute_params(id, flags, &mut Reader::new(&bytes));
+            if let Some(event) = self.queue.get_mut(i).and_then(|r| r.event.as_mut()) {
+                event.params = params;
+                event.truncated |= cut;
+            }
+        }
     }
 
     /// Decodes the parameters of an execute with the statement's parameter count and the types
@@ -567,6 +621,7 @@ impl MysqlDecoder {
                     (req.response.prepared(), req.event.as_ref())
                 {
                     self.remember(id, params, event);
+                    self.decode_deferred(id);
                     // Prepared fine: the statement is recorded when executed.
                     return;
                 }

@@ -41,7 +41,8 @@ pub(super) const PG_FIXTURES: [&str; 7] = [
     "pg_cleartext_password",
     "pg_psycopg",
 ];
-pub(super) const MY_FIXTURES: [&str; 5] = [
+pub(super) const MY_FIXTURES: [&str; 6] = [
+    "my_node",
     "my_cli",
     "my_permission",
     "my_tls",
@@ -503,6 +504,50 @@ fn connector_prepared_statements_with_binary_parameters() {
     for (g, e) in got.iter().zip(&expected) {
         assert_eq!((g.0, &g.1, g.2, g.3), (e.0, &e.1, e.2, e.3));
     }
+}
+
+#[test]
+fn mariadb_node_connector_deprecate_eof_and_pipelined_prepare() {
+    let chunks = fixture("my_node");
+    // The client asks for CLIENT_DEPRECATE_EOF (and MariaDB's metadata caching).
+    let caps = u32::from_le_bytes(chunks[1].1[4..8].try_into().unwrap());
+    assert_ne!(caps & (1 << 24), 0);
+    let out = decode(&mut MysqlDecoder::new(), &chunks);
+    only_sql(&out);
+    assert_identity(&out, "alice", "shop", Protocol::Mysql);
+    use Status::{Error, Ok};
+    let select = "SELECT id, name FROM items WHERE id > ? AND name <> ?";
+    let expected: Vec<(&str, Vec<Option<&str>>, Status, &str)> = vec![
+        ("SET NAMES utf8mb4", vec![], Ok, "OK, 0 rows affected"),
+        (
+            "INSERT INTO items VALUES (40, 'forty')",
+            vec![],
+            Ok,
+            "OK, 1 row affected",
+        ),
+        (
+            "SELECT id, name FROM items WHERE id >= 30 ORDER BY id",
+            vec![],
+            Ok,
+            "3 rows in set",
+        ),
+        (select, vec![Some("30"), Some("x")], Ok, "1 row in set"),
+        // Executed again: the server skips the column definitions it knows the client cached.
+        (select, vec![Some("35"), Some("y")], Ok, "1 row in set"),
+        // COM_STMT_PREPARE and COM_STMT_EXECUTE(-1) sent together, before the prepare's answer.
+        (
+            "UPDATE items SET name = ? WHERE id = ?",
+            vec![Some("FORTY"), Some("40")],
+            Ok,
+            "OK, 1 row affected",
+        ),
+        ("SELEC 1", vec![], Error, MY_SYNTAX),
+    ];
+    let got: Vec<_> = sql(&out)
+        .into_iter()
+        .map(|e| (e.text.as_str(), params(e), e.status, e.result.as_str()))
+        .collect();
+    assert_eq!(got, expected);
 }
 
 #[test]
