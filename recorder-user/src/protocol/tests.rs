@@ -50,6 +50,16 @@ pub(super) const MY_FIXTURES: [&str; 6] = [
     "my_prepared",
 ];
 
+/// The plaintext of TLS sessions (what the TLS hooks deliver), decodable from a fresh decoder.
+pub(super) const TLS_PLAINTEXT_FIXTURES: [&str; 2] = ["pg_tls_plaintext", "my_tls_plaintext"];
+
+pub(super) fn all_fixture_names() -> impl Iterator<Item = &'static str> {
+    PG_FIXTURES
+        .into_iter()
+        .chain(MY_FIXTURES)
+        .chain(TLS_PLAINTEXT_FIXTURES)
+}
+
 pub(super) fn decoder_for(name: &str) -> AnyDecoder {
     AnyDecoder::new(if name.starts_with("pg_") {
         Protocol::Postgresql
@@ -64,6 +74,14 @@ pub(super) fn decode(d: &mut impl Decoder, chunks: &[Chunk]) -> Vec<Output> {
         d.feed(*dir, bytes, &mut out);
     }
     d.finish(&mut out);
+    out
+}
+
+fn decode_without_finish(d: &mut impl Decoder, chunks: &[Chunk]) -> Vec<Output> {
+    let mut out = Vec::new();
+    for (dir, bytes) in chunks {
+        d.feed(*dir, bytes, &mut out);
+    }
     out
 }
 
@@ -194,7 +212,7 @@ fn passwords_are_never_recorded() {
         summary(&out),
         [("SELECT current_user", Status::Ok, "SELECT 1")]
     );
-    for name in PG_FIXTURES.iter().chain(&MY_FIXTURES) {
+    for name in all_fixture_names() {
         let text = format!("{:?}", decode_fixture(name));
         for pw in ["alice-scram-pw", "alice-my-pw", "bob-my-pw"] {
             assert!(!text.contains(pw), "{name} leaks {pw}");
@@ -216,6 +234,64 @@ fn tls_upgrade_stops_raw_decoding() {
         .map(|c| &c.1);
     assert!(looks_like_tls_record(hello.expect("a ClientHello chunk")));
     assert!(!looks_like_tls_record(&chunks[0].1));
+}
+
+/// The plaintext inside a TLS session, as the TLS hooks deliver it, continues the decoding of
+/// the raw stream that saw the upgrade.
+#[test]
+fn postgres_statements_inside_tls() {
+    let mut raw = PostgresDecoder::new();
+    let before = decode_without_finish(&mut raw, &fixture("pg_tls_raw"));
+    assert_eq!(before, [Output::TlsStarted]);
+    let plaintext = fixture("pg_tls_plaintext");
+    assert_eq!(
+        guess(Direction::ToServer, &plaintext[0].1),
+        Some(Protocol::Postgresql)
+    );
+    let out = decode(&mut raw.for_tls_plaintext(), &plaintext);
+    only_sql(&out);
+    assert_identity(&out, "alice", "shop", Protocol::Postgresql);
+    let got: Vec<_> = sql(&out)
+        .into_iter()
+        .map(|e| (e.text.as_str(), params(e), e.result.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("SELECT $1::int + 1", vec![Some("41")], "SELECT 1"),
+            (
+                "UPDATE items SET name = $1 WHERE id = $2",
+                vec![Some("apricot"), Some("1")],
+                "UPDATE 1"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn mysql_statements_inside_tls() {
+    let mut raw = MysqlDecoder::new();
+    let before = decode_without_finish(&mut raw, &fixture("my_tls_raw"));
+    assert_eq!(before, [Output::TlsStarted]);
+    let plaintext = fixture("my_tls_plaintext");
+    assert_eq!(
+        guess(Direction::ToServer, &plaintext[0].1),
+        Some(Protocol::Mysql)
+    );
+    let out = decode(&mut raw.for_tls_plaintext(), &plaintext);
+    only_sql(&out);
+    assert_identity(&out, "alice", "shop", Protocol::Mysql);
+    assert_eq!(
+        summary(&out),
+        [
+            ("SELECT 1", Status::Ok, "1 row in set"),
+            (
+                "UPDATE items SET name = 'apricot' WHERE id = 1",
+                Status::Ok,
+                "OK, 1 row affected"
+            ),
+        ]
+    );
 }
 
 #[test]
@@ -604,7 +680,7 @@ fn guess_detects_the_protocol_from_the_first_bytes() {
 /// chunks it was captured in.
 #[test]
 fn split_at_every_byte_position_gives_identical_outputs() {
-    for name in PG_FIXTURES.iter().chain(&MY_FIXTURES) {
+    for name in all_fixture_names() {
         let chunks = fixture(name);
         let expected = decode_fixture(name);
         for (i, (dir, bytes)) in chunks.iter().enumerate() {
