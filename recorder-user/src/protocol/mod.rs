@@ -205,6 +205,22 @@ impl AnyDecoder {
             Protocol::Mysql => AnyDecoder::Mysql(MysqlDecoder::new()),
         }
     }
+
+    /// A decoder for the plaintext of this connection once its raw stream started TLS.
+    pub fn for_tls_plaintext(&self) -> Self {
+        match self {
+            AnyDecoder::Postgres(d) => AnyDecoder::Postgres(d.for_tls_plaintext()),
+            AnyDecoder::Mysql(d) => AnyDecoder::Mysql(d.for_tls_plaintext()),
+        }
+    }
+
+    /// Bytes held for the connection (see the decoders' `buffered_bytes`).
+    pub fn buffered_bytes(&self) -> usize {
+        match self {
+            AnyDecoder::Postgres(d) => d.buffered_bytes(),
+            AnyDecoder::Mysql(d) => d.buffered_bytes(),
+        }
+    }
 }
 
 impl Decoder for AnyDecoder {

@@ -45,10 +45,7 @@ fn checked_decode(d: &mut AnyDecoder, chunks: &[Chunk]) -> Vec<Output> {
     let mut out = Vec::new();
     for (dir, bytes) in chunks {
         d.feed(*dir, bytes, &mut out);
-        let held = match d {
-            AnyDecoder::Postgres(p) => p.buffered_bytes(),
-            AnyDecoder::Mysql(m) => m.buffered_bytes(),
-        };
+        let held = d.buffered_bytes();
         assert!(held <= MEMORY_BOUND, "holds {held} bytes");
     }
     d.finish(&mut out);
