@@ -218,7 +218,10 @@ impl MysqlDecoder {
 
     fn client_packet(&mut self, p: Packet, out: &mut Vec<Output>) {
         match self.phase {
-            Phase::Greeting | Phase::HandshakeResponse if p.seq > 0 => {
+            Phase::HandshakeResponse if p.seq > 0 => self.handshake_response(&p, out),
+            // Without the greeting, only a packet shaped like a handshake response is taken for
+            // one: an authentication packet (a password) must never be read as a user name.
+            Phase::Greeting if p.seq > 0 && handshake::is_client_handshake(&p.payload) => {
                 self.handshake_response(&p, out)
             }
             // The handshake was not seen: the connection predates the capture.

@@ -320,3 +320,17 @@ fn resynchronising_twice_in_one_chunk_frames_each_message_once() {
         .collect();
     assert_eq!(texts, [("SELECT 1", Status::Ok), ("SELECT 2", Status::Ok)]);
 }
+
+#[test]
+fn mysql_attach_during_authentication_never_reads_a_password_as_a_user() {
+    // A connection picked up after its greeting and handshake response: the next client
+    // packet is authentication data (here a 40-byte cleartext password, as sent over TLS).
+    let password = b"correct-horse-battery-staple-0123456789\0";
+    let mut chunks = vec![(Direction::ToServer, my_packet(3, password))];
+    chunks.push((Direction::ToClient, my_packet(4, &[0, 0, 0, 2, 0, 0, 0])));
+    chunks.extend(fixture("my_cli").into_iter().skip(3));
+    let out = decode(&mut MysqlDecoder::new(), &chunks);
+    assert!(!format!("{out:?}").contains("horse"));
+    assert_eq!(summary(&out), summary(&decode_fixture("my_cli")));
+    assert!(sql(&out).iter().all(|e| e.user.is_none()));
+}
