@@ -127,6 +127,8 @@ pub struct MysqlDecoder {
     to_client: Framer,
     server_caps: Option<u64>,
     caps: u64,
+    /// The handshake response was seen: `caps` are the connection's, not assumed.
+    caps_known: bool,
     user: Option<String>,
     database: Option<String>,
     statements: Prepared<u32, Statement>,
@@ -149,6 +151,7 @@ impl MysqlDecoder {
             to_client: Framer::default(),
             server_caps: None,
             caps: ASSUMED_CAPS,
+            caps_known: false,
             user: None,
             database: None,
             statements: Prepared::default(),
@@ -253,6 +256,7 @@ impl MysqlDecoder {
             }
         };
         self.caps = hs.caps & self.server_caps.unwrap_or(u64::MAX);
+        self.caps_known = true;
         if hs.ssl_request {
             self.stop(out, Output::TlsStarted);
             return;
@@ -609,6 +613,9 @@ impl MysqlDecoder {
                     .result_packet(p, caps, matches!(front.kind, Kind::Execute))
             }
         };
+        if !self.caps_known {
+            self.caps |= front.response.learned_caps();
+        }
         if done && let Some(req) = self.queue.pop_front() {
             self.complete(req, out);
         }

@@ -334,3 +334,15 @@ fn mysql_attach_during_authentication_never_reads_a_password_as_a_user() {
     assert_eq!(summary(&out), summary(&decode_fixture("my_cli")));
     assert!(sql(&out).iter().all(|e| e.user.is_none()));
 }
+
+#[test]
+fn mysql_picked_up_mid_stream_counts_rows_with_either_eof_style() {
+    for name in ["my_node", "my_cli", "my_prepared"] {
+        // Skip greeting, handshake response and the server's OK: capabilities unknown.
+        let chunks: Vec<Chunk> = fixture(name).into_iter().skip(3).collect();
+        let out = decode(&mut MysqlDecoder::new(), &chunks);
+        let full = decode_fixture(name);
+        // Statements prepared before the capture began are unknown; this fixture has none.
+        assert_eq!(summary(&out), summary(&full), "{name}");
+    }
+}
