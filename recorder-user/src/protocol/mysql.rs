@@ -693,11 +693,16 @@ impl MysqlDecoder {
         }
     }
 
+    /// Bytes held by requests awaiting their answers: statement texts, parameters, and the raw
+    /// parameters of executes waiting for their prepare's answer.
     fn waiting_bytes(&self) -> usize {
+        let event =
+            |e: &SqlEvent| e.text.len() + e.params.iter().flatten().map(String::len).sum::<usize>();
         self.queue
             .iter()
-            .filter_map(|r| r.event.as_ref())
-            .map(|e| e.text.len() + e.params.iter().flatten().map(String::len).sum::<usize>())
+            .map(|r| {
+                r.event.as_ref().map_or(0, event) + r.deferred.as_ref().map_or(0, |d| d.1.len())
+            })
             .sum()
     }
 }

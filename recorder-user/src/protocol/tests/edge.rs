@@ -346,3 +346,24 @@ fn mysql_picked_up_mid_stream_counts_rows_with_either_eof_style() {
         assert_eq!(summary(&out), summary(&full), "{name}");
     }
 }
+
+#[test]
+fn mysql_pipelined_executes_waiting_for_their_prepare_stay_bounded() {
+    let mut d = MysqlDecoder::new();
+    let mut out = Vec::new();
+    feed_all(&mut d, &login("my_node"), &mut out);
+    // A prepare, then many executes of "the last prepared" with large parameter bytes, all
+    // sent before any answer.
+    d.feed(
+        Direction::ToServer,
+        &my_packet(0, b"\x16SELECT ?"),
+        &mut out,
+    );
+    let mut execute = vec![0x17, 0xff, 0xff, 0xff, 0xff, 0, 1, 0, 0, 0];
+    execute.resize(512 * 1024, b'p');
+    for _ in 0..200 {
+        d.feed(Direction::ToServer, &my_packet(0, &execute), &mut out);
+    }
+    let bound = MAX_PENDING_BYTES + 2 * (MAX_STATEMENT_BYTES + 64 * 1024) + MAX_PREPARED_BYTES;
+    assert!(d.buffered_bytes() <= bound, "{}", d.buffered_bytes());
+}
