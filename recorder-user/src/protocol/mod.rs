@@ -33,6 +33,15 @@ pub const MAX_PREPARED: usize = 512;
 pub const MAX_PREPARED_BYTES: usize = 4 << 20;
 /// Longest result string (a server error message can be long).
 pub const MAX_RESULT_BYTES: usize = 4096;
+/// Worst-case bytes one decoder holds (what `buffered_bytes` reports stays under it): two
+/// partial messages, the prepared statement and portal budgets, the pending budget, each of
+/// these three allowed to overshoot by one entry (a statement with all its parameters), and
+/// MySQL long-data parameters. About 21 MiB; a few KiB in practice.
+pub const MAX_CONNECTION_BYTES: usize = 2 * (MAX_STATEMENT_BYTES + 64 * 1024)
+    + 2 * MAX_PREPARED_BYTES
+    + MAX_PENDING_BYTES
+    + 3 * (MAX_STATEMENT_BYTES + MAX_PARAMS * MAX_PARAM_BYTES + 128 * 1024)
+    + 16 * MAX_PARAM_BYTES;
 
 /// Result string of a statement still pending when the decoder is flushed.
 pub const NO_RESPONSE: &str = "no response";

@@ -516,20 +516,25 @@ impl MysqlDecoder {
         };
         if r.u8() == Some(1) {
             let mut types = Vec::with_capacity(count.min(MAX_PARAMS));
-            for _ in 0..count {
+            for i in 0..count {
                 let (Some(ty), Some(flag)) = (r.u8(), r.u8()) else {
                     return (Vec::new(), false, false);
                 };
                 if named && r.lenenc_bytes().is_none() {
                     return (Vec::new(), false, false);
                 }
-                types.push((ty, flag & 0x80 != 0));
+                // Types past the kept parameters are read over, not remembered.
+                if i < MAX_PARAMS {
+                    types.push((ty, flag & 0x80 != 0));
+                }
             }
             stmt.types = types;
         }
         let mut params = Vec::new();
-        let mut cut = count > MAX_PARAMS;
-        for i in 0..count {
+        // Values past MAX_PARAMS are the last bytes of the packet: no need to read them.
+        let cut = count > MAX_PARAMS;
+        let mut cut_value = false;
+        for i in 0..count.min(MAX_PARAMS) {
             let is_null = nulls.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0);
             let long = self
                 .long_data
@@ -538,26 +543,25 @@ impl MysqlDecoder {
             let value = if is_null {
                 None
             } else if let Some(l) = long {
-                cut |= l.cut;
+                cut_value |= l.cut;
                 Some(l.text.clone())
             } else {
                 let Some(&(ty, unsigned)) = stmt.types.get(i) else {
-                    return (params, cut, false);
+                    return (params, cut || cut_value, false);
                 };
                 if ty == values::TYPE_NULL {
                     None
                 } else {
                     let Some((text, over)) = values::read_value(r, ty, unsigned) else {
-                        return (params, cut, false);
+                        return (params, cut || cut_value, false);
                     };
-                    cut |= over;
+                    cut_value |= over;
                     Some(text)
                 }
             };
-            if i < MAX_PARAMS {
-                params.push(value);
-            }
+            params.push(value);
         }
+        let cut = cut || cut_value;
         (params, cut, true)
     }
 
@@ -657,7 +661,8 @@ impl MysqlDecoder {
             params,
             types: Vec::new(),
         };
-        self.statements.insert(id, stmt, event.text.len() + 64);
+        let size = event.text.len() + 64 + 2 * usize::from(params).min(MAX_PARAMS);
+        self.statements.insert(id, stmt, size);
         self.last_prepared = Some(id);
     }
 

@@ -10,12 +10,8 @@ use proptest::test_runner::{Config, TestRunner};
 
 use super::*;
 
-/// Per-connection memory bound of either decoder, from the documented constants.
-const MEMORY_BOUND: usize = 2 * (MAX_STATEMENT_BYTES + 64 * 1024)
-    + 2 * MAX_PREPARED_BYTES
-    + MAX_PENDING_BYTES
-    + 16 * MAX_PARAM_BYTES
-    + 64 * 1024;
+/// Per-connection memory bound of either decoder.
+const MEMORY_BOUND: usize = MAX_CONNECTION_BYTES;
 
 fn cases() -> u32 {
     std::env::var("PROTOCOL_FUZZ_CASES")
