@@ -22,9 +22,16 @@ fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow!("recorder-user has no parent directory"))?
         .join("recorder-ebpf");
     // The common crate is a dependency of both sides; rebuild when it changes.
-    println!("cargo:rerun-if-changed={}", ebpf_dir.join("common/src").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        ebpf_dir.join("common/src").display()
+    );
     let root = ebpf_dir.to_str().context("non-UTF-8 path")?;
-    let package = aya_build::Package { name: "recorder-ebpf", root_dir: root, ..Default::default() };
+    let package = aya_build::Package {
+        name: "recorder-ebpf",
+        root_dir: root,
+        ..Default::default()
+    };
     aya_build::build_ebpf([package], aya_build::Toolchain::Custom("nightly")).context(
         "building the eBPF programs failed; run `cargo xtask setup` to install the nightly \
          rust-src component and bpf-linker (or set RECORDER_SKIP_EBPF=1 to build without them)",

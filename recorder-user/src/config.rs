@@ -1,13 +1,19 @@
 //! The agent's TOML configuration. Command-line flags add to it (identities) or override it
 //! (everything else). Unknown keys are errors, so a typo never silently disables something.
-use std::{net::SocketAddr, path::{Path, PathBuf}};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid identity {spec:?}: {why}")]
@@ -52,13 +58,24 @@ pub enum CgroupSpec {
 impl IdentityConfig {
     /// Parses the `--identity NAME=CGROUP` flag (`CGROUP` may be `unit:NAME.service`).
     pub fn from_flag(spec: &str) -> Result<Self, ConfigError> {
-        let err = |why: &str| ConfigError::Identity { spec: spec.to_string(), why: why.to_string() };
+        let err = |why: &str| ConfigError::Identity {
+            spec: spec.to_string(),
+            why: why.to_string(),
+        };
         let (name, target) = spec
             .split_once('=')
             .ok_or_else(|| err("expected NAME=CGROUP, e.g. claude=/sys/fs/cgroup/agents/claude or claude=unit:claude.service"))?;
         let identity = match target.strip_prefix("unit:") {
-            Some(unit) => IdentityConfig { name: name.to_string(), cgroup: None, unit: Some(unit.to_string()) },
-            None => IdentityConfig { name: name.to_string(), cgroup: Some(target.to_string()), unit: None },
+            Some(unit) => IdentityConfig {
+                name: name.to_string(),
+                cgroup: None,
+                unit: Some(unit.to_string()),
+            },
+            None => IdentityConfig {
+                name: name.to_string(),
+                cgroup: Some(target.to_string()),
+                unit: None,
+            },
         };
         identity.spec().map_err(|e| match e {
             ConfigError::Identity { why, .. } => err(&why),
@@ -69,12 +86,21 @@ impl IdentityConfig {
 
     /// Checks the entry and says where its processes live.
     pub fn spec(&self) -> Result<CgroupSpec, ConfigError> {
-        let err = |why: &str| ConfigError::Identity { spec: self.name.clone(), why: why.to_string() };
+        let err = |why: &str| ConfigError::Identity {
+            spec: self.name.clone(),
+            why: why.to_string(),
+        };
         if self.name.is_empty() {
             return Err(err("the identity name is empty"));
         }
-        if !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
-            return Err(err("an identity name may only hold letters, digits and - _ . @"));
+        if !self
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+        {
+            return Err(err(
+                "an identity name may only hold letters, digits and - _ . @",
+            ));
         }
         match (&self.cgroup, &self.unit) {
             (Some(path), None) if !path.is_empty() => Ok(CgroupSpec::Path(path.clone())),
@@ -88,9 +114,14 @@ impl IdentityConfig {
 impl AgentConfig {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
     }
 
     /// Parses TOML text; the error is a human-readable message with the position.
@@ -109,7 +140,9 @@ impl AgentConfig {
 /// The kernel wants a power-of-two multiple of the page size.
 pub fn check_ring_buffer_kib(kib: u32) -> Result<(), String> {
     if kib < 4 || !kib.is_power_of_two() || kib > 1024 * 1024 {
-        return Err(format!("ring_buffer_kib = {kib}: must be a power of two between 4 and 1048576"));
+        return Err(format!(
+            "ring_buffer_kib = {kib}: must be a power of two between 4 and 1048576"
+        ));
     }
     Ok(())
 }
@@ -137,8 +170,14 @@ mod tests {
         .unwrap();
         assert_eq!(c.host.as_deref(), Some("web-1"));
         assert_eq!(c.identities.len(), 2);
-        assert_eq!(c.identities[0].spec().unwrap(), CgroupSpec::Path("agents/claude".into()));
-        assert_eq!(c.identities[1].spec().unwrap(), CgroupSpec::Unit("ops-bot.service".into()));
+        assert_eq!(
+            c.identities[0].spec().unwrap(),
+            CgroupSpec::Path("agents/claude".into())
+        );
+        assert_eq!(
+            c.identities[1].spec().unwrap(),
+            CgroupSpec::Unit("ops-bot.service".into())
+        );
     }
 
     #[test]
@@ -156,7 +195,10 @@ mod tests {
     #[test]
     fn parses_identity_flags() {
         let i = IdentityConfig::from_flag("a=/sys/fs/cgroup/x").unwrap();
-        assert_eq!(i.spec().unwrap(), CgroupSpec::Path("/sys/fs/cgroup/x".into()));
+        assert_eq!(
+            i.spec().unwrap(),
+            CgroupSpec::Path("/sys/fs/cgroup/x".into())
+        );
         let i = IdentityConfig::from_flag("b=unit:b.service").unwrap();
         assert_eq!(i.spec().unwrap(), CgroupSpec::Unit("b.service".into()));
         assert!(IdentityConfig::from_flag("nocgroup").is_err());

@@ -65,7 +65,12 @@ impl Registry {
     }
 
     /// The counter `name` with these labels (created at zero on first use).
-    pub fn counter(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) -> Counter {
+    pub fn counter(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+    ) -> Counter {
         Counter(self.series(name, help, Type::Counter, labels))
     }
 
@@ -74,12 +79,24 @@ impl Registry {
         Gauge(self.series(name, help, Type::Gauge, labels))
     }
 
-    fn series(&self, name: &'static str, help: &'static str, kind: Type, labels: &[(&str, &str)]) -> Arc<AtomicU64> {
+    fn series(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        kind: Type,
+        labels: &[(&str, &str)],
+    ) -> Arc<AtomicU64> {
         let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
-        let family = families
-            .entry(name)
-            .or_insert_with(|| Family { help, kind, series: BTreeMap::new() });
-        family.series.entry(render_labels(labels)).or_default().clone()
+        let family = families.entry(name).or_insert_with(|| Family {
+            help,
+            kind,
+            series: BTreeMap::new(),
+        });
+        family
+            .series
+            .entry(render_labels(labels))
+            .or_default()
+            .clone()
     }
 
     /// The text exposition format (version 0.0.4).
@@ -87,7 +104,11 @@ impl Registry {
         let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::new();
         for (name, family) in families.iter() {
-            let kind = if family.kind == Type::Counter { "counter" } else { "gauge" };
+            let kind = if family.kind == Type::Counter {
+                "counter"
+            } else {
+                "gauge"
+            };
             let _ = writeln!(out, "# HELP {name} {}", family.help);
             let _ = writeln!(out, "# TYPE {name} {kind}");
             for (labels, value) in &family.series {
@@ -105,7 +126,10 @@ fn render_labels(labels: &[(&str, &str)]) -> String {
     let inner: Vec<String> = labels
         .iter()
         .map(|(k, v)| {
-            let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
             format!("{k}=\"{v}\"")
         })
         .collect();
@@ -119,12 +143,27 @@ mod tests {
     #[test]
     fn renders_counters_and_gauges_with_escaped_labels() {
         let r = Registry::default();
-        r.counter("recorder_events_total", "Records written.", &[("kind", "exec")]).add(3);
-        r.counter("recorder_events_total", "Records written.", &[("kind", "exec")]).inc();
+        r.counter(
+            "recorder_events_total",
+            "Records written.",
+            &[("kind", "exec")],
+        )
+        .add(3);
+        r.counter(
+            "recorder_events_total",
+            "Records written.",
+            &[("kind", "exec")],
+        )
+        .inc();
         r.gauge("recorder_spool_bytes", "Spool size.", &[]).set(7);
         r.counter("x_total", "X.", &[("v", "a\"b")]).inc();
         let text = r.render();
-        assert!(text.contains("# TYPE recorder_events_total counter\nrecorder_events_total{kind=\"exec\"} 4\n"), "{text}");
+        assert!(
+            text.contains(
+                "# TYPE recorder_events_total counter\nrecorder_events_total{kind=\"exec\"} 4\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("recorder_spool_bytes 7\n"), "{text}");
         assert!(text.contains(r#"x_total{v="a\"b"} 1"#), "{text}");
     }

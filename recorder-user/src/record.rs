@@ -116,8 +116,14 @@ mod tests {
     fn formats_rfc3339_with_nanoseconds() {
         assert_eq!(rfc3339_nanos(0), "1970-01-01T00:00:00.000000000Z");
         // 2026-11-28T10:14:23.000000007Z
-        assert_eq!(rfc3339_nanos(1_795_860_863_000_000_007), "2026-11-28T10:14:23.000000007Z");
-        assert_eq!(rfc3339_nanos(951_782_400_000_000_000), "2000-02-29T00:00:00.000000000Z");
+        assert_eq!(
+            rfc3339_nanos(1_795_860_863_000_000_007),
+            "2026-11-28T10:14:23.000000007Z"
+        );
+        assert_eq!(
+            rfc3339_nanos(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000000000Z"
+        );
     }
 
     #[test]
@@ -135,7 +141,10 @@ mod tests {
             fields,
         };
         let line = rec.to_line();
-        assert!(line.starts_with(r#"{"kind":"exec","time":"1970-01-01T00:00:00.000000000Z""#), "{line}");
+        assert!(
+            line.starts_with(r#"{"kind":"exec","time":"1970-01-01T00:00:00.000000000Z""#),
+            "{line}"
+        );
         let back: Record = serde_json::from_str(&line).unwrap();
         assert_eq!(back, rec);
     }

@@ -65,7 +65,9 @@ fn plan(args: &AgentArgs) -> anyhow::Result<AgentPlan> {
         config.identities.push(IdentityConfig::from_flag(spec)?);
     }
     if config.identities.is_empty() {
-        anyhow::bail!("no identity to watch: give --identity NAME=CGROUP or [[identity]] in --config");
+        anyhow::bail!(
+            "no identity to watch: give --identity NAME=CGROUP or [[identity]] in --config"
+        );
     }
     let mut names = std::collections::HashSet::new();
     for identity in &config.identities {
@@ -86,7 +88,11 @@ fn plan(args: &AgentArgs) -> anyhow::Result<AgentPlan> {
         anyhow::bail!("nowhere to record to: give --jsonl PATH (or jsonl = \"...\" in the config)");
     }
     Ok(AgentPlan {
-        host: args.host.clone().or(config.host.clone()).unwrap_or_else(agent::kernel_hostname),
+        host: args
+            .host
+            .clone()
+            .or(config.host.clone())
+            .unwrap_or_else(agent::kernel_hostname),
         identities: config.identities,
         metrics_addr: args.metrics_addr.or(config.metrics_addr),
         ring_buffer_kib: config.ring_buffer_kib.unwrap_or(16 * 1024),

@@ -22,7 +22,9 @@ impl JsonlSink {
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open the JSONL output {}", path.display()))?;
-        Ok(Self { out: BufWriter::with_capacity(256 * 1024, file) })
+        Ok(Self {
+            out: BufWriter::with_capacity(256 * 1024, file),
+        })
     }
 }
 
