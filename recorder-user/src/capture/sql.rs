@@ -63,7 +63,7 @@ enum RawState {
     /// Not enough bytes yet to tell the protocol (clients read a 4-byte MySQL header on its
     /// own, for instance): what arrived so far, in order.
     Unknown(Vec<(Direction, Vec<u8>)>),
-    Sql(AnyDecoder),
+    Sql(Box<AnyDecoder>),
     /// Not a SQL protocol: ignore the connection.
     NotSql,
     /// The raw stream switched to TLS: its bytes are ciphertext from here on.
@@ -108,7 +108,7 @@ fn guess_from(seen: &[(Direction, Vec<u8>)]) -> Guess {
 
 /// The decoder of a connection's TLS plaintext.
 enum Plaintext {
-    Sql(AnyDecoder),
+    Sql(Box<AnyDecoder>),
     /// TLS plaintext that is not SQL (an HTTPS client, say).
     NotSql,
 }
@@ -206,9 +206,9 @@ impl SqlTracker {
                 RawState::Tls {
                     decoder_for_plaintext,
                     ..
-                } => Plaintext::Sql(for_tls(decoder_for_plaintext)),
+                } => Plaintext::Sql(Box::new(for_tls(decoder_for_plaintext))),
                 _ => match protocol::guess(dir, payload) {
-                    Some(p) => Plaintext::Sql(AnyDecoder::new(p)),
+                    Some(p) => Plaintext::Sql(Box::new(AnyDecoder::new(p))),
                     None => Plaintext::NotSql,
                 },
             });
@@ -229,7 +229,7 @@ impl SqlTracker {
                         for (d, bytes) in seen.iter() {
                             decoder.feed(*d, bytes, &mut outputs);
                         }
-                        conn.raw = RawState::Sql(decoder);
+                        conn.raw = RawState::Sql(Box::new(decoder));
                     }
                     Guess::NotSql => conn.raw = RawState::NotSql,
                     Guess::NeedMore => {}

@@ -12,6 +12,8 @@ use crate::record::Record;
 
 pub struct JsonlSink {
     out: BufWriter<File>,
+    /// The line being built, reused between records.
+    line: Vec<u8>,
 }
 
 impl JsonlSink {
@@ -24,14 +26,19 @@ impl JsonlSink {
             .with_context(|| format!("cannot open the JSONL output {}", path.display()))?;
         Ok(Self {
             out: BufWriter::with_capacity(256 * 1024, file),
+            line: Vec::with_capacity(4096),
         })
     }
 }
 
 impl Sink for JsonlSink {
     fn write(&mut self, record: &Record) -> anyhow::Result<()> {
-        serde_json::to_writer(&mut self.out, record)?;
-        self.out.write_all(b"\n")?;
+        // One write_all per whole line: BufWriter then never splits a line across two writes to
+        // the file, so a reader tailing it never sees half a record (a 1 MB statement included).
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, record)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)?;
         Ok(())
     }
 
