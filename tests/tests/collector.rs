@@ -600,6 +600,13 @@ fn alerts_reach_watch_and_signed_webhooks_even_after_the_receiver_was_down() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut records_watch = Command::new(recorder())
+        .args(["watch", "--kind", "sql", "--identity", "claude"])
+        .args(pki.client_args(col.port, "alice"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(500));
 
     // The receiver is down: the first alert waits in the queue.
@@ -625,6 +632,22 @@ fn alerts_reach_watch_and_signed_webhooks_even_after_the_receiver_was_down() {
     assert_eq!(alert["record"]["text"], "DROP TABLE users");
     let _ = watch.kill();
     let _ = watch.wait();
+    // The record stream: the stored lines exactly, each followed by the alerts it raised.
+    let mut out = BufReader::new(records_watch.stdout.take().unwrap());
+    let mut next = || {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        line
+    };
+    assert_eq!(next(), format!("{}\n", sql(1, "DROP TABLE users")));
+    let alert: serde_json::Value = serde_json::from_str(&next()).unwrap();
+    assert_eq!(alert["alert"]["rule"], "destructive-sql");
+    assert_eq!(
+        next(),
+        format!("{}\n", sql(2, "DELETE FROM t WHERE id = 1"))
+    );
+    let _ = records_watch.kill();
+    let _ = records_watch.wait();
     assert!(
         wait_for(Duration::from_secs(5), || col
             .log()

@@ -157,7 +157,8 @@ fn report(
     }
     match latest {
         Some((size, root)) => println!(
-            "ok: {records} records, {checkpoints} signed checkpoints; latest checkpoint: tree size {size}, root {root}{}",
+            "ok: {records} records, {checkpoints} signed checkpoint{}; latest checkpoint: tree size {size}, root {root}{}",
+            if checkpoints == 1 { "" } else { "s" },
             if size < records {
                 format!(" ({} records since)", records - size)
             } else {
