@@ -698,3 +698,43 @@ fn alerts_reach_watch_and_signed_webhooks_even_after_the_receiver_was_down() {
         "queued alert first, in order"
     );
 }
+
+#[test]
+fn the_agent_checks_its_collector_flags_before_starting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path().join("spool");
+    let base = [
+        "agent",
+        "--identity",
+        "a=/sys/fs/cgroup",
+        "--collector",
+        "https://127.0.0.1:9",
+    ];
+    let o = run(&[&base[..], &["--spool", spool.to_str().unwrap()]].concat());
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--collector needs --tls-ca (or tls_ca in [collector])"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "agent",
+        "--identity",
+        "a=/sys/fs/cgroup",
+        "--collector",
+        "http://127.0.0.1:9",
+        "--tls-ca",
+        "x",
+        "--tls-cert",
+        "y",
+        "--tls-key",
+        "z",
+        "--spool",
+        spool.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&o).contains("the collector is only reachable over https://"),
+        "{}",
+        stderr(&o)
+    );
+}
