@@ -1,7 +1,8 @@
 //! Shared by the socket and TLS probes: which socket an fd is, and sending the bytes of one
 //! read/write call as `data` events (in chunks, under `bpf_loop`).
 use aya_ebpf::helpers::{
-    bpf_get_current_cgroup_id, bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
+    bpf_get_current_cgroup_id, bpf_get_current_task, bpf_get_smp_processor_id,
+    bpf_ktime_get_boot_ns,
     generated::{bpf_loop, bpf_probe_read_user, bpf_ringbuf_output},
 };
 use recorder_common::{
@@ -22,9 +23,9 @@ const AF_UNIX: u16 = 1;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
-/// The stream socket behind `fd` of the current task, if it is one (TCP over IPv4/IPv6, or Unix).
+/// The `struct file *` behind `fd` of the current task.
 #[inline(always)]
-pub fn socket_of_fd(fd: u32) -> Option<SockInfo> {
+pub fn file_of_fd(fd: u32) -> Option<*const u8> {
     // SAFETY: plain helper call.
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let files = read_ptr(task, off!(task_files)).ok()?;
@@ -35,6 +36,13 @@ pub fn socket_of_fd(fd: u32) -> Option<SockInfo> {
     }
     let fds = read_ptr(fdt, off!(fdtable_fd)).ok()?;
     let file = read_ptr(fds, fd.wrapping_mul(8)).ok()?;
+    if file.is_null() { None } else { Some(file) }
+}
+
+/// The stream socket behind `fd` of the current task, if it is one (TCP over IPv4/IPv6, or Unix).
+#[inline(always)]
+pub fn socket_of_fd(fd: u32) -> Option<SockInfo> {
+    let file = file_of_fd(fd)?;
     let inode = read_ptr(file, off!(file_f_inode)).ok()?;
     let mode: u16 = read(inode, off!(inode_i_mode)).ok()?;
     if mode & S_IFMT != S_IFSOCK {
@@ -47,7 +55,11 @@ pub fn socket_of_fd(fd: u32) -> Option<SockInfo> {
     }
     let sk = read_ptr(socket, off!(socket_sk)).ok()?;
     let family: u16 = read(sk, off!(skc_family)).ok()?;
-    let mut info = SockInfo { sock: sk as u64, family, ..SockInfo::default() };
+    let mut info = SockInfo {
+        sock: sk as u64,
+        family,
+        ..SockInfo::default()
+    };
     match family {
         AF_INET => {
             let daddr: [u8; 4] = read(sk, off!(skc_daddr)).ok()?;
@@ -90,7 +102,11 @@ pub fn send_data(info: &ProcInfo, tgid: u32, head: DataHead, buf: u64, total: u6
         count_loss(info.identity, EventKind::Data);
         return;
     };
-    let captured = if total > DATA_SYSCALL_MAX as u64 { DATA_SYSCALL_MAX as u64 } else { total };
+    let captured = if total > DATA_SYSCALL_MAX as u64 {
+        DATA_SYSCALL_MAX as u64
+    } else {
+        total
+    };
     // SAFETY: `event` is this CPU's scratch slot.
     let ev = unsafe { &mut *event };
     ev.head = head;
@@ -110,10 +126,23 @@ pub fn send_data(info: &ProcInfo, tgid: u32, head: DataHead, buf: u64, total: u6
     if captured < total {
         ev.head.flags |= DATA_TRUNCATED;
     }
-    let mut send = ChunkSend { event, buf, captured, identity: info.identity, _pad: 0 };
+    let mut send = ChunkSend {
+        event,
+        buf,
+        captured,
+        identity: info.identity,
+        _pad: 0,
+    };
     let chunks = captured.div_ceil(DATA_CHUNK as u64).max(1) as u32;
     // SAFETY: the callback only touches `send`, which outlives the call.
-    unsafe { bpf_loop(chunks, send_chunk as *mut _, &mut send as *mut ChunkSend as *mut _, 0) };
+    unsafe {
+        bpf_loop(
+            chunks,
+            send_chunk as *mut _,
+            &mut send as *mut ChunkSend as *mut _,
+            0,
+        )
+    };
 }
 
 /// Sends chunk `index` of a call's bytes: 0 to go on, 1 to stop.
@@ -132,7 +161,11 @@ extern "C" fn send_chunk(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     }
     // SAFETY: len <= DATA_CHUNK, the size of `data`; the helper fails softly on bad addresses.
     let rc = unsafe {
-        bpf_probe_read_user(ev.data.as_mut_ptr() as *mut _, len as u32, (send.buf + offset) as *const _)
+        bpf_probe_read_user(
+            ev.data.as_mut_ptr() as *mut _,
+            len as u32,
+            (send.buf + offset) as *const _,
+        )
     };
     if rc != 0 {
         len = 0;

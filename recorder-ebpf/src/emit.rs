@@ -148,7 +148,7 @@ struct PathWalk {
 /// up to the root of the mount tree. The loop runs under `bpf_loop`, so the verifier checks one
 /// step once instead of every unrolled iteration and path.
 #[inline(always)]
-fn read_path(out: &mut RawPath, path: *const u8) {
+pub fn read_path(out: &mut RawPath, path: *const u8) {
     out.depth = 0;
     out.flags = 0;
     let (Ok(mnt), Ok(dentry)) = (

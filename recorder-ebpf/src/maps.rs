@@ -3,7 +3,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, RingBuf},
 };
-use recorder_common::{DataEvent, ExecEvent, LOSS_KINDS, MAX_IDENTITIES, ProcInfo, Settings, SockInfo};
+use recorder_common::{
+    DataEvent, ExecEvent, LOSS_KINDS, MAX_IDENTITIES, ProcInfo, Settings, SockInfo,
+};
 
 /// Events to user space. The loader sets its size (`ring_buffer_kib`).
 #[map]

@@ -15,6 +15,7 @@ pub mod integrity;
 pub mod metrics;
 pub mod pki;
 pub mod proto;
+pub mod protocol;
 pub mod record;
 pub mod sink;
 pub mod spool;

@@ -26,15 +26,37 @@ pub enum EventKind {
     Track = 3,
     /// Bytes a tracked process wrote to or read from a stream socket, or through TLS.
     Data = 4,
+    /// A tracked process mapped a TLS library for execution (the agent attaches its probes).
+    Library = 5,
+    /// A tracked process set up an io_uring: its I/O through it is not captured.
+    IoUring = 6,
+    /// A tracked process closed a stream socket.
+    Close = 7,
 }
 
 impl EventKind {
+    /// The name used in `loss` records (`lost_kind`) and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Exec => "exec",
+            Self::Exit => "exit",
+            Self::Track => "process",
+            Self::Data => "data",
+            Self::Library => "library",
+            Self::IoUring => "io_uring",
+            Self::Close => "close",
+        }
+    }
+
     pub fn from_u32(v: u32) -> Option<Self> {
         match v {
             1 => Some(Self::Exec),
             2 => Some(Self::Exit),
             3 => Some(Self::Track),
             4 => Some(Self::Data),
+            5 => Some(Self::Library),
+            6 => Some(Self::IoUring),
+            7 => Some(Self::Close),
             _ => None,
         }
     }
@@ -245,6 +267,32 @@ pub struct DataEvent {
 }
 
 pub const DATA_FIXED_LEN: usize = core::mem::size_of::<DataHead>();
+
+/// `library` event: the file a tracked process is mapping executable.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct LibraryEvent {
+    pub header: EventHeader,
+    pub path: RawPath,
+}
+
+/// `io_uring` event: a tracked process created an io_uring instance.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IoUringEvent {
+    pub header: EventHeader,
+    pub exec: ProcKey,
+    pub session: ProcKey,
+}
+
+/// `close` event: a tracked process closed an fd that was a stream socket. The kernel reuses
+/// the memory of a closed socket, so this is what separates two connections at one address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CloseEvent {
+    pub header: EventHeader,
+    pub sock: u64,
+}
 
 /// Byte offsets of kernel struct members, read from the running kernel's BTF by the agent and
 /// written into the programs' globals before load. No offset is compiled in.

@@ -4,15 +4,18 @@
 //! socket. Inside an OpenSSL call the bytes are ciphertext: they are not sent, but teach us which
 //! socket the TLS connection runs on.
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
     macros::tracepoint,
     programs::TracePointContext,
 };
-use recorder_common::{DIR_EGRESS, DIR_INGRESS, DataHead, DataSource};
+use recorder_common::{
+    CloseEvent, DIR_EGRESS, DIR_INGRESS, DataHead, DataSource, EventHeader, EventKind,
+};
 
 use crate::{
     data::{send_data, socket_of_fd},
-    maps::{PROCS, SOCKET_CALLS, SocketCall, TLS_CALLS, TLS_SOCKETS, TlsSocket},
+    emit::{count_loss, wakeup_flags},
+    maps::{EVENTS, PROCS, SOCKET_CALLS, SocketCall, TLS_CALLS, TLS_SOCKETS, TlsSocket},
 };
 
 // The syscall tracepoints' records: an 8-byte common header, the syscall number, then each
@@ -64,8 +67,21 @@ fn enter(ctx: &TracePointContext, direction: u32) -> u32 {
         return 0;
     }
     // SAFETY: reads of the tracepoint record at fixed offsets.
-    let (fd, buf) = unsafe { (ctx.read_at::<u64>(ARG0).unwrap_or(u64::MAX), ctx.read_at::<u64>(ARG1).unwrap_or(0)) };
-    let _ = SOCKET_CALLS.insert(&id, &SocketCall { buf, fd: fd as u32, direction }, 0);
+    let (fd, buf) = unsafe {
+        (
+            ctx.read_at::<u64>(ARG0).unwrap_or(u64::MAX),
+            ctx.read_at::<u64>(ARG1).unwrap_or(0),
+        )
+    };
+    let _ = SOCKET_CALLS.insert(
+        &id,
+        &SocketCall {
+            buf,
+            fd: fd as u32,
+            direction,
+        },
+        0,
+    );
     0
 }
 
@@ -73,23 +89,37 @@ fn enter(ctx: &TracePointContext, direction: u32) -> u32 {
 fn exit(ctx: &TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out at once.
-    let Some(call) = (unsafe { SOCKET_CALLS.get(&id) }).copied() else { return 0 };
+    let Some(call) = (unsafe { SOCKET_CALLS.get(&id) }).copied() else {
+        return 0;
+    };
     let _ = SOCKET_CALLS.remove(&id);
     // SAFETY: read of the tracepoint record at a fixed offset.
     let ret: i64 = unsafe { ctx.read_at::<i64>(RET) }.unwrap_or(-1);
     if ret <= 0 {
         return 0;
     }
-    let Some(sock) = socket_of_fd(call.fd) else { return 0 };
+    let Some(sock) = socket_of_fd(call.fd) else {
+        return 0;
+    };
     // Inside SSL_read/SSL_write: ciphertext. Remember the TLS connection's socket instead.
     // SAFETY: the value is copied out at once.
     if let Some(tls) = unsafe { TLS_CALLS.get(&id) }.copied() {
-        let _ = TLS_SOCKETS.insert(&tls.ssl, &TlsSocket { sock, fd: call.fd, _pad: 0 }, 0);
+        let _ = TLS_SOCKETS.insert(
+            &tls.ssl,
+            &TlsSocket {
+                sock,
+                fd: call.fd,
+                _pad: 0,
+            },
+            0,
+        );
         return 0;
     }
     let tgid = (id >> 32) as u32;
     // SAFETY: the value is copied out at once.
-    let Some(info) = (unsafe { PROCS.get(&tgid) }).copied() else { return 0 };
+    let Some(info) = (unsafe { PROCS.get(&tgid) }).copied() else {
+        return 0;
+    };
     let head = DataHead {
         sock,
         source: DataSource::Socket as u32,
@@ -98,5 +128,37 @@ fn exit(ctx: &TracePointContext) -> u32 {
         ..DataHead::default()
     };
     send_data(&info, tgid, head, call.buf, ret as u64);
+    0
+}
+
+/// `close` of a stream socket by a tracked process: the connection ends here for the agent.
+#[tracepoint(category = "syscalls", name = "sys_enter_close")]
+pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: the map value is copied out at once.
+    let Some(info) = (unsafe { PROCS.get(&tgid) }).copied() else {
+        return 0;
+    };
+    // SAFETY: read of the tracepoint record at a fixed offset.
+    let fd = unsafe { ctx.read_at::<u64>(ARG0) }.unwrap_or(u64::MAX);
+    let Some(sock) = socket_of_fd(fd as u32) else {
+        return 0;
+    };
+    // SAFETY: plain helper calls.
+    let (ktime, cgroup_id) = unsafe { (bpf_ktime_get_boot_ns(), bpf_get_current_cgroup_id()) };
+    let event = CloseEvent {
+        header: EventHeader {
+            kind: EventKind::Close as u32,
+            identity: info.identity,
+            pid: tgid,
+            _pad: 0,
+            ktime,
+            cgroup_id,
+        },
+        sock: sock.sock,
+    };
+    if EVENTS.output::<CloseEvent>(&event, wakeup_flags()).is_err() {
+        count_loss(info.identity, EventKind::Close);
+    }
     0
 }

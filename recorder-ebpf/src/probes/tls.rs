@@ -46,7 +46,17 @@ fn enter(ctx: &ProbeContext, direction: u32, ex: bool) -> u32 {
     let ssl: u64 = ctx.arg(0).unwrap_or(0);
     let buf: u64 = ctx.arg(1).unwrap_or(0);
     let count_ptr: u64 = if ex { ctx.arg(3).unwrap_or(0) } else { 0 };
-    let _ = TLS_CALLS.insert(&id, &TlsCall { ssl, buf, count_ptr, direction, _pad: 0 }, 0);
+    let _ = TLS_CALLS.insert(
+        &id,
+        &TlsCall {
+            ssl,
+            buf,
+            count_ptr,
+            direction,
+            _pad: 0,
+        },
+        0,
+    );
     0
 }
 
@@ -54,7 +64,9 @@ fn enter(ctx: &ProbeContext, direction: u32, ex: bool) -> u32 {
 fn leave(ctx: &RetProbeContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out at once.
-    let Some(call) = (unsafe { TLS_CALLS.get(&id) }).copied() else { return 0 };
+    let Some(call) = (unsafe { TLS_CALLS.get(&id) }).copied() else {
+        return 0;
+    };
     let _ = TLS_CALLS.remove(&id);
     let ret: i64 = ctx.ret::<i64>() as i32 as i64;
     let count = if call.count_ptr != 0 {
@@ -73,7 +85,9 @@ fn leave(ctx: &RetProbeContext) -> u32 {
     }
     let tgid = (id >> 32) as u32;
     // SAFETY: the value is copied out at once.
-    let Some(info) = (unsafe { PROCS.get(&tgid) }).copied() else { return 0 };
+    let Some(info) = (unsafe { PROCS.get(&tgid) }).copied() else {
+        return 0;
+    };
     let mut head = DataHead {
         tls: call.ssl,
         source: DataSource::OpenSsl as u32,

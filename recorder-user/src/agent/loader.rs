@@ -49,16 +49,19 @@ const PROGRAMS: [&str; 3] = [
     "sched_process_exit",
 ];
 
-/// The system call tracepoints attached (category `syscalls`), by program name.
-const SYSCALL_PROGRAMS: [&str; 8] = [
-    "sys_enter_write",
-    "sys_exit_write",
-    "sys_enter_sendto",
-    "sys_exit_sendto",
-    "sys_enter_read",
-    "sys_exit_read",
-    "sys_enter_recvfrom",
-    "sys_exit_recvfrom",
+/// The tracefs tracepoints attached: (category, name), the name also the program's.
+const SYSCALL_PROGRAMS: [(&str, &str); 11] = [
+    ("syscalls", "sys_enter_close"),
+    ("syscalls", "sys_enter_write"),
+    ("syscalls", "sys_exit_write"),
+    ("syscalls", "sys_enter_sendto"),
+    ("syscalls", "sys_exit_sendto"),
+    ("syscalls", "sys_enter_read"),
+    ("syscalls", "sys_exit_read"),
+    ("syscalls", "sys_enter_recvfrom"),
+    ("syscalls", "sys_exit_recvfrom"),
+    ("syscalls", "sys_enter_mmap"),
+    ("io_uring", "io_uring_create"),
 ];
 
 /// OpenSSL entry points and the uprobe program for each; `ssl_return` is attached as a return
@@ -193,23 +196,39 @@ impl Probes {
                 .attach()
                 .map_err(|source| LoadError::Program { name, source })?;
         }
-        for name in SYSCALL_PROGRAMS {
+        for (category, name) in SYSCALL_PROGRAMS {
             let program: &mut TracePoint = ebpf
                 .program_mut(name)
-                .ok_or_else(|| LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .ok_or_else(|| LoadError::Program {
+                    name,
+                    source: aya::programs::ProgramError::NotLoaded,
+                })?
                 .try_into()
                 .map_err(|source| LoadError::Program { name, source })?;
-            program.load().map_err(|source| LoadError::Program { name, source })?;
-            program.attach("syscalls", name).map_err(|source| LoadError::Program { name, source })?;
+            program
+                .load()
+                .map_err(|source| LoadError::Program { name, source })?;
+            program
+                .attach(category, name)
+                .map_err(|source| LoadError::Program { name, source })?;
         }
         // The OpenSSL probes are loaded now and attached per library as libraries are found.
-        for name in OPENSSL_ENTRIES.iter().map(|(_, p)| *p).chain(["ssl_return"]) {
+        for name in OPENSSL_ENTRIES
+            .iter()
+            .map(|(_, p)| *p)
+            .chain(["ssl_return"])
+        {
             let program: &mut UProbe = ebpf
                 .program_mut(name)
-                .ok_or_else(|| LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .ok_or_else(|| LoadError::Program {
+                    name,
+                    source: aya::programs::ProgramError::NotLoaded,
+                })?
                 .try_into()
                 .map_err(|source| LoadError::Program { name, source })?;
-            program.load().map_err(|source| LoadError::Program { name, source })?;
+            program
+                .load()
+                .map_err(|source| LoadError::Program { name, source })?;
         }
         let map = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name).ok_or(LoadError::Map {
@@ -293,10 +312,16 @@ impl Probes {
             let entry: &mut UProbe = self
                 .ebpf
                 .program_mut(name)
-                .ok_or(LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .ok_or(LoadError::Program {
+                    name,
+                    source: aya::programs::ProgramError::NotLoaded,
+                })?
                 .try_into()
                 .map_err(|source| LoadError::Program { name, source })?;
-            if entry.attach(symbol, path, UProbeScope::AllProcesses).is_err() {
+            if entry
+                .attach(symbol, path, UProbeScope::AllProcesses)
+                .is_err()
+            {
                 // Older OpenSSL has no `_ex` forms; a library without SSL_write is not OpenSSL.
                 continue;
             }
@@ -304,10 +329,14 @@ impl Probes {
             let ret: &mut UProbe = self
                 .ebpf
                 .program_mut(name)
-                .ok_or(LoadError::Program { name, source: aya::programs::ProgramError::NotLoaded })?
+                .ok_or(LoadError::Program {
+                    name,
+                    source: aya::programs::ProgramError::NotLoaded,
+                })?
                 .try_into()
                 .map_err(|source| LoadError::Program { name, source })?;
-            ret.attach(symbol, path, UProbeScope::AllProcesses).map_err(|source| LoadError::Program { name, source })?;
+            ret.attach(symbol, path, UProbeScope::AllProcesses)
+                .map_err(|source| LoadError::Program { name, source })?;
             attached += 1;
         }
         Ok(attached)

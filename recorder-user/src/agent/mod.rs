@@ -3,6 +3,7 @@
 pub mod btf;
 pub mod loader;
 mod metrics_server;
+mod openssl;
 mod pipeline;
 
 use std::{

@@ -9,11 +9,13 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 use recorder_common::EventKind;
 
-use super::loader::Probes;
+use super::{loader::Probes, openssl::OpenSslTracker};
 use crate::{
     capture::{
         decode::{RawEvent, decode},
         records::{Clock, RecordBuilder, boot_ns_now, boot_tag},
+        sql::SqlTracker,
+        text::render_path,
     },
     identity::Identities,
     metrics::{Counter, Registry},
@@ -35,6 +37,8 @@ pub struct Pipeline {
     /// Loss counts already reported, per (identity, kind).
     reported_loss: std::collections::HashMap<(u32, u32), u64>,
     decode_errors: Counter,
+    sql: SqlTracker,
+    openssl: OpenSslTracker,
 }
 
 /// The sinks, with the counters of what went to them.
@@ -81,6 +85,8 @@ impl Pipeline {
                 ),
             },
             reported_loss: Default::default(),
+            sql: SqlTracker::default(),
+            openssl: OpenSslTracker::default(),
             decode_errors: registry.counter(
                 "recorder_decode_errors_total",
                 "Ring buffer items that could not be decoded.",
@@ -90,6 +96,7 @@ impl Pipeline {
     }
 
     pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<()> {
+        self.openssl.attach_system(&mut self.probes);
         let fd = self.ring.as_raw_fd();
         let (mut last_flush, mut last_loss, mut last_refresh) =
             (Instant::now(), Instant::now(), Instant::now());
@@ -106,6 +113,13 @@ impl Pipeline {
             pending |= self.drain();
             if stopping || last_loss.elapsed() >= LOSS_POLL_EVERY {
                 pending |= self.report_loss();
+                self.openssl.tick(&mut self.probes);
+                let mut outputs = Vec::new();
+                self.sql.tick(&mut outputs);
+                for output in &outputs {
+                    self.out.emit(&self.builder.sql(output, &self.identities));
+                    pending = true;
+                }
                 last_loss = Instant::now();
             }
             if pending && (stopping || last_flush.elapsed() >= FLUSH_EVERY) {
@@ -138,21 +152,72 @@ impl Pipeline {
             identities,
             out,
             decode_errors,
+            sql,
+            openssl,
+            probes,
             ..
         } = self;
         let mut produced = false;
         while let Some(item) = ring.next() {
             match decode(&item) {
                 Ok(RawEvent::Exec(head, argv)) => {
+                    openssl.on_exec(head.header.pid);
                     for record in builder.exec(&head, argv, identities) {
                         out.emit(&record);
                     }
                 }
-                Ok(RawEvent::Exit(ev)) => out.emit(&builder.exit(&ev, identities)),
-                Ok(RawEvent::Data(head, payload)) => {
-                    if std::env::var_os("RECORDER_DEBUG_DATA").is_some() {
-                        eprintln!("data src={} dir={} pid={} fd={} sock={:x} port={} total={} off={} len={} flags={} {:?}", head.source, head.direction, head.header.pid, head.fd, head.sock.sock, head.sock.rport, head.total, head.offset, head.len, head.flags, String::from_utf8_lossy(&payload[..payload.len().min(80)]));
+                Ok(RawEvent::Exit(ev)) => {
+                    // Statements still pending on its connections come before its exit.
+                    let mut outputs = Vec::new();
+                    sql.on_exit(ev.header.pid, &mut outputs);
+                    for output in &outputs {
+                        out.emit(&builder.sql(output, identities));
                     }
+                    out.emit(&builder.exit(&ev, identities));
+                }
+                Ok(RawEvent::Close(ev)) => {
+                    let mut outputs = Vec::new();
+                    sql.on_close(ev.header.pid, ev.sock, &mut outputs);
+                    for output in &outputs {
+                        out.emit(&builder.sql(output, identities));
+                    }
+                }
+                Ok(RawEvent::Data(head, payload)) => {
+                    tracing::trace!(
+                        pid = head.header.pid,
+                        source = head.source,
+                        direction = head.direction,
+                        fd = head.fd,
+                        sock = head.sock.sock,
+                        tls = head.tls,
+                        total = head.total,
+                        offset = head.offset,
+                        len = head.len,
+                        flags = head.flags,
+                        "data"
+                    );
+                    let mut outputs = Vec::new();
+                    sql.on_data(&head, payload, &mut outputs);
+                    for output in &outputs {
+                        out.emit(&builder.sql(output, identities));
+                    }
+                }
+                Ok(RawEvent::Library(ev)) => {
+                    let path = render_path(&ev.path);
+                    openssl.consider_mapped(probes, ev.header.pid, &path);
+                }
+                Ok(RawEvent::IoUring(ev)) => {
+                    out.emit(&builder.process_notice(
+                        &ev.header,
+                        &ev.exec,
+                        &ev.session,
+                        identities,
+                        "io_uring",
+                        format!(
+                            "pid {} set up an io_uring: reads and writes it submits through the ring are not captured",
+                            ev.header.pid
+                        ),
+                    ));
                 }
                 Err(e) => {
                     decode_errors.inc();
@@ -186,7 +251,7 @@ impl Pipeline {
                     .counter(
                         "recorder_lost_events_total",
                         "Events dropped in the kernel (ring buffer full).",
-                        &[("identity", &name), ("kind", kind_enum_name(kind_enum))],
+                        &[("identity", &name), ("kind", kind_enum.name())],
                     )
                     .add(total - *seen);
                 *seen = total;
@@ -218,14 +283,5 @@ impl Output {
                 tracing::error!("flushing records: {e:#}");
             }
         }
-    }
-}
-
-fn kind_enum_name(kind: EventKind) -> &'static str {
-    match kind {
-        EventKind::Exec => "exec",
-        EventKind::Exit => "exit",
-        EventKind::Track => "process",
-        EventKind::Data => "data",
     }
 }

@@ -1,6 +1,9 @@
 //! Decoding ring buffer items into the shared `#[repr(C)]` event types. Pure: bytes in, values
 //! out; a short or unknown item is an error, never a panic.
-use recorder_common::{DATA_FIXED_LEN, DataHead, EXEC_FIXED_LEN, EventHeader, EventKind, ExecHead, ExitEvent};
+use recorder_common::{
+    CloseEvent, DATA_FIXED_LEN, DataHead, EXEC_FIXED_LEN, EventHeader, EventKind, ExecHead,
+    ExitEvent, IoUringEvent, LibraryEvent,
+};
 
 /// A decoded kernel event. The exec event's argv is borrowed from the ring buffer item.
 pub enum RawEvent<'a> {
@@ -8,6 +11,9 @@ pub enum RawEvent<'a> {
     Exit(ExitEvent),
     /// Socket or TLS bytes, with the payload borrowed from the ring buffer item.
     Data(DataHead, &'a [u8]),
+    Library(Box<LibraryEvent>),
+    IoUring(IoUringEvent),
+    Close(CloseEvent),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -58,12 +64,39 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent<'_>, DecodeError> {
                 })
         }
         Some(EventKind::Data) => {
-            let head = read::<DataHead>(bytes)
-                .ok_or(DecodeError::Truncated { kind: EventKind::Data, len: bytes.len() })?;
+            let head = read::<DataHead>(bytes).ok_or(DecodeError::Truncated {
+                kind: EventKind::Data,
+                len: bytes.len(),
+            })?;
             let payload = bytes
                 .get(DATA_FIXED_LEN..DATA_FIXED_LEN + head.len as usize)
-                .ok_or(DecodeError::Truncated { kind: EventKind::Data, len: bytes.len() })?;
+                .ok_or(DecodeError::Truncated {
+                    kind: EventKind::Data,
+                    len: bytes.len(),
+                })?;
             Ok(RawEvent::Data(head, payload))
+        }
+        Some(EventKind::Library) => read::<LibraryEvent>(bytes)
+            .map(|e| RawEvent::Library(Box::new(e)))
+            .ok_or(DecodeError::Truncated {
+                kind: EventKind::Library,
+                len: bytes.len(),
+            }),
+        Some(EventKind::IoUring) => {
+            read::<IoUringEvent>(bytes)
+                .map(RawEvent::IoUring)
+                .ok_or(DecodeError::Truncated {
+                    kind: EventKind::IoUring,
+                    len: bytes.len(),
+                })
+        }
+        Some(EventKind::Close) => {
+            read::<CloseEvent>(bytes)
+                .map(RawEvent::Close)
+                .ok_or(DecodeError::Truncated {
+                    kind: EventKind::Close,
+                    len: bytes.len(),
+                })
         }
         _ => Err(DecodeError::UnknownKind(h.kind)),
     }

@@ -2,4 +2,5 @@
 //! (`records`: ids, sessions, paths, argv, exit status, notices).
 pub mod decode;
 pub mod records;
+pub mod sql;
 pub mod text;

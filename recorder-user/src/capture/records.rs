@@ -3,11 +3,12 @@
 use std::collections::HashSet;
 
 use recorder_common::{
-    EXEC_ADOPTED, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_OUTSIDE_IDENTITY, EventKind,
-    ExecHead, ExitEvent, ProcKey,
+    EXEC_ADOPTED, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_OUTSIDE_IDENTITY, EventHeader,
+    EventKind, ExecHead, ExitEvent, ProcKey,
 };
 use serde_json::{Map, Value, json};
 
+use super::sql::{Sender, SqlOutput};
 use super::text::{ExitStatus, command_line, exit_status, render_path, signal_name, split_argv};
 use crate::{
     identity::Identities,
@@ -232,15 +233,91 @@ impl RecordBuilder {
             0,
             &ProcKey::NONE,
         );
-        let (reason, what) = match kind {
-            EventKind::Exec => ("ring_buffer_full", "exec"),
-            EventKind::Exit => ("ring_buffer_full", "exit"),
-            EventKind::Track => ("process_table_full", "process"),
-            EventKind::Data => ("ring_buffer_full", "data"),
+        // The kernel's table of tracked processes is the only loss that is not the ring buffer.
+        let reason = if kind == EventKind::Track {
+            "process_table_full"
+        } else {
+            "ring_buffer_full"
         };
+        let what = kind.name();
         rec.fields.insert("count".into(), json!(count));
         rec.fields.insert("reason".into(), json!(reason));
         rec.fields.insert("lost_kind".into(), json!(what));
+        rec
+    }
+
+    /// A statement (or a decoding notice) from the SQL tracker.
+    pub fn sql(&self, output: &SqlOutput, identities: &Identities) -> Record {
+        match output {
+            SqlOutput::Statement {
+                sender,
+                server,
+                tls,
+                protocol,
+                event,
+            } => {
+                let mut rec = self.sender_record(sender, Kind::Sql, identities);
+                let f = &mut rec.fields;
+                f.insert("text".into(), json!(event.text));
+                f.insert("db.system".into(), json!(protocol.as_str()));
+                f.insert("db.server".into(), json!(server));
+                f.insert("db.user".into(), json!(event.user));
+                f.insert("db.name".into(), json!(event.database));
+                f.insert("tls".into(), json!(tls));
+                if !event.params.is_empty() {
+                    f.insert("params".into(), json!(event.params));
+                }
+                f.insert("status".into(), json!(event.status.as_str()));
+                f.insert("result".into(), json!(event.result));
+                if event.truncated {
+                    f.insert("truncated".into(), json!(true));
+                }
+                rec
+            }
+            SqlOutput::Notice {
+                sender,
+                reason,
+                detail,
+            } => {
+                let mut rec = self.sender_record(sender, Kind::Notice, identities);
+                rec.fields.insert("reason".into(), json!(reason));
+                rec.fields.insert("detail".into(), json!(detail));
+                rec
+            }
+        }
+    }
+
+    fn sender_record(&self, sender: &Sender, kind: Kind, identities: &Identities) -> Record {
+        self.record(
+            kind,
+            sender.ktime,
+            identities.name(sender.identity),
+            &sender.session,
+            sender.pid,
+            &sender.exec,
+        )
+    }
+
+    /// A `notice` about one process.
+    pub fn process_notice(
+        &self,
+        header: &EventHeader,
+        exec: &ProcKey,
+        session: &ProcKey,
+        identities: &Identities,
+        reason: &str,
+        detail: String,
+    ) -> Record {
+        let mut rec = self.record(
+            Kind::Notice,
+            header.ktime,
+            identities.name(header.identity),
+            session,
+            header.pid,
+            exec,
+        );
+        rec.fields.insert("reason".into(), json!(reason));
+        rec.fields.insert("detail".into(), json!(detail));
         rec
     }
 

@@ -1,0 +1,154 @@
+//! A throwaway PostgreSQL 15 server for the tests: its own cluster in a temp dir, TLS on with a
+//! certificate made for it, listening on a loopback port and a Unix socket in that dir. Runs as
+//! the `postgres` user (initdb refuses root); stopped and removed on drop.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+const BIN: &str = "/usr/lib/postgresql/15/bin";
+
+pub struct Postgres {
+    pub port: u16,
+    /// Directory holding the Unix socket (`host=` for a Unix-socket connection).
+    pub socket_dir: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn as_postgres(program: &str) -> Command {
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", "postgres", "--", program]);
+    cmd
+}
+
+impl Postgres {
+    pub fn start() -> Self {
+        crate::require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("recorder-pg-")
+            .tempdir()
+            .unwrap();
+        let root = dir.path();
+        run(Command::new("chmod").args(["755", root.to_str().unwrap()]));
+        let data = root.join("data");
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .arg("-keyout")
+            .arg(root.join("server.key"))
+            .arg("-out")
+            .arg(root.join("server.crt")));
+        run(Command::new("chown").args(["-R", "postgres:postgres", root.to_str().unwrap()]));
+        run(Command::new("chmod").args(["600", root.join("server.key").to_str().unwrap()]));
+        run(as_postgres(&format!("{BIN}/initdb")).args([
+            "-D",
+            data.to_str().unwrap(),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        ]));
+        let port = crate::free_port();
+        let conf = format!(
+            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nssl = on\n\
+             ssl_cert_file = '{}'\nssl_key_file = '{}'\nfsync = off\nlog_min_messages = warning\n",
+            root.display(),
+            root.join("server.crt").display(),
+            root.join("server.key").display()
+        );
+        let mut existing = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        existing.push_str(&conf);
+        std::fs::write(data.join("postgresql.conf"), existing).unwrap();
+        run(as_postgres(&format!("{BIN}/pg_ctl"))
+            .args(["-D", data.to_str().unwrap(), "-l"])
+            .arg(root.join("log"))
+            .args(["-w", "start"]));
+        let pg = Postgres {
+            port,
+            socket_dir: root.to_path_buf(),
+            dir,
+        };
+        pg.psql_admin("CREATE ROLE alice LOGIN");
+        pg.psql_admin("CREATE DATABASE shop OWNER alice");
+        pg.psql_admin("CREATE ROLE bob LOGIN");
+        pg
+    }
+
+    /// Runs SQL as the superuser over the Unix socket, outside any watched cgroup.
+    pub fn psql_admin(&self, sql: &str) {
+        run(Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                self.socket_dir.to_str().unwrap(),
+            ])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ]));
+    }
+
+    /// A libpq connection string over TCP with the given sslmode.
+    pub fn tcp(&self, user: &str, db: &str, sslmode: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} dbname={db} sslmode={sslmode}",
+            self.port
+        )
+    }
+
+    /// A libpq connection string over the Unix socket.
+    pub fn unix(&self, user: &str, db: &str) -> String {
+        format!(
+            "host={} port={} user={user} dbname={db}",
+            self.socket_dir.display(),
+            self.port
+        )
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_postgres(&format!("{BIN}/pg_ctl"))
+            .args([
+                "-D",
+                self.dir.path().join("data").to_str().unwrap(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .output();
+    }
+}
