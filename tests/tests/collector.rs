@@ -29,7 +29,7 @@ fn pki_collector_and_operator_reads() {
         &pki,
         &tmp.path().join("data"),
         0,
-        &["--metrics-addr", &metrics],
+        &["--metrics-addr", &metrics, "--checkpoint-secs", "1"],
     );
     let lines = records("web-1", 60);
     let o = ship(&pki, col.port, tmp.path(), "a", &lines, &[]);
@@ -92,6 +92,36 @@ fn pki_collector_and_operator_reads() {
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("not found: no session \"no-such-session\""),
+        "{}",
+        stderr(&o)
+    );
+
+    // Each record of the session proven against the signed checkpoint, with the pinned key.
+    std::thread::sleep(Duration::from_millis(1500));
+    let key = std::fs::read_to_string(tmp.path().join("data/checkpoint-key.pub")).unwrap();
+    let o = run(&args(
+        &["replay", "sess-1", "--prove", "--public-key", key.trim()],
+        &op,
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let last = stdout(&o).lines().last().unwrap().to_string();
+    assert!(
+        last.starts_with("proved: 20 record(s) are in the log signed at tree size 60 (root "),
+        "{last}"
+    );
+    let o = run(&args(
+        &[
+            "replay",
+            "sess-1",
+            "--prove",
+            "--public-key",
+            &"ab".repeat(32),
+        ],
+        &op,
+    ));
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is not signed by key abab"),
         "{}",
         stderr(&o)
     );

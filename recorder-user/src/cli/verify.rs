@@ -44,7 +44,7 @@ pub struct VerifyArgs {
     pub tls_key: Option<PathBuf>,
 }
 
-fn pinned_key(arg: &Option<String>) -> anyhow::Result<Option<Vec<u8>>> {
+pub fn pinned_key(arg: &Option<String>) -> anyhow::Result<Option<Vec<u8>>> {
     let Some(s) = arg else { return Ok(None) };
     let text = if std::path::Path::new(s).is_file() {
         std::fs::read_to_string(s).with_context(|| format!("reading {s}"))?
