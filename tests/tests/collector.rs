@@ -146,6 +146,37 @@ fn pki_collector_and_operator_reads() {
     ] {
         assert!(text.contains(want), "{want} in:\n{text}");
     }
+
+    // An auditor keeps the checkpoint; later the collector proves the log only grew.
+    let kept = tmp.path().join("kept-checkpoint.json");
+    let kept_arg = kept.to_str().unwrap();
+    let o = run(&args(&["verify", "--checkpoint-file", kept_arg], &op));
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let first: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&kept).unwrap()).unwrap();
+    assert_eq!(first["tree_size"], 60);
+    let o = ship(&pki, col.port, tmp.path(), "b", &records("web-1", 10), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::thread::sleep(Duration::from_millis(1500));
+    let o = run(&args(&["verify", "--checkpoint-file", kept_arg], &op));
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).starts_with("ok: 70 records"), "{}", stdout(&o));
+    let second: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&kept).unwrap()).unwrap();
+    assert_eq!(second["tree_size"], 70);
+    // A kept checkpoint that was not signed by this collector is refused.
+    let forged = std::fs::read_to_string(&kept)
+        .unwrap()
+        .replace("\"tree_size\":70", "\"tree_size\":69");
+    std::fs::write(&kept, forged).unwrap();
+    let o = run(&args(&["verify", "--checkpoint-file", kept_arg], &op));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("TAMPERED: kept checkpoint (tree size 69, ")
+            && stdout(&o).contains("its signature does not verify"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
