@@ -12,13 +12,30 @@ use crate::util::{is_root, run_checked};
 
 /// Debian packages the build and the tests need.
 const APT_PACKAGES: &[&str] = &[
+    // Build: bpf-linker links LLVM 22; the gRPC API is compiled by protoc.
     "llvm-22-dev",
     "libpolly-22-dev",
     "protobuf-compiler",
+    // Test peers: real database servers and clients, TLS tooling, scripting.
+    "postgresql",
+    "postgresql-contrib",
+    "mariadb-server",
+    "mariadb-client",
+    "openssl",
+    "curl",
     "perl",
     "python3",
+    "python3-pip",
     "procps",
     "iproute2",
+];
+
+/// Python packages the end-to-end tests drive real servers with (psycopg ships its own libssl
+/// inside its wheel, which is the point of using it).
+const PIP_PACKAGES: &[(&str, &str)] = &[
+    ("psycopg[binary]", "psycopg"),
+    ("PyMySQL", "pymysql"),
+    ("mysql-connector-python", "mysql.connector"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";
@@ -38,6 +55,7 @@ pub fn run() -> anyhow::Result<()> {
     run_step("nightly toolchain", nightly)?;
     run_step("rust-src (nightly)", rust_src)?;
     run_step("bpf-linker", bpf_linker)?;
+    run_step("python packages", pip_packages)?;
     Ok(())
 }
 
@@ -146,4 +164,26 @@ fn bpf_linker() -> anyhow::Result<String> {
     )
     .context("cargo install bpf-linker (needs llvm-22-dev and libpolly-22-dev)")?;
     Ok("installed".into())
+}
+
+fn pip_packages() -> anyhow::Result<String> {
+    let python = "python3";
+    let missing: Vec<&str> = PIP_PACKAGES
+        .iter()
+        .filter(|(_, module)| {
+            !Command::new(python)
+                .args(["-c", &format!("import {module}")])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok("all present".into());
+    }
+    eprintln!("[setup] installing Python packages: {}", missing.join(" "));
+    run_checked(Command::new(python).args(["-m", "pip", "install", "--quiet"]).args(&missing))
+        .context("pip install (PyPI must be reachable)")?;
+    Ok(format!("installed {}", missing.join(" ")))
 }
