@@ -271,6 +271,16 @@ impl Spool {
     /// Appends one record line; it is durable after the next `flush`. Returns false if the spool
     /// is full and the record was dropped (counted, and reported by a later `loss` record).
     pub fn append(&mut self, line: &[u8]) -> Result<bool, SpoolError> {
+        if line.len() > frame::MAX_LINE {
+            // Larger than any frame the spool or the collector accepts: report it, keep going.
+            tracing::warn!(
+                bytes = line.len(),
+                "record too large to ship; a loss record says so"
+            );
+            self.metrics.dropped.inc();
+            let loss = self.report("loss", "record_too_large", Value::from(1u64), "count");
+            return self.append(loss.to_line().as_bytes()).map(|_| false);
+        }
         let need = (frame::OVERHEAD + line.len()) as u64;
         let used = self.lock().total_bytes + self.pending.len() as u64;
         if self.dropped > 0 {

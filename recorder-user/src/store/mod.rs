@@ -251,6 +251,16 @@ impl Store {
                 out.duplicates += 1;
                 continue;
             }
+            if line.len() > crate::spool::frame::MAX_LINE {
+                return Err(StoreError::BadRecord {
+                    sequence,
+                    why: format!(
+                        "{} bytes is above the {} byte bound of a record",
+                        line.len(),
+                        crate::spool::frame::MAX_LINE
+                    ),
+                });
+            }
             let fields =
                 IndexFields::parse(line).map_err(|why| StoreError::BadRecord { sequence, why })?;
             check(&fields).map_err(|why| StoreError::BadRecord { sequence, why })?;
