@@ -5,7 +5,7 @@
 pub mod mariadb;
 pub mod postgres;
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
     os::unix::{fs::MetadataExt, process::CommandExt},
     path::{Path, PathBuf},
@@ -213,6 +213,11 @@ impl Agent {
         );
     }
 
+    /// The agent's process id (for CPU and memory readings).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
@@ -273,17 +278,20 @@ impl Drop for Agent {
     }
 }
 
+/// The complete lines of a JSONL file as JSON values. A last line without its newline is being
+/// written (a large record is flushed in pieces) and is left for the next read.
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
-    let Ok(file) = std::fs::File::open(path) else {
+    let Ok(text) = std::fs::read(path) else {
         return Vec::new();
     };
-    BufReader::new(file)
+    let complete = match text.iter().rposition(|&b| b == b'\n') {
+        Some(end) => &text[..=end],
+        None => return Vec::new(),
+    };
+    String::from_utf8_lossy(complete)
         .lines()
-        .map_while(Result::ok)
         .filter(|l| !l.is_empty())
-        .map(|l| {
-            serde_json::from_str(&l).unwrap_or_else(|e| panic!("invalid JSON line {l:?}: {e}"))
-        })
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("invalid JSON line {l:?}: {e}")))
         .collect()
 }
 

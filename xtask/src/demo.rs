@@ -1,10 +1,12 @@
-//! `cargo xtask demo`: the main job on one machine. Starts the agent recording a demo identity
-//! (a cgroup made for it), runs a short scripted session inside it, and shows what was recorded.
+//! `cargo xtask demo`: the main job on one machine. Makes a PKI, starts a collector on the
+//! embedded store and an agent recording a demo identity (a cgroup made for it) into it over
+//! mutual TLS, runs a short scripted session inside the cgroup, then shows the session as an
+//! operator sees it (`recorder replay`) and checks the store's integrity (`recorder verify`).
 //! Without `--once` it keeps recording until Ctrl-C, printing each new record.
 use std::{
     io::{BufRead, BufReader, Read, Write},
     os::unix::process::CommandExt,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -15,6 +17,8 @@ use crate::util::{is_root, recorder_bin, root};
 
 const IDENTITY: &str = "demo-agent";
 const METRICS: &str = "127.0.0.1:9464";
+const COLLECTOR_ADDR: &str = "127.0.0.1:7443";
+const HOST: &str = "demo-host";
 
 /// What the demo "AI agent" runs: a little of everything the exec capture sees.
 const SESSION: &str = r#"cd /tmp
@@ -24,19 +28,6 @@ cat /tmp/recorder-demo.txt
 id -un
 sh -c 'exit 3'
 true"#;
-
-fn v2_mount() -> anyhow::Result<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
-    text.lines()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            if right.split_whitespace().next()? != "cgroup2" {
-                return None;
-            }
-            Some(PathBuf::from(left.split_whitespace().nth(4)?))
-        })
-        .context("no cgroup v2 hierarchy is mounted")
-}
 
 fn wait_ready(child: &mut Child, what: &str) -> anyhow::Result<()> {
     let start = Instant::now();
@@ -84,19 +75,81 @@ fn show(line: &str) {
     );
 }
 
+/// Runs `recorder ARGS`, failing with its output when it fails.
+fn recorder(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(recorder_bin())
+        .args(args)
+        .output()
+        .context("running recorder")?;
+    if !out.status.success() {
+        bail!(
+            "recorder {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 pub fn run(once: bool) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the demo loads the agent's eBPF programs and creates a cgroup: run it as root");
     }
     let dir = root().join("demo");
+    // A fresh demo every time: new PKI, empty store, empty spool.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
+    let pki = dir.join("pki");
+    let p = |name: &str| pki.join(name).to_string_lossy().into_owned();
+    let pki_dir = pki.to_string_lossy().into_owned();
+    println!(
+        "== making a CA, a collector certificate, an agent certificate for host {HOST} and an operator certificate"
+    );
+    recorder(&["pki", "init", "--dir", &pki_dir])?;
+    recorder(&[
+        "pki", "issue", "--dir", &pki_dir, "--role", "agent", "--name", HOST,
+    ])?;
+    recorder(&[
+        "pki",
+        "issue",
+        "--dir",
+        &pki_dir,
+        "--role",
+        "operator",
+        "--name",
+        "demo-operator",
+    ])?;
+
+    let data = dir.join("data");
+    println!(
+        "== starting the collector on {COLLECTOR_ADDR} (embedded store in {})",
+        data.display()
+    );
+    let mut collector = Command::new(recorder_bin())
+        .args([
+            "collector",
+            "--listen",
+            COLLECTOR_ADDR,
+            "--data",
+            data.to_str().context("path")?,
+        ])
+        .args([
+            "--tls-ca",
+            &p("ca.pem"),
+            "--tls-cert",
+            &p("collector.pem"),
+            "--tls-key",
+            &p("collector-key.pem"),
+        ])
+        .stderr(std::fs::File::create(dir.join("collector.log"))?)
+        .spawn()
+        .context("starting the collector")?;
+
     let jsonl = dir.join("records.jsonl");
-    let _ = std::fs::remove_file(&jsonl);
-    let cgroup = v2_mount()?.join("recorder-demo");
+    let cgroup = recorder_tests::cgroup_v2_mount().join("recorder-demo");
     if !cgroup.exists() {
         std::fs::create_dir(&cgroup).with_context(|| format!("creating {}", cgroup.display()))?;
     }
-
     println!(
         "== starting the agent: identity {IDENTITY} = cgroup {}",
         cgroup.display()
@@ -106,6 +159,8 @@ pub fn run(once: bool) -> anyhow::Result<()> {
             "agent",
             "--identity",
             &format!("{IDENTITY}={}", cgroup.display()),
+            "--host",
+            HOST,
         ])
         .args([
             "--jsonl",
@@ -113,17 +168,60 @@ pub fn run(once: bool) -> anyhow::Result<()> {
             "--metrics-addr",
             METRICS,
         ])
+        .args([
+            "--collector",
+            &format!("https://{COLLECTOR_ADDR}"),
+            "--spool",
+            dir.join("spool").to_str().context("path")?,
+        ])
+        .args([
+            "--tls-ca",
+            &p("ca.pem"),
+            "--tls-cert",
+            &p(&format!("{HOST}.pem")),
+            "--tls-key",
+            &p(&format!("{HOST}-key.pem")),
+        ])
         .stderr(std::fs::File::create(dir.join("agent.log"))?)
         .spawn()
         .context("starting the agent")?;
-    let result = demo(&mut agent, &cgroup, &jsonl, once);
-    // SAFETY: kill(2) on our own child; SIGTERM makes the agent drain and flush.
+    let operator = [
+        "--collector".to_string(),
+        format!("https://{COLLECTOR_ADDR}"),
+        "--tls-ca".into(),
+        p("ca.pem"),
+        "--tls-cert".into(),
+        p("demo-operator.pem"),
+        "--tls-key".into(),
+        p("demo-operator-key.pem"),
+    ];
+    let result = demo(&mut agent, &cgroup, &jsonl, once, &operator);
+    // SAFETY: kill(2) on our own children; SIGTERM makes both drain and flush.
     unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
     let _ = agent.wait();
+    unsafe { libc::kill(collector.id() as i32, libc::SIGTERM) };
+    let _ = collector.wait();
+    if result.is_ok() {
+        println!("== offline integrity check of the stored log:");
+        print!(
+            "{}",
+            recorder(&["verify", "--data", data.to_str().context("path")?])?
+        );
+        println!(
+            "== everything is in {} (agent.log, collector.log, records.jsonl, data/)",
+            dir.display()
+        );
+    }
     result
 }
 
-fn demo(agent: &mut Child, cgroup: &Path, jsonl: &Path, once: bool) -> anyhow::Result<()> {
+fn demo(
+    agent: &mut Child,
+    cgroup: &Path,
+    jsonl: &Path,
+    once: bool,
+    operator: &[String],
+) -> anyhow::Result<()> {
     wait_ready(agent, "agent")?;
     println!(
         "== the agent is ready (http://{METRICS}/metrics); running a demo session inside the cgroup:"
@@ -138,12 +236,38 @@ fn demo(agent: &mut Child, cgroup: &Path, jsonl: &Path, once: bool) -> anyhow::R
     let status = session.status()?;
     println!("   (the session ended with {status})");
     std::thread::sleep(Duration::from_millis(500));
-    println!("== recorded ({}):", jsonl.display());
+    // The session as an operator sees it, from the collector.
+    let wait = Instant::now();
+    let session = loop {
+        let mut args = vec!["sessions", "--identity", IDENTITY, "--format", "jsonl"];
+        args.extend(operator.iter().map(String::as_str));
+        let listed = recorder(&args)?;
+        let first = listed
+            .lines()
+            .next()
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+        if let Some(id) = first
+            .as_ref()
+            .and_then(|v| v["session"].as_str().or(v["id"].as_str()))
+        {
+            break id.to_string();
+        }
+        if wait.elapsed() > Duration::from_secs(15) {
+            bail!(
+                "the collector has no session of {IDENTITY} after 15 s (see demo/agent.log and demo/collector.log)"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    println!("== recorder replay {session}   (from the collector, over mutual TLS)");
+    let mut args = vec!["replay", session.as_str()];
+    args.extend(operator.iter().map(String::as_str));
+    print!("{}", recorder(&args)?);
     let file = std::fs::File::open(jsonl)?;
     let mut reader = BufReader::new(file);
     let mut line = String::new();
     while reader.read_line(&mut line)? > 0 {
-        show(line.trim_end());
         line.clear();
     }
     if once {

@@ -183,7 +183,11 @@ fn pip_packages() -> anyhow::Result<String> {
         return Ok("all present".into());
     }
     eprintln!("[setup] installing Python packages: {}", missing.join(" "));
-    run_checked(Command::new(python).args(["-m", "pip", "install", "--quiet"]).args(&missing))
-        .context("pip install (PyPI must be reachable)")?;
+    run_checked(
+        Command::new(python)
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(&missing),
+    )
+    .context("pip install (PyPI must be reachable)")?;
     Ok(format!("installed {}", missing.join(" ")))
 }

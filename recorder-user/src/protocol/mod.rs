@@ -33,6 +33,15 @@ pub const MAX_PREPARED: usize = 512;
 pub const MAX_PREPARED_BYTES: usize = 4 << 20;
 /// Longest result string (a server error message can be long).
 pub const MAX_RESULT_BYTES: usize = 4096;
+/// Worst-case bytes one decoder holds (what `buffered_bytes` reports stays under it): two
+/// partial messages, the prepared statement and portal budgets, the pending budget, each of
+/// these three allowed to overshoot by one entry (a statement with all its parameters), and
+/// MySQL long-data parameters. About 21 MiB; a few KiB in practice.
+pub const MAX_CONNECTION_BYTES: usize = 2 * (MAX_STATEMENT_BYTES + 64 * 1024)
+    + 2 * MAX_PREPARED_BYTES
+    + MAX_PENDING_BYTES
+    + 3 * (MAX_STATEMENT_BYTES + MAX_PARAMS * MAX_PARAM_BYTES + 128 * 1024)
+    + 16 * MAX_PARAM_BYTES;
 
 /// Result string of a statement still pending when the decoder is flushed.
 pub const NO_RESPONSE: &str = "no response";
@@ -205,6 +214,22 @@ impl AnyDecoder {
             Protocol::Mysql => AnyDecoder::Mysql(MysqlDecoder::new()),
         }
     }
+
+    /// A decoder for the plaintext of this connection once its raw stream started TLS.
+    pub fn for_tls_plaintext(&self) -> Self {
+        match self {
+            AnyDecoder::Postgres(d) => AnyDecoder::Postgres(d.for_tls_plaintext()),
+            AnyDecoder::Mysql(d) => AnyDecoder::Mysql(d.for_tls_plaintext()),
+        }
+    }
+
+    /// Bytes held for the connection (see the decoders' `buffered_bytes`).
+    pub fn buffered_bytes(&self) -> usize {
+        match self {
+            AnyDecoder::Postgres(d) => d.buffered_bytes(),
+            AnyDecoder::Mysql(d) => d.buffered_bytes(),
+        }
+    }
 }
 
 impl Decoder for AnyDecoder {
@@ -322,22 +347,31 @@ impl<K: PartialEq, V> Prepared<K, V> {
         self.entries.push_back((key, value, size));
     }
 
-    fn get(&self, key: &K) -> Option<&V> {
+    fn get<Q: PartialEq + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
         self.entries
             .iter()
-            .find(|(k, _, _)| k == key)
+            .find(|(k, _, _)| k.borrow() == key)
             .map(|(_, v, _)| v)
     }
 
-    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+    fn get_mut<Q: PartialEq + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
         self.entries
             .iter_mut()
-            .find(|(k, _, _)| k == key)
+            .find(|(k, _, _)| k.borrow() == key)
             .map(|(_, v, _)| v)
     }
 
-    fn remove(&mut self, key: &K) {
-        if let Some(i) = self.entries.iter().position(|(k, _, _)| k == key)
+    fn remove<Q: PartialEq + ?Sized>(&mut self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        if let Some(i) = self.entries.iter().position(|(k, _, _)| k.borrow() == key)
             && let Some((_, _, s)) = self.entries.remove(i)
         {
             self.bytes -= s;

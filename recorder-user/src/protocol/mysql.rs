@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 use super::wire::{Reader, lossy};
 use super::{
     Decoder, Direction, MAX_PARAM_BYTES, MAX_PARAMS, MAX_PENDING, MAX_PENDING_BYTES,
-    MAX_RESULT_BYTES, MAX_STATEMENT_BYTES, Malformed, NO_RESPONSE, Notice, Output, Prepared,
-    Protocol, SqlEvent, Status, bounded_result, text_of,
+    MAX_STATEMENT_BYTES, Malformed, NO_RESPONSE, Notice, Output, Prepared, Protocol, SqlEvent,
+    Status, bounded_result, text_of,
 };
 
 mod framer;
@@ -69,7 +69,7 @@ enum Phase {
 }
 
 #[derive(Debug, Clone)]
-struct Prepared_ {
+struct Statement {
     text: String,
     truncated: bool,
     params: u16,
@@ -98,6 +98,10 @@ struct Request {
     event: Option<SqlEvent>,
     response: Response,
     flushed: bool,
+    /// An execute of the "last prepared" statement sent before that prepare was answered
+    /// (MariaDB pipelining): its flags and parameter bytes, decoded once the statement's
+    /// parameter count is known.
+    deferred: Option<(u8, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -123,9 +127,11 @@ pub struct MysqlDecoder {
     to_client: Framer,
     server_caps: Option<u64>,
     caps: u64,
+    /// The handshake response was seen: `caps` are the connection's, not assumed.
+    caps_known: bool,
     user: Option<String>,
     database: Option<String>,
-    statements: Prepared<u32, Prepared_>,
+    statements: Prepared<u32, Statement>,
     last_prepared: Option<u32>,
     long_data: Vec<LongData>,
     queue: VecDeque<Request>,
@@ -145,6 +151,7 @@ impl MysqlDecoder {
             to_client: Framer::default(),
             server_caps: None,
             caps: ASSUMED_CAPS,
+            caps_known: false,
             user: None,
             database: None,
             statements: Prepared::default(),
@@ -214,7 +221,10 @@ impl MysqlDecoder {
 
     fn client_packet(&mut self, p: Packet, out: &mut Vec<Output>) {
         match self.phase {
-            Phase::Greeting | Phase::HandshakeResponse if p.seq > 0 => {
+            Phase::HandshakeResponse if p.seq > 0 => self.handshake_response(&p, out),
+            // Without the greeting, only a packet shaped like a handshake response is taken for
+            // one: an authentication packet (a password) must never be read as a user name.
+            Phase::Greeting if p.seq > 0 && handshake::is_client_handshake(&p.payload) => {
                 self.handshake_response(&p, out)
             }
             // The handshake was not seen: the connection predates the capture.
@@ -246,6 +256,7 @@ impl MysqlDecoder {
             }
         };
         self.caps = hs.caps & self.server_caps.unwrap_or(u64::MAX);
+        self.caps_known = true;
         if hs.ssl_request {
             self.stop(out, Output::TlsStarted);
             return;
@@ -285,6 +296,7 @@ impl MysqlDecoder {
             event,
             response,
             flushed: false,
+            deferred: None,
         });
     }
 
@@ -417,6 +429,9 @@ impl MysqlDecoder {
             out.push(Malformed::MysqlExecute.into());
             return;
         };
+        if id == LAST_PREPARED && self.execute_after_pending_prepare(flags, r.rest()) {
+            return;
+        }
         let id = self.resolve_id(id);
         let (params, cut, ok) = self.execute_params(id, flags, &mut r);
         if !ok {
@@ -425,6 +440,52 @@ impl MysqlDecoder {
         let event = self.prepared_event(Some(id), params, cut);
         self.long_data.retain(|l| l.statement != id);
         self.request(Kind::Execute, Some(event));
+    }
+
+    /// An execute of the statement whose prepare is still unanswered: queued with that
+    /// statement's text, parameters decoded when the prepare's answer gives their count.
+    fn execute_after_pending_prepare(&mut self, flags: u8, params: &[u8]) -> bool {
+        let Some(prepare) = self
+            .queue
+            .iter()
+            .rev()
+            .find(|r| matches!(r.kind, Kind::Prepare))
+        else {
+            return false;
+        };
+        let (text, truncated) = prepare
+            .event
+            .as_ref()
+            .map_or_else(Default::default, |e| (e.text.clone(), e.truncated));
+        let event = self.event(text, truncated, Vec::new());
+        self.request(Kind::Execute, Some(event));
+        if let Some(req) = self.queue.back_mut() {
+            let kept = params.get(..MAX_STATEMENT_BYTES).unwrap_or(params);
+            req.deferred = Some((flags, kept.to_vec()));
+        }
+        true
+    }
+
+    /// The prepare `id` was answered: decode the executes queued behind it.
+    fn decode_deferred(&mut self, id: u32) {
+        let waiting: Vec<usize> = self
+            .queue
+            .iter()
+            .take_while(|r| !matches!(r.kind, Kind::Prepare))
+            .enumerate()
+            .filter(|(_, r)| r.deferred.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        for i in waiting {
+            let Some((flags, bytes)) = self.queue.get_mut(i).and_then(|r| r.deferred.take()) else {
+                continue;
+            };
+            let (params, cut, _) = self.execute_params(id, flags, &mut Reader::new(&bytes));
+            if let Some(event) = self.queue.get_mut(i).and_then(|r| r.event.as_mut()) {
+                event.params = params;
+                event.truncated |= cut;
+            }
+        }
     }
 
     /// Decodes the parameters of an execute with the statement's parameter count and the types
@@ -455,20 +516,25 @@ impl MysqlDecoder {
         };
         if r.u8() == Some(1) {
             let mut types = Vec::with_capacity(count.min(MAX_PARAMS));
-            for _ in 0..count {
+            for i in 0..count {
                 let (Some(ty), Some(flag)) = (r.u8(), r.u8()) else {
                     return (Vec::new(), false, false);
                 };
                 if named && r.lenenc_bytes().is_none() {
                     return (Vec::new(), false, false);
                 }
-                types.push((ty, flag & 0x80 != 0));
+                // Types past the kept parameters are read over, not remembered.
+                if i < MAX_PARAMS {
+                    types.push((ty, flag & 0x80 != 0));
+                }
             }
             stmt.types = types;
         }
         let mut params = Vec::new();
-        let mut cut = count > MAX_PARAMS;
-        for i in 0..count {
+        // Values past MAX_PARAMS are the last bytes of the packet: no need to read them.
+        let cut = count > MAX_PARAMS;
+        let mut cut_value = false;
+        for i in 0..count.min(MAX_PARAMS) {
             let is_null = nulls.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0);
             let long = self
                 .long_data
@@ -477,26 +543,25 @@ impl MysqlDecoder {
             let value = if is_null {
                 None
             } else if let Some(l) = long {
-                cut |= l.cut;
+                cut_value |= l.cut;
                 Some(l.text.clone())
             } else {
                 let Some(&(ty, unsigned)) = stmt.types.get(i) else {
-                    return (params, cut, false);
+                    return (params, cut || cut_value, false);
                 };
                 if ty == values::TYPE_NULL {
                     None
                 } else {
                     let Some((text, over)) = values::read_value(r, ty, unsigned) else {
-                        return (params, cut, false);
+                        return (params, cut || cut_value, false);
                     };
-                    cut |= over;
+                    cut_value |= over;
                     Some(text)
                 }
             };
-            if i < MAX_PARAMS {
-                params.push(value);
-            }
+            params.push(value);
         }
+        let cut = cut || cut_value;
         (params, cut, true)
     }
 
@@ -552,6 +617,9 @@ impl MysqlDecoder {
                     .result_packet(p, caps, matches!(front.kind, Kind::Execute))
             }
         };
+        if !self.caps_known {
+            self.caps |= front.response.learned_caps();
+        }
         if done && let Some(req) = self.queue.pop_front() {
             self.complete(req, out);
         }
@@ -567,6 +635,7 @@ impl MysqlDecoder {
                     (req.response.prepared(), req.event.as_ref())
                 {
                     self.remember(id, params, event);
+                    self.decode_deferred(id);
                     // Prepared fine: the statement is recorded when executed.
                     return;
                 }
@@ -580,21 +649,20 @@ impl MysqlDecoder {
             && !req.flushed
         {
             event.status = if failed { Status::Error } else { Status::Ok };
-            let mut result = req.response.result_text();
-            super::truncate_utf8(&mut result, MAX_RESULT_BYTES);
-            event.result = bounded_result(result);
+            event.result = bounded_result(req.response.result_text());
             out.push(Output::Sql(event));
         }
     }
 
     fn remember(&mut self, id: u32, params: u16, event: &SqlEvent) {
-        let stmt = Prepared_ {
+        let stmt = Statement {
             text: event.text.clone(),
             truncated: event.truncated,
             params,
             types: Vec::new(),
         };
-        self.statements.insert(id, stmt, event.text.len() + 64);
+        let size = event.text.len() + 64 + 2 * usize::from(params).min(MAX_PARAMS);
+        self.statements.insert(id, stmt, size);
         self.last_prepared = Some(id);
     }
 
@@ -630,11 +698,16 @@ impl MysqlDecoder {
         }
     }
 
+    /// Bytes held by requests awaiting their answers: statement texts, parameters, and the raw
+    /// parameters of executes waiting for their prepare's answer.
     fn waiting_bytes(&self) -> usize {
+        let event =
+            |e: &SqlEvent| e.text.len() + e.params.iter().flatten().map(String::len).sum::<usize>();
         self.queue
             .iter()
-            .filter_map(|r| r.event.as_ref())
-            .map(|e| e.text.len() + e.params.iter().flatten().map(String::len).sum::<usize>())
+            .map(|r| {
+                r.event.as_ref().map_or(0, event) + r.deferred.as_ref().map_or(0, |d| d.1.len())
+            })
             .sum()
     }
 }

@@ -156,7 +156,9 @@ impl PostgresDecoder {
     }
 
     fn feed_to_server(&mut self, mut input: &[u8], out: &mut Vec<Output>) {
-        while !input.is_empty() && self.phase != Phase::Encrypted {
+        // Bytes read past a resynchronisation point (the replay) are framed now, not when the
+        // next chunk comes.
+        while (!input.is_empty() || self.to_server.has_replay()) && self.phase != Phase::Encrypted {
             if self.phase == Phase::Startup && self.to_server.at_message_start() {
                 if super::looks_like_tls_record(input) {
                     // Direct TLS (sslnegotiation=direct): no SSLRequest, ciphertext at once.
@@ -182,7 +184,7 @@ impl PostgresDecoder {
     }
 
     fn feed_to_client(&mut self, mut input: &[u8], out: &mut Vec<Output>) {
-        while !input.is_empty() && self.phase != Phase::Encrypted {
+        while (!input.is_empty() || self.to_client.has_replay()) && self.phase != Phase::Encrypted {
             if let Some(request) = self.awaiting_encryption_reply.take()
                 && self.to_client.at_message_start()
                 && self.encryption_reply(request, &mut input, out)
@@ -280,7 +282,7 @@ impl PostgresDecoder {
             }
         }
         // The server's default database is the user name.
-        if self.database.is_none() {
+        if self.database.as_deref().is_none_or(str::is_empty) {
             self.database.clone_from(&self.user);
         }
         true
@@ -343,9 +345,7 @@ impl PostgresDecoder {
 
     fn parse(&mut self, body: &[u8], cut: bool) -> bool {
         let mut r = Reader::new(body);
-        let Some(name) = r.cstr() else {
-            return cut && self.parse_cut(body);
-        };
+        let Some(name) = r.cstr() else { return false };
         let (sql, complete) = match r.cstr() {
             Some(sql) => (sql, true),
             None if cut => (r.rest(), false),
@@ -374,18 +374,12 @@ impl PostgresDecoder {
         self.push(Item::Parse { event })
     }
 
-    /// A Parse cut before the end of its statement name: nothing usable.
-    fn parse_cut(&mut self, _body: &[u8]) -> bool {
-        let event = self.event(String::new(), true, Vec::new());
-        self.push(Item::Parse { event })
-    }
-
     fn bind(&mut self, body: &[u8], cut: bool) -> bool {
         let mut r = Reader::new(body);
         let (Some(portal), Some(name)) = (r.cstr(), r.cstr()) else {
             return false;
         };
-        let statement = self.statements.get(&name.to_vec()).cloned();
+        let statement = self.statements.get(name).cloned();
         let (text, mut truncated, types) = match statement {
             Some(s) => (s.text, s.truncated, s.param_types),
             None => (unseen_statement(name), false, Vec::new()),
@@ -410,7 +404,7 @@ impl PostgresDecoder {
     fn execute(&mut self, body: &[u8]) -> bool {
         let mut r = Reader::new(body);
         let Some(portal) = r.cstr() else { return false };
-        let event = match self.portals.get(&portal.to_vec()).cloned() {
+        let event = match self.portals.get(portal).cloned() {
             Some(p) => self.event(p.text, p.truncated, p.params),
             None => self.event(unseen_portal(portal), false, Vec::new()),
         };
@@ -423,8 +417,8 @@ impl PostgresDecoder {
             return false;
         };
         match kind {
-            b'S' => self.statements.remove(&name.to_vec()),
-            b'P' => self.portals.remove(&name.to_vec()),
+            b'S' => self.statements.remove(name),
+            b'P' => self.portals.remove(name),
             _ => return false,
         }
         self.push(Item::Close)

@@ -8,7 +8,6 @@
 /// Byte ranges of the statements of `sql`, trimmed, without their `;`.
 pub(crate) fn statements(sql: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
-    let mut start = 0;
     let mut content: Option<(usize, usize)> = None;
     let mut i = 0;
     while i < sql.len() {
@@ -27,7 +26,6 @@ pub(crate) fn statements(sql: &[u8]) -> Vec<(usize, usize)> {
                 if let Some(range) = content.take() {
                     out.push(range);
                 }
-                start = i + 1;
                 i += 1;
                 continue;
             }
@@ -39,7 +37,6 @@ pub(crate) fn statements(sql: &[u8]) -> Vec<(usize, usize)> {
         }
         i = end.max(i + 1);
     }
-    let _ = start;
     if let Some(range) = content {
         out.push(range);
     }

@@ -32,20 +32,33 @@ pub(super) fn fixture(name: &str) -> Vec<Chunk> {
     chunks
 }
 
-pub(super) const PG_FIXTURES: [&str; 5] = [
+pub(super) const PG_FIXTURES: [&str; 7] = [
     "pg_psql_simple",
+    "pg_pgbench",
+    "pg_pgbench_setup",
     "pg_tls",
     "pg_permission",
     "pg_cleartext_password",
     "pg_psycopg",
 ];
-pub(super) const MY_FIXTURES: [&str; 5] = [
+pub(super) const MY_FIXTURES: [&str; 6] = [
+    "my_node",
     "my_cli",
     "my_permission",
     "my_tls",
     "my_pymysql",
     "my_prepared",
 ];
+
+/// The plaintext of TLS sessions (what the TLS hooks deliver), decodable from a fresh decoder.
+pub(super) const TLS_PLAINTEXT_FIXTURES: [&str; 2] = ["pg_tls_plaintext", "my_tls_plaintext"];
+
+pub(super) fn all_fixture_names() -> impl Iterator<Item = &'static str> {
+    PG_FIXTURES
+        .into_iter()
+        .chain(MY_FIXTURES)
+        .chain(TLS_PLAINTEXT_FIXTURES)
+}
 
 pub(super) fn decoder_for(name: &str) -> AnyDecoder {
     AnyDecoder::new(if name.starts_with("pg_") {
@@ -61,6 +74,14 @@ pub(super) fn decode(d: &mut impl Decoder, chunks: &[Chunk]) -> Vec<Output> {
         d.feed(*dir, bytes, &mut out);
     }
     d.finish(&mut out);
+    out
+}
+
+fn decode_without_finish(d: &mut impl Decoder, chunks: &[Chunk]) -> Vec<Output> {
+    let mut out = Vec::new();
+    for (dir, bytes) in chunks {
+        d.feed(*dir, bytes, &mut out);
+    }
     out
 }
 
@@ -191,7 +212,7 @@ fn passwords_are_never_recorded() {
         summary(&out),
         [("SELECT current_user", Status::Ok, "SELECT 1")]
     );
-    for name in PG_FIXTURES.iter().chain(&MY_FIXTURES) {
+    for name in all_fixture_names() {
         let text = format!("{:?}", decode_fixture(name));
         for pw in ["alice-scram-pw", "alice-my-pw", "bob-my-pw"] {
             assert!(!text.contains(pw), "{name} leaks {pw}");
@@ -213,6 +234,64 @@ fn tls_upgrade_stops_raw_decoding() {
         .map(|c| &c.1);
     assert!(looks_like_tls_record(hello.expect("a ClientHello chunk")));
     assert!(!looks_like_tls_record(&chunks[0].1));
+}
+
+/// The plaintext inside a TLS session, as the TLS hooks deliver it, continues the decoding of
+/// the raw stream that saw the upgrade.
+#[test]
+fn postgres_statements_inside_tls() {
+    let mut raw = PostgresDecoder::new();
+    let before = decode_without_finish(&mut raw, &fixture("pg_tls_raw"));
+    assert_eq!(before, [Output::TlsStarted]);
+    let plaintext = fixture("pg_tls_plaintext");
+    assert_eq!(
+        guess(Direction::ToServer, &plaintext[0].1),
+        Some(Protocol::Postgresql)
+    );
+    let out = decode(&mut raw.for_tls_plaintext(), &plaintext);
+    only_sql(&out);
+    assert_identity(&out, "alice", "shop", Protocol::Postgresql);
+    let got: Vec<_> = sql(&out)
+        .into_iter()
+        .map(|e| (e.text.as_str(), params(e), e.result.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("SELECT $1::int + 1", vec![Some("41")], "SELECT 1"),
+            (
+                "UPDATE items SET name = $1 WHERE id = $2",
+                vec![Some("apricot"), Some("1")],
+                "UPDATE 1"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn mysql_statements_inside_tls() {
+    let mut raw = MysqlDecoder::new();
+    let before = decode_without_finish(&mut raw, &fixture("my_tls_raw"));
+    assert_eq!(before, [Output::TlsStarted]);
+    let plaintext = fixture("my_tls_plaintext");
+    assert_eq!(
+        guess(Direction::ToServer, &plaintext[0].1),
+        Some(Protocol::Mysql)
+    );
+    let out = decode(&mut raw.for_tls_plaintext(), &plaintext);
+    only_sql(&out);
+    assert_identity(&out, "alice", "shop", Protocol::Mysql);
+    assert_eq!(
+        summary(&out),
+        [
+            ("SELECT 1", Status::Ok, "1 row in set"),
+            (
+                "UPDATE items SET name = 'apricot' WHERE id = 1",
+                Status::Ok,
+                "OK, 1 row affected"
+            ),
+        ]
+    );
 }
 
 #[test]
@@ -282,6 +361,38 @@ fn psycopg_extended_protocol_with_text_and_binary_parameters() {
         .map(|e| (e.text.as_str(), params(e), e.status, e.result.as_str()))
         .collect();
     assert_eq!(got, expected);
+}
+
+#[test]
+fn pgbench_prepared_select_only_transactions() {
+    let out = decode_fixture("pg_pgbench");
+    only_sql(&out);
+    assert_identity(&out, "alice", "shop", Protocol::Postgresql);
+    let events = sql(&out);
+    // One Parse of statement P_0, then three Bind/Describe/Execute/Sync with a random account.
+    assert_eq!(events.len(), 3);
+    for e in events {
+        assert_eq!(
+            e.text,
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"
+        );
+        assert_eq!((e.status, e.result.as_str()), (Status::Ok, "SELECT 1"));
+        let aid: u32 = e.params[0]
+            .as_deref()
+            .and_then(|p| p.parse().ok())
+            .expect("an aid");
+        assert!(e.params.len() == 1 && (1..=100_000).contains(&aid), "{e:?}");
+    }
+    let setup = decode_fixture("pg_pgbench_setup");
+    assert_eq!(sql(&setup).len(), 2);
+    assert_eq!(
+        summary(&setup)[0],
+        (
+            "select count(*) from pgbench_branches",
+            Status::Ok,
+            "SELECT 1"
+        )
+    );
 }
 
 #[test]
@@ -472,6 +583,50 @@ fn connector_prepared_statements_with_binary_parameters() {
 }
 
 #[test]
+fn mariadb_node_connector_deprecate_eof_and_pipelined_prepare() {
+    let chunks = fixture("my_node");
+    // The client asks for CLIENT_DEPRECATE_EOF (and MariaDB's metadata caching).
+    let caps = u32::from_le_bytes(chunks[1].1[4..8].try_into().unwrap());
+    assert_ne!(caps & (1 << 24), 0);
+    let out = decode(&mut MysqlDecoder::new(), &chunks);
+    only_sql(&out);
+    assert_identity(&out, "alice", "shop", Protocol::Mysql);
+    use Status::{Error, Ok};
+    let select = "SELECT id, name FROM items WHERE id > ? AND name <> ?";
+    let expected: Vec<(&str, Vec<Option<&str>>, Status, &str)> = vec![
+        ("SET NAMES utf8mb4", vec![], Ok, "OK, 0 rows affected"),
+        (
+            "INSERT INTO items VALUES (40, 'forty')",
+            vec![],
+            Ok,
+            "OK, 1 row affected",
+        ),
+        (
+            "SELECT id, name FROM items WHERE id >= 30 ORDER BY id",
+            vec![],
+            Ok,
+            "3 rows in set",
+        ),
+        (select, vec![Some("30"), Some("x")], Ok, "1 row in set"),
+        // Executed again: the server skips the column definitions it knows the client cached.
+        (select, vec![Some("35"), Some("y")], Ok, "1 row in set"),
+        // COM_STMT_PREPARE and COM_STMT_EXECUTE(-1) sent together, before the prepare's answer.
+        (
+            "UPDATE items SET name = ? WHERE id = ?",
+            vec![Some("FORTY"), Some("40")],
+            Ok,
+            "OK, 1 row affected",
+        ),
+        ("SELEC 1", vec![], Error, MY_SYNTAX),
+    ];
+    let got: Vec<_> = sql(&out)
+        .into_iter()
+        .map(|e| (e.text.as_str(), params(e), e.status, e.result.as_str()))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
 fn mysql_plaintext_of_a_tls_connection_starts_at_the_handshake_response() {
     // What the TLS hooks deliver: everything after the greeting, which went over the raw stream.
     let chunks = fixture("my_cli");
@@ -525,7 +680,7 @@ fn guess_detects_the_protocol_from_the_first_bytes() {
 /// chunks it was captured in.
 #[test]
 fn split_at_every_byte_position_gives_identical_outputs() {
-    for name in PG_FIXTURES.iter().chain(&MY_FIXTURES) {
+    for name in all_fixture_names() {
         let chunks = fixture(name);
         let expected = decode_fixture(name);
         for (i, (dir, bytes)) in chunks.iter().enumerate() {

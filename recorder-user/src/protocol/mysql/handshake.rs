@@ -111,13 +111,17 @@ pub fn looks_like_handshake_response(first: &[u8]) -> bool {
         return false;
     };
     let len = u32::from_le_bytes([a, b, c, 0]);
+    (1..=3).contains(&seq) && (32..=65_536).contains(&len) && is_client_handshake(r.rest())
+}
+
+/// Whether a client payload has the shape of HandshakeResponse41: protocol 41 capability and
+/// a zero filler (MariaDB uses only its last 4 bytes).
+pub(crate) fn is_client_handshake(payload: &[u8]) -> bool {
+    let mut r = Reader::new(payload);
     let (Some(caps), Some(_max), Some(_charset), Some(filler)) =
         (r.u32_le(), r.u32_le(), r.u8(), r.take(23))
     else {
         return false;
     };
-    (1..=3).contains(&seq)
-        && (32..=65_536).contains(&len)
-        && u64::from(caps) & CLIENT_PROTOCOL_41 != 0
-        && filler.get(..19).is_some_and(|f| f.iter().all(|&b| b == 0))
+    u64::from(caps) & CLIENT_PROTOCOL_41 != 0 && filler.iter().take(19).all(|&b| b == 0)
 }

@@ -47,6 +47,8 @@ pub(crate) struct Response {
     rows: u64,
     prepared: Option<(u32, u16)>,
     schema: Option<String>,
+    /// Capabilities the answer shows in use (for a connection whose handshake was not seen).
+    learned: u64,
 }
 
 /// What an OK packet says.
@@ -72,6 +74,7 @@ impl Response {
             rows: 0,
             prepared: None,
             schema: None,
+            learned: 0,
         }
     }
 
@@ -87,6 +90,10 @@ impl Response {
     /// The current database as reported by session state tracking.
     pub(crate) fn schema_change(&self) -> Option<String> {
         self.schema.clone()
+    }
+
+    pub(crate) fn learned_caps(&self) -> u64 {
+        self.learned
     }
 
     pub(crate) fn result_text(&self) -> String {
@@ -142,7 +149,13 @@ impl Response {
                     let Some(columns) = r.lenenc() else {
                         return true;
                     };
-                    let metadata = caps & MARIADB_CLIENT_CACHE_METADATA == 0 || r.u8() != Some(0);
+                    // MariaDB metadata caching appends a "metadata follows" byte; protocol 41
+                    // has nothing after the count, so the byte itself tells.
+                    let flag = r.u8();
+                    if flag.is_some() {
+                        self.learned |= MARIADB_CLIENT_CACHE_METADATA;
+                    }
+                    let metadata = flag != Some(0);
                     self.rows = 0;
                     self.state = match (metadata && columns > 0, caps & CLIENT_DEPRECATE_EOF != 0) {
                         (true, _) => State::Columns { left: columns },
@@ -162,12 +175,20 @@ impl Response {
             }
             State::ColumnsEof => match first {
                 Some(0xff) => self.error(p, caps),
-                _ => {
-                    let status = eof_status(&p.payload);
+                Some(0xfe) if p.first_len < 0x00ff_ffff => {
+                    let status = terminator_status(&p.payload, caps);
                     if binary && status & SERVER_STATUS_CURSOR_EXISTS != 0 {
                         self.push_result("cursor opened".to_string());
                         return true;
                     }
+                    self.state = State::Rows;
+                    false
+                }
+                // A row where the EOF was expected: the connection uses CLIENT_DEPRECATE_EOF
+                // though its handshake was not seen.
+                _ => {
+                    self.learned |= CLIENT_DEPRECATE_EOF;
+                    self.rows += 1;
                     self.state = State::Rows;
                     false
                 }
@@ -186,11 +207,7 @@ impl Response {
 
     /// The EOF or OK that ends a result set's rows.
     fn end_of_rows(&mut self, p: &Packet, caps: u64, binary: bool) -> bool {
-        let status = if caps & CLIENT_DEPRECATE_EOF != 0 {
-            parse_ok(&p.payload, caps).status
-        } else {
-            eof_status(&p.payload)
-        };
+        let status = terminator_status(&p.payload, caps);
         let text = if binary && self.rows == 0 && status & SERVER_STATUS_CURSOR_EXISTS != 0 {
             "cursor opened".to_string()
         } else {
@@ -275,6 +292,17 @@ fn after_prepare_params(params: u16, columns: u16, _eof: bool) -> State {
             left: p,
             columns: c,
         },
+    }
+}
+
+/// Status flags of the EOF or OK packet (0xfe header) ending column definitions or rows. An
+/// EOF packet is exactly 5 bytes; an OK packet in its place (CLIENT_DEPRECATE_EOF) is longer.
+/// Telling them apart by length keeps the flags right when the capabilities are assumed.
+fn terminator_status(payload: &[u8], caps: u64) -> u16 {
+    if payload.len() <= 5 {
+        eof_status(payload)
+    } else {
+        parse_ok(payload, caps).status
     }
 }
 

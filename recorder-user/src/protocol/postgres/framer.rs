@@ -71,6 +71,11 @@ impl Framer {
         }
     }
 
+    /// Bytes read past a resynchronisation point are waiting to be framed.
+    pub(crate) fn has_replay(&self) -> bool {
+        self.replay_pos < self.replay.len()
+    }
+
     /// No partial message is held: the next byte starts a message.
     pub(crate) fn at_message_start(&self) -> bool {
         matches!(self.state, State::Header { n: 0, .. }) && self.replay_pos >= self.replay.len()
@@ -89,15 +94,16 @@ impl Framer {
     pub(crate) fn next(&mut self, input: &mut &[u8], untyped: bool) -> Option<Frame> {
         if self.replay_pos < self.replay.len() {
             let replay = std::mem::take(&mut self.replay);
-            let mut rest = replay.get(self.replay_pos..).unwrap_or_default();
+            let start = self.replay_pos;
+            self.replay_pos = 0;
+            let mut rest = replay.get(start..).unwrap_or_default();
             let before = rest.len();
             let frame = self.step(&mut rest, untyped);
             if self.replay.is_empty() {
-                // Resync (which would set a new replay) consumes all it is given.
-                self.replay_pos += before - rest.len();
+                // No new replay was made by a resynchronisation: keep the unread part of this
+                // one. (A resynchronisation consumes everything it is given.)
+                self.replay_pos = start + (before - rest.len());
                 self.replay = replay;
-            } else {
-                self.replay_pos = 0;
             }
             if frame.is_some() {
                 return frame;
@@ -190,6 +196,9 @@ impl Framer {
             return None;
         };
         let mut wait_from = buf.len();
+        // Validating candidates reads their bodies; crafted bytes could pack a candidate at every
+        // position. The budget keeps the scan linear in the bytes held.
+        let mut budget = 4 * buf.len() + MAX_RESYNC_LEN as usize;
         for start in 0..buf.len() {
             let mut r = Reader::new(buf.get(start..).unwrap_or_default());
             let (Some(ty), Some(len)) = (r.u8(), r.u32_be()) else {
@@ -203,6 +212,10 @@ impl Framer {
                 wait_from = start;
                 break;
             };
+            if body.len() > budget {
+                continue;
+            }
+            budget -= body.len();
             if !plausible_body(self.dir, ty, body) {
                 continue;
             }
