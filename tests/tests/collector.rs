@@ -29,7 +29,7 @@ fn pki_collector_and_operator_reads() {
         &pki,
         &tmp.path().join("data"),
         0,
-        &["--metrics-addr", &metrics],
+        &["--metrics-addr", &metrics, "--checkpoint-secs", "1"],
     );
     let lines = records("web-1", 60);
     let o = ship(&pki, col.port, tmp.path(), "a", &lines, &[]);
@@ -96,6 +96,36 @@ fn pki_collector_and_operator_reads() {
         stderr(&o)
     );
 
+    // Each record of the session proven against the signed checkpoint, with the pinned key.
+    std::thread::sleep(Duration::from_millis(1500));
+    let key = std::fs::read_to_string(tmp.path().join("data/checkpoint-key.pub")).unwrap();
+    let o = run(&args(
+        &["replay", "sess-1", "--prove", "--public-key", key.trim()],
+        &op,
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let last = stdout(&o).lines().last().unwrap().to_string();
+    assert!(
+        last.starts_with("proved: 20 record(s) are in the log signed at tree size 60 (root "),
+        "{last}"
+    );
+    let o = run(&args(
+        &[
+            "replay",
+            "sess-1",
+            "--prove",
+            "--public-key",
+            &"ab".repeat(32),
+        ],
+        &op,
+    ));
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is not signed by key abab"),
+        "{}",
+        stderr(&o)
+    );
+
     // Export and online verify.
     assert_eq!(export(&pki, col.port), lines);
     let o = run(&args(&["verify"], &op));
@@ -116,6 +146,37 @@ fn pki_collector_and_operator_reads() {
     ] {
         assert!(text.contains(want), "{want} in:\n{text}");
     }
+
+    // An auditor keeps the checkpoint; later the collector proves the log only grew.
+    let kept = tmp.path().join("kept-checkpoint.json");
+    let kept_arg = kept.to_str().unwrap();
+    let o = run(&args(&["verify", "--checkpoint-file", kept_arg], &op));
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let first: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&kept).unwrap()).unwrap();
+    assert_eq!(first["tree_size"], 60);
+    let o = ship(&pki, col.port, tmp.path(), "b", &records("web-1", 10), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::thread::sleep(Duration::from_millis(1500));
+    let o = run(&args(&["verify", "--checkpoint-file", kept_arg], &op));
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).starts_with("ok: 70 records"), "{}", stdout(&o));
+    let second: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&kept).unwrap()).unwrap();
+    assert_eq!(second["tree_size"], 70);
+    // A kept checkpoint that was not signed by this collector is refused.
+    let forged = std::fs::read_to_string(&kept)
+        .unwrap()
+        .replace("\"tree_size\":70", "\"tree_size\":69");
+    std::fs::write(&kept, forged).unwrap();
+    let o = run(&args(&["verify", "--checkpoint-file", kept_arg], &op));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("TAMPERED: kept checkpoint (tree size 69, ")
+            && stdout(&o).contains("its signature does not verify"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -600,6 +661,13 @@ fn alerts_reach_watch_and_signed_webhooks_even_after_the_receiver_was_down() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut records_watch = Command::new(recorder())
+        .args(["watch", "--kind", "sql", "--identity", "claude"])
+        .args(pki.client_args(col.port, "alice"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(500));
 
     // The receiver is down: the first alert waits in the queue.
@@ -625,6 +693,22 @@ fn alerts_reach_watch_and_signed_webhooks_even_after_the_receiver_was_down() {
     assert_eq!(alert["record"]["text"], "DROP TABLE users");
     let _ = watch.kill();
     let _ = watch.wait();
+    // The record stream: the stored lines exactly, each followed by the alerts it raised.
+    let mut out = BufReader::new(records_watch.stdout.take().unwrap());
+    let mut next = || {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        line
+    };
+    assert_eq!(next(), format!("{}\n", sql(1, "DROP TABLE users")));
+    let alert: serde_json::Value = serde_json::from_str(&next()).unwrap();
+    assert_eq!(alert["alert"]["rule"], "destructive-sql");
+    assert_eq!(
+        next(),
+        format!("{}\n", sql(2, "DELETE FROM t WHERE id = 1"))
+    );
+    let _ = records_watch.kill();
+    let _ = records_watch.wait();
     assert!(
         wait_for(Duration::from_secs(5), || col
             .log()
@@ -673,5 +757,45 @@ fn alerts_reach_watch_and_signed_webhooks_even_after_the_receiver_was_down() {
         texts,
         ["DROP TABLE users", "delete from orders"],
         "queued alert first, in order"
+    );
+}
+
+#[test]
+fn the_agent_checks_its_collector_flags_before_starting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path().join("spool");
+    let base = [
+        "agent",
+        "--identity",
+        "a=/sys/fs/cgroup",
+        "--collector",
+        "https://127.0.0.1:9",
+    ];
+    let o = run(&[&base[..], &["--spool", spool.to_str().unwrap()]].concat());
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--collector needs --tls-ca (or tls_ca in [collector])"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "agent",
+        "--identity",
+        "a=/sys/fs/cgroup",
+        "--collector",
+        "http://127.0.0.1:9",
+        "--tls-ca",
+        "x",
+        "--tls-cert",
+        "y",
+        "--tls-key",
+        "z",
+        "--spool",
+        spool.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&o).contains("the collector is only reachable over https://"),
+        "{}",
+        stderr(&o)
     );
 }

@@ -89,3 +89,65 @@ fn agent_to_collector_replay_equals_the_agents_jsonl_and_verifies() {
     let o = run(&["verify", "--data", data.to_str().unwrap()]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 }
+
+#[test]
+fn an_agent_restarted_while_the_collector_was_down_ships_its_spool_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let port = collector_support::free_port();
+    let spool = tmp.path().join("spool");
+    let cg = Cgroup::new("collector-restart");
+    let agent_args = |cg: &Cgroup| {
+        vec![
+            "--identity".to_string(),
+            cg.identity_flag("restart"),
+            "--host".into(),
+            "web-1".into(),
+            "--collector".into(),
+            format!("https://127.0.0.1:{port}"),
+            "--tls-ca".into(),
+            pki.path("ca.pem"),
+            "--tls-cert".into(),
+            pki.path("web-1.pem"),
+            "--tls-key".into(),
+            pki.path("web-1-key.pem"),
+            "--spool".into(),
+            spool.to_str().unwrap().into(),
+        ]
+    };
+    // The collector is not there yet: everything stays in the spool.
+    let args1 = agent_args(&cg);
+    let agent = Agent::start(&args1.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = cg.run("/bin/sh", &["-c", "true; exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    agent.wait_for("the exit of sh", |r| r.iter().any(|x| x["exit_code"] == 7));
+    let first_jsonl = agent.jsonl.clone();
+    let first = std::fs::read_to_string(&first_jsonl).unwrap();
+    let _ = agent.stop();
+    let first_after_stop = std::fs::read_to_string(&first_jsonl).unwrap_or(first);
+
+    // Collector up, agent restarted on the same spool: the old records go out, once.
+    let col = Collector::start(&pki, &tmp.path().join("data"), port, &[]);
+    let args2 = agent_args(&cg);
+    let agent = Agent::start(&args2.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = cg.run("/bin/sh", &["-c", "exit 9"]);
+    assert_eq!(out.status.code(), Some(9));
+    agent.wait_for("the exit of the second sh", |r| {
+        r.iter().any(|x| x["exit_code"] == 9)
+    });
+    let second = || std::fs::read_to_string(&agent.jsonl).unwrap();
+    let expected = || {
+        first_after_stop
+            .lines()
+            .chain(second().lines())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        wait_for(Duration::from_secs(15), || export(&pki, col.port)
+            == expected()),
+        "stored:\n{}\nexpected:\n{}",
+        export(&pki, col.port).join("\n"),
+        expected().join("\n")
+    );
+}

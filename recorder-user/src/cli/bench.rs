@@ -175,6 +175,8 @@ fn bench(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
             pct(0.99).as_secs_f64() * 1e3,
             samples.last().copied().unwrap_or_default().as_secs_f64() * 1e3
         );
+        // Close the watch stream so the collector stops at once.
+        drop(watch);
         let _ = stop_tx.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
         Ok::<_, anyhow::Error>(())

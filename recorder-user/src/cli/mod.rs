@@ -5,6 +5,7 @@ pub mod client;
 pub mod collector;
 pub mod export;
 pub mod pki;
+pub mod prove;
 pub mod replay;
 pub mod sessions;
 pub mod ship;

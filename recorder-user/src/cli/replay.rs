@@ -15,6 +15,8 @@ Examples:
       --tls-ca ca.pem --tls-cert alice.pem --tls-key alice-key.pem
   # the stored records, byte for byte what the agent wrote
   recorder replay 4f1c2a-17 --format jsonl > session.jsonl
+  # and prove every record against the collector's latest signed checkpoint
+  recorder replay 4f1c2a-17 --prove --public-key $(cat checkpoint-key.pub)
 
 Each command shows its time, pid and text, then its result: the exit code (or signal) and
 duration of a process, joined to its exec by exec_id; the status and result of a SQL statement;
@@ -27,6 +29,13 @@ pub struct ReplayArgs {
     pub host: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Prove each record against the latest signed checkpoint (inclusion proofs); fails if any
+    /// record is not in the signed log.
+    #[arg(long)]
+    pub prove: bool,
+    /// With --prove: the checkpoint key the signature must verify with (hex, or a file).
+    #[arg(long, value_name = "HEX|FILE", requires = "prove")]
+    pub public_key: Option<String>,
     #[command(flatten)]
     pub tls: TlsArgs,
 }
@@ -36,14 +45,20 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         session: args.session.clone(),
         host: args.host.clone().unwrap_or_default(),
     };
-    let records: Vec<StoredRecord> = block_on(async {
+    let pinned = super::verify::pinned_key(&args.public_key)?;
+    let (records, proof) = block_on(async {
         let mut client = args.tls.connect().await?;
         let mut stream = client.get_session(req).await.map_err(status)?.into_inner();
-        let mut out = Vec::new();
+        let mut out: Vec<StoredRecord> = Vec::new();
         while let Some(r) = stream.next().await {
             out.push(r.map_err(status)?);
         }
-        Ok::<_, anyhow::Error>(out)
+        let proof = if args.prove {
+            Some(super::prove::prove(&mut client, &out, pinned.as_deref()).await?)
+        } else {
+            None
+        };
+        Ok::<_, anyhow::Error>((out, proof))
     })??;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -58,6 +73,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             for line in render(&records) {
                 writeln!(out, "{line}")?;
             }
+        }
+    }
+    if let Some(summary) = proof {
+        // Keep the JSON Lines output exactly the stored lines.
+        match args.format {
+            Format::Jsonl => eprintln!("{summary}"),
+            Format::Table => writeln!(out, "{summary}")?,
         }
     }
     Ok(())

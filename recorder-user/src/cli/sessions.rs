@@ -64,12 +64,12 @@ pub fn run(args: SessionsArgs) -> anyhow::Result<()> {
         }
         Format::Table => {
             println!(
-                "{:<24} {:<16} {:<16} {:<30} {:<30} {:>8}",
+                "{:<28} {:<16} {:<16} {:<30} {:<30} {:>8}",
                 "SESSION", "IDENTITY", "HOST", "FIRST", "LAST", "COMMANDS"
             );
             for s in sessions {
                 println!(
-                    "{:<24} {:<16} {:<16} {:<30} {:<30} {:>8}",
+                    "{:<28} {:<16} {:<16} {:<30} {:<30} {:>8}",
                     s.session, s.identity, s.host, s.first_time, s.last_time, s.commands
                 );
             }

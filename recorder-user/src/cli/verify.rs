@@ -7,8 +7,8 @@ use clap::Args;
 
 use super::client::{block_on, status};
 use crate::{
-    integrity::{checkpoint::Checkpoint, from_hex, hex},
-    proto::v1::{GetCheckpointRequest, VerifyRequest},
+    integrity::{Hash, checkpoint::Checkpoint, from_hex, hex, merkle},
+    proto::v1::{ConsistencyProofRequest, GetCheckpointRequest, VerifyRequest},
     store::scan,
     transport::tls::ClientTls,
 };
@@ -20,6 +20,8 @@ Examples:
   recorder verify --data /var/lib/recorder --public-key 3b6a27bc…
   # online, through the collector (operator certificate)
   recorder verify --collector https://collector.example:7443 --tls-ca ca.pem --tls-cert alice.pem --tls-key alice-key.pem
+  # ...and prove that today's log extends the one seen last time (kept in the file)
+  recorder verify --collector ... --public-key KEY --checkpoint-file audit/last-checkpoint.json
 
 Checks every record's hash, its log position, the hash chain of every (host, boot) stream, the
 Merkle root of every signed checkpoint and every signature. Prints each problem with its place
@@ -42,9 +44,14 @@ pub struct VerifyArgs {
     pub tls_cert: Option<PathBuf>,
     #[arg(long, value_name = "FILE", env = "RECORDER_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Online: a checkpoint kept from an earlier run. The collector must prove (RFC 6962
+    /// consistency proof) that today's signed log extends it; the file is then updated to the
+    /// latest checkpoint.
+    #[arg(long, value_name = "FILE", requires = "collector")]
+    pub checkpoint_file: Option<PathBuf>,
 }
 
-fn pinned_key(arg: &Option<String>) -> anyhow::Result<Option<Vec<u8>>> {
+pub fn pinned_key(arg: &Option<String>) -> anyhow::Result<Option<Vec<u8>>> {
     let Some(s) = arg else { return Ok(None) };
     let text = if std::path::Path::new(s).is_file() {
         std::fs::read_to_string(s).with_context(|| format!("reading {s}"))?
@@ -75,7 +82,18 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         cert: cert.clone(),
         key: key.clone(),
     };
-    let (resp, cp) = block_on(async {
+    let kept: Option<Checkpoint> = match &args.checkpoint_file {
+        Some(path) if path.exists() => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a checkpoint", path.display()))?,
+            )
+        }
+        _ => None,
+    };
+    let (resp, cp, consistency) = block_on(async {
         let channel = tls.connect().await?;
         let mut client = crate::proto::v1::collector_client::CollectorClient::new(channel);
         let resp = client
@@ -88,7 +106,21 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
             Err(s) if s.code() == tonic::Code::NotFound => None,
             Err(s) => return Err(status(s)),
         };
-        Ok::<_, anyhow::Error>((resp, cp))
+        let consistency = match (&kept, &cp) {
+            (Some(old), Some(new)) if old.tree_size <= new.tree_size => Some(
+                client
+                    .get_consistency_proof(ConsistencyProofRequest {
+                        old_size: old.tree_size,
+                        new_size: new.tree_size,
+                    })
+                    .await
+                    .map_err(status)?
+                    .into_inner()
+                    .path,
+            ),
+            _ => None,
+        };
+        Ok::<_, anyhow::Error>((resp, cp, consistency))
     })??;
     let mut problems = resp.problems;
     if let Some(cp) = &cp {
@@ -112,6 +144,16 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
                 hex(&cp.public_key)
             ));
         }
+        if let Some(old) = &kept {
+            check_extends(old, cp, &key, consistency.as_deref(), &mut problems);
+        }
+        if let Some(path) = &args.checkpoint_file
+            && problems.is_empty()
+        {
+            let json = serde_json::to_string(&local).context("encoding the checkpoint")?;
+            std::fs::write(path, format!("{json}\n"))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
     }
     report(
         &problems,
@@ -119,6 +161,54 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         resp.checkpoints,
         cp.map(|c| (c.tree_size, hex(&c.root))),
     )
+}
+
+/// Today's signed log must extend the checkpoint kept earlier: same key, signature valid, and a
+/// valid consistency proof from its tree to today's.
+fn check_extends(
+    old: &Checkpoint,
+    new: &crate::proto::v1::Checkpoint,
+    key: &[u8],
+    proof: Option<&[Vec<u8>]>,
+    problems: &mut Vec<String>,
+) {
+    let place = format!(
+        "kept checkpoint (tree size {}, {})",
+        old.tree_size, old.time
+    );
+    if !old.verify(key) {
+        problems.push(format!(
+            "{place}: its signature does not verify with key {}",
+            hex(key)
+        ));
+        return;
+    }
+    if old.tree_size > new.tree_size {
+        problems.push(format!(
+            "{place}: the collector's latest checkpoint has only {} records: records were removed",
+            new.tree_size
+        ));
+        return;
+    }
+    let hashes: Option<Vec<Hash>> =
+        proof.and_then(|p| p.iter().map(|h| h.as_slice().try_into().ok()).collect());
+    let (Some(old_root), Ok(new_root), Some(path)) = (
+        old.root_hash(),
+        <Hash>::try_from(new.root.as_slice()),
+        hashes,
+    ) else {
+        problems.push(format!(
+            "{place}: no usable consistency proof from the collector"
+        ));
+        return;
+    };
+    if !merkle::verify_consistency(old.tree_size, new.tree_size, &old_root, &new_root, &path) {
+        problems.push(format!(
+            "{place}: the log signed now (tree size {}) does not extend it: records at or below log index {} were changed, removed or reordered",
+            new.tree_size,
+            old.tree_size.saturating_sub(1)
+        ));
+    }
 }
 
 fn offline(dir: &std::path::Path, pinned: Option<&[u8]>) -> anyhow::Result<()> {
@@ -157,7 +247,8 @@ fn report(
     }
     match latest {
         Some((size, root)) => println!(
-            "ok: {records} records, {checkpoints} signed checkpoints; latest checkpoint: tree size {size}, root {root}{}",
+            "ok: {records} records, {checkpoints} signed checkpoint{}; latest checkpoint: tree size {size}, root {root}{}",
+            if checkpoints == 1 { "" } else { "s" },
             if size < records {
                 format!(" ({} records since)", records - size)
             } else {

@@ -330,6 +330,7 @@ mod tests {
             host: "h".into(),
             boot: "b".into(),
             sequence: 1,
+            prev: [0; 32],
             fields,
             line: line.as_bytes().to_vec(),
         };

@@ -107,11 +107,11 @@ impl Collector for Service {
                     Ok((ack, stored)) => {
                         for rec in stored {
                             let rec = Arc::new(rec);
+                            // The record first, then the alerts it raises. No watcher is not an error.
+                            let _ = events.send(Arc::new(Event::Record(rec.clone())));
                             if let Some(engine) = &alerts {
                                 engine.evaluate(&rec, &events);
                             }
-                            // No watcher is not an error.
-                            let _ = events.send(Arc::new(Event::Record(rec)));
                         }
                         if tx.send(Ok(ack)).await.is_err() {
                             break;

@@ -6,8 +6,9 @@
 //! ```
 
 pub const HEADER: &[u8; 8] = b"RECSPL01";
-/// Lines longer than this are damage, not data (a record is a few KiB at most).
-pub const MAX_LINE: usize = 4 * 1024 * 1024;
+/// Lines longer than this are damage, not data (records are a few KiB; a huge SQL statement
+/// may reach a few MiB). The collector accepts entries up to `store::segment::MAX_ENTRY`.
+pub const MAX_LINE: usize = 8 * 1024 * 1024;
 pub const OVERHEAD: usize = 4 + 8 + 4;
 
 pub fn encode(sequence: u64, line: &[u8], out: &mut Vec<u8>) {

@@ -271,6 +271,16 @@ impl Spool {
     /// Appends one record line; it is durable after the next `flush`. Returns false if the spool
     /// is full and the record was dropped (counted, and reported by a later `loss` record).
     pub fn append(&mut self, line: &[u8]) -> Result<bool, SpoolError> {
+        if line.len() > frame::MAX_LINE {
+            // Larger than any frame the spool or the collector accepts: report it, keep going.
+            tracing::warn!(
+                bytes = line.len(),
+                "record too large to ship; a loss record says so"
+            );
+            self.metrics.dropped.inc();
+            let loss = self.report("loss", "record_too_large", Value::from(1u64), "count");
+            return self.append(loss.to_line().as_bytes()).map(|_| false);
+        }
         let need = (frame::OVERHEAD + line.len()) as u64;
         let used = self.lock().total_bytes + self.pending.len() as u64;
         if self.dropped > 0 {
@@ -537,6 +547,9 @@ fn prune(shared: &mut Shared) -> Result<(), SpoolError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     pub next: u64,
+    /// Where `next` starts: (segment's first sequence, byte offset), so reading goes on from
+    /// there instead of from the segment's start.
+    at: Option<(u64, u64)>,
 }
 
 /// The sender's handle: reads durable records, acknowledges them.
@@ -557,6 +570,7 @@ impl SpoolReader {
     pub fn cursor(&self) -> Cursor {
         Cursor {
             next: self.lock().acked_next,
+            at: None,
         }
     }
 
@@ -597,28 +611,40 @@ impl SpoolReader {
                 }
                 cursor.next = seg.first;
             }
+            let start = match cursor.at {
+                Some((seg_first, offset))
+                    if seg_first == seg.first && offset <= seg.durable_len =>
+                {
+                    offset
+                }
+                _ => frame::HEADER.len() as u64,
+            };
             let file = File::open(&seg.path).map_err(io(&seg.path))?;
-            let mut data = vec![0u8; seg.durable_len as usize];
-            file.read_exact_at(&mut data, 0).map_err(io(&seg.path))?;
-            let mut offset = frame::HEADER.len();
+            let mut data = vec![0u8; (seg.durable_len - start) as usize];
+            file.read_exact_at(&mut data, start)
+                .map_err(io(&seg.path))?;
+            let mut offset = 0;
             while offset < data.len() && lines.len() < max_records && bytes < max_bytes {
                 let Ok((seq, line, n)) = frame::decode(&data[offset..]) else {
                     break;
                 };
-                offset += n;
                 if seq < cursor.next {
+                    offset += n;
                     continue;
                 }
                 if let Some(f) = first
                     && seq != f + lines.len() as u64
                 {
+                    cursor.at = Some((seg.first, start + offset as u64));
                     return Ok(Some((f, lines)));
                 }
+                offset += n;
                 first.get_or_insert(seq);
                 bytes += line.len();
                 lines.push(line.to_vec());
                 cursor.next = seq + 1;
             }
+            cursor.at = Some((seg.first, start + offset as u64));
             if lines.len() >= max_records || bytes >= max_bytes {
                 break;
             }

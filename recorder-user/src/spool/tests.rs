@@ -96,6 +96,23 @@ fn a_full_spool_drops_and_then_reports_the_loss() {
 }
 
 #[test]
+fn a_record_too_large_to_ship_becomes_a_loss_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut spool, _) = Spool::open_with(dir.path(), "web-1", 1 << 30, 1 << 20).unwrap();
+    assert!(!spool.append(&vec![b'x'; frame::MAX_LINE + 1]).unwrap());
+    spool.append(&rec(1)).unwrap();
+    spool.flush().unwrap();
+    let all = read_all(&spool.reader());
+    assert_eq!(all.len(), 2);
+    let loss: Record = serde_json::from_slice(&all[0].1).unwrap();
+    assert_eq!(
+        (loss.kind, loss.field("reason").unwrap().as_str()),
+        (Kind::Loss, Some("record_too_large"))
+    );
+    assert_eq!(all[1].1, rec(1));
+}
+
+#[test]
 fn a_damaged_segment_is_recovered_up_to_its_last_valid_record() {
     let dir = tempfile::tempdir().unwrap();
     let (mut spool, _) = Spool::open_with(dir.path(), "web-1", 1 << 30, 1 << 20).unwrap();

@@ -76,8 +76,26 @@ pub struct StoredRecord {
     pub host: String,
     pub boot: String,
     pub sequence: u64,
+    /// The leaf hash of the stream's previous record (the chain link).
+    pub prev: Hash,
     pub fields: IndexFields,
     pub line: Vec<u8>,
+}
+
+impl StoredRecord {
+    /// The record's Merkle leaf hash, recomputed from its parts.
+    pub fn leaf_hash(&self) -> Hash {
+        let entry = Entry {
+            index: self.index,
+            host: &self.host,
+            boot: &self.boot,
+            sequence: self.sequence,
+            prev: self.prev,
+            line: &self.line,
+        };
+        let mut buf = Vec::with_capacity(self.line.len() + 128);
+        entry.encode_frame(&mut buf)
+    }
 }
 
 /// What one batch did.
@@ -233,6 +251,16 @@ impl Store {
                 out.duplicates += 1;
                 continue;
             }
+            if line.len() > crate::spool::frame::MAX_LINE {
+                return Err(StoreError::BadRecord {
+                    sequence,
+                    why: format!(
+                        "{} bytes is above the {} byte bound of a record",
+                        line.len(),
+                        crate::spool::frame::MAX_LINE
+                    ),
+                });
+            }
             let fields =
                 IndexFields::parse(line).map_err(|why| StoreError::BadRecord { sequence, why })?;
             check(&fields).map_err(|why| StoreError::BadRecord { sequence, why })?;
@@ -257,6 +285,7 @@ impl Store {
                 host: host.to_string(),
                 boot: boot.to_string(),
                 sequence,
+                prev: entry.prev,
                 fields,
                 line: line.to_vec(),
             });
@@ -394,6 +423,7 @@ impl Store {
             host: e.host.to_string(),
             boot: e.boot.to_string(),
             sequence: e.sequence,
+            prev: e.prev,
             fields: IndexFields::parse(e.line).unwrap_or_default(),
             line: e.line.to_vec(),
         })

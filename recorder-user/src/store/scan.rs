@@ -188,13 +188,14 @@ pub fn scan(
             let state = out.streams.entry(key.clone()).or_default();
             if entry.prev != state.last_leaf {
                 let before = match last_place.get(&key) {
-                    Some((p, s)) => {
-                        format!("the stream's previous stored record is sequence {s} at {p}")
-                    }
+                    Some((p, s)) => format!(
+                        "the stream's previous stored record (sequence {s}, {p}) hashes to {}",
+                        short(&state.last_leaf)
+                    ),
                     None => "it is the first stored record of its stream".to_string(),
                 };
                 out.problems.push(Problem(format!(
-                    "{place}, log index {index}, {stream}: hash chain broken: it links to {} but {before} (records deleted, changed or reordered)",
+                    "{place}, log index {index}, {stream}: hash chain broken: it links to {}, but {before} (records deleted, changed or reordered)",
                     short(&entry.prev)
                 )));
             }
@@ -220,8 +221,9 @@ pub fn scan(
     Ok(out)
 }
 
+/// The first 8 bytes of a hash, enough to tell two apart in a message.
 fn short(h: &Hash) -> String {
-    hex(&h[..8])
+    format!("{}…", hex(&h[..8]))
 }
 
 /// Every checkpoint: signature, growing sizes, and the Merkle root of the first `tree_size`

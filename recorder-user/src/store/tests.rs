@@ -57,6 +57,10 @@ fn stores_once_dedups_and_survives_restart() {
     let out = store.append("web-1", "b1", 1, &lines(1..31), ok).unwrap();
     assert_eq!((out.stored.len(), out.duplicates), (0, 30));
     assert_eq!(store.read(3).unwrap().line, line(4).into_bytes());
+    // What a client recomputes from a record as read back is the leaf in the tree.
+    for i in [0, 3, 31] {
+        assert_eq!(store.read(i).unwrap().leaf_hash(), store.leaves[i as usize]);
+    }
     let s0 = store.sessions().find("s0", "").unwrap().unwrap();
     assert_eq!(s0.positions.len(), 10 + 1 - 1);
     assert!(

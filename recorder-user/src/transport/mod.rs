@@ -17,6 +17,7 @@ impl From<&StoredRecord> for v1::StoredRecord {
             session: r.fields.session.clone(),
             time: r.fields.time.clone(),
             line: r.line.clone(),
+            prev: r.prev.to_vec(),
         }
     }
 }
