@@ -52,10 +52,14 @@ impl Pipeline {
     pub fn new(
         host: String,
         identities: Identities,
-        probes: Probes,
+        mut probes: Probes,
         ring: RingBuf<MapData>,
         sinks: Vec<Box<dyn Sink>>,
     ) -> Self {
+        // Before the agent says it is ready: TLS plaintext of processes that start right after
+        // readiness must not be missed.
+        let mut openssl = OpenSslTracker::default();
+        openssl.attach_system(&mut probes);
         let registry = Registry::global();
         let by_kind = Kind::ALL
             .into_iter()
@@ -86,7 +90,7 @@ impl Pipeline {
             },
             reported_loss: Default::default(),
             sql: SqlTracker::default(),
-            openssl: OpenSslTracker::default(),
+            openssl,
             decode_errors: registry.counter(
                 "recorder_decode_errors_total",
                 "Ring buffer items that could not be decoded.",
@@ -96,7 +100,6 @@ impl Pipeline {
     }
 
     pub fn run(mut self, stop: &AtomicBool) -> anyhow::Result<()> {
-        self.openssl.attach_system(&mut self.probes);
         let fd = self.ring.as_raw_fd();
         let (mut last_flush, mut last_loss, mut last_refresh) =
             (Instant::now(), Instant::now(), Instant::now());
