@@ -14,16 +14,6 @@ pub struct Mariadb {
     _dir: tempfile::TempDir,
 }
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 impl Mariadb {
     pub fn start() -> Self {
         crate::require_root();
@@ -34,32 +24,36 @@ impl Mariadb {
         let root = dir.path();
         let data = root.join("data");
         std::fs::create_dir(&data).unwrap();
-        run(Command::new("chmod").args(["755", root.to_str().unwrap()]));
-        run(Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=localhost",
-            ])
-            .arg("-keyout")
-            .arg(root.join("server.key"))
-            .arg("-out")
-            .arg(root.join("server.crt")));
-        run(Command::new("chown").args(["-R", "mysql:mysql", root.to_str().unwrap()]));
-        run(Command::new("mariadb-install-db")
-            .args([
-                "--no-defaults",
-                "--user=mysql",
-                "--auth-root-authentication-method=socket",
-                "--skip-test-db",
-            ])
-            .arg(format!("--datadir={}", data.display())));
+        crate::run_ok(Command::new("chmod").args(["755", root.to_str().unwrap()]));
+        crate::run_ok(
+            Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=localhost",
+                ])
+                .arg("-keyout")
+                .arg(root.join("server.key"))
+                .arg("-out")
+                .arg(root.join("server.crt")),
+        );
+        crate::run_ok(Command::new("chown").args(["-R", "mysql:mysql", root.to_str().unwrap()]));
+        crate::run_ok(
+            Command::new("mariadb-install-db")
+                .args([
+                    "--no-defaults",
+                    "--user=mysql",
+                    "--auth-root-authentication-method=socket",
+                    "--skip-test-db",
+                ])
+                .arg(format!("--datadir={}", data.display())),
+        );
         let port = crate::free_port();
         let socket = root.join("sock");
         let server = Command::new("mariadbd")

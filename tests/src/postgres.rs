@@ -15,16 +15,6 @@ pub struct Postgres {
     dir: tempfile::TempDir,
 }
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn as_postgres(program: &str) -> Command {
     let mut cmd = Command::new("runuser");
     cmd.args(["-u", "postgres", "--", program]);
@@ -39,27 +29,35 @@ impl Postgres {
             .tempdir()
             .unwrap();
         let root = dir.path();
-        run(Command::new("chmod").args(["755", root.to_str().unwrap()]));
+        crate::run_ok(Command::new("chmod").args(["755", root.to_str().unwrap()]));
         let data = root.join("data");
-        run(Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=localhost",
-            ])
-            .arg("-keyout")
-            .arg(root.join("server.key"))
-            .arg("-out")
-            .arg(root.join("server.crt")));
-        run(Command::new("chown").args(["-R", "postgres:postgres", root.to_str().unwrap()]));
-        run(Command::new("chmod").args(["600", root.join("server.key").to_str().unwrap()]));
-        run(as_postgres(&format!("{BIN}/initdb")).args([
+        crate::run_ok(
+            Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=localhost",
+                ])
+                .arg("-keyout")
+                .arg(root.join("server.key"))
+                .arg("-out")
+                .arg(root.join("server.crt")),
+        );
+        crate::run_ok(Command::new("chown").args([
+            "-R",
+            "postgres:postgres",
+            root.to_str().unwrap(),
+        ]));
+        crate::run_ok(
+            Command::new("chmod").args(["600", root.join("server.key").to_str().unwrap()]),
+        );
+        crate::run_ok(as_postgres(&format!("{BIN}/initdb")).args([
             "-D",
             data.to_str().unwrap(),
             "-A",
@@ -79,10 +77,12 @@ impl Postgres {
         let mut existing = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
         existing.push_str(&conf);
         std::fs::write(data.join("postgresql.conf"), existing).unwrap();
-        run(as_postgres(&format!("{BIN}/pg_ctl"))
-            .args(["-D", data.to_str().unwrap(), "-l"])
-            .arg(root.join("log"))
-            .args(["-w", "start"]));
+        crate::run_ok(
+            as_postgres(&format!("{BIN}/pg_ctl"))
+                .args(["-D", data.to_str().unwrap(), "-l"])
+                .arg(root.join("log"))
+                .args(["-w", "start"]),
+        );
         let pg = Postgres {
             port,
             socket_dir: root.to_path_buf(),
@@ -96,25 +96,27 @@ impl Postgres {
 
     /// Runs SQL as the superuser over the Unix socket, outside any watched cgroup.
     pub fn psql_admin(&self, sql: &str) {
-        run(Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                self.socket_dir.to_str().unwrap(),
-            ])
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                sql,
-            ]));
+        crate::run_ok(
+            Command::new("psql")
+                .args([
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-h",
+                    self.socket_dir.to_str().unwrap(),
+                ])
+                .args([
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-c",
+                    sql,
+                ]),
+        );
     }
 
     /// A libpq connection string over TCP with the given sslmode.

@@ -81,6 +81,20 @@ pub struct Probes {
     settings: Array<MapData, Settings>,
 }
 
+/// The program `name` of the object, as its type.
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, LoadError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(LoadError::Program {
+            name,
+            source: aya::programs::ProgramError::NotLoaded,
+        })?
+        .try_into()
+        .map_err(|source| LoadError::Program { name, source })
+}
+
 /// Offsets of every kernel struct member the programs read, from the running kernel's BTF.
 pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
     let o = |s: &str, m: &str| btf.member_offset(s, m);
@@ -181,36 +195,16 @@ impl Probes {
             .load(object)?;
         let aya_btf = aya::Btf::parse_file(btf_path, aya::Endianness::default())?;
         for name in PROGRAMS {
-            let program: &mut BtfTracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| LoadError::Program {
-                    name,
-                    source: aya::programs::ProgramError::NotLoaded,
-                })?
-                .try_into()
-                .map_err(|source| LoadError::Program { name, source })?;
-            program
-                .load(name, &aya_btf)
-                .map_err(|source| LoadError::Program { name, source })?;
-            program
-                .attach()
-                .map_err(|source| LoadError::Program { name, source })?;
+            let program: &mut BtfTracePoint = program(&mut ebpf, name)?;
+            let err = |source| LoadError::Program { name, source };
+            program.load(name, &aya_btf).map_err(err)?;
+            program.attach().map_err(err)?;
         }
         for (category, name) in SYSCALL_PROGRAMS {
-            let program: &mut TracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| LoadError::Program {
-                    name,
-                    source: aya::programs::ProgramError::NotLoaded,
-                })?
-                .try_into()
-                .map_err(|source| LoadError::Program { name, source })?;
-            program
-                .load()
-                .map_err(|source| LoadError::Program { name, source })?;
-            program
-                .attach(category, name)
-                .map_err(|source| LoadError::Program { name, source })?;
+            let program: &mut TracePoint = program(&mut ebpf, name)?;
+            let err = |source| LoadError::Program { name, source };
+            program.load().map_err(err)?;
+            program.attach(category, name).map_err(err)?;
         }
         // The OpenSSL probes are loaded now and attached per library as libraries are found.
         for name in OPENSSL_ENTRIES
@@ -218,14 +212,7 @@ impl Probes {
             .map(|(_, p)| *p)
             .chain(["ssl_return"])
         {
-            let program: &mut UProbe = ebpf
-                .program_mut(name)
-                .ok_or_else(|| LoadError::Program {
-                    name,
-                    source: aya::programs::ProgramError::NotLoaded,
-                })?
-                .try_into()
-                .map_err(|source| LoadError::Program { name, source })?;
+            let program: &mut UProbe = program(&mut ebpf, name)?;
             program
                 .load()
                 .map_err(|source| LoadError::Program { name, source })?;
@@ -309,15 +296,7 @@ impl Probes {
     pub fn attach_openssl(&mut self, path: &Path) -> Result<usize, LoadError> {
         let mut attached = 0;
         for (symbol, name) in OPENSSL_ENTRIES {
-            let entry: &mut UProbe = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(LoadError::Program {
-                    name,
-                    source: aya::programs::ProgramError::NotLoaded,
-                })?
-                .try_into()
-                .map_err(|source| LoadError::Program { name, source })?;
+            let entry: &mut UProbe = program(&mut self.ebpf, name)?;
             if entry
                 .attach(symbol, path, UProbeScope::AllProcesses)
                 .is_err()
@@ -326,15 +305,7 @@ impl Probes {
                 continue;
             }
             let name = "ssl_return";
-            let ret: &mut UProbe = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(LoadError::Program {
-                    name,
-                    source: aya::programs::ProgramError::NotLoaded,
-                })?
-                .try_into()
-                .map_err(|source| LoadError::Program { name, source })?;
+            let ret: &mut UProbe = program(&mut self.ebpf, name)?;
             ret.attach(symbol, path, UProbeScope::AllProcesses)
                 .map_err(|source| LoadError::Program { name, source })?;
             attached += 1;
