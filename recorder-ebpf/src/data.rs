@@ -1,13 +1,12 @@
 //! Shared by the socket and TLS probes: which socket an fd is, and sending the bytes of one
 //! read/write call as `data` events (in chunks, under `bpf_loop`).
 use aya_ebpf::helpers::{
-    bpf_get_current_cgroup_id, bpf_get_current_task, bpf_get_smp_processor_id,
-    bpf_ktime_get_boot_ns,
+    bpf_get_current_task, bpf_get_smp_processor_id,
     generated::{bpf_loop, bpf_probe_read_user, bpf_ringbuf_output},
 };
 use recorder_common::{
-    DATA_CHUNK, DATA_FIXED_LEN, DATA_SYSCALL_MAX, DATA_TRUNCATED, DataEvent, DataHead, EventHeader,
-    EventKind, ProcInfo, SockInfo,
+    DATA_CHUNK, DATA_FIXED_LEN, DATA_SYSCALL_MAX, DATA_TRUNCATED, DataEvent, DataHead, EventKind,
+    ProcInfo, SockInfo,
 };
 
 use crate::{
@@ -110,16 +109,7 @@ pub fn send_data(info: &ProcInfo, tgid: u32, head: DataHead, buf: u64, total: u6
     // SAFETY: `event` is this CPU's scratch slot.
     let ev = unsafe { &mut *event };
     ev.head = head;
-    // SAFETY: plain helper calls.
-    let (ktime, cgroup_id) = unsafe { (bpf_ktime_get_boot_ns(), bpf_get_current_cgroup_id()) };
-    ev.head.header = EventHeader {
-        kind: EventKind::Data as u32,
-        identity: info.identity,
-        pid: tgid,
-        _pad: 0,
-        ktime,
-        cgroup_id,
-    };
+    ev.head.header = crate::emit::header_now(EventKind::Data, info.identity, tgid);
     ev.head.exec = info.exec;
     ev.head.session = info.session;
     ev.head.total = total;

@@ -2,7 +2,8 @@
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
     helpers::{
-        bpf_get_current_uid_gid, bpf_get_smp_processor_id,
+        bpf_get_current_cgroup_id, bpf_get_current_uid_gid, bpf_get_smp_processor_id,
+        bpf_ktime_get_boot_ns,
         generated::{bpf_loop, bpf_probe_read_user, bpf_ringbuf_output},
     },
 };
@@ -28,6 +29,21 @@ pub fn wakeup_flags() -> u64 {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
+    }
+}
+
+/// The header of an event happening now in the current task.
+#[inline(always)]
+pub fn header_now(kind: EventKind, identity: u32, pid: u32) -> EventHeader {
+    // SAFETY: plain helper calls.
+    let (ktime, cgroup_id) = unsafe { (bpf_ktime_get_boot_ns(), bpf_get_current_cgroup_id()) };
+    EventHeader {
+        kind: kind as u32,
+        identity,
+        pid,
+        _pad: 0,
+        ktime,
+        cgroup_id,
     }
 }
 

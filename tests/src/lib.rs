@@ -152,6 +152,29 @@ pub fn run_ok(cmd: &mut Command) {
     );
 }
 
+/// A self-signed certificate for `localhost` in `dir` (`server.crt`, `server.key`), for the
+/// test servers' TLS.
+pub fn self_signed_cert(dir: &Path) {
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .arg("-keyout")
+            .arg(dir.join("server.key"))
+            .arg("-out")
+            .arg(dir.join("server.crt")),
+    );
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

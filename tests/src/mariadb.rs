@@ -25,24 +25,7 @@ impl Mariadb {
         let data = root.join("data");
         std::fs::create_dir(&data).unwrap();
         crate::run_ok(Command::new("chmod").args(["755", root.to_str().unwrap()]));
-        crate::run_ok(
-            Command::new("openssl")
-                .args([
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-days",
-                    "1",
-                    "-subj",
-                    "/CN=localhost",
-                ])
-                .arg("-keyout")
-                .arg(root.join("server.key"))
-                .arg("-out")
-                .arg(root.join("server.crt")),
-        );
+        crate::self_signed_cert(root);
         crate::run_ok(Command::new("chown").args(["-R", "mysql:mysql", root.to_str().unwrap()]));
         crate::run_ok(
             Command::new("mariadb-install-db")

@@ -31,24 +31,7 @@ impl Postgres {
         let root = dir.path();
         crate::run_ok(Command::new("chmod").args(["755", root.to_str().unwrap()]));
         let data = root.join("data");
-        crate::run_ok(
-            Command::new("openssl")
-                .args([
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-days",
-                    "1",
-                    "-subj",
-                    "/CN=localhost",
-                ])
-                .arg("-keyout")
-                .arg(root.join("server.key"))
-                .arg("-out")
-                .arg(root.join("server.crt")),
-        );
+        crate::self_signed_cert(root);
         crate::run_ok(Command::new("chown").args([
             "-R",
             "postgres:postgres",

@@ -1,11 +1,9 @@
 //! `sched_process_exit`: when the last thread of a tracked process ends, report its exit code and
 //! forget it.
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
-    macros::btf_tracepoint,
-    programs::BtfTracePointContext,
+    helpers::bpf_get_current_pid_tgid, macros::btf_tracepoint, programs::BtfTracePointContext,
 };
-use recorder_common::{EventHeader, EventKind, ExitEvent, PROC_OWN_EXEC};
+use recorder_common::{EventKind, ExitEvent, PROC_OWN_EXEC};
 
 use crate::{
     emit::{count_loss, wakeup_flags},
@@ -41,17 +39,8 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
         count_loss(info.identity, EventKind::Exit);
         return Ok(());
     };
-    // SAFETY: plain helper calls.
-    let (ktime, cgroup_id) = unsafe { (bpf_ktime_get_boot_ns(), bpf_get_current_cgroup_id()) };
     entry.write(ExitEvent {
-        header: EventHeader {
-            kind: EventKind::Exit as u32,
-            identity: info.identity,
-            pid: tgid,
-            _pad: 0,
-            ktime,
-            cgroup_id,
-        },
+        header: crate::emit::header_now(EventKind::Exit, info.identity, tgid),
         exec: info.exec,
         session: info.session,
         exit_code,

@@ -2,11 +2,9 @@
 //! through it bypass the system calls the socket probes watch, so the agent says so (a `notice`)
 //! rather than miss statements silently.
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
-    macros::tracepoint,
-    programs::TracePointContext,
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use recorder_common::{EventHeader, EventKind, IoUringEvent};
+use recorder_common::{EventKind, IoUringEvent};
 
 use crate::{
     emit::{count_loss, wakeup_flags},
@@ -20,17 +18,8 @@ pub fn io_uring_create(_ctx: TracePointContext) -> u32 {
     let Some(info) = (unsafe { PROCS.get(&tgid) }).copied() else {
         return 0;
     };
-    // SAFETY: plain helper calls.
-    let (ktime, cgroup_id) = unsafe { (bpf_ktime_get_boot_ns(), bpf_get_current_cgroup_id()) };
     let event = IoUringEvent {
-        header: EventHeader {
-            kind: EventKind::IoUring as u32,
-            identity: info.identity,
-            pid: tgid,
-            _pad: 0,
-            ktime,
-            cgroup_id,
-        },
+        header: crate::emit::header_now(EventKind::IoUring, info.identity, tgid),
         exec: info.exec,
         session: info.session,
     };

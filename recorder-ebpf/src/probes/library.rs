@@ -3,11 +3,9 @@
 //! its first TLS call. This is how private copies of libssl (in Python wheels, app bundles) are
 //! found.
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
-    macros::tracepoint,
-    programs::TracePointContext,
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use recorder_common::{EventHeader, EventKind, LibraryEvent};
+use recorder_common::{EventKind, LibraryEvent};
 
 use crate::{
     data::file_of_fd,
@@ -57,16 +55,7 @@ fn try_mmap(ctx: &TracePointContext) -> Result<(), i64> {
     };
     // SAFETY: the entry is ours until submitted; every field is written below.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    // SAFETY: plain helper calls.
-    let (ktime, cgroup_id) = unsafe { (bpf_ktime_get_boot_ns(), bpf_get_current_cgroup_id()) };
-    ev.header = EventHeader {
-        kind: EventKind::Library as u32,
-        identity: info.identity,
-        pid: tgid,
-        _pad: 0,
-        ktime,
-        cgroup_id,
-    };
+    ev.header = crate::emit::header_now(EventKind::Library, info.identity, tgid);
     read_path(&mut ev.path, path);
     // Wake the agent now: the process is about to use the library.
     entry.submit(aya_ebpf::bindings::BPF_RB_FORCE_WAKEUP as u64);

@@ -4,13 +4,9 @@
 //! socket. Inside an OpenSSL call the bytes are ciphertext: they are not sent, but teach us which
 //! socket the TLS connection runs on.
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
-    macros::tracepoint,
-    programs::TracePointContext,
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use recorder_common::{
-    CloseEvent, DIR_EGRESS, DIR_INGRESS, DataHead, DataSource, EventHeader, EventKind,
-};
+use recorder_common::{CloseEvent, DIR_EGRESS, DIR_INGRESS, DataHead, DataSource, EventKind};
 
 use crate::{
     data::{send_data, socket_of_fd},
@@ -144,17 +140,8 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let Some(sock) = socket_of_fd(fd as u32) else {
         return 0;
     };
-    // SAFETY: plain helper calls.
-    let (ktime, cgroup_id) = unsafe { (bpf_ktime_get_boot_ns(), bpf_get_current_cgroup_id()) };
     let event = CloseEvent {
-        header: EventHeader {
-            kind: EventKind::Close as u32,
-            identity: info.identity,
-            pid: tgid,
-            _pad: 0,
-            ktime,
-            cgroup_id,
-        },
+        header: crate::emit::header_now(EventKind::Close, info.identity, tgid),
         sock: sock.sock,
     };
     if EVENTS.output::<CloseEvent>(&event, wakeup_flags()).is_err() {
