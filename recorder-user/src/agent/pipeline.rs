@@ -14,7 +14,7 @@ use crate::{
     capture::{
         decode::{RawEvent, decode},
         records::{Clock, RecordBuilder, boot_ns_now, boot_tag},
-        sql::SqlTracker,
+        sql::{SqlOutput, SqlTracker},
         text::render_path,
     },
     identity::Identities,
@@ -119,10 +119,8 @@ impl Pipeline {
                 self.openssl.tick(&mut self.probes);
                 let mut outputs = Vec::new();
                 self.sql.tick(&mut outputs);
-                for output in &outputs {
-                    self.out.emit(&self.builder.sql(output, &self.identities));
-                    pending = true;
-                }
+                pending |= !outputs.is_empty();
+                self.out.emit_sql(&self.builder, &self.identities, &outputs);
                 last_loss = Instant::now();
             }
             if pending && (stopping || last_flush.elapsed() >= FLUSH_EVERY) {
@@ -173,17 +171,13 @@ impl Pipeline {
                     // Statements still pending on its connections come before its exit.
                     let mut outputs = Vec::new();
                     sql.on_exit(ev.header.pid, &mut outputs);
-                    for output in &outputs {
-                        out.emit(&builder.sql(output, identities));
-                    }
+                    out.emit_sql(builder, identities, &outputs);
                     out.emit(&builder.exit(&ev, identities));
                 }
                 Ok(RawEvent::Close(ev)) => {
                     let mut outputs = Vec::new();
                     sql.on_close(ev.header.pid, ev.sock, &mut outputs);
-                    for output in &outputs {
-                        out.emit(&builder.sql(output, identities));
-                    }
+                    out.emit_sql(builder, identities, &outputs);
                 }
                 Ok(RawEvent::Data(head, payload)) => {
                     tracing::trace!(
@@ -201,9 +195,7 @@ impl Pipeline {
                     );
                     let mut outputs = Vec::new();
                     sql.on_data(&head, payload, &mut outputs);
-                    for output in &outputs {
-                        out.emit(&builder.sql(output, identities));
-                    }
+                    out.emit_sql(builder, identities, &outputs);
                 }
                 Ok(RawEvent::Library(ev)) => {
                     let path = render_path(&ev.path);
@@ -267,6 +259,18 @@ impl Pipeline {
 }
 
 impl Output {
+    /// Records for what the SQL tracker produced, in order.
+    fn emit_sql(
+        &mut self,
+        builder: &RecordBuilder,
+        identities: &Identities,
+        outputs: &[SqlOutput],
+    ) {
+        for output in outputs {
+            self.emit(&builder.sql(output, identities));
+        }
+    }
+
     fn emit(&mut self, record: &Record) {
         if let Some((_, c)) = self.by_kind.iter().find(|(k, _)| *k == record.kind) {
             c.inc();

@@ -142,8 +142,6 @@ struct Conn {
 #[derive(Default)]
 pub struct SqlTracker {
     conns: HashMap<ConnKey, Conn>,
-    /// `SSL *` -> socket, once a TLS connection's socket is known.
-    tls_socket: HashMap<(u32, u64), u64>,
 }
 
 impl SqlTracker {
@@ -164,9 +162,6 @@ impl SqlTracker {
         let from_tls = head.source == DataSource::OpenSsl as u32;
         let sock_known = !from_tls || head.flags & DATA_NO_SOCKET == 0;
         let id = if sock_known { head.sock.sock } else { head.tls };
-        if from_tls && sock_known {
-            self.tls_socket.insert((h.pid, head.tls), head.sock.sock);
-        }
         let key = ConnKey { tgid: h.pid, id };
         let conn = self.conns.entry(key).or_insert_with(|| Conn {
             server: server_name(&head.sock, sock_known),
@@ -261,8 +256,6 @@ impl SqlTracker {
     /// kernel will reuse the socket's address for another one).
     pub fn on_close(&mut self, tgid: u32, sock: u64, out: &mut Vec<SqlOutput>) {
         self.end(ConnKey { tgid, id: sock }, out);
-        self.tls_socket
-            .retain(|&(pid, _), s| !(pid == tgid && *s == sock));
     }
 
     /// The process exited: every connection it had is over.
@@ -276,7 +269,6 @@ impl SqlTracker {
         for key in keys {
             self.end(key, out);
         }
-        self.tls_socket.retain(|&(pid, _), _| pid != tgid);
     }
 
     /// Ends a connection: statements still waiting for a result are reported as such.
@@ -323,8 +315,6 @@ impl SqlTracker {
         for key in idle {
             self.end(key, out);
         }
-        self.tls_socket
-            .retain(|_, sock| self.conns.keys().any(|k| k.id == *sock));
     }
 }
 
