@@ -76,3 +76,25 @@ pub static TLS_SOCKETS: LruHashMap<u64, TlsSocket> = LruHashMap::with_max_entrie
 /// One data event under construction per CPU. The loader sets max_entries to the CPU count.
 #[map]
 pub static DATA_SCRATCH: Array<DataEvent> = Array::with_max_entries(1, 0);
+
+/// A Go `crypto/tls.(*Conn).Read` in flight, keyed by goroutine: a goroutine blocked in Read
+/// can resume on another OS thread, so the thread id would not find it at the return.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GoCallKey {
+    /// The goroutine's `g` (register R14 in Go's register ABI).
+    pub g: u64,
+    pub tgid: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GoRead {
+    /// The `*tls.Conn`.
+    pub conn: u64,
+    pub buf: u64,
+}
+
+#[map]
+pub static GO_READS: HashMap<GoCallKey, GoRead> = HashMap::with_max_entries(16384, 0);

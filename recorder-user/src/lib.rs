@@ -12,6 +12,7 @@ pub mod collector;
 pub mod config;
 pub mod identity;
 pub mod integrity;
+pub mod kube;
 pub mod metrics;
 pub mod pki;
 pub mod proto;

@@ -4,6 +4,7 @@
 //! `cargo xtask test`, which builds the binary first; they fail, loudly, when they cannot load.
 pub mod mariadb;
 pub mod postgres;
+pub mod pty;
 use std::{
     io::{Read, Write},
     net::TcpStream,

@@ -32,6 +32,8 @@ pub enum EventKind {
     IoUring = 6,
     /// A tracked process closed a stream socket.
     Close = 7,
+    /// A line read by an interactive shell (bash's `readline`).
+    Shell = 8,
 }
 
 impl EventKind {
@@ -45,6 +47,7 @@ impl EventKind {
             Self::Library => "library",
             Self::IoUring => "io_uring",
             Self::Close => "close",
+            Self::Shell => "shell",
         }
     }
 
@@ -57,13 +60,14 @@ impl EventKind {
             5 => Some(Self::Library),
             6 => Some(Self::IoUring),
             7 => Some(Self::Close),
+            8 => Some(Self::Shell),
             _ => None,
         }
     }
 }
 
 /// Number of slots per identity in the loss counter map (indexed by `EventKind as u32`).
-pub const LOSS_KINDS: u32 = 8;
+pub const LOSS_KINDS: u32 = 9;
 
 /// A process image instance: when (boot-clock ns) and which thread-group id. Unique per boot.
 #[repr(C)]
@@ -203,6 +207,8 @@ pub enum DataSource {
     Socket = 0,
     /// OpenSSL's SSL_write/SSL_read: plaintext of a TLS connection.
     OpenSsl = 1,
+    /// Go's `crypto/tls.(*Conn).Write`/`Read`: plaintext of a TLS connection of a Go program.
+    GoTls = 2,
 }
 
 /// The process wrote the bytes (to the peer).
@@ -274,6 +280,25 @@ pub const DATA_FIXED_LEN: usize = core::mem::size_of::<DataHead>();
 pub struct LibraryEvent {
     pub header: EventHeader,
     pub path: RawPath,
+}
+
+/// Longest shell line sent; a longer one is cut and flagged `SHELL_TRUNCATED`.
+pub const SHELL_LINE_MAX: usize = 4096;
+/// The line was longer than `SHELL_LINE_MAX` bytes.
+pub const SHELL_TRUNCATED: u32 = 1;
+
+/// `shell` event: a line an interactive bash read with `readline`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ShellEvent {
+    pub header: EventHeader,
+    pub exec: ProcKey,
+    pub session: ProcKey,
+    /// Bytes of `line` in use (no terminating NUL).
+    pub len: u32,
+    /// `SHELL_*` flags.
+    pub flags: u32,
+    pub line: [u8; SHELL_LINE_MAX],
 }
 
 /// `io_uring` event: a tracked process created an io_uring instance.
@@ -383,5 +408,6 @@ mod tests {
         assert_eq!(size_of::<SockInfo>(), 48);
         assert_eq!(size_of::<DataHead>(), 32 + 32 + 48 + 8 + 16 + 8 + 8);
         assert_eq!(size_of::<DataEvent>(), DATA_FIXED_LEN + DATA_CHUNK);
+        assert_eq!(size_of::<ShellEvent>(), 32 + 32 + 8 + SHELL_LINE_MAX);
     }
 }

@@ -1,7 +1,9 @@
 pub mod exec;
 pub mod exit;
 pub mod fork;
+pub mod go_tls;
 pub mod io_uring;
 pub mod library;
+pub mod shell;
 pub mod sock;
 pub mod tls;

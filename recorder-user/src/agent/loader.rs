@@ -73,6 +73,13 @@ const OPENSSL_ENTRIES: [(&str, &str); 4] = [
     ("SSL_read_ex", "ssl_read_ex"),
 ];
 
+/// Go's TLS entry points: `go_tls_write` at the entry of `(*Conn).Write`, `go_tls_read` at the
+/// entry of `(*Conn).Read` and `go_tls_read_return` at each of its `RET` instructions.
+const GO_TLS_PROGRAMS: [&str; 3] = ["go_tls_write", "go_tls_read", "go_tls_read_return"];
+
+/// The return probe on bash's `readline`.
+const READLINE_PROGRAM: &str = "readline_return";
+
 /// The loaded, attached programs and the maps the agent uses.
 pub struct Probes {
     ebpf: Ebpf,
@@ -210,7 +217,8 @@ impl Probes {
         for name in OPENSSL_ENTRIES
             .iter()
             .map(|(_, p)| *p)
-            .chain(["ssl_return"])
+            .chain(["ssl_return", READLINE_PROGRAM])
+            .chain(GO_TLS_PROGRAMS)
         {
             let program: &mut UProbe = program(&mut ebpf, name)?;
             program
@@ -311,6 +319,46 @@ impl Probes {
             attached += 1;
         }
         Ok(attached)
+    }
+
+    /// Attaches the Go TLS probes to a Go program, at the file offsets found in its symbol
+    /// table. Returns the number of probes attached.
+    pub fn attach_go_tls(
+        &mut self,
+        path: &Path,
+        tls: &super::gobin::GoTlsFunctions,
+    ) -> Result<usize, LoadError> {
+        let mut points: Vec<(&'static str, u64)> = vec![
+            ("go_tls_write", tls.write.entry_offset),
+            ("go_tls_read", tls.read.entry_offset),
+        ];
+        points.extend(
+            tls.read
+                .return_offsets
+                .iter()
+                .map(|&off| ("go_tls_read_return", off)),
+        );
+        for &(name, offset) in &points {
+            let probe: &mut UProbe = program(&mut self.ebpf, name)?;
+            probe
+                .attach(
+                    aya::programs::uprobe::UProbeAttachLocation::AbsoluteOffset(offset),
+                    path,
+                    UProbeScope::AllProcesses,
+                )
+                .map_err(|source| LoadError::Program { name, source })?;
+        }
+        Ok(points.len())
+    }
+
+    /// Attaches the `readline` return probe to a bash binary.
+    pub fn attach_readline(&mut self, path: &Path) -> Result<(), LoadError> {
+        let name = READLINE_PROGRAM;
+        let probe: &mut UProbe = program(&mut self.ebpf, name)?;
+        probe
+            .attach("readline", path, UProbeScope::AllProcesses)
+            .map(|_| ())
+            .map_err(|source| LoadError::Program { name, source })
     }
 
     /// Events lost in the kernel so far, per identity index and kind (`EventKind as u32`).

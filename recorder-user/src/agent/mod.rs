@@ -5,6 +5,7 @@ pub mod loader;
 mod metrics_server;
 mod openssl;
 mod pipeline;
+mod programs;
 
 use std::{
     net::SocketAddr,

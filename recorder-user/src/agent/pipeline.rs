@@ -7,15 +7,17 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use recorder_common::EventKind;
+use recorder_common::{DataHead, EventKind};
 
-use super::{loader::Probes, openssl::OpenSslTracker};
+use super::{loader::Probes, openssl::OpenSslTracker, programs::ProgramProbes};
 use crate::{
     capture::{
         decode::{RawEvent, decode},
+        http::{ApiOutput, HttpTracker},
         records::{Clock, RecordBuilder, boot_ns_now, boot_tag},
         sql::{SqlOutput, SqlTracker},
         text::render_path,
+        unhooked::{TlsWatch, UnhookedTls},
     },
     identity::Identities,
     metrics::{Counter, Registry},
@@ -37,8 +39,18 @@ pub struct Pipeline {
     /// Loss counts already reported, per (identity, kind).
     reported_loss: std::collections::HashMap<(u32, u32), u64>,
     decode_errors: Counter,
-    sql: SqlTracker,
+    trackers: Trackers,
     openssl: OpenSslTracker,
+    programs: ProgramProbes,
+}
+
+/// The connection trackers: every socket and TLS byte of watched processes goes to each, and
+/// each keeps the connections that speak its protocol.
+#[derive(Default)]
+struct Trackers {
+    sql: SqlTracker,
+    http: HttpTracker,
+    tls: TlsWatch,
 }
 
 /// The sinks, with the counters of what went to them.
@@ -60,6 +72,7 @@ impl Pipeline {
         // readiness must not be missed.
         let mut openssl = OpenSslTracker::default();
         openssl.attach_system(&mut probes);
+        let programs = ProgramProbes::start(&mut probes);
         let registry = Registry::global();
         let by_kind = Kind::ALL
             .into_iter()
@@ -89,8 +102,9 @@ impl Pipeline {
                 ),
             },
             reported_loss: Default::default(),
-            sql: SqlTracker::default(),
+            trackers: Trackers::default(),
             openssl,
+            programs,
             decode_errors: registry.counter(
                 "recorder_decode_errors_total",
                 "Ring buffer items that could not be decoded.",
@@ -117,10 +131,10 @@ impl Pipeline {
             if stopping || last_loss.elapsed() >= LOSS_POLL_EVERY {
                 pending |= self.report_loss();
                 self.openssl.tick(&mut self.probes);
-                let mut outputs = Vec::new();
-                self.sql.tick(&mut outputs);
-                pending |= !outputs.is_empty();
-                self.out.emit_sql(&self.builder, &self.identities, &outputs);
+                self.programs.tick(&mut self.probes);
+                let mut outs = TrackerOutputs::default();
+                self.trackers.tick(&mut outs);
+                pending |= self.out.emit_tracked(&self.builder, &self.identities, outs);
                 last_loss = Instant::now();
             }
             if pending && (stopping || last_flush.elapsed() >= FLUSH_EVERY) {
@@ -153,8 +167,9 @@ impl Pipeline {
             identities,
             out,
             decode_errors,
-            sql,
+            trackers,
             openssl,
+            programs,
             probes,
             ..
         } = self;
@@ -163,22 +178,25 @@ impl Pipeline {
             match decode(&item) {
                 Ok(RawEvent::Exec(head, argv)) => {
                     openssl.on_exec(head.header.pid);
+                    programs.on_exec(probes, head.header.pid, &render_path(&head.exe));
                     for record in builder.exec(&head, argv, identities) {
                         out.emit(&record);
                     }
                 }
                 Ok(RawEvent::Exit(ev)) => {
-                    // Statements still pending on its connections come before its exit.
-                    let mut outputs = Vec::new();
-                    sql.on_exit(ev.header.pid, &mut outputs);
-                    out.emit_sql(builder, identities, &outputs);
+                    // Statements and requests still pending on its connections come before its
+                    // exit.
+                    let mut outs = TrackerOutputs::default();
+                    trackers.on_exit(ev.header.pid, &mut outs);
+                    out.emit_tracked(builder, identities, outs);
                     out.emit(&builder.exit(&ev, identities));
                 }
                 Ok(RawEvent::Close(ev)) => {
-                    let mut outputs = Vec::new();
-                    sql.on_close(ev.header.pid, ev.sock, &mut outputs);
-                    out.emit_sql(builder, identities, &outputs);
+                    let mut outs = TrackerOutputs::default();
+                    trackers.on_close(ev.header.pid, ev.sock, &mut outs);
+                    out.emit_tracked(builder, identities, outs);
                 }
+                Ok(RawEvent::Shell(ev, line)) => out.emit(&builder.shell(&ev, line, identities)),
                 Ok(RawEvent::Data(head, payload)) => {
                     tracing::trace!(
                         pid = head.header.pid,
@@ -193,9 +211,9 @@ impl Pipeline {
                         flags = head.flags,
                         "data"
                     );
-                    let mut outputs = Vec::new();
-                    sql.on_data(&head, payload, &mut outputs);
-                    out.emit_sql(builder, identities, &outputs);
+                    let mut outs = TrackerOutputs::default();
+                    trackers.on_data(&head, payload, &mut outs);
+                    out.emit_tracked(builder, identities, outs);
                 }
                 Ok(RawEvent::Library(ev)) => {
                     let path = render_path(&ev.path);
@@ -258,17 +276,59 @@ impl Pipeline {
     }
 }
 
+/// What the trackers produced from one event or tick.
+#[derive(Default)]
+struct TrackerOutputs {
+    sql: Vec<SqlOutput>,
+    api: Vec<ApiOutput>,
+    unhooked: Vec<UnhookedTls>,
+}
+
+impl Trackers {
+    fn on_data(&mut self, head: &DataHead, payload: &[u8], outs: &mut TrackerOutputs) {
+        self.tls.on_data(head, payload);
+        self.sql.on_data(head, payload, &mut outs.sql);
+        self.http.on_data(head, payload, &mut outs.api);
+    }
+
+    fn on_close(&mut self, tgid: u32, sock: u64, outs: &mut TrackerOutputs) {
+        self.sql.on_close(tgid, sock, &mut outs.sql);
+        self.http.on_close(tgid, sock, &mut outs.api);
+        self.tls.on_close(tgid, sock, &mut outs.unhooked);
+    }
+
+    fn on_exit(&mut self, tgid: u32, outs: &mut TrackerOutputs) {
+        self.sql.on_exit(tgid, &mut outs.sql);
+        self.http.on_exit(tgid, &mut outs.api);
+        self.tls.on_exit(tgid, &mut outs.unhooked);
+    }
+
+    fn tick(&mut self, outs: &mut TrackerOutputs) {
+        self.sql.tick(&mut outs.sql);
+        self.http.tick(&mut outs.api);
+        self.tls.tick(&mut outs.unhooked);
+    }
+}
+
 impl Output {
-    /// Records for what the SQL tracker produced, in order.
-    fn emit_sql(
+    /// Records for what the trackers produced. Returns whether there were any.
+    fn emit_tracked(
         &mut self,
         builder: &RecordBuilder,
         identities: &Identities,
-        outputs: &[SqlOutput],
-    ) {
-        for output in outputs {
+        outs: TrackerOutputs,
+    ) -> bool {
+        let any = !(outs.sql.is_empty() && outs.api.is_empty() && outs.unhooked.is_empty());
+        for output in &outs.sql {
             self.emit(&builder.sql(output, identities));
         }
+        for output in &outs.api {
+            self.emit(&builder.api(output, identities));
+        }
+        for u in &outs.unhooked {
+            self.emit(&builder.unhooked_tls(u, identities));
+        }
+        any
     }
 
     fn emit(&mut self, record: &Record) {

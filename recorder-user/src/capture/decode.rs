@@ -2,7 +2,7 @@
 //! out; a short or unknown item is an error, never a panic.
 use recorder_common::{
     CloseEvent, DATA_FIXED_LEN, DataHead, EXEC_FIXED_LEN, EventHeader, EventKind, ExecHead,
-    ExitEvent, IoUringEvent, LibraryEvent,
+    ExitEvent, IoUringEvent, LibraryEvent, SHELL_LINE_MAX, ShellEvent,
 };
 
 /// A decoded kernel event. The exec event's argv is borrowed from the ring buffer item.
@@ -14,6 +14,8 @@ pub enum RawEvent<'a> {
     Library(Box<LibraryEvent>),
     IoUring(IoUringEvent),
     Close(CloseEvent),
+    /// A shell line, with its text borrowed from the ring buffer item.
+    Shell(ShellEvent, &'a [u8]),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -97,6 +99,18 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent<'_>, DecodeError> {
                     kind: EventKind::Close,
                     len: bytes.len(),
                 })
+        }
+        Some(EventKind::Shell) => {
+            let truncated = || DecodeError::Truncated {
+                kind: EventKind::Shell,
+                len: bytes.len(),
+            };
+            let ev = read::<ShellEvent>(bytes).ok_or_else(truncated)?;
+            let fixed = size_of::<ShellEvent>() - SHELL_LINE_MAX;
+            let line = bytes
+                .get(fixed..fixed + (ev.len as usize).min(SHELL_LINE_MAX))
+                .ok_or_else(truncated)?;
+            Ok(RawEvent::Shell(ev, line))
         }
         _ => Err(DecodeError::UnknownKind(h.kind)),
     }

@@ -4,11 +4,16 @@ use std::collections::HashSet;
 
 use recorder_common::{
     EXEC_ADOPTED, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_OUTSIDE_IDENTITY, EventHeader,
-    EventKind, ExecHead, ExitEvent, ProcKey,
+    EventKind, ExecHead, ExitEvent, ProcKey, SHELL_TRUNCATED, ShellEvent,
 };
 use serde_json::{Map, Value, json};
 
-use super::sql::{Sender, SqlOutput};
+use super::{
+    conn::Sender,
+    http::ApiOutput,
+    sql::SqlOutput,
+    unhooked::UnhookedTls,
+};
 use super::text::{ExitStatus, command_line, exit_status, render_path, signal_name, split_argv};
 use crate::{
     identity::Identities,
@@ -156,6 +161,7 @@ impl RecordBuilder {
         }
 
         let argv = split_argv(argv_area);
+        let kubectl = crate::kube::kubectl::parse_kubectl(&argv);
         let truncated = head.flags & EXEC_ARGV_TRUNCATED != 0;
         let mut rec = self.record(
             Kind::Exec,
@@ -191,7 +197,117 @@ impl RecordBuilder {
             f.insert("adopted".into(), json!(true));
         }
         out.push(rec);
+        if let Some(cmd) = kubectl {
+            out.push(self.kubectl(&out[out.len() - 1], &cmd));
+        }
         out
+    }
+
+    /// The `k8s` record of a kubectl invocation, next to its `exec` record.
+    fn kubectl(&self, exec: &Record, cmd: &crate::kube::kubectl::KubectlCommand) -> Record {
+        let mut rec = exec.clone();
+        rec.kind = Kind::K8s;
+        rec.fields = Map::new();
+        let f = &mut rec.fields;
+        f.insert("text".into(), exec.fields["text"].clone());
+        f.insert("source".into(), json!("kubectl"));
+        f.insert("verb".into(), json!(cmd.verb));
+        f.insert("resource".into(), json!(cmd.resource));
+        f.insert("namespace".into(), json!(cmd.namespace));
+        f.insert("name".into(), json!(cmd.names.first()));
+        if cmd.names.len() > 1 {
+            f.insert("names".into(), json!(cmd.names));
+        }
+        if cmd.all_namespaces {
+            f.insert("all_namespaces".into(), json!(true));
+        }
+        f.insert("context".into(), json!(cmd.context));
+        f.insert("kubeconfig".into(), json!(cmd.kubeconfig));
+        f.insert("files".into(), json!(cmd.files));
+        // What the API calls of this command carry; kubectl's own calls come as `source: api`.
+        f.insert("method".into(), Value::Null);
+        f.insert("path".into(), Value::Null);
+        f.insert("status".into(), Value::Null);
+        rec
+    }
+
+    /// A line typed into an interactive shell.
+    pub fn shell(&self, ev: &ShellEvent, line: &[u8], identities: &Identities) -> Record {
+        let h = ev.header;
+        let mut rec = self.record(
+            Kind::Shell,
+            h.ktime,
+            identities.name(h.identity),
+            &ev.session,
+            h.pid,
+            &ev.exec,
+        );
+        rec.fields
+            .insert("text".into(), json!(String::from_utf8_lossy(line)));
+        if ev.flags & SHELL_TRUNCATED != 0 {
+            rec.fields.insert("truncated".into(), json!(true));
+        }
+        rec
+    }
+
+    /// A Kubernetes API call (or a decoding notice) from the HTTP tracker.
+    pub fn api(&self, output: &ApiOutput, identities: &Identities) -> Record {
+        match output {
+            ApiOutput::Call {
+                sender,
+                server,
+                tls,
+                exchange,
+                request,
+            } => {
+                let mut rec = self.sender_record(sender, Kind::K8s, identities);
+                let f = &mut rec.fields;
+                f.insert(
+                    "text".into(),
+                    json!(format!("{} {}", exchange.method, exchange.target)),
+                );
+                f.insert("source".into(), json!("api"));
+                f.insert("verb".into(), json!(request.verb));
+                f.insert("resource".into(), json!(request.resource));
+                if let Some(sub) = &request.subresource {
+                    f.insert("subresource".into(), json!(sub));
+                }
+                f.insert("namespace".into(), json!(request.namespace));
+                f.insert("name".into(), json!(request.name));
+                f.insert("method".into(), json!(exchange.method));
+                f.insert("path".into(), json!(exchange.target));
+                f.insert("status".into(), json!(exchange.status));
+                f.insert("server".into(), json!(server));
+                f.insert("tls".into(), json!(tls));
+                f.insert("http".into(), json!(exchange.version.as_str()));
+                rec
+            }
+            ApiOutput::Notice {
+                sender,
+                reason,
+                detail,
+            } => {
+                let mut rec = self.sender_record(sender, Kind::Notice, identities);
+                rec.fields.insert("reason".into(), json!(reason));
+                rec.fields.insert("detail".into(), json!(detail));
+                rec
+            }
+        }
+    }
+
+    /// A TLS connection whose plaintext no probe delivers.
+    pub fn unhooked_tls(&self, u: &UnhookedTls, identities: &Identities) -> Record {
+        let mut rec = self.sender_record(&u.sender, Kind::Notice, identities);
+        rec.fields.insert("reason".into(), json!("tls_unhooked"));
+        rec.fields.insert(
+            "detail".into(),
+            json!(format!(
+                "pid {} sent TLS-encrypted data to {} through a TLS library the agent has not \
+                 hooked; what it sent is not recorded",
+                u.sender.pid, u.server
+            )),
+        );
+        rec
     }
 
     pub fn exit(&self, ev: &ExitEvent, identities: &Identities) -> Record {

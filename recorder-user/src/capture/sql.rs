@@ -8,14 +8,13 @@
 //! connection whose first bytes are neither PostgreSQL nor MySQL is not SQL and is dropped.
 use std::{
     collections::HashMap,
-    net::{Ipv4Addr, Ipv6Addr},
     time::{Duration, Instant},
 };
 
-use recorder_common::{
-    DATA_NO_SOCKET, DATA_TRUNCATED, DIR_EGRESS, DataHead, DataSource, ProcKey, SockInfo,
-};
+use recorder_common::{DATA_NO_SOCKET, DATA_TRUNCATED, DIR_EGRESS, DataHead, DataSource};
 
+pub use super::conn::Sender;
+use super::conn::server_name;
 use crate::protocol::{self, AnyDecoder, Decoder, Direction, Output, Protocol};
 
 /// A connection with no traffic for this long has its pending statements reported and is
@@ -24,16 +23,6 @@ const IDLE_FORGET: Duration = Duration::from_secs(30);
 /// TLS seen on the raw socket with no plaintext from a hooked library within this long: the
 /// statements of this connection cannot be read, and a `tls_unhooked` notice says so.
 const TLS_UNHOOKED_AFTER: Duration = Duration::from_secs(2);
-
-/// Who sent a statement.
-#[derive(Debug, Clone, Copy)]
-pub struct Sender {
-    pub identity: u32,
-    pub pid: u32,
-    pub exec: ProcKey,
-    pub session: ProcKey,
-    pub ktime: u64,
-}
 
 /// What the tracker produces for the record builder.
 #[derive(Debug)]
@@ -147,19 +136,13 @@ pub struct SqlTracker {
 impl SqlTracker {
     pub fn on_data(&mut self, head: &DataHead, payload: &[u8], out: &mut Vec<SqlOutput>) {
         let h = head.header;
-        let sender = Sender {
-            identity: h.identity,
-            pid: h.pid,
-            exec: head.exec,
-            session: head.session,
-            ktime: h.ktime,
-        };
+        let sender = Sender::of(head);
         let dir = if head.direction == DIR_EGRESS {
             Direction::ToServer
         } else {
             Direction::ToClient
         };
-        let from_tls = head.source == DataSource::OpenSsl as u32;
+        let from_tls = head.source != DataSource::Socket as u32;
         let sock_known = !from_tls || head.flags & DATA_NO_SOCKET == 0;
         let id = if sock_known { head.sock.sock } else { head.tls };
         let key = ConnKey { tgid: h.pid, id };
@@ -361,25 +344,9 @@ fn emit(
     }
 }
 
-/// `host:port` of the peer, `[v6]:port`, or `unix` for a Unix socket.
-fn server_name(sock: &SockInfo, known: bool) -> String {
-    if !known {
-        return "unknown".into();
-    }
-    match sock.family {
-        2 => {
-            let a = Ipv4Addr::new(sock.raddr[0], sock.raddr[1], sock.raddr[2], sock.raddr[3]);
-            format!("{a}:{}", sock.rport)
-        }
-        10 => format!("[{}]:{}", Ipv6Addr::from(sock.raddr), sock.rport),
-        1 => "unix".into(),
-        f => format!("family-{f}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use recorder_common::{DIR_INGRESS, EventHeader};
+    use recorder_common::{DIR_INGRESS, EventHeader, SockInfo};
 
     use super::*;
 

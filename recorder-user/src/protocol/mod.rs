@@ -9,6 +9,7 @@
 //! What is never recorded: passwords and authentication exchanges, row data, COPY data.
 //! `docs/sql-protocols.md` describes the decoding in full.
 
+pub mod http;
 pub mod mysql;
 pub mod postgres;
 mod split;

@@ -1,0 +1,160 @@
+//! Probes that belong to a program rather than to a library: the `readline` return probe in
+//! bash, and the Go TLS probes in Go programs (kubectl and any other Go client). Each binary
+//! file is considered once (a uprobe is per inode: every process running that file is covered).
+//!
+//! The usual binaries (`bash`, `kubectl` on the agent's PATH) are attached before the agent
+//! reports ready. Others are found when a watched process execs them; reading a Go binary's
+//! symbol table takes a moment, so that work runs on a helper thread and the probes are
+//! attached on the next tick. A Go program's first TLS bytes can come before that; the TLS
+//! tracker then reports the connection as `tls_unhooked` rather than miss it silently.
+use std::{
+    collections::HashSet,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::mpsc,
+};
+
+use super::{
+    gobin::{self, GoBinary, GoTlsFunctions},
+    loader::Probes,
+};
+
+/// Programs looked for on the agent's PATH at start.
+const KNOWN_PROGRAMS: [&str; 2] = ["bash", "kubectl"];
+
+/// What a Go binary inspection found, for the capture thread to attach.
+type Inspected = (PathBuf, Result<GoBinary, gobin::GoBinError>);
+
+pub struct ProgramProbes {
+    /// (device, inode) of every binary already considered.
+    seen: HashSet<(u64, u64)>,
+    to_inspect: mpsc::Sender<PathBuf>,
+    inspected: mpsc::Receiver<Inspected>,
+    /// Binaries that carry probes, for the log and tests.
+    pub attached: Vec<PathBuf>,
+}
+
+impl ProgramProbes {
+    /// Starts the inspection thread and attaches to the known programs on PATH.
+    pub fn start(probes: &mut Probes) -> Self {
+        let (to_inspect, requests) = mpsc::channel::<PathBuf>();
+        let (results, inspected) = mpsc::channel::<Inspected>();
+        let spawned = std::thread::Builder::new()
+            .name("go-symbols".into())
+            .spawn(move || {
+                for path in requests {
+                    let found = gobin::inspect(&path);
+                    if results.send((path, found)).is_err() {
+                        return;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("starting the Go symbol reader: {e}; Go programs will not be hooked");
+        }
+        let mut this = Self {
+            seen: HashSet::new(),
+            to_inspect,
+            inspected,
+            attached: Vec::new(),
+        };
+        for name in KNOWN_PROGRAMS {
+            if let Some(path) = on_path(name) {
+                this.consider(probes, &path, true);
+            }
+        }
+        this
+    }
+
+    /// A watched process exec'd `exe` (as it sees it).
+    pub fn on_exec(&mut self, probes: &mut Probes, pid: u32, exe: &str) {
+        // Through /proc the file is found even inside another mount namespace; if the process
+        // is gone already, the path may still name it here.
+        let magic = PathBuf::from(format!("/proc/{pid}/exe"));
+        let path = match std::fs::canonicalize(&magic) {
+            Ok(_) => magic,
+            Err(_) => PathBuf::from(exe),
+        };
+        self.consider(probes, &path, false);
+    }
+
+    /// Attaches the probes of Go binaries inspected since the last tick.
+    pub fn tick(&mut self, probes: &mut Probes) {
+        while let Ok((path, found)) = self.inspected.try_recv() {
+            self.attach_go(probes, &path, found);
+        }
+    }
+
+    fn consider(&mut self, probes: &mut Probes, path: &Path, wait: bool) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if !meta.is_file() || !self.seen.insert((meta.dev(), meta.ino())) {
+            return;
+        }
+        // A path that stays valid after the process is gone (for the helper thread, and for
+        // aya, which resolves the path when it attaches).
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        if path.file_name().is_some_and(|n| n == "bash") {
+            match probes.attach_readline(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "shell line probe attached");
+                    self.attached.push(path);
+                }
+                Err(e) => tracing::warn!(path = %path.display(), "cannot attach to readline: {e}"),
+            }
+            return;
+        }
+        if !gobin::looks_like_go(&path) {
+            return;
+        }
+        if wait {
+            let found = gobin::inspect(&path);
+            self.attach_go(probes, &path, found);
+        } else if self.to_inspect.send(path).is_err() {
+            tracing::error!("the Go symbol reader stopped; Go programs are no longer hooked");
+        }
+    }
+
+    fn attach_go(
+        &mut self,
+        probes: &mut Probes,
+        path: &Path,
+        found: Result<GoBinary, gobin::GoBinError>,
+    ) {
+        match found {
+            Ok(GoBinary::GoTls(tls)) => self.attach_go_tls(probes, path, &tls),
+            Ok(GoBinary::GoWithoutTls { .. }) | Ok(GoBinary::NotGo) => {
+                tracing::debug!(path = %path.display(), "no Go TLS in this program");
+            }
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                "cannot read the Go symbol table: {e}; its TLS traffic is not readable"
+            ),
+        }
+    }
+
+    fn attach_go_tls(&mut self, probes: &mut Probes, path: &Path, tls: &GoTlsFunctions) {
+        match probes.attach_go_tls(path, tls) {
+            Ok(n) => {
+                tracing::info!(
+                    path = %path.display(),
+                    go = tls.go_version.as_deref().unwrap_or("unknown"),
+                    probes = n,
+                    "Go TLS plaintext probes attached"
+                );
+                self.attached.push(path.to_path_buf());
+            }
+            Err(e) => tracing::warn!(path = %path.display(), "cannot attach the Go TLS probes: {e}"),
+        }
+    }
+}
+
+/// `name` found on the agent's PATH, symlinks resolved.
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .and_then(|p| std::fs::canonicalize(p).ok())
+}

@@ -1,0 +1,230 @@
+//! Kubernetes API calls of watched processes: the HTTP/1.1 and HTTP/2 requests in their TLS
+//! plaintext (OpenSSL or Go) and on plain sockets, each paired with its response status, and
+//! kept when the path is a Kubernetes API path.
+//!
+//! A stream is keyed by (tgid, socket or TLS connection, plaintext or raw): a TLS connection's
+//! raw socket bytes are ciphertext and never look like HTTP, so they fall out at the first
+//! bytes, while its plaintext from the TLS probes is decoded.
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use recorder_common::{DATA_NO_SOCKET, DIR_EGRESS, DataHead, DataSource};
+
+use super::conn::{Sender, server_name};
+use crate::{
+    kube::api::{ApiRequest, api_request},
+    protocol::{
+        Direction,
+        http::{self, Exchange, Guess, HttpConn, HttpOutput},
+    },
+};
+
+/// A stream with no traffic for this long has its pending requests reported and is forgotten.
+const IDLE_FORGET: Duration = Duration::from_secs(30);
+/// Bytes held per direction while the protocol is not known yet.
+const GUESS_BYTES: usize = 64;
+
+/// What the tracker produces for the record builder.
+#[derive(Debug)]
+pub enum ApiOutput {
+    Call {
+        sender: Sender,
+        server: String,
+        tls: bool,
+        exchange: Exchange,
+        request: ApiRequest,
+    },
+    Notice {
+        sender: Sender,
+        reason: String,
+        detail: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct StreamKey {
+    tgid: u32,
+    /// `struct sock *`, or the TLS connection when its socket is not known.
+    id: u64,
+    plaintext: bool,
+}
+
+enum State {
+    /// The first bytes, until they tell HTTP from anything else.
+    Unknown(Vec<(Direction, Vec<u8>)>),
+    Http(Box<HttpConn>),
+    NotHttp,
+}
+
+struct Stream {
+    state: State,
+    server: String,
+    /// The sender of the latest request bytes: requests are attributed to it.
+    last_sender: Sender,
+    last_seen: Instant,
+}
+
+#[derive(Default)]
+pub struct HttpTracker {
+    streams: HashMap<StreamKey, Stream>,
+}
+
+impl HttpTracker {
+    pub fn on_data(&mut self, head: &DataHead, payload: &[u8], out: &mut Vec<ApiOutput>) {
+        let sender = Sender::of(head);
+        let plaintext = head.source != DataSource::Socket as u32;
+        let sock_known = !plaintext || head.flags & DATA_NO_SOCKET == 0;
+        let key = StreamKey {
+            tgid: head.header.pid,
+            id: if sock_known { head.sock.sock } else { head.tls },
+            plaintext,
+        };
+        let dir = if head.direction == DIR_EGRESS {
+            Direction::ToServer
+        } else {
+            Direction::ToClient
+        };
+        let stream = self.streams.entry(key).or_insert_with(|| Stream {
+            state: State::Unknown(Vec::new()),
+            server: server_name(&head.sock, sock_known),
+            last_sender: sender,
+            last_seen: Instant::now(),
+        });
+        stream.last_seen = Instant::now();
+        if dir == Direction::ToServer {
+            stream.last_sender = sender;
+        }
+        let mut outputs = Vec::new();
+        match &mut stream.state {
+            State::NotHttp => return,
+            State::Http(conn) => conn.feed(dir, payload, &mut outputs),
+            State::Unknown(seen) => {
+                seen.push((dir, payload.to_vec()));
+                match guess_from(seen) {
+                    Guess::Http1 | Guess::Http2 => {
+                        let version = match guess_from(seen) {
+                            Guess::Http2 => http::Version::Http2,
+                            _ => http::Version::Http11,
+                        };
+                        let mut conn = HttpConn::new(version);
+                        for (d, bytes) in seen.iter() {
+                            conn.feed(*d, bytes, &mut outputs);
+                        }
+                        stream.state = State::Http(Box::new(conn));
+                    }
+                    Guess::NotHttp => stream.state = State::NotHttp,
+                    Guess::NeedMore => {}
+                }
+            }
+        }
+        emit(stream, plaintext, outputs, out);
+    }
+
+    /// The process closed the socket: report what is pending and forget its streams.
+    pub fn on_close(&mut self, tgid: u32, sock: u64, out: &mut Vec<ApiOutput>) {
+        for plaintext in [false, true] {
+            self.end(
+                StreamKey {
+                    tgid,
+                    id: sock,
+                    plaintext,
+                },
+                out,
+            );
+        }
+    }
+
+    /// The process exited: every stream it had is over.
+    pub fn on_exit(&mut self, tgid: u32, out: &mut Vec<ApiOutput>) {
+        let mut keys: Vec<StreamKey> = self
+            .streams
+            .keys()
+            .filter(|k| k.tgid == tgid)
+            .copied()
+            .collect();
+        // Deterministic order for the requests still pending.
+        keys.sort_by_key(|k| (k.id, k.plaintext));
+        for key in keys {
+            self.end(key, out);
+        }
+    }
+
+    /// Periodic work: forgetting idle streams.
+    pub fn tick(&mut self, out: &mut Vec<ApiOutput>) {
+        let now = Instant::now();
+        let idle: Vec<StreamKey> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| now.duration_since(s.last_seen) > IDLE_FORGET)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in idle {
+            self.end(key, out);
+        }
+    }
+
+    fn end(&mut self, key: StreamKey, out: &mut Vec<ApiOutput>) {
+        let Some(mut stream) = self.streams.remove(&key) else {
+            return;
+        };
+        if let State::Http(conn) = &mut stream.state {
+            let mut outputs = Vec::new();
+            conn.flush(&mut outputs);
+            emit(&mut stream, key.plaintext, outputs, out);
+        }
+    }
+}
+
+/// Guesses from the first bytes of each direction seen so far.
+fn guess_from(seen: &[(Direction, Vec<u8>)]) -> Guess {
+    let to_server: Vec<u8> = seen
+        .iter()
+        .filter(|(d, _)| *d == Direction::ToServer)
+        .flat_map(|(_, b)| b.iter().copied())
+        .take(GUESS_BYTES)
+        .collect();
+    let to_client_bytes: usize = seen
+        .iter()
+        .filter(|(d, _)| *d == Direction::ToClient)
+        .map(|(_, b)| b.len())
+        .sum();
+    if to_server.is_empty() {
+        // A server speaks first: not an HTTP client, once it said enough.
+        return if to_client_bytes >= GUESS_BYTES {
+            Guess::NotHttp
+        } else {
+            Guess::NeedMore
+        };
+    }
+    match http::guess(Direction::ToServer, &to_server) {
+        Guess::NeedMore if to_server.len() >= GUESS_BYTES => Guess::NotHttp,
+        g => g,
+    }
+}
+
+fn emit(stream: &mut Stream, tls: bool, outputs: Vec<HttpOutput>, out: &mut Vec<ApiOutput>) {
+    for o in outputs {
+        match o {
+            HttpOutput::Exchange(exchange) => {
+                // Only Kubernetes API traffic is recorded; other HTTP is not this tool's business.
+                let Some(request) = api_request(&exchange.method, &exchange.target) else {
+                    continue;
+                };
+                out.push(ApiOutput::Call {
+                    sender: stream.last_sender,
+                    server: stream.server.clone(),
+                    tls,
+                    exchange,
+                    request,
+                });
+            }
+            HttpOutput::Notice { reason, detail } => out.push(ApiOutput::Notice {
+                sender: stream.last_sender,
+                reason,
+                detail: format!("{detail} (connection to {})", stream.server),
+            }),
+        }
+    }
+}
