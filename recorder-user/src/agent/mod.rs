@@ -1,6 +1,7 @@
 //! The running agent: resolve identities, load and attach the programs, then one loop reads the
 //! ring buffer, turns events into records and hands them to the sinks, in order.
 pub mod btf;
+pub mod gobin;
 pub mod loader;
 mod metrics_server;
 mod openssl;
