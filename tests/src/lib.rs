@@ -2,6 +2,7 @@
 //!
 //! These tests need root (they load eBPF programs and create cgroups). Run them with
 //! `cargo xtask test`, which builds the binary first; they fail, loudly, when they cannot load.
+pub mod kube_api;
 pub mod mariadb;
 pub mod postgres;
 pub mod pty;
