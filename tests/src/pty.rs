@@ -32,7 +32,8 @@ impl Pty {
         };
         assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
         // SAFETY: both fds were just created and are owned here.
-        let (master, slave) = unsafe { (File::from_raw_fd(master_fd), OwnedFd::from_raw_fd(slave_fd)) };
+        let (master, slave) =
+            unsafe { (File::from_raw_fd(master_fd), OwnedFd::from_raw_fd(slave_fd)) };
         let slave_raw = slave.as_raw_fd();
         // SAFETY: between fork and exec: a new session whose controlling terminal is the slave.
         unsafe {
@@ -102,7 +103,7 @@ impl Pty {
     }
 
     /// Waits for the program to exit.
-    pub fn wait(mut self) -> std::process::ExitStatus {
+    pub fn wait(&mut self) -> std::process::ExitStatus {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("waiting for the program") {

@@ -25,7 +25,11 @@ fn interactive_bash(cg: &Cgroup, dir: &std::path::Path) -> u32 {
         bash.type_line(line);
     }
     let status = bash.wait();
-    assert!(status.success(), "bash: {status}; terminal:\n{}", bash.output());
+    assert!(
+        status.success(),
+        "bash: {status}; terminal:\n{}",
+        bash.output()
+    );
     pid
 }
 
@@ -78,7 +82,9 @@ fn an_unwatched_interactive_bash_is_not_recorded() {
             .any(|x| x["kind"] == "exit" && x["identity"] == "shell-agent")
     });
     assert!(
-        records.iter().all(|r| r["pid"] != pid && r["kind"] != "shell"),
+        records
+            .iter()
+            .all(|r| r["pid"] != pid && r["kind"] != "shell"),
         "{}",
         dump(&records)
     );

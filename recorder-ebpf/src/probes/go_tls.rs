@@ -87,7 +87,13 @@ pub fn go_tls_read_return(ctx: ProbeContext) -> u32 {
     let Some(info) = (unsafe { PROCS.get(&tgid) }).copied() else {
         return 0;
     };
-    send_data(&info, tgid, head(call.conn, DIR_INGRESS), call.buf, count as u64);
+    send_data(
+        &info,
+        tgid,
+        head(call.conn, DIR_INGRESS),
+        call.buf,
+        count as u64,
+    );
     0
 }
 

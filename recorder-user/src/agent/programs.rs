@@ -145,7 +145,9 @@ impl ProgramProbes {
                 );
                 self.attached.push(path.to_path_buf());
             }
-            Err(e) => tracing::warn!(path = %path.display(), "cannot attach the Go TLS probes: {e}"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "cannot attach the Go TLS probes: {e}")
+            }
         }
     }
 }

@@ -103,10 +103,11 @@ impl HttpTracker {
             State::Unknown(seen) => {
                 seen.push((dir, payload.to_vec()));
                 match guess_from(seen) {
-                    Guess::Http1 | Guess::Http2 => {
-                        let version = match guess_from(seen) {
-                            Guess::Http2 => http::Version::Http2,
-                            _ => http::Version::Http11,
+                    g @ (Guess::Http1 | Guess::Http2) => {
+                        let version = if g == Guess::Http2 {
+                            http::Version::Http2
+                        } else {
+                            http::Version::Http1
                         };
                         let mut conn = HttpConn::new(version);
                         for (d, bytes) in seen.iter() {
@@ -220,10 +221,10 @@ fn emit(stream: &mut Stream, tls: bool, outputs: Vec<HttpOutput>, out: &mut Vec<
                     request,
                 });
             }
-            HttpOutput::Notice { reason, detail } => out.push(ApiOutput::Notice {
+            HttpOutput::Notice(n) => out.push(ApiOutput::Notice {
                 sender: stream.last_sender,
-                reason,
-                detail: format!("{detail} (connection to {})", stream.server),
+                reason: n.reason.to_string(),
+                detail: format!("{} (connection to {})", n.detail, stream.server),
             }),
         }
     }

@@ -8,13 +8,8 @@ use recorder_common::{
 };
 use serde_json::{Map, Value, json};
 
-use super::{
-    conn::Sender,
-    http::ApiOutput,
-    sql::SqlOutput,
-    unhooked::UnhookedTls,
-};
 use super::text::{ExitStatus, command_line, exit_status, render_path, signal_name, split_argv};
+use super::{conn::Sender, http::ApiOutput, sql::SqlOutput, unhooked::UnhookedTls};
 use crate::{
     identity::Identities,
     record::{Kind, Record, rfc3339_nanos},
@@ -279,7 +274,16 @@ impl RecordBuilder {
                 f.insert("status".into(), json!(exchange.status));
                 f.insert("server".into(), json!(server));
                 f.insert("tls".into(), json!(tls));
-                f.insert("http".into(), json!(exchange.version.as_str()));
+                f.insert(
+                    "http".into(),
+                    json!(match exchange.version {
+                        crate::protocol::http::Version::Http1 => "1.1",
+                        crate::protocol::http::Version::Http2 => "2",
+                    }),
+                );
+                if exchange.truncated {
+                    f.insert("truncated".into(), json!(true));
+                }
                 rec
             }
             ApiOutput::Notice {

@@ -252,7 +252,10 @@ mod tests {
             let raw = head(DataSource::Socket, DIR_EGRESS, 0);
             w.on_data(&raw, &HELLO);
             w.on_data(&raw, &APP);
-            w.on_data(&head(DataSource::GoTls, DIR_EGRESS, flags), b"GET / HTTP/1.1\r\n");
+            w.on_data(
+                &head(DataSource::GoTls, DIR_EGRESS, flags),
+                b"GET / HTTP/1.1\r\n",
+            );
             w.on_data(&raw, &APP);
             let mut out = Vec::new();
             w.on_exit(7, &mut out);
@@ -269,7 +272,10 @@ mod tests {
         let mut out = Vec::new();
         w.on_close(7, 99, &mut out);
         assert!(out.is_empty());
-        w.on_data(&head(DataSource::Socket, DIR_EGRESS, 0), b"GET / HTTP/1.1\r\n");
+        w.on_data(
+            &head(DataSource::Socket, DIR_EGRESS, 0),
+            b"GET / HTTP/1.1\r\n",
+        );
         w.on_data(&head(DataSource::Socket, DIR_EGRESS, 0), &APP);
         w.on_close(7, 99, &mut out);
         assert!(out.is_empty());

@@ -1,0 +1,336 @@
+//! End-to-end: kubectl commands (from their argv) and Kubernetes API calls (from the TLS
+//! plaintext: kubectl's own Go `crypto/tls` over HTTP/2, Python's `ssl` and curl over OpenSSL)
+//! against a local HTTPS API server, attributed to the process, identity and session.
+use std::process::{Command, Output};
+
+use recorder_tests::{
+    Agent, Cgroup, dump,
+    kube_api::{KubeApi, Served},
+};
+use serde_json::Value;
+
+/// Runs `kubectl --kubeconfig K ARGS` inside `cg`; returns its pid and output.
+fn kubectl(cg: &Cgroup, api: &KubeApi, args: &[&str]) -> (u32, Output) {
+    let mut cmd = cg.command("/usr/bin/kubectl");
+    cmd.arg("--kubeconfig")
+        .arg(api.kubeconfig())
+        .args(args)
+        .env("KUBECACHEDIR", api.cache_dir());
+    spawn(cmd)
+}
+
+fn spawn(mut cmd: Command) -> (u32, Output) {
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {out:?}");
+    (pid, out)
+}
+
+/// The `k8s` records of `pid` with this source.
+fn k8s_of<'a>(records: &'a [Value], pid: u32, source: &str) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| r["kind"] == "k8s" && r["pid"] == pid && r["source"] == source)
+        .collect()
+}
+
+/// (method, path, status) of API records, to compare with what the server served.
+fn calls(records: &[&Value]) -> Vec<(String, String, u64)> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap().to_string(),
+                r["path"].as_str().unwrap().to_string(),
+                r["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+fn served(requests: &[Served], user_agent_has: &str) -> Vec<(String, String, u64)> {
+    requests
+        .iter()
+        .filter(|s| s.user_agent.contains(user_agent_has))
+        .map(|s| (s.method.clone(), s.target.clone(), s.status as u64))
+        .collect()
+}
+
+/// The one record of `pid` matching method and path prefix.
+fn call<'a>(api: &[&'a Value], method: &str, path: &str) -> &'a Value {
+    let found: Vec<&&Value> = api
+        .iter()
+        .filter(|r| r["method"] == method && r["path"].as_str().unwrap().starts_with(path))
+        .collect();
+    assert_eq!(found.len(), 1, "{method} {path} in:\n{}", dump_refs(api));
+    found[0]
+}
+
+fn dump_refs(records: &[&Value]) -> String {
+    dump(&records.iter().map(|r| (*r).clone()).collect::<Vec<_>>())
+}
+
+#[test]
+fn kubectl_commands_and_their_http2_api_calls_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = KubeApi::start(dir.path());
+    let manifest = dir.path().join("manifest.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: team-a\ndata:\n  mode: fast\n",
+    )
+    .unwrap();
+    let cg = Cgroup::new("kubectl");
+    let agent = Agent::start(&["--identity", &cg.identity_flag("ops-agent")]);
+
+    let (get, out) = kubectl(&cg, &api, &["get", "pods", "-n", "team-a"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("web-2"));
+    let (delete, _) = kubectl(&cg, &api, &["delete", "pod", "web-1", "-n", "team-a"]);
+    let (apply, out) = kubectl(&cg, &api, &["apply", "-f", manifest.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created"));
+
+    let records = agent.wait_for("the three kubectl exits", |r| {
+        [get, delete, apply]
+            .iter()
+            .all(|pid| r.iter().any(|x| x["kind"] == "exit" && x["pid"] == *pid))
+    });
+    let requests = api.requests();
+
+    // From the argv.
+    let command = |pid: u32| {
+        let found = k8s_of(&records, pid, "kubectl");
+        assert_eq!(found.len(), 1, "{}", dump(&records));
+        found[0].clone()
+    };
+    let (g, d, a) = (command(get), command(delete), command(apply));
+    assert_eq!(
+        (&g["verb"], &g["resource"], &g["namespace"], &g["name"]),
+        (
+            &"get".into(),
+            &"pods".into(),
+            &"team-a".into(),
+            &Value::Null
+        )
+    );
+    assert_eq!(
+        (&d["verb"], &d["resource"], &d["namespace"], &d["name"]),
+        (
+            &"delete".into(),
+            &"pods".into(),
+            &"team-a".into(),
+            &"web-1".into()
+        )
+    );
+    assert_eq!(a["verb"], "apply");
+    assert_eq!(a["files"], serde_json::json!([manifest.to_str().unwrap()]));
+    assert_eq!(
+        g["kubeconfig"].as_str(),
+        Some(api.kubeconfig().to_str().unwrap())
+    );
+
+    // From kubectl's TLS plaintext: every request the server answered, in order, with its
+    // status, and nothing else.
+    for pid in [get, delete, apply] {
+        let exec = records
+            .iter()
+            .find(|r| r["kind"] == "exec" && r["pid"] == pid)
+            .unwrap();
+        let api_records = k8s_of(&records, pid, "api");
+        for r in &api_records {
+            assert_eq!(r["identity"], "ops-agent");
+            assert_eq!(r["exec_id"], exec["exec_id"]);
+            assert_eq!(r["session"], exec["session"]);
+            assert_eq!(r["http"], "2", "{r}");
+            assert_eq!(r["tls"], true);
+            assert_eq!(r["server"], format!("127.0.0.1:{}", api.port()));
+        }
+        let _ = api_records;
+    }
+    let recorded: Vec<(String, String, u64)> = [get, delete, apply]
+        .iter()
+        .flat_map(|pid| calls(&k8s_of(&records, *pid, "api")))
+        .collect();
+    assert_eq!(recorded, served(&requests, "kubectl"), "{}", dump(&records));
+
+    let list = call(
+        &k8s_of(&records, get, "api"),
+        "GET",
+        "/api/v1/namespaces/team-a/pods",
+    );
+    assert_eq!(
+        (
+            &list["verb"],
+            &list["resource"],
+            &list["namespace"],
+            &list["status"]
+        ),
+        (
+            &"list".into(),
+            &"pods".into(),
+            &"team-a".into(),
+            &200.into()
+        )
+    );
+    let deleted = call(
+        &k8s_of(&records, delete, "api"),
+        "DELETE",
+        "/api/v1/namespaces/team-a/pods/web-1",
+    );
+    assert_eq!(
+        (&deleted["verb"], &deleted["name"], &deleted["status"]),
+        (&"delete".into(), &"web-1".into(), &200.into())
+    );
+    let created = call(
+        &k8s_of(&records, apply, "api"),
+        "POST",
+        "/api/v1/namespaces/team-a/configmaps",
+    );
+    assert_eq!(
+        (&created["verb"], &created["resource"], &created["status"]),
+        (&"create".into(), &"configmaps".into(), &201.into())
+    );
+    // The command's record comes before its API calls.
+    let at = |pred: &dyn Fn(&Value) -> bool| records.iter().position(pred).unwrap();
+    assert!(
+        at(&|r| r["kind"] == "k8s" && r["pid"] == delete && r["source"] == "kubectl")
+            < at(&|r| r["kind"] == "k8s" && r["pid"] == delete && r["method"] == "DELETE")
+    );
+}
+
+#[test]
+fn python_ssl_and_curl_api_calls_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = KubeApi::start(dir.path());
+    let cg = Cgroup::new("k8s-clients");
+    let agent = Agent::start(&["--identity", &cg.identity_flag("script-agent")]);
+
+    // Python's http.client over the ssl module (the system libssl), HTTP/1.1.
+    let script = format!(
+        "import http.client, ssl\n\
+         ctx = ssl.create_default_context(cafile={ca:?})\n\
+         c = http.client.HTTPSConnection('127.0.0.1', {port}, context=ctx)\n\
+         c.request('GET', '/api/v1/namespaces/team-a/pods', headers={{'Authorization': 'Bearer t'}})\n\
+         r = c.getresponse(); r.read(); print(r.status)\n\
+         c.request('DELETE', '/api/v1/namespaces/team-a/pods/web-2')\n\
+         r = c.getresponse(); r.read(); print(r.status)\n",
+        ca = api.ca_cert().to_str().unwrap(),
+        port = api.port()
+    );
+    let mut py = cg.command("/usr/bin/python3");
+    py.args(["-c", &script]);
+    let (python, out) = spawn(py);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200\n200\n");
+
+    // curl over OpenSSL, HTTP/2 (its default with TLS) and HTTP/1.1.
+    let url = format!("{}/api/v1/namespaces/team-a/pods/web-1", api.url());
+    let mut c2 = cg.command("/usr/bin/curl");
+    c2.args([
+        "-sS",
+        "--http2",
+        "--cacert",
+        api.ca_cert().to_str().unwrap(),
+        &url,
+    ]);
+    let (curl2, _) = spawn(c2);
+    let mut c1 = cg.command("/usr/bin/curl");
+    c1.args([
+        "-sS",
+        "--http1.1",
+        "--cacert",
+        api.ca_cert().to_str().unwrap(),
+        "-X",
+        "PATCH",
+    ])
+    .args([
+        "-H",
+        "Content-Type: application/merge-patch+json",
+        "-d",
+        "{}",
+        &url,
+    ]);
+    let (curl1, _) = spawn(c1);
+
+    let records = agent.wait_for("the clients' exits", |r| {
+        [python, curl2, curl1]
+            .iter()
+            .all(|pid| r.iter().any(|x| x["kind"] == "exit" && x["pid"] == *pid))
+    });
+    let py_calls = k8s_of(&records, python, "api");
+    assert_eq!(
+        calls(&py_calls),
+        [
+            ("GET".into(), "/api/v1/namespaces/team-a/pods".into(), 200),
+            (
+                "DELETE".into(),
+                "/api/v1/namespaces/team-a/pods/web-2".into(),
+                200
+            ),
+        ],
+        "{}",
+        dump(&records)
+    );
+    assert_eq!(
+        (
+            &py_calls[0]["verb"],
+            &py_calls[0]["resource"],
+            &py_calls[0]["http"]
+        ),
+        (&"list".into(), &"pods".into(), &"1.1".into())
+    );
+    assert_eq!(
+        (&py_calls[1]["verb"], &py_calls[1]["name"]),
+        (&"delete".into(), &"web-2".into())
+    );
+    let got = k8s_of(&records, curl2, "api");
+    assert_eq!(got.len(), 1, "{}", dump(&records));
+    assert_eq!(
+        (
+            &got[0]["verb"],
+            &got[0]["name"],
+            &got[0]["status"],
+            &got[0]["http"]
+        ),
+        (&"get".into(), &"web-1".into(), &200.into(), &"2".into())
+    );
+    let patched = k8s_of(&records, curl1, "api");
+    assert_eq!(patched.len(), 1, "{}", dump(&records));
+    assert_eq!(
+        (
+            &patched[0]["verb"],
+            &patched[0]["status"],
+            &patched[0]["http"]
+        ),
+        (&"patch".into(), &200.into(), &"1.1".into())
+    );
+    for r in py_calls.iter().chain(&got).chain(&patched) {
+        assert_eq!(r["identity"], "script-agent");
+        assert_eq!(r["tls"], true);
+    }
+}
+
+#[test]
+fn unwatched_kubectl_is_not_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = KubeApi::start(dir.path());
+    let watched = Cgroup::new("kubectl-watched");
+    let unwatched = Cgroup::new("kubectl-unwatched");
+    let agent = Agent::start(&["--identity", &watched.identity_flag("ops-agent")]);
+    let (pid, _) = kubectl(&unwatched, &api, &["get", "pods", "-n", "team-a"]);
+    // Positive control: the same command, watched, is recorded.
+    let (control, _) = kubectl(&watched, &api, &["get", "pods", "-n", "team-a"]);
+    let records = agent.wait_for("the watched kubectl's list call", |r| {
+        r.iter()
+            .any(|x| x["pid"] == control && x["source"] == "api" && x["verb"] == "list")
+    });
+    assert!(
+        records.iter().all(|r| r["pid"] != pid),
+        "{}",
+        dump(&records)
+    );
+}
