@@ -98,3 +98,8 @@ pub struct GoRead {
 
 #[map]
 pub static GO_READS: HashMap<GoCallKey, GoRead> = HashMap::with_max_entries(16384, 0);
+
+/// Processes the agent attached TLS probes to for themselves (tgid -> 1): their forks are
+/// reported, since a forked child shares the parent's libraries but not its probes.
+#[map]
+pub static TLS_HOOKED: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);

@@ -32,11 +32,28 @@ pub struct AgentConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// Kernel ring buffer size in KiB (a power of two, at least 4).
     pub ring_buffer_kib: Option<u32>,
+    /// Which processes carry the OpenSSL probes: `all` (default) or `watched`.
+    pub tls_probes: Option<TlsProbes>,
     /// Watched identities.
     #[serde(rename = "identity")]
     pub identities: Vec<IdentityConfig>,
     /// `[collector]`: ship records to a remote collector through a local spool.
     pub collector: Option<CollectorConfig>,
+}
+
+/// Which processes the OpenSSL uprobes are attached for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsProbes {
+    /// Every process that maps a libssl file (a uprobe is planted in each): no watched
+    /// process's first TLS bytes are ever missed, but every TLS user on the host, watched or
+    /// not, takes a trap on each `SSL_read`/`SSL_write`.
+    #[default]
+    All,
+    /// Only watched processes, attached as each maps libssl: unwatched processes never trap,
+    /// but a short-lived client can send its first bytes before its probes are in place (a
+    /// `tls_hooked_late` or `tls_unhooked` notice says so).
+    Watched,
 }
 
 /// `[collector]`: where to send, with which certificate, and where to spool meanwhile.

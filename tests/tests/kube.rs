@@ -334,3 +334,166 @@ fn unwatched_kubectl_is_not_recorded() {
         dump(&records)
     );
 }
+
+/// Waits until the agent's log says the Go TLS probes are attached to `path`.
+fn wait_for_go_probes(agent: &Agent, path: &std::path::Path) {
+    let start = std::time::Instant::now();
+    let needle = path.to_str().unwrap();
+    while !agent
+        .log()
+        .lines()
+        .any(|l| l.contains("Go TLS plaintext probes attached") && l.contains(needle))
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "no Go TLS probes on {needle}; agent log:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_go_client_found_at_its_exec_is_hooked_and_never_missed_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = KubeApi::start(dir.path());
+    // A copy is another file (another inode): not the kubectl the agent attached at start.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let copy = bin.join("kubectl");
+    std::fs::copy(std::fs::canonicalize("/usr/bin/kubectl").unwrap(), &copy).unwrap();
+    let cg = Cgroup::new("go-client");
+    let agent = Agent::start(&["--identity", &cg.identity_flag("ops-agent")]);
+    let run = |cg: &Cgroup| {
+        let mut cmd = cg.command(copy.to_str().unwrap());
+        cmd.arg("--kubeconfig")
+            .arg(api.kubeconfig())
+            .args(["get", "pods", "-n", "team-a"])
+            .env("KUBECACHEDIR", api.cache_dir());
+        spawn(cmd).0
+    };
+    let first = run(&cg);
+    wait_for_go_probes(&agent, &copy);
+    let second = run(&cg);
+    let records = agent.wait_for("the second run's list call", |r| {
+        r.iter()
+            .any(|x| x["pid"] == second && x["source"] == "api" && x["verb"] == "list")
+    });
+    // The first run raced the agent reading the binary's symbols: its calls are recorded, or a
+    // notice says they could not be.
+    let first_list = records
+        .iter()
+        .any(|x| x["pid"] == first && x["source"] == "api" && x["verb"] == "list");
+    let first_notice = records
+        .iter()
+        .any(|x| x["pid"] == first && x["kind"] == "notice" && x["reason"] == "tls_unhooked");
+    assert!(first_list || first_notice, "{}", dump(&records));
+    let list = k8s_of(&records, second, "api");
+    assert!(
+        list.iter()
+            .any(|r| r["path"] == "/api/v1/namespaces/team-a/pods?limit=500" && r["status"] == 200),
+        "{}",
+        dump(&records)
+    );
+}
+
+#[test]
+fn a_tls_client_through_an_unhooked_library_gets_a_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = KubeApi::start(dir.path());
+    let cg = Cgroup::new("node-client");
+    let agent = Agent::start(&["--identity", &cg.identity_flag("script-agent")]);
+    // Node carries its own OpenSSL inside its binary, which the agent does not hook.
+    let script = format!(
+        "const https = require('https'); const fs = require('fs');\n\
+         https.get({{host: '127.0.0.1', port: {port}, path: '/api/v1/namespaces/team-a/pods',\n\
+                    ca: fs.readFileSync({ca:?})}}, r => {{ r.resume(); r.on('end', () => console.log(r.statusCode)); }});\n",
+        port = api.port(),
+        ca = api.ca_cert().to_str().unwrap()
+    );
+    let mut node = cg.command("/usr/bin/node");
+    node.args(["-e", &script]);
+    let (pid, out) = spawn(node);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200\n");
+    let records = agent.wait_for("a tls_unhooked notice for node", |r| {
+        r.iter()
+            .any(|x| x["pid"] == pid && x["kind"] == "notice" && x["reason"] == "tls_unhooked")
+    });
+    let notice = records
+        .iter()
+        .find(|x| x["pid"] == pid && x["reason"] == "tls_unhooked")
+        .unwrap();
+    assert!(
+        notice["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{}", api.port())),
+        "{notice}"
+    );
+    assert!(
+        k8s_of(&records, pid, "api").is_empty(),
+        "{}",
+        dump(&records)
+    );
+}
+
+#[test]
+fn with_tls_probes_for_watched_processes_only_a_client_and_its_fork_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = KubeApi::start(dir.path());
+    let cg = Cgroup::new("tls-watched");
+    let agent = Agent::start(&[
+        "--identity",
+        &cg.identity_flag("script-agent"),
+        "--tls-probes",
+        "watched",
+    ]);
+    // The client maps libssl (import ssl), then waits before its first call: the agent attaches
+    // its probes meanwhile. Its forked child has no probes of its own until the agent, told of
+    // the fork, attaches them: the child waits too.
+    let script = format!(
+        "import http.client, ssl, os, time\n\
+         time.sleep(0.5)\n\
+         def call(path):\n\
+         \x20   ctx = ssl.create_default_context(cafile={ca:?})\n\
+         \x20   c = http.client.HTTPSConnection('127.0.0.1', {port}, context=ctx)\n\
+         \x20   c.request('GET', path); r = c.getresponse(); r.read(); return r.status\n\
+         print(call('/api/v1/namespaces/team-a/pods'))\n\
+         child = os.fork()\n\
+         if child == 0:\n\
+         \x20   time.sleep(0.5); print(call('/api/v1/namespaces/team-a/pods/web-1')); os._exit(0)\n\
+         os.waitpid(child, 0)\n",
+        ca = api.ca_cert().to_str().unwrap(),
+        port = api.port()
+    );
+    let mut py = cg.command("/usr/bin/python3");
+    py.args(["-u", "-c", &script]);
+    let (pid, out) = spawn(py);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200\n200\n");
+    let records = agent.wait_for("both calls", |r| {
+        r.iter().filter(|x| x["source"] == "api").count() >= 2
+    });
+    let calls: Vec<(u64, String, u64)> = records
+        .iter()
+        .filter(|r| r["source"] == "api")
+        .map(|r| {
+            (
+                r["pid"].as_u64().unwrap(),
+                r["path"].as_str().unwrap().to_string(),
+                r["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(calls.len(), 2, "{}", dump(&records));
+    assert_eq!(
+        calls[0],
+        (pid as u64, "/api/v1/namespaces/team-a/pods".into(), 200)
+    );
+    assert_ne!(calls[1].0, pid as u64, "the second call is the child's");
+    assert_eq!(calls[1].1, "/api/v1/namespaces/team-a/pods/web-1");
+    assert!(
+        records.iter().all(|r| r["kind"] != "notice"),
+        "{}",
+        dump(&records)
+    );
+}

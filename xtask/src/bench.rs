@@ -5,7 +5,11 @@
 //! - exec: a fork+exec storm in a cgroup with no agent running (baseline), with the agent watching
 //!   that cgroup, and in an unwatched cgroup with the agent running; agent CPU per exec, events
 //!   generated / recorded / lost, idle RSS.
-//! - sql: `pgbench -S` over TLS and over plain TCP, unwatched vs watched; agent CPU per statement.
+//! - sql: `pgbench -S` over TLS (OpenSSL probes for all processes, and for watched ones only)
+//!   and over plain TCP, no agent vs watched; agent CPU per statement.
+//! - kube: Kubernetes API calls against a local HTTPS API server, by kubectl (Go TLS, HTTP/2) in a
+//!   loop and by one curl process (OpenSSL, HTTP/2) making many requests: no agent, agent on but
+//!   the client unwatched, and watched; the cost per hooked TLS call.
 //!
 //! Figures are medians over interleaved rounds.
 use std::{
@@ -15,7 +19,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use recorder_tests::{Agent, Cgroup, postgres::Postgres};
+use recorder_tests::{Agent, Cgroup, kube_api::KubeApi, postgres::Postgres};
 use serde_json::Value;
 
 use crate::util::{is_root, recorder_bin};
@@ -89,14 +93,24 @@ fn lost(records: &[Value], what: &str) -> u64 {
         .sum()
 }
 
-pub fn run(execs: u64, rounds: u32) -> anyhow::Result<()> {
+/// Runs the benchmarks named in `only` (all when empty).
+pub fn run(only: &[String], execs: u64, rounds: u32) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the benchmark loads the agent's eBPF programs: run it as root");
     }
     // SAFETY: setting an environment variable before any thread is started.
     unsafe { std::env::set_var("RECORDER_BIN", recorder_bin()) };
-    exec_bench(execs, rounds)?;
-    sql_bench(rounds)
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    if wanted("exec") {
+        exec_bench(execs, rounds)?;
+    }
+    if wanted("sql") {
+        sql_bench(rounds)?;
+    }
+    if wanted("kube") {
+        kube_bench(rounds)?;
+    }
+    Ok(())
 }
 
 fn exec_bench(execs: u64, rounds: u32) -> anyhow::Result<()> {
@@ -203,7 +217,12 @@ fn sql_bench(rounds: u32) -> anyhow::Result<()> {
         );
     }
     let cg = Cgroup::new("bench-sql");
-    for (label, sslmode) in [("TLS", "require"), ("plain TCP", "disable")] {
+    let runs = [
+        ("TLS, --tls-probes all", "require", "all"),
+        ("TLS, --tls-probes watched", "require", "watched"),
+        ("plain TCP", "disable", "all"),
+    ];
+    for (label, sslmode, tls_probes) in runs {
         let conninfo = pg.tcp("postgres", "postgres", sslmode);
         let (mut base, mut watched, mut cpu_per_stmt) = (Vec::new(), Vec::new(), Vec::new());
         let (mut statements, mut dropped) = (0, 0);
@@ -211,7 +230,12 @@ fn sql_bench(rounds: u32) -> anyhow::Result<()> {
             if round % 2 == 0 {
                 base.push(pgbench(&cg, &conninfo, SECS)?);
             }
-            let agent = Agent::start(&["--identity", &cg.identity_flag("bench")]);
+            let agent = Agent::start(&[
+                "--identity",
+                &cg.identity_flag("bench"),
+                "--tls-probes",
+                tls_probes,
+            ]);
             let cpu0 = cpu_us(agent.pid())?;
             watched.push(pgbench(&cg, &conninfo, SECS)?);
             std::thread::sleep(Duration::from_millis(500));
@@ -243,6 +267,124 @@ fn sql_bench(rounds: u32) -> anyhow::Result<()> {
             median(cpu_per_stmt)
         );
         println!("  sql records {statements}, data events lost {dropped}");
+    }
+    Ok(())
+}
+
+/// Runs `script` with bash in `cg` and returns the seconds it took.
+fn timed_bash(cg: &Cgroup, script: &str, env: &[(&str, &str)]) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let mut cmd = cg.command("/bin/bash");
+    cmd.args(["-c", script]).envs(env.iter().copied());
+    let out = cmd.output()?;
+    if !out.status.success() {
+        bail!(
+            "benchmark client failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn kube_bench(rounds: u32) -> anyhow::Result<()> {
+    // kubectl throttles itself past a burst of 10 requests (then 5/s): each run fetches 8 names
+    // (8 GETs on one HTTP/2 connection), 25 runs in a row. curl makes all its calls in one
+    // process, on one connection.
+    const KUBECTL_RUNS: usize = 25;
+    const KUBECTL_NAMES: usize = 8;
+    const CURL_CALLS: usize = 1000;
+    let dir = tempfile::tempdir()?;
+    let api = KubeApi::start(dir.path());
+    let kubeconfig = api
+        .kubeconfig()
+        .to_str()
+        .context("kubeconfig path")?
+        .to_string();
+    let cache = api.cache_dir().to_str().context("cache path")?.to_string();
+    let env = [("KUBECACHEDIR", cache.as_str())];
+    // `kubectl get` fetches each name it is given, one request each.
+    let names = ["web-2"; KUBECTL_NAMES].join(" ");
+    let kubectl_many = format!(
+        "for i in $(seq {KUBECTL_RUNS}); do \
+         kubectl --kubeconfig {kubeconfig} get pods -n team-a -o name {names} >/dev/null || exit 1; done"
+    );
+    let url = format!("{}/api/v1/namespaces/team-a/pods/web-2", api.url());
+    let ca = api.ca_cert().to_str().context("CA path")?.to_string();
+    // One process, one HTTP/2 connection, many requests: the per-call cost of the OpenSSL probes.
+    let curl_many = format!(
+        "urls=(); for i in $(seq {CURL_CALLS}); do urls+=({url}); done; \
+         curl -sS --http2 --cacert {ca} -o /dev/null \"${{urls[@]}}\""
+    );
+    let clients = [
+        (
+            "kubectl get, 25 runs of 8 calls (Go TLS, HTTP/2)",
+            kubectl_many,
+            "kubectl",
+        ),
+        ("curl, one process (OpenSSL, HTTP/2)", curl_many, "curl"),
+    ];
+    let watched = Cgroup::new("bench-kube-watched");
+    let unwatched = Cgroup::new("bench-kube-unwatched");
+    for (label, script, agent_name) in clients {
+        timed_bash(&unwatched, &script, &env)?; // warm-up: page cache, discovery cache
+        let served_before = api.requests().len();
+        timed_bash(&unwatched, &script, &env)?;
+        let calls = (api.requests().len() - served_before) as f64;
+        let (mut base, mut outside, mut inside, mut cpu_per_call) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut recorded, mut generated) = (0, 0);
+        for round in 0..rounds {
+            if round % 2 == 0 {
+                base.push(timed_bash(&unwatched, &script, &env)?);
+            }
+            let agent = Agent::start(&["--identity", &watched.identity_flag("bench")]);
+            outside.push(timed_bash(&unwatched, &script, &env)?);
+            let cpu0 = cpu_us(agent.pid())?;
+            let served_before = api.requests().len();
+            inside.push(timed_bash(&watched, &script, &env)?);
+            generated += (api.requests().len() - served_before) as u64;
+            std::thread::sleep(Duration::from_millis(500));
+            let cpu1 = cpu_us(agent.pid())?;
+            let records = agent.stop();
+            let api_records = records
+                .iter()
+                .filter(|r| r["kind"] == "k8s" && r["source"] == "api")
+                .count() as u64;
+            recorded += api_records;
+            cpu_per_call.push((cpu1 - cpu0) / api_records.max(1) as f64);
+            if round % 2 == 1 {
+                base.push(timed_bash(&unwatched, &script, &env)?);
+            }
+            eprintln!(
+                "[bench] {agent_name} round {}: no agent {:.3} s, unwatched {:.3} s, watched {:.3} s",
+                round + 1,
+                base[(round as usize).min(base.len() - 1)],
+                outside[round as usize],
+                inside[round as usize]
+            );
+        }
+        let (b, o, w) = (median(base), median(outside), median(inside));
+        println!("{label}: {calls:.0} API calls per run ({rounds} rounds, medians):");
+        println!("  no agent:                     {:>9.0} calls/s", calls / b);
+        println!(
+            "  agent on, client unwatched:   {:>9.0} calls/s   ratio {:.3}",
+            calls / o,
+            b / o
+        );
+        println!(
+            "  watched, every call recorded: {:>9.0} calls/s   ratio {:.3}",
+            calls / w,
+            b / w
+        );
+        println!(
+            "  added time per hooked call:   {:>9.1} us (watched vs no agent)",
+            (w - b) * 1e6 / calls
+        );
+        println!(
+            "  agent CPU per API call:       {:>9.1} us",
+            median(cpu_per_call)
+        );
+        println!("  API calls served / recorded: {generated} / {recorded}");
     }
     Ok(())
 }

@@ -20,13 +20,16 @@ const METRICS: &str = "127.0.0.1:9464";
 const COLLECTOR_ADDR: &str = "127.0.0.1:7443";
 const HOST: &str = "demo-host";
 
-/// What the demo "AI agent" runs: a little of everything the exec capture sees.
+/// What the demo "AI agent" runs: commands, and kubectl against a local Kubernetes API server
+/// (its argv and its API calls inside TLS are recorded).
 const SESSION: &str = r#"cd /tmp
 ls / | head -3
 echo "hello from the demo agent" > /tmp/recorder-demo.txt
 cat /tmp/recorder-demo.txt
 id -un
 sh -c 'exit 3'
+kubectl get pods -n team-a
+kubectl delete pod web-1 -n team-a
 true"#;
 
 fn wait_ready(child: &mut Child, what: &str) -> anyhow::Result<()> {
@@ -227,8 +230,15 @@ fn demo(
         "== the agent is ready (http://{METRICS}/metrics); running a demo session inside the cgroup:"
     );
     let procs = cgroup.join("cgroup.procs");
+    let kube_dir = jsonl.with_file_name("kube-api");
+    std::fs::create_dir_all(&kube_dir)?;
+    let api = recorder_tests::kube_api::KubeApi::start(&kube_dir);
     let mut session = Command::new("/bin/bash");
-    session.args(["-c", SESSION]).stdout(Stdio::null());
+    session
+        .args(["-c", SESSION])
+        .env("KUBECONFIG", api.kubeconfig())
+        .env("KUBECACHEDIR", api.cache_dir())
+        .stdout(Stdio::null());
     // SAFETY: only writes a file between fork and exec.
     unsafe {
         session.pre_exec(move || std::fs::write(&procs, b"0"));

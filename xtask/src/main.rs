@@ -35,8 +35,12 @@ enum Task {
         #[arg(long)]
         once: bool,
     },
-    /// Benchmarks: exec storm with and without the agent, agent CPU per exec, loss, idle RSS.
+    /// Benchmarks, as ratios within one run: exec storm (agent CPU per exec, loss, idle RSS),
+    /// pgbench over TLS and plain TCP, Kubernetes API calls by kubectl and curl.
     Bench {
+        /// Which benchmarks to run (repeatable): exec, sql, kube. Default: all.
+        #[arg(long = "only", value_parser = ["exec", "sql", "kube"])]
+        only: Vec<String>,
         /// Execs per measured run.
         #[arg(long, default_value_t = 4000)]
         execs: u64,
@@ -57,9 +61,13 @@ fn main() {
         Task::Demo { once } => setup::run()
             .and_then(|()| util::build_release())
             .and_then(|()| demo::run(once)),
-        Task::Bench { execs, rounds } => setup::run()
+        Task::Bench {
+            only,
+            execs,
+            rounds,
+        } => setup::run()
             .and_then(|()| util::build_release())
-            .and_then(|()| bench::run(execs, rounds)),
+            .and_then(|()| bench::run(&only, execs, rounds)),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

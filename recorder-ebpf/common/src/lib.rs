@@ -34,6 +34,8 @@ pub enum EventKind {
     Close = 7,
     /// A line read by an interactive shell (bash's `readline`).
     Shell = 8,
+    /// A process that carries per-process TLS probes forked: the child needs its own.
+    Fork = 9,
 }
 
 impl EventKind {
@@ -48,6 +50,7 @@ impl EventKind {
             Self::IoUring => "io_uring",
             Self::Close => "close",
             Self::Shell => "shell",
+            Self::Fork => "fork",
         }
     }
 
@@ -61,13 +64,14 @@ impl EventKind {
             6 => Some(Self::IoUring),
             7 => Some(Self::Close),
             8 => Some(Self::Shell),
+            9 => Some(Self::Fork),
             _ => None,
         }
     }
 }
 
 /// Number of slots per identity in the loss counter map (indexed by `EventKind as u32`).
-pub const LOSS_KINDS: u32 = 9;
+pub const LOSS_KINDS: u32 = 10;
 
 /// A process image instance: when (boot-clock ns) and which thread-group id. Unique per boot.
 #[repr(C)]
@@ -301,6 +305,15 @@ pub struct ShellEvent {
     pub line: [u8; SHELL_LINE_MAX],
 }
 
+/// `fork` event: a process listed in `TLS_HOOKED` forked. The header's pid is the child's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForkEvent {
+    pub header: EventHeader,
+    pub parent: u32,
+    pub _pad: u32,
+}
+
 /// `io_uring` event: a tracked process created an io_uring instance.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -409,5 +422,6 @@ mod tests {
         assert_eq!(size_of::<DataHead>(), 32 + 32 + 48 + 8 + 16 + 8 + 8);
         assert_eq!(size_of::<DataEvent>(), DATA_FIXED_LEN + DATA_CHUNK);
         assert_eq!(size_of::<ShellEvent>(), 32 + 32 + 8 + SHELL_LINE_MAX);
+        assert_eq!(size_of::<ForkEvent>(), 32 + 8);
     }
 }

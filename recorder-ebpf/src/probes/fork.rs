@@ -6,14 +6,14 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use recorder_common::{
-    EXEC_ADOPTED, EXEC_SESSION_ROOT, EventKind, PROC_OWN_EXEC, ProcInfo, ProcKey,
+    EXEC_ADOPTED, EXEC_SESSION_ROOT, EventKind, ForkEvent, PROC_OWN_EXEC, ProcInfo, ProcKey,
 };
 
 use crate::{
     cgroup::watched_identity,
     emit::{ExecFacts, count_loss, exec_event},
     kernel::{off, read, read_ptr},
-    maps::PROCS,
+    maps::{EVENTS, PROCS, TLS_HOOKED},
 };
 
 #[btf_tracepoint(function = "sched_process_fork")]
@@ -45,7 +45,25 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if PROCS.insert(&child_tgid, &child_info, 0).is_err() {
         count_loss(info.identity, EventKind::Track);
     }
+    // SAFETY: only tests presence.
+    if unsafe { TLS_HOOKED.get(&parent_tgid) }.is_some() {
+        report_fork(info.identity, parent_tgid, child_tgid);
+    }
     Ok(())
+}
+
+/// Tells the agent at once: the child may use its TLS connections soon.
+fn report_fork(identity: u32, parent: u32, child: u32) {
+    let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
+        count_loss(identity, EventKind::Fork);
+        return;
+    };
+    // SAFETY: the entry is ours until submitted; every field is written below.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    ev.header = crate::emit::header_now(EventKind::Fork, identity, child);
+    ev.parent = parent;
+    ev._pad = 0;
+    entry.submit(aya_ebpf::bindings::BPF_RB_FORCE_WAKEUP as u64);
 }
 
 /// A process we never saw exec is forking inside a watched cgroup (it was there before the agent

@@ -1,11 +1,14 @@
 //! Loading the eBPF object: kernel offsets from BTF, map sizes, attach the tracepoints, and the
 //! typed handles to the maps the agent writes (watched cgroups) and reads (loss counters).
-use std::path::Path;
+use std::{num::NonZeroU32, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, RingBuf},
-    programs::{BtfTracePoint, TracePoint, UProbe, uprobe::UProbeScope},
+    programs::{
+        BtfTracePoint, TracePoint, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
+    },
 };
 use recorder_common::{KernelOffsets, LOSS_KINDS, MAX_IDENTITIES, Settings};
 
@@ -80,12 +83,63 @@ const GO_TLS_PROGRAMS: [&str; 3] = ["go_tls_write", "go_tls_read", "go_tls_read_
 /// The return probe on bash's `readline`.
 const READLINE_PROGRAM: &str = "readline_return";
 
+/// One OpenSSL entry point of a library file: the program for it and its file offset.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenSslEntry {
+    program: &'static str,
+    offset: u64,
+}
+
+/// The OpenSSL entry points `path` exports (none: it is not OpenSSL). Read once per file, so
+/// attaching for each new process costs only the attach itself: the process is running
+/// towards its first TLS call meanwhile.
+pub fn openssl_entries(path: &Path) -> Result<Vec<OpenSslEntry>, String> {
+    use object::{Object, ObjectSection, ObjectSymbol};
+    let data = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut entries = Vec::new();
+    for symbol in file.dynamic_symbols() {
+        let Ok(name) = symbol.name() else { continue };
+        let Some(&(_, program)) = OPENSSL_ENTRIES.iter().find(|(s, _)| *s == name) else {
+            continue;
+        };
+        if !symbol.is_definition() || symbol.address() == 0 {
+            continue;
+        }
+        let Some(section) = symbol
+            .section_index()
+            .and_then(|i| file.section_by_index(i).ok())
+        else {
+            continue;
+        };
+        let Some((section_offset, _)) = section.file_range() else {
+            continue;
+        };
+        let offset = symbol.address() - section.address() + section_offset;
+        if !entries.iter().any(|e: &OpenSslEntry| e.program == program) {
+            entries.push(OpenSslEntry { program, offset });
+        }
+    }
+    // A library without SSL_write is not OpenSSL, whatever else it exports.
+    if !entries.iter().any(|e| e.program == "ssl_write") {
+        entries.clear();
+    }
+    Ok(entries)
+}
+
 /// The loaded, attached programs and the maps the agent uses.
 pub struct Probes {
     ebpf: Ebpf,
     watched: HashMap<MapData, u64, u32>,
     loss: Array<MapData, u64>,
     settings: Array<MapData, Settings>,
+    tls_hooked: HashMap<MapData, u32, u32>,
+}
+
+/// One uprobe attached for one process.
+pub struct ProbeLink {
+    program: &'static str,
+    link: UProbeLinkId,
 }
 
 /// The program `name` of the object, as its type.
@@ -250,12 +304,18 @@ impl Probes {
                 name: "SETTINGS",
                 source,
             })?;
+        let tls_hooked =
+            HashMap::try_from(map(&mut ebpf, "TLS_HOOKED")?).map_err(|source| LoadError::Map {
+                name: "TLS_HOOKED",
+                source,
+            })?;
         Ok((
             Self {
                 ebpf,
                 watched,
                 loss,
                 settings,
+                tls_hooked,
             },
             events,
         ))
@@ -298,27 +358,67 @@ impl Probes {
             })
     }
 
-    /// Attaches the OpenSSL probes to one library (or program) that exports `SSL_write` and
-    /// friends. Returns how many entry points were found; a library without `SSL_write` is not
-    /// OpenSSL and gets no probes.
-    pub fn attach_openssl(&mut self, path: &Path) -> Result<usize, LoadError> {
-        let mut attached = 0;
-        for (symbol, name) in OPENSSL_ENTRIES {
-            let entry: &mut UProbe = program(&mut self.ebpf, name)?;
-            if entry
-                .attach(symbol, path, UProbeScope::AllProcesses)
-                .is_err()
-            {
-                // Older OpenSSL has no `_ex` forms; a library without SSL_write is not OpenSSL.
-                continue;
+    /// Attaches the OpenSSL probes at `entries` (from [`openssl_entries`]) of one library, for
+    /// every process or for process `pid` only (the kernel then plants its breakpoints in that
+    /// process alone, so processes nobody watches never trap). Returns the probes attached, to
+    /// detach when the process is gone.
+    pub fn attach_openssl(
+        &mut self,
+        path: &Path,
+        entries: &[OpenSslEntry],
+        pid: Option<NonZeroU32>,
+    ) -> Result<Vec<ProbeLink>, LoadError> {
+        let scope = pid.map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
+        let mut links = Vec::new();
+        for entry in entries {
+            for name in [entry.program, "ssl_return"] {
+                let probe: &mut UProbe = program(&mut self.ebpf, name)?;
+                match probe.attach(
+                    UProbeAttachLocation::AbsoluteOffset(entry.offset),
+                    path,
+                    scope,
+                ) {
+                    Ok(link) => links.push(ProbeLink {
+                        program: name,
+                        link,
+                    }),
+                    Err(source) => {
+                        self.detach(links);
+                        return Err(LoadError::Program { name, source });
+                    }
+                }
             }
-            let name = "ssl_return";
-            let ret: &mut UProbe = program(&mut self.ebpf, name)?;
-            ret.attach(symbol, path, UProbeScope::AllProcesses)
-                .map_err(|source| LoadError::Program { name, source })?;
-            attached += 1;
         }
-        Ok(attached)
+        Ok(links)
+    }
+
+    /// Detaches probes attached for one process.
+    pub fn detach(&mut self, links: Vec<ProbeLink>) {
+        for ProbeLink {
+            program: name,
+            link,
+        } in links
+        {
+            if let Ok(probe) = program::<UProbe>(&mut self.ebpf, name)
+                && let Err(e) = probe.detach(link)
+            {
+                tracing::debug!("detaching {name}: {e}");
+            }
+        }
+    }
+
+    /// Marks `tgid` as carrying its own TLS probes (its forks are then reported), or not.
+    pub fn set_tls_hooked(&mut self, tgid: u32, hooked: bool) {
+        let result = if hooked {
+            self.tls_hooked.insert(tgid, 1, 0)
+        } else {
+            self.tls_hooked.remove(&tgid)
+        };
+        if let Err(e) = result
+            && hooked
+        {
+            tracing::warn!("TLS_HOOKED map: {e}; forks of pid {tgid} will not get TLS probes");
+        }
     }
 
     /// Attaches the Go TLS probes to a Go program, at the file offsets found in its symbol
@@ -342,7 +442,7 @@ impl Probes {
             let probe: &mut UProbe = program(&mut self.ebpf, name)?;
             probe
                 .attach(
-                    aya::programs::uprobe::UProbeAttachLocation::AbsoluteOffset(offset),
+                    UProbeAttachLocation::AbsoluteOffset(offset),
                     path,
                     UProbeScope::AllProcesses,
                 )

@@ -19,7 +19,11 @@ use std::{
 
 use anyhow::Context as _;
 
-use crate::{config::IdentityConfig, identity::Identities, sink::Sink};
+use crate::{
+    config::{IdentityConfig, TlsProbes},
+    identity::Identities,
+    sink::Sink,
+};
 
 /// Everything `recorder agent` was asked to do, checked.
 pub struct AgentPlan {
@@ -27,6 +31,7 @@ pub struct AgentPlan {
     pub identities: Vec<IdentityConfig>,
     pub metrics_addr: Option<SocketAddr>,
     pub ring_buffer_kib: u32,
+    pub tls_probes: TlsProbes,
     pub btf_path: PathBuf,
     pub sinks: Vec<Box<dyn Sink>>,
 }
@@ -58,7 +63,14 @@ pub async fn run(plan: AgentPlan) -> anyhow::Result<()> {
         metrics_server::spawn(addr, ready.clone()).await?;
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let pipeline = pipeline::Pipeline::new(plan.host, identities, probes, ring, plan.sinks);
+    let pipeline = pipeline::Pipeline::new(
+        plan.host,
+        identities,
+        probes,
+        ring,
+        plan.sinks,
+        plan.tls_probes,
+    );
     let worker = {
         let stop = stop.clone();
         std::thread::Builder::new()

@@ -1,17 +1,29 @@
-//! Finding the OpenSSL libraries watched processes use, and attaching the TLS probes to each one
-//! once (per file: a uprobe is per inode, so every process mapping that file is covered).
+//! Attaching the OpenSSL probes to the libssl files watched processes use, in one of two scopes
+//! (`--tls-probes`):
 //!
-//! The system libssl is attached at start. Private copies (inside Python wheels, application
-//! bundles) are found in the memory maps of watched processes shortly after they exec, and again
-//! a little later, since a library is mapped when the program loads it, not at exec.
+//! - `all` (default): each file once, for every process that maps it. The system libssl is
+//!   attached at start, so no watched process's first TLS bytes are missed; the cost is that a
+//!   uprobe plants its breakpoint in every process mapping the file, so every TLS user on the
+//!   host (a database server's backends too) traps on each `SSL_read`/`SSL_write`.
+//! - `watched`: each file for each watched process only, so unwatched processes never trap. A
+//!   process gets its probes when it maps libssl (the kernel reports the `mmap` at once), but
+//!   attaching takes milliseconds and a short-lived client can send its first bytes before;
+//!   the TLS watch then reports `tls_hooked_late` or `tls_unhooked`. A forked child shares its
+//!   parent's libraries but not its probes: the kernel reports forks of processes that have
+//!   them, and the child gets its own.
+//!
+//! In both, libraries are also found in the memory maps of processes shortly after they exec or
+//! are adopted (a private libssl mapped before the agent was watching).
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
+    num::NonZeroU32,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use super::loader::Probes;
+use super::loader::{OpenSslEntry, ProbeLink, Probes, openssl_entries};
+use crate::config::TlsProbes;
 
 /// Where Debian and most distributions keep the system libssl.
 const SYSTEM_LIBSSL: [&str; 4] = [
@@ -27,82 +39,195 @@ const SCAN_AFTER: [Duration; 3] = [
     Duration::from_millis(300),
     Duration::from_secs(2),
 ];
+/// How often to look for processes that ended without an `exit` event (those that forked but
+/// never exec'd) and detach their probes.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
+/// The OpenSSL files one process uses, and the probes attached for it.
 #[derive(Default)]
+struct Hooked {
+    /// (device, inode, path as reachable from here) of each file.
+    files: Vec<(u64, u64, PathBuf)>,
+    links: Vec<ProbeLink>,
+}
+
 pub struct OpenSslTracker {
-    /// (device, inode) of every file already probed (or found not to be OpenSSL).
-    seen: HashSet<(u64, u64)>,
+    scope: TlsProbes,
+    /// With `TlsProbes::All`: (device, inode) of the files attached for every process.
+    global: HashSet<(u64, u64)>,
+    /// The OpenSSL entry points of each file looked at, by (device, inode); empty for a file
+    /// that is not OpenSSL.
+    entries: HashMap<(u64, u64), Vec<OpenSslEntry>>,
+    /// (device, inode) of files already reported in the log.
+    announced: HashSet<(u64, u64)>,
+    procs: HashMap<u32, Hooked>,
     /// Processes whose maps are due for a look.
     due: VecDeque<(Instant, u32)>,
-    pub attached: Vec<PathBuf>,
+    last_sweep: Instant,
 }
 
 impl OpenSslTracker {
-    /// Attaches to the system libssl, where present.
-    pub fn attach_system(&mut self, probes: &mut Probes) {
-        for path in SYSTEM_LIBSSL {
-            self.consider(probes, Path::new(path));
+    /// With `TlsProbes::All`, attaches the system libssl now.
+    pub fn start(scope: TlsProbes, probes: &mut Probes) -> Self {
+        let mut this = Self {
+            scope,
+            global: HashSet::new(),
+            entries: HashMap::new(),
+            announced: HashSet::new(),
+            procs: HashMap::new(),
+            due: VecDeque::new(),
+            last_sweep: Instant::now(),
+        };
+        if scope == TlsProbes::All {
+            for path in SYSTEM_LIBSSL {
+                this.attach(probes, 0, Path::new(path));
+            }
         }
+        this
     }
 
-    /// A watched process exec'd: look at its maps soon, and again later.
+    /// A watched process exec'd (or was adopted): look at its maps soon, and again later.
     pub fn on_exec(&mut self, pid: u32) {
         let now = Instant::now();
         for delay in SCAN_AFTER {
             self.due.push_back((now + delay, pid));
         }
         if self.due.len() > 100_000 {
-            // An exec storm: keep the newest; the system library covers most processes anyway.
+            // An exec storm: keep the newest; the mmap events cover libraries mapped later.
             self.due.drain(..self.due.len() - 100_000);
         }
     }
 
-    /// Scans the maps of processes that are due.
-    pub fn tick(&mut self, probes: &mut Probes) {
-        let now = Instant::now();
-        let mut due: Vec<(Instant, u32)> = Vec::new();
-        self.due.retain(|&(when, pid)| {
-            if when <= now {
-                due.push((when, pid));
-                false
-            } else {
-                true
-            }
-        });
-        for (_, pid) in due {
-            for lib in ssl_libraries_of(pid) {
-                self.consider(probes, &lib);
-            }
-        }
-    }
-
-    /// A watched process is mapping `path` (as it sees it) for execution: attach now, before its
-    /// first TLS call.
+    /// A watched process is mapping `path` (as it sees it) for execution: attach now, before
+    /// its first TLS call.
     pub fn consider_mapped(&mut self, probes: &mut Probes, pid: u32, path: &str) {
         let through_root = PathBuf::from(format!("/proc/{pid}/root{path}"));
         if through_root.exists() {
-            self.consider(probes, &through_root);
-        } else {
+            self.attach(probes, pid, &through_root);
+        } else if self.scope == TlsProbes::All {
             // The process is gone already; its library may still be on this filesystem.
-            self.consider(probes, Path::new(path));
+            self.attach(probes, pid, Path::new(path));
         }
     }
 
-    fn consider(&mut self, probes: &mut Probes, path: &Path) {
+    /// A process with probes forked: the child gets the same.
+    pub fn on_fork(&mut self, probes: &mut Probes, parent: u32, child: u32) {
+        let Some(files) = self.procs.get(&parent).map(|h| h.files.clone()) else {
+            return;
+        };
+        for (_, _, path) in files {
+            self.attach(probes, child, &path);
+        }
+    }
+
+    /// The process ended: its probes go.
+    pub fn on_exit(&mut self, probes: &mut Probes, pid: u32) {
+        if let Some(hooked) = self.procs.remove(&pid) {
+            probes.detach(hooked.links);
+            probes.set_tls_hooked(pid, false);
+        }
+    }
+
+    /// Scans the maps of processes that are due, and detaches the probes of ended processes.
+    pub fn tick(&mut self, probes: &mut Probes) {
+        let now = Instant::now();
+        while let Some(&(when, pid)) = self.due.front() {
+            if when > now {
+                break;
+            }
+            self.due.pop_front();
+            for lib in ssl_libraries_of(pid) {
+                self.attach(probes, pid, &lib);
+            }
+        }
+        if now.duration_since(self.last_sweep) >= SWEEP_EVERY {
+            self.last_sweep = now;
+            let gone: Vec<u32> = self
+                .procs
+                .keys()
+                .copied()
+                .filter(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+                .collect();
+            for pid in gone {
+                self.on_exit(probes, pid);
+            }
+        }
+    }
+
+    /// Attaches to `path` for `pid` (with `TlsProbes::Watched`) or for everyone, once.
+    fn attach(&mut self, probes: &mut Probes, pid: u32, path: &Path) {
         let Ok(meta) = std::fs::metadata(path) else {
             return;
         };
-        if !self.seen.insert((meta.dev(), meta.ino())) {
+        let file = (meta.dev(), meta.ino());
+        if self.scope == TlsProbes::All {
+            if !self.global.insert(file) {
+                return;
+            }
+            let entries = self.entries_of(file, path);
+            if entries.is_empty() {
+                return;
+            }
+            match probes.attach_openssl(path, &entries, None) {
+                // Kept for the agent's lifetime.
+                Ok(_) => tracing::info!(path = %path.display(), "TLS plaintext probes attached"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "cannot attach the TLS probes: {e}")
+                }
+            }
             return;
         }
-        match probes.attach_openssl(path) {
-            Ok(0) => tracing::debug!(path = %path.display(), "no OpenSSL entry points"),
-            Ok(n) => {
-                tracing::info!(path = %path.display(), entry_points = n, "TLS plaintext probes attached");
-                self.attached.push(path.to_path_buf());
-            }
-            Err(e) => tracing::warn!(path = %path.display(), "cannot attach the TLS probes: {e}"),
+        let Some(nz_pid) = NonZeroU32::new(pid) else {
+            return;
+        };
+        let entries = self.entries_of(file, path);
+        if entries.is_empty() {
+            return;
         }
+        let hooked = self.procs.entry(pid).or_default();
+        if hooked.files.iter().any(|f| (f.0, f.1) == file) {
+            return;
+        }
+        let started = Instant::now();
+        match probes.attach_openssl(path, &entries, Some(nz_pid)) {
+            Ok(links) => {
+                let micros = started.elapsed().as_micros() as u64;
+                let first = hooked.files.is_empty();
+                hooked.files.push((file.0, file.1, path.to_path_buf()));
+                hooked.links.extend(links);
+                if first {
+                    probes.set_tls_hooked(pid, true);
+                }
+                if self.announced.insert(file) {
+                    tracing::info!(path = %path.display(), pid, micros, "TLS plaintext probes attached");
+                } else {
+                    tracing::debug!(path = %path.display(), pid, micros, "TLS plaintext probes attached");
+                }
+            }
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                pid,
+                "cannot attach the TLS probes: {e}; this process's TLS traffic is not readable"
+            ),
+        }
+        if self.procs.get(&pid).is_some_and(|h| h.files.is_empty()) {
+            self.procs.remove(&pid);
+        }
+    }
+}
+
+impl OpenSslTracker {
+    /// The OpenSSL entry points of a file, read once.
+    fn entries_of(&mut self, file: (u64, u64), path: &Path) -> Vec<OpenSslEntry> {
+        self.entries
+            .entry(file)
+            .or_insert_with(|| {
+                openssl_entries(path).unwrap_or_else(|e| {
+                    tracing::warn!("cannot read the symbols of {e}");
+                    Vec::new()
+                })
+            })
+            .clone()
     }
 }
 

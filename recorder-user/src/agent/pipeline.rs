@@ -19,6 +19,7 @@ use crate::{
         text::render_path,
         unhooked::{TlsWatch, UnhookedTls},
     },
+    config::TlsProbes,
     identity::Identities,
     metrics::{Counter, Registry},
     record::{Kind, Record},
@@ -67,11 +68,11 @@ impl Pipeline {
         mut probes: Probes,
         ring: RingBuf<MapData>,
         sinks: Vec<Box<dyn Sink>>,
+        tls_probes: TlsProbes,
     ) -> Self {
-        // Before the agent says it is ready: TLS plaintext of processes that start right after
-        // readiness must not be missed.
-        let mut openssl = OpenSslTracker::default();
-        openssl.attach_system(&mut probes);
+        // Before the agent says it is ready: the lines and TLS plaintext of bash and kubectl
+        // processes that start right after readiness must not be missed.
+        let openssl = OpenSslTracker::start(tls_probes, &mut probes);
         let programs = ProgramProbes::start(&mut probes);
         let registry = Registry::global();
         let by_kind = Kind::ALL
@@ -190,6 +191,7 @@ impl Pipeline {
                     trackers.on_exit(ev.header.pid, &mut outs);
                     out.emit_tracked(builder, identities, outs);
                     out.emit(&builder.exit(&ev, identities));
+                    openssl.on_exit(probes, ev.header.pid);
                 }
                 Ok(RawEvent::Close(ev)) => {
                     let mut outs = TrackerOutputs::default();
@@ -197,6 +199,7 @@ impl Pipeline {
                     out.emit_tracked(builder, identities, outs);
                 }
                 Ok(RawEvent::Shell(ev, line)) => out.emit(&builder.shell(&ev, line, identities)),
+                Ok(RawEvent::Fork(ev)) => openssl.on_fork(probes, ev.parent, ev.header.pid),
                 Ok(RawEvent::Data(head, payload)) => {
                     tracing::trace!(
                         pid = head.header.pid,
@@ -217,6 +220,12 @@ impl Pipeline {
                 }
                 Ok(RawEvent::Library(ev)) => {
                     let path = render_path(&ev.path);
+                    tracing::debug!(
+                        pid = ev.header.pid,
+                        path,
+                        lag_us = boot_ns_now().saturating_sub(ev.header.ktime) / 1000,
+                        "library mapped"
+                    );
                     openssl.consider_mapped(probes, ev.header.pid, &path);
                 }
                 Ok(RawEvent::IoUring(ev)) => {
@@ -286,7 +295,7 @@ struct TrackerOutputs {
 
 impl Trackers {
     fn on_data(&mut self, head: &DataHead, payload: &[u8], outs: &mut TrackerOutputs) {
-        self.tls.on_data(head, payload);
+        self.tls.on_data(head, payload, &mut outs.unhooked);
         self.sql.on_data(head, payload, &mut outs.sql);
         self.http.on_data(head, payload, &mut outs.api);
     }

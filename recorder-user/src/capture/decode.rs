@@ -2,7 +2,7 @@
 //! out; a short or unknown item is an error, never a panic.
 use recorder_common::{
     CloseEvent, DATA_FIXED_LEN, DataHead, EXEC_FIXED_LEN, EventHeader, EventKind, ExecHead,
-    ExitEvent, IoUringEvent, LibraryEvent, SHELL_LINE_MAX, ShellEvent,
+    ExitEvent, ForkEvent, IoUringEvent, LibraryEvent, SHELL_LINE_MAX, ShellEvent,
 };
 
 /// A decoded kernel event. The exec event's argv is borrowed from the ring buffer item.
@@ -15,7 +15,8 @@ pub enum RawEvent<'a> {
     IoUring(IoUringEvent),
     Close(CloseEvent),
     /// A shell line, with its text borrowed from the ring buffer item.
-    Shell(ShellEvent, &'a [u8]),
+    Shell(Box<ShellEvent>, &'a [u8]),
+    Fork(ForkEvent),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -110,7 +111,15 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent<'_>, DecodeError> {
             let line = bytes
                 .get(fixed..fixed + (ev.len as usize).min(SHELL_LINE_MAX))
                 .ok_or_else(truncated)?;
-            Ok(RawEvent::Shell(ev, line))
+            Ok(RawEvent::Shell(Box::new(ev), line))
+        }
+        Some(EventKind::Fork) => {
+            read::<ForkEvent>(bytes)
+                .map(RawEvent::Fork)
+                .ok_or(DecodeError::Truncated {
+                    kind: EventKind::Fork,
+                    len: bytes.len(),
+                })
         }
         _ => Err(DecodeError::UnknownKind(h.kind)),
     }

@@ -33,8 +33,8 @@ pub enum ApiOutput {
         sender: Sender,
         server: String,
         tls: bool,
-        exchange: Exchange,
-        request: ApiRequest,
+        exchange: Box<Exchange>,
+        request: Box<ApiRequest>,
     },
     Notice {
         sender: Sender,
@@ -217,8 +217,8 @@ fn emit(stream: &mut Stream, tls: bool, outputs: Vec<HttpOutput>, out: &mut Vec<
                     sender: stream.last_sender,
                     server: stream.server.clone(),
                     tls,
-                    exchange,
-                    request,
+                    exchange: Box::new(exchange),
+                    request: Box::new(request),
                 });
             }
             HttpOutput::Notice(n) => out.push(ApiOutput::Notice {
@@ -227,5 +227,114 @@ fn emit(stream: &mut Stream, tls: bool, outputs: Vec<HttpOutput>, out: &mut Vec<
                 detail: format!("{} (connection to {})", n.detail, stream.server),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use recorder_common::{DIR_INGRESS, EventHeader, SockInfo};
+
+    use super::*;
+
+    fn head(source: DataSource, direction: u32) -> DataHead {
+        DataHead {
+            header: EventHeader {
+                kind: 4,
+                pid: 9,
+                ..Default::default()
+            },
+            sock: SockInfo {
+                sock: 5,
+                family: 2,
+                rport: 6443,
+                raddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                ..Default::default()
+            },
+            source: source as u32,
+            direction,
+            ..Default::default()
+        }
+    }
+
+    fn calls(out: &[ApiOutput]) -> Vec<(String, String, Option<u16>, bool)> {
+        out.iter()
+            .filter_map(|o| match o {
+                ApiOutput::Call {
+                    exchange,
+                    request,
+                    tls,
+                    ..
+                } => Some((
+                    request.verb.clone(),
+                    exchange.target.clone(),
+                    exchange.status,
+                    *tls,
+                )),
+                ApiOutput::Notice { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn kubernetes_calls_in_tls_plaintext_are_paired_with_their_status() {
+        let mut t = HttpTracker::default();
+        let mut out = Vec::new();
+        let (req, resp) = (
+            head(DataSource::OpenSsl, DIR_EGRESS),
+            head(DataSource::OpenSsl, DIR_INGRESS),
+        );
+        // The request line split across two writes.
+        t.on_data(&req, b"GET /api/v1/namespaces/a/pods HT", &mut out);
+        t.on_data(&req, b"TP/1.1\r\nHost: k\r\n\r\n", &mut out);
+        t.on_data(
+            &resp,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+            &mut out,
+        );
+        // Not a Kubernetes path: not recorded.
+        t.on_data(
+            &req,
+            b"GET /index.html HTTP/1.1\r\nHost: k\r\n\r\n",
+            &mut out,
+        );
+        t.on_data(
+            &resp,
+            b"HTTP/1.1 404 No\r\nContent-Length: 0\r\n\r\n",
+            &mut out,
+        );
+        t.on_data(
+            &req,
+            b"DELETE /api/v1/namespaces/a/pods/p HTTP/1.1\r\n\r\n",
+            &mut out,
+        );
+        t.on_exit(9, &mut out);
+        assert_eq!(
+            calls(&out),
+            [
+                (
+                    "list".into(),
+                    "/api/v1/namespaces/a/pods".into(),
+                    Some(200),
+                    true
+                ),
+                (
+                    "delete".into(),
+                    "/api/v1/namespaces/a/pods/p".into(),
+                    None,
+                    true
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn ciphertext_on_the_raw_socket_is_not_http() {
+        let mut t = HttpTracker::default();
+        let mut out = Vec::new();
+        let raw = head(DataSource::Socket, DIR_EGRESS);
+        t.on_data(&raw, &[22, 3, 1, 2, 0, 1, 0, 1, 252, 3, 3], &mut out);
+        t.on_data(&raw, b"GET /api HTTP/1.1\r\n\r\n", &mut out);
+        t.on_exit(9, &mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 }

@@ -299,18 +299,30 @@ impl RecordBuilder {
         }
     }
 
-    /// A TLS connection whose plaintext no probe delivers.
+    /// A TLS connection whose plaintext no probe delivers, or delivered only from some point.
     pub fn unhooked_tls(&self, u: &UnhookedTls, identities: &Identities) -> Record {
         let mut rec = self.sender_record(&u.sender, Kind::Notice, identities);
-        rec.fields.insert("reason".into(), json!("tls_unhooked"));
-        rec.fields.insert(
-            "detail".into(),
-            json!(format!(
-                "pid {} sent TLS-encrypted data to {} through a TLS library the agent has not \
-                 hooked; what it sent is not recorded",
-                u.sender.pid, u.server
-            )),
-        );
+        let (reason, detail) = if u.late {
+            (
+                "tls_hooked_late",
+                format!(
+                    "the TLS probes for pid {} were attached after its connection to {} had \
+                     already sent encrypted data; what it sent before is not recorded",
+                    u.sender.pid, u.server
+                ),
+            )
+        } else {
+            (
+                "tls_unhooked",
+                format!(
+                    "pid {} sent TLS-encrypted data to {} through a TLS library the agent has \
+                     not hooked; what it sent is not recorded",
+                    u.sender.pid, u.server
+                ),
+            )
+        };
+        rec.fields.insert("reason".into(), json!(reason));
+        rec.fields.insert("detail".into(), json!(detail));
         rec
     }
 

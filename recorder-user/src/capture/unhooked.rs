@@ -4,8 +4,11 @@
 //! OpenSSL, rustls, a Go binary whose symbols could not be read, Node's built-in OpenSSL), and
 //! a `tls_unhooked` notice says its traffic is not recorded, instead of a silent gap.
 //!
-//! SQL connections upgrade to TLS in the middle of their own protocol, so their raw streams do
-//! not start with a TLS record; the SQL tracker reports those.
+//! SQL connections upgrade to TLS in the middle of their own protocol; the SQL tracker reports
+//! those that never get plaintext. For them, and for every other TLS connection, this watch also
+//! reports plaintext that starts late: probes attached for a process after its connection had
+//! already sent encrypted data (the agent attaches the OpenSSL probes per process, as it learns
+//! that a process maps libssl), so what was sent before is not recorded.
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
@@ -31,6 +34,8 @@ const FINISHED_MAX: usize = 69;
 pub struct UnhookedTls {
     pub sender: Sender,
     pub server: String,
+    /// Plaintext did come, but only after encrypted data had been sent.
+    pub late: bool,
 }
 
 /// One client socket that started with a TLS handshake.
@@ -47,6 +52,8 @@ struct Watched {
     data_since: Option<Instant>,
     /// The stream stopped parsing as TLS records: not followed any more.
     lost: bool,
+    /// Report a connection that never gets plaintext (false where another tracker does).
+    report_unhooked: bool,
 }
 
 #[derive(Default)]
@@ -55,10 +62,13 @@ pub struct TlsWatch {
     sockets: HashMap<(u32, u64), Watched>,
     /// (tgid, sock) of sockets that had plaintext: never reported.
     hooked: HashMap<(u32, u64), Instant>,
+    /// (tgid, sock) of client sockets whose first bytes were not TLS (a SQL protocol that may
+    /// upgrade to TLS later).
+    other: HashMap<(u32, u64), Instant>,
 }
 
 impl TlsWatch {
-    pub fn on_data(&mut self, head: &DataHead, payload: &[u8]) {
+    pub fn on_data(&mut self, head: &DataHead, payload: &[u8], out: &mut Vec<UnhookedTls>) {
         let tgid = head.header.pid;
         let key = (tgid, head.sock.sock);
         if head.source != DataSource::Socket as u32 {
@@ -67,11 +77,16 @@ impl TlsWatch {
                 // process, so none of them is reported.
                 self.sockets.retain(|k, _| k.0 != tgid);
             } else {
-                self.sockets.remove(&key);
-                if self.hooked.len() >= MAX_TRACKED {
-                    self.hooked.clear();
+                if let Some(w) = self.sockets.remove(&key)
+                    && w.data_since.is_some()
+                {
+                    out.push(UnhookedTls {
+                        sender: Sender::of(head),
+                        server: w.server,
+                        late: true,
+                    });
                 }
-                self.hooked.insert(key, Instant::now());
+                bounded_insert(&mut self.hooked, key);
             }
             return;
         }
@@ -81,8 +96,13 @@ impl TlsWatch {
         let watched = match self.sockets.get_mut(&key) {
             Some(w) => w,
             None => {
-                // Only a stream whose very first bytes are a TLS ClientHello is followed.
+                // A write that starts with a TLS ClientHello begins a TLS connection: at the
+                // socket's first bytes, or after a SQL protocol's TLS request.
+                let first = !self.other.contains_key(&key);
                 if head.offset != 0 || !is_client_hello(payload) {
+                    if first && head.offset == 0 {
+                        bounded_insert(&mut self.other, key);
+                    }
                     return;
                 }
                 if self.sockets.len() >= MAX_TRACKED {
@@ -96,6 +116,7 @@ impl TlsWatch {
                     encrypted_records: 0,
                     data_since: None,
                     lost: false,
+                    report_unhooked: first,
                 })
             }
         };
@@ -107,6 +128,7 @@ impl TlsWatch {
     /// without plaintext is reported now.
     pub fn on_close(&mut self, tgid: u32, sock: u64, out: &mut Vec<UnhookedTls>) {
         self.hooked.remove(&(tgid, sock));
+        self.other.remove(&(tgid, sock));
         if let Some(w) = self.sockets.remove(&(tgid, sock)) {
             w.report(out);
         }
@@ -114,6 +136,7 @@ impl TlsWatch {
 
     pub fn on_exit(&mut self, tgid: u32, out: &mut Vec<UnhookedTls>) {
         self.hooked.retain(|k, _| k.0 != tgid);
+        self.other.retain(|k, _| k.0 != tgid);
         let mut gone: Vec<(u32, u64)> = self
             .sockets
             .keys()
@@ -143,8 +166,9 @@ impl TlsWatch {
             }
         }
         // Sockets closed without a close event seen (the process is gone): forget them.
-        self.hooked
-            .retain(|_, t| now.duration_since(*t) < Duration::from_secs(600));
+        for map in [&mut self.hooked, &mut self.other] {
+            map.retain(|_, t| now.duration_since(*t) < Duration::from_secs(600));
+        }
     }
 }
 
@@ -184,13 +208,23 @@ impl Watched {
     }
 
     fn report(self, out: &mut Vec<UnhookedTls>) {
-        if self.data_since.is_some() {
+        if self.data_since.is_some() && self.report_unhooked {
             out.push(UnhookedTls {
                 sender: self.sender,
                 server: self.server,
+                late: false,
             });
         }
     }
+}
+
+/// Inserts `key`, forgetting everything first when the map is full (the maps only hold
+/// sockets of watched processes; a bound keeps a socket leak in a client from growing them).
+fn bounded_insert(map: &mut HashMap<(u32, u64), Instant>, key: (u32, u64)) {
+    if map.len() >= MAX_TRACKED {
+        map.clear();
+    }
+    map.insert(key, Instant::now());
 }
 
 /// A TLS record carrying a ClientHello: handshake type 1, TLS 1.0-1.3 record versions.
@@ -226,37 +260,46 @@ mod tests {
     }
 
     const HELLO: [u8; 9] = [22, 3, 1, 0, 4, 1, 0, 0, 0];
-    /// A TLS 1.3 Finished-sized record, then application data.
+    /// A TLS 1.3 Finished-sized record; a second one is application data.
     const APP: [u8; 8] = [23, 3, 3, 0, 3, 0xaa, 0xbb, 0xcc];
+    /// A PostgreSQL SSLRequest.
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 4, 210, 22, 47];
+
+    fn raw() -> DataHead {
+        head(DataSource::Socket, DIR_EGRESS, 0)
+    }
+
+    fn feed(w: &mut TlsWatch, h: &DataHead, bytes: &[u8]) -> Vec<UnhookedTls> {
+        let mut out = Vec::new();
+        w.on_data(h, bytes, &mut out);
+        out
+    }
 
     #[test]
     fn encrypted_data_without_plaintext_is_reported_at_close() {
         let mut w = TlsWatch::default();
-        let raw = head(DataSource::Socket, DIR_EGRESS, 0);
-        w.on_data(&raw, &HELLO);
+        feed(&mut w, &raw(), &HELLO);
+        feed(&mut w, &raw(), &APP);
         // The record header split across two writes.
-        w.on_data(&raw, &APP);
-        w.on_data(&raw, &APP[..2]);
-        w.on_data(&raw, &APP[2..]);
-        w.on_data(&head(DataSource::Socket, DIR_INGRESS, 0), &APP);
+        feed(&mut w, &raw(), &APP[..2]);
+        feed(&mut w, &raw(), &APP[2..]);
+        feed(&mut w, &head(DataSource::Socket, DIR_INGRESS, 0), &APP);
         let mut out = Vec::new();
         w.on_close(7, 99, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].server, "10.0.0.1:443");
+        assert!(!out[0].late);
     }
 
     #[test]
-    fn plaintext_on_the_socket_means_hooked() {
+    fn plaintext_before_encrypted_data_means_hooked() {
         for flags in [0, DATA_NO_SOCKET] {
             let mut w = TlsWatch::default();
-            let raw = head(DataSource::Socket, DIR_EGRESS, 0);
-            w.on_data(&raw, &HELLO);
-            w.on_data(&raw, &APP);
-            w.on_data(
-                &head(DataSource::GoTls, DIR_EGRESS, flags),
-                b"GET / HTTP/1.1\r\n",
-            );
-            w.on_data(&raw, &APP);
+            feed(&mut w, &raw(), &HELLO);
+            feed(&mut w, &raw(), &APP);
+            let plain = head(DataSource::GoTls, DIR_EGRESS, flags);
+            assert!(feed(&mut w, &plain, b"GET / HTTP/1.1\r\n").is_empty());
+            feed(&mut w, &raw(), &APP);
             let mut out = Vec::new();
             w.on_exit(7, &mut out);
             assert!(out.is_empty(), "flags {flags}");
@@ -264,19 +307,48 @@ mod tests {
     }
 
     #[test]
-    fn a_handshake_alone_or_another_protocol_is_not_reported() {
+    fn plaintext_after_encrypted_data_is_reported_late() {
         let mut w = TlsWatch::default();
-        w.on_data(&head(DataSource::Socket, DIR_EGRESS, 0), &HELLO);
-        // The TLS 1.3 Finished: one small encrypted record.
-        w.on_data(&head(DataSource::Socket, DIR_EGRESS, 0), &APP);
+        feed(&mut w, &raw(), &HELLO);
+        feed(&mut w, &raw(), &APP);
+        feed(&mut w, &raw(), &APP);
+        let out = feed(&mut w, &head(DataSource::OpenSsl, DIR_EGRESS, 0), b"Q");
+        assert_eq!(out.len(), 1);
+        assert!(out[0].late);
+    }
+
+    #[test]
+    fn a_sql_connection_upgrading_to_tls_is_followed_for_late_plaintext_only() {
+        let mut w = TlsWatch::default();
+        feed(&mut w, &raw(), &SSL_REQUEST);
+        feed(&mut w, &raw(), &HELLO);
+        feed(&mut w, &raw(), &APP);
+        feed(&mut w, &raw(), &APP);
+        // Never hooked: the SQL tracker reports it, not this watch.
         let mut out = Vec::new();
         w.on_close(7, 99, &mut out);
         assert!(out.is_empty());
-        w.on_data(
-            &head(DataSource::Socket, DIR_EGRESS, 0),
-            b"GET / HTTP/1.1\r\n",
-        );
-        w.on_data(&head(DataSource::Socket, DIR_EGRESS, 0), &APP);
+        // Hooked late: reported here.
+        feed(&mut w, &raw(), &SSL_REQUEST);
+        feed(&mut w, &raw(), &HELLO);
+        feed(&mut w, &raw(), &APP);
+        feed(&mut w, &raw(), &APP);
+        let out = feed(&mut w, &head(DataSource::OpenSsl, DIR_EGRESS, 0), b"Q");
+        assert!(out.len() == 1 && out[0].late);
+    }
+
+    #[test]
+    fn a_handshake_alone_or_another_protocol_is_not_reported() {
+        let mut w = TlsWatch::default();
+        feed(&mut w, &raw(), &HELLO);
+        // The TLS 1.3 Finished: one small encrypted record.
+        feed(&mut w, &raw(), &APP);
+        let mut out = Vec::new();
+        w.on_close(7, 99, &mut out);
+        assert!(out.is_empty());
+        feed(&mut w, &raw(), b"GET / HTTP/1.1\r\n");
+        feed(&mut w, &raw(), &APP);
+        feed(&mut w, &raw(), &APP);
         w.on_close(7, 99, &mut out);
         assert!(out.is_empty());
     }

@@ -51,6 +51,11 @@ pub struct AgentArgs {
     /// Kernel ring buffer size in KiB (power of two; default 16384).
     #[arg(long, value_name = "KIB")]
     pub ring_buffer_kib: Option<u32>,
+    /// Which processes carry the OpenSSL probes: all (every libssl user traps, none of a watched
+    /// process's TLS is missed) or watched (only watched processes trap; a very short-lived
+    /// client may get a notice instead of its first bytes). Default: all.
+    #[arg(long, value_enum, value_name = "SCOPE")]
+    pub tls_probes: Option<config::TlsProbes>,
     /// Send records to this collector (https://HOST:PORT) over mutual TLS, through --spool.
     #[arg(long, value_name = "URL")]
     pub collector: Option<String>,
@@ -135,6 +140,7 @@ fn plan(args: &AgentArgs) -> anyhow::Result<AgentPlan> {
         identities: config.identities,
         metrics_addr: args.metrics_addr.or(config.metrics_addr),
         ring_buffer_kib: config.ring_buffer_kib.unwrap_or(16 * 1024),
+        tls_probes: args.tls_probes.or(config.tls_probes).unwrap_or_default(),
         btf_path: args.btf.clone(),
         sinks,
     })

@@ -156,12 +156,11 @@ pub fn render(records: &[StoredRecord]) -> Vec<String> {
                     .map(|r| r.as_str().map_or(r.to_string(), str::to_string))
                     .unwrap_or_default()
             ),
-            "k8s" => format!(
-                "{head} k8s ({}) {}    => {}",
-                s(v, "source"),
-                s(v, "text"),
-                v.get("status").map(Value::to_string).unwrap_or_default()
-            ),
+            "k8s" => match v.get("status").and_then(Value::as_u64) {
+                Some(status) => format!("{head} k8s api {}    => {status}", s(v, "text")),
+                // A kubectl command (its API calls follow), or a call with no response.
+                None => format!("{head} k8s {} {}", s(v, "source"), s(v, "text")),
+            },
             "loss" => format!("{head} ! loss: {} records ({})", v["count"], s(v, "reason")),
             "notice" => format!("{head} ! notice {}: {}", s(v, "reason"), s(v, "detail")),
             other => format!("{head} {other}"),
