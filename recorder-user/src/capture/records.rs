@@ -290,18 +290,12 @@ impl RecordBuilder {
                 sender,
                 reason,
                 detail,
-            } => {
-                let mut rec = self.sender_record(sender, Kind::Notice, identities);
-                rec.fields.insert("reason".into(), json!(reason));
-                rec.fields.insert("detail".into(), json!(detail));
-                rec
-            }
+            } => self.sender_notice(sender, reason, detail, identities),
         }
     }
 
     /// A TLS connection whose plaintext no probe delivers, or delivered only from some point.
     pub fn unhooked_tls(&self, u: &UnhookedTls, identities: &Identities) -> Record {
-        let mut rec = self.sender_record(&u.sender, Kind::Notice, identities);
         let (reason, detail) = if u.late {
             (
                 "tls_hooked_late",
@@ -321,9 +315,7 @@ impl RecordBuilder {
                 ),
             )
         };
-        rec.fields.insert("reason".into(), json!(reason));
-        rec.fields.insert("detail".into(), json!(detail));
-        rec
+        self.sender_notice(&u.sender, reason, &detail, identities)
     }
 
     pub fn exit(&self, ev: &ExitEvent, identities: &Identities) -> Record {
@@ -410,13 +402,22 @@ impl RecordBuilder {
                 sender,
                 reason,
                 detail,
-            } => {
-                let mut rec = self.sender_record(sender, Kind::Notice, identities);
-                rec.fields.insert("reason".into(), json!(reason));
-                rec.fields.insert("detail".into(), json!(detail));
-                rec
-            }
+            } => self.sender_notice(sender, reason, detail, identities),
         }
+    }
+
+    /// A `notice` about the process that sent some bytes.
+    fn sender_notice(
+        &self,
+        sender: &Sender,
+        reason: &str,
+        detail: &str,
+        identities: &Identities,
+    ) -> Record {
+        let mut rec = self.sender_record(sender, Kind::Notice, identities);
+        rec.fields.insert("reason".into(), json!(reason));
+        rec.fields.insert("detail".into(), json!(detail));
+        rec
     }
 
     fn sender_record(&self, sender: &Sender, kind: Kind, identities: &Identities) -> Record {

@@ -389,5 +389,26 @@ impl<K: PartialEq, V> Prepared<K, V> {
     }
 }
 
+/// Cuts a conversation into pieces of the given sizes (cycled), each keeping its direction:
+/// a decoder must give the same output however the bytes arrive.
+#[cfg(test)]
+pub(crate) fn rechunk(
+    chunks: &[(Direction, Vec<u8>)],
+    sizes: &[usize],
+) -> Vec<(Direction, Vec<u8>)> {
+    let mut pieces = Vec::new();
+    let mut k = 0;
+    for (dir, bytes) in chunks {
+        let mut rest = bytes.as_slice();
+        while !rest.is_empty() {
+            let n = sizes[k % sizes.len()].clamp(1, rest.len());
+            k += 1;
+            pieces.push((*dir, rest[..n].to_vec()));
+            rest = &rest[n..];
+        }
+    }
+    pieces
+}
+
 #[cfg(test)]
 mod tests;

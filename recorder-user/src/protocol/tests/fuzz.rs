@@ -197,17 +197,7 @@ fn random_rechunking_gives_identical_outputs() {
     );
     run("rechunking", strategy, |(which, sizes)| {
         let (name, chunks) = &fixtures[which];
-        let mut rechunked = Vec::new();
-        let mut k = 0;
-        for (dir, bytes) in chunks {
-            let mut rest = bytes.as_slice();
-            while !rest.is_empty() {
-                let n = sizes[k % sizes.len()].min(rest.len());
-                k += 1;
-                rechunked.push((*dir, rest[..n].to_vec()));
-                rest = &rest[n..];
-            }
-        }
+        let rechunked = crate::protocol::rechunk(chunks, &sizes);
         prop_assert_eq!(
             &decode(&mut decoder_for(name), &rechunked),
             &expected[which]

@@ -110,17 +110,7 @@ fn random_rechunking_gives_identical_outputs() {
     );
     check("rechunking", strategy, |(which, sizes)| {
         let (version, chunks) = &corpus[which];
-        let mut pieces = Vec::new();
-        let mut k = 0;
-        for (dir, bytes) in chunks {
-            let mut rest = bytes.as_slice();
-            while !rest.is_empty() {
-                let n = sizes[k % sizes.len()].min(rest.len());
-                k += 1;
-                pieces.push((*dir, rest[..n].to_vec()));
-                rest = &rest[n..];
-            }
-        }
+        let pieces = crate::protocol::rechunk(chunks, &sizes);
         prop_assert_eq!(&run(*version, &pieces), &expected[which]);
         Ok(())
     });
