@@ -12,6 +12,7 @@ use std::{
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::mpsc,
+    time::{Duration, Instant},
 };
 
 use super::{
@@ -22,12 +23,19 @@ use super::{
 /// Programs looked for on the agent's PATH at start.
 const KNOWN_PROGRAMS: [&str; 2] = ["bash", "kubectl"];
 
+/// Executable paths are remembered this long: an exec storm of the same few programs then costs
+/// one set lookup per exec, and a program replaced at the same path is looked at again after it.
+const PATH_MEMORY: Duration = Duration::from_secs(60);
+
 /// What a Go binary inspection found, for the capture thread to attach.
 type Inspected = (PathBuf, Result<GoBinary, gobin::GoBinError>);
 
 pub struct ProgramProbes {
     /// (device, inode) of every binary already considered.
     seen: HashSet<(u64, u64)>,
+    /// Executable paths (as the processes saw them) already considered, since `paths_since`.
+    paths: HashSet<String>,
+    paths_since: Instant,
     to_inspect: mpsc::Sender<PathBuf>,
     inspected: mpsc::Receiver<Inspected>,
     /// Binaries that carry probes, for the log and tests.
@@ -54,6 +62,8 @@ impl ProgramProbes {
         }
         let mut this = Self {
             seen: HashSet::new(),
+            paths: HashSet::new(),
+            paths_since: Instant::now(),
             to_inspect,
             inspected,
             attached: Vec::new(),
@@ -68,6 +78,13 @@ impl ProgramProbes {
 
     /// A watched process exec'd `exe` (as it sees it).
     pub fn on_exec(&mut self, probes: &mut Probes, pid: u32, exe: &str) {
+        if self.paths_since.elapsed() > PATH_MEMORY {
+            self.paths.clear();
+            self.paths_since = Instant::now();
+        }
+        if !self.paths.insert(exe.to_string()) {
+            return;
+        }
         // Through /proc the file is found even inside another mount namespace; if the process
         // is gone already, the path may still name it here.
         let magic = PathBuf::from(format!("/proc/{pid}/exe"));
