@@ -42,8 +42,9 @@ pub struct SocketCall {
     pub direction: u32,
 }
 
+/// LRU, as the two maps below: a thread that ends inside a call leaves its entry behind.
 #[map]
-pub static SOCKET_CALLS: HashMap<u64, SocketCall> = HashMap::with_max_entries(16384, 0);
+pub static SOCKET_CALLS: LruHashMap<u64, SocketCall> = LruHashMap::with_max_entries(16384, 0);
 
 /// An OpenSSL read/write in flight on a thread (keyed by pid_tgid).
 #[repr(C)]
@@ -58,7 +59,7 @@ pub struct TlsCall {
 }
 
 #[map]
-pub static TLS_CALLS: HashMap<u64, TlsCall> = HashMap::with_max_entries(16384, 0);
+pub static TLS_CALLS: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(16384, 0);
 
 /// The socket under each TLS connection (`SSL *` -> socket), learnt from the system calls the
 /// library makes while inside SSL_read/SSL_write.
@@ -96,8 +97,10 @@ pub struct GoRead {
     pub buf: u64,
 }
 
+/// A Go program always has reads in flight (HTTP/2's read loop), and those of a process that
+/// exits never return; LRU, so the oldest such entries make room instead of filling the map.
 #[map]
-pub static GO_READS: HashMap<GoCallKey, GoRead> = HashMap::with_max_entries(16384, 0);
+pub static GO_READS: LruHashMap<GoCallKey, GoRead> = LruHashMap::with_max_entries(16384, 0);
 
 /// Processes the agent attached TLS probes to for themselves (tgid -> 1): their forks are
 /// reported, since a forked child shares the parent's libraries but not its probes.
