@@ -61,8 +61,9 @@ pub struct OpenSslTracker {
     /// (device, inode) of files already reported in the log.
     announced: HashSet<(u64, u64)>,
     procs: HashMap<u32, Hooked>,
-    /// Processes whose maps are due for a look.
-    due: VecDeque<(Instant, u32)>,
+    /// Processes whose maps are due for a look: one queue per delay of `SCAN_AFTER`, so each
+    /// stays in time order.
+    due: [VecDeque<(Instant, u32)>; SCAN_AFTER.len()],
     last_sweep: Instant,
 }
 
@@ -75,7 +76,7 @@ impl OpenSslTracker {
             entries: HashMap::new(),
             announced: HashSet::new(),
             procs: HashMap::new(),
-            due: VecDeque::new(),
+            due: Default::default(),
             last_sweep: Instant::now(),
         };
         if scope == TlsProbes::All {
@@ -89,12 +90,12 @@ impl OpenSslTracker {
     /// A watched process exec'd (or was adopted): look at its maps soon, and again later.
     pub fn on_exec(&mut self, pid: u32) {
         let now = Instant::now();
-        for delay in SCAN_AFTER {
-            self.due.push_back((now + delay, pid));
-        }
-        if self.due.len() > 100_000 {
-            // An exec storm: keep the newest; the mmap events cover libraries mapped later.
-            self.due.drain(..self.due.len() - 100_000);
+        for (queue, delay) in self.due.iter_mut().zip(SCAN_AFTER) {
+            queue.push_back((now + delay, pid));
+            if queue.len() > 100_000 {
+                // An exec storm: keep the newest; the mmap events cover libraries mapped later.
+                queue.drain(..queue.len() - 100_000);
+            }
         }
     }
 
@@ -131,13 +132,15 @@ impl OpenSslTracker {
     /// Scans the maps of processes that are due, and detaches the probes of ended processes.
     pub fn tick(&mut self, probes: &mut Probes) {
         let now = Instant::now();
-        while let Some(&(when, pid)) = self.due.front() {
-            if when > now {
-                break;
-            }
-            self.due.pop_front();
-            for lib in ssl_libraries_of(pid) {
-                self.attach(probes, pid, &lib);
+        for stage in 0..self.due.len() {
+            while let Some(&(when, pid)) = self.due[stage].front() {
+                if when > now {
+                    break;
+                }
+                self.due[stage].pop_front();
+                for lib in ssl_libraries_of(pid) {
+                    self.attach(probes, pid, &lib);
+                }
             }
         }
         if now.duration_since(self.last_sweep) >= SWEEP_EVERY {
@@ -184,20 +187,20 @@ impl OpenSslTracker {
         if entries.is_empty() {
             return;
         }
-        let hooked = self.procs.entry(pid).or_default();
-        if hooked.files.iter().any(|f| (f.0, f.1) == file) {
+        let has = |h: &Hooked| h.files.iter().any(|f| (f.0, f.1) == file);
+        if self.procs.get(&pid).is_some_and(has) {
             return;
         }
         let started = Instant::now();
         match probes.attach_openssl(path, &entries, Some(nz_pid)) {
             Ok(links) => {
                 let micros = started.elapsed().as_micros() as u64;
-                let first = hooked.files.is_empty();
-                hooked.files.push((file.0, file.1, path.to_path_buf()));
-                hooked.links.extend(links);
-                if first {
+                let hooked = self.procs.entry(pid).or_default();
+                if hooked.files.is_empty() {
                     probes.set_tls_hooked(pid, true);
                 }
+                hooked.files.push((file.0, file.1, path.to_path_buf()));
+                hooked.links.extend(links);
                 if self.announced.insert(file) {
                     tracing::info!(path = %path.display(), pid, micros, "TLS plaintext probes attached");
                 } else {
@@ -210,13 +213,8 @@ impl OpenSslTracker {
                 "cannot attach the TLS probes: {e}; this process's TLS traffic is not readable"
             ),
         }
-        if self.procs.get(&pid).is_some_and(|h| h.files.is_empty()) {
-            self.procs.remove(&pid);
-        }
     }
-}
 
-impl OpenSslTracker {
     /// The OpenSSL entry points of a file, read once.
     fn entries_of(&mut self, file: (u64, u64), path: &Path) -> Vec<OpenSslEntry> {
         self.entries
