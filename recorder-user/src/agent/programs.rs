@@ -38,8 +38,6 @@ pub struct ProgramProbes {
     paths_since: Instant,
     to_inspect: mpsc::Sender<PathBuf>,
     inspected: mpsc::Receiver<Inspected>,
-    /// Binaries that carry probes, for the log and tests.
-    pub attached: Vec<PathBuf>,
 }
 
 impl ProgramProbes {
@@ -66,7 +64,6 @@ impl ProgramProbes {
             paths_since: Instant::now(),
             to_inspect,
             inspected,
-            attached: Vec::new(),
         };
         for name in KNOWN_PROGRAMS {
             if let Some(path) = on_path(name) {
@@ -85,12 +82,13 @@ impl ProgramProbes {
         if !self.paths.insert(exe.to_string()) {
             return;
         }
-        // Through /proc the file is found even inside another mount namespace; if the process
-        // is gone already, the path may still name it here.
-        let magic = PathBuf::from(format!("/proc/{pid}/exe"));
-        let path = match std::fs::canonicalize(&magic) {
-            Ok(_) => magic,
-            Err(_) => PathBuf::from(exe),
+        // Through /proc the file is found while the process runs; if it is gone already, the
+        // path may still name it here. Resolved, the path stays valid for the helper thread
+        // and for aya, which opens it when it attaches.
+        let Ok(path) = std::fs::canonicalize(format!("/proc/{pid}/exe"))
+            .or_else(|_| std::fs::canonicalize(exe))
+        else {
+            return;
         };
         self.consider(probes, &path, false);
     }
@@ -102,6 +100,7 @@ impl ProgramProbes {
         }
     }
 
+    /// Attaches what `path` (resolved, symlinks followed) needs, once per file.
     fn consider(&mut self, probes: &mut Probes, path: &Path, wait: bool) {
         let Ok(meta) = std::fs::metadata(path) else {
             return;
@@ -109,26 +108,20 @@ impl ProgramProbes {
         if !meta.is_file() || !self.seen.insert((meta.dev(), meta.ino())) {
             return;
         }
-        // A path that stays valid after the process is gone (for the helper thread, and for
-        // aya, which resolves the path when it attaches).
-        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         if path.file_name().is_some_and(|n| n == "bash") {
-            match probes.attach_readline(&path) {
-                Ok(()) => {
-                    tracing::info!(path = %path.display(), "shell line probe attached");
-                    self.attached.push(path);
-                }
+            match probes.attach_readline(path) {
+                Ok(()) => tracing::info!(path = %path.display(), "shell line probe attached"),
                 Err(e) => tracing::warn!(path = %path.display(), "cannot attach to readline: {e}"),
             }
             return;
         }
-        if !gobin::looks_like_go(&path) {
+        if !gobin::looks_like_go(path) {
             return;
         }
         if wait {
-            let found = gobin::inspect(&path);
-            self.attach_go(probes, &path, found);
-        } else if self.to_inspect.send(path).is_err() {
+            let found = gobin::inspect(path);
+            self.attach_go(probes, path, found);
+        } else if self.to_inspect.send(path.to_path_buf()).is_err() {
             tracing::error!("the Go symbol reader stopped; Go programs are no longer hooked");
         }
     }
@@ -153,15 +146,12 @@ impl ProgramProbes {
 
     fn attach_go_tls(&mut self, probes: &mut Probes, path: &Path, tls: &GoTlsFunctions) {
         match probes.attach_go_tls(path, tls) {
-            Ok(n) => {
-                tracing::info!(
-                    path = %path.display(),
-                    go = tls.go_version.as_deref().unwrap_or("unknown"),
-                    probes = n,
-                    "Go TLS plaintext probes attached"
-                );
-                self.attached.push(path.to_path_buf());
-            }
+            Ok(n) => tracing::info!(
+                path = %path.display(),
+                go = tls.go_version.as_deref().unwrap_or("unknown"),
+                probes = n,
+                "Go TLS plaintext probes attached"
+            ),
             Err(e) => {
                 tracing::warn!(path = %path.display(), "cannot attach the Go TLS probes: {e}")
             }
