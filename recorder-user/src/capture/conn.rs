@@ -1,8 +1,40 @@
-//! What the connection trackers (SQL, HTTP, TLS) share: who sent the bytes, and how the peer
-//! of a socket is named in records.
+//! What the connection trackers (SQL, HTTP, TLS) share: how a data event is read (who sent
+//! the bytes, which way, on which connection), and how the peer of a socket is named.
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use recorder_common::{DataHead, ProcKey, SockInfo};
+use recorder_common::{DATA_NO_SOCKET, DIR_EGRESS, DataHead, DataSource, ProcKey, SockInfo};
+
+use crate::protocol::Direction;
+
+/// Which way the bytes of a data event went.
+pub fn direction(head: &DataHead) -> Direction {
+    if head.direction == DIR_EGRESS {
+        Direction::ToServer
+    } else {
+        Direction::ToClient
+    }
+}
+
+/// The bytes came from a TLS probe (plaintext), not from a socket system call.
+pub fn is_plaintext(head: &DataHead) -> bool {
+    head.source != DataSource::Socket as u32
+}
+
+/// Whether the event's socket is known: always for socket bytes; for TLS plaintext, once a
+/// system call inside the TLS library tied the TLS connection to its socket.
+pub fn socket_known(head: &DataHead) -> bool {
+    !is_plaintext(head) || head.flags & DATA_NO_SOCKET == 0
+}
+
+/// The connection the bytes belong to: the `struct sock *`, or the TLS connection while its
+/// socket is not known.
+pub fn connection_id(head: &DataHead) -> u64 {
+    if socket_known(head) {
+        head.sock.sock
+    } else {
+        head.tls
+    }
+}
 
 /// Who sent a statement or a request.
 #[derive(Debug, Clone, Copy)]

@@ -10,9 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use recorder_common::{DATA_NO_SOCKET, DIR_EGRESS, DataHead, DataSource};
+use recorder_common::DataHead;
 
-use super::conn::{Sender, server_name};
+use super::conn::{Sender, connection_id, direction, is_plaintext, server_name, socket_known};
 use crate::{
     kube::api::{ApiRequest, api_request},
     protocol::{
@@ -74,21 +74,16 @@ pub struct HttpTracker {
 impl HttpTracker {
     pub fn on_data(&mut self, head: &DataHead, payload: &[u8], out: &mut Vec<ApiOutput>) {
         let sender = Sender::of(head);
-        let plaintext = head.source != DataSource::Socket as u32;
-        let sock_known = !plaintext || head.flags & DATA_NO_SOCKET == 0;
+        let plaintext = is_plaintext(head);
         let key = StreamKey {
             tgid: head.header.pid,
-            id: if sock_known { head.sock.sock } else { head.tls },
+            id: connection_id(head),
             plaintext,
         };
-        let dir = if head.direction == DIR_EGRESS {
-            Direction::ToServer
-        } else {
-            Direction::ToClient
-        };
+        let dir = direction(head);
         let stream = self.streams.entry(key).or_insert_with(|| Stream {
             state: State::Unknown(Vec::new()),
-            server: server_name(&head.sock, sock_known),
+            server: server_name(&head.sock, socket_known(head)),
             last_sender: sender,
             last_seen: Instant::now(),
         });
@@ -232,7 +227,7 @@ fn emit(stream: &mut Stream, tls: bool, outputs: Vec<HttpOutput>, out: &mut Vec<
 
 #[cfg(test)]
 mod tests {
-    use recorder_common::{DIR_INGRESS, EventHeader, SockInfo};
+    use recorder_common::{DIR_EGRESS, DIR_INGRESS, DataSource, EventHeader, SockInfo};
 
     use super::*;
 

@@ -11,10 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use recorder_common::{DATA_NO_SOCKET, DATA_TRUNCATED, DIR_EGRESS, DataHead, DataSource};
+use recorder_common::{DATA_TRUNCATED, DataHead};
 
 pub use super::conn::Sender;
-use super::conn::server_name;
+use super::conn::{connection_id, direction, is_plaintext, server_name, socket_known};
 use crate::protocol::{self, AnyDecoder, Decoder, Direction, Output, Protocol};
 
 /// A connection with no traffic for this long has its pending statements reported and is
@@ -137,17 +137,14 @@ impl SqlTracker {
     pub fn on_data(&mut self, head: &DataHead, payload: &[u8], out: &mut Vec<SqlOutput>) {
         let h = head.header;
         let sender = Sender::of(head);
-        let dir = if head.direction == DIR_EGRESS {
-            Direction::ToServer
-        } else {
-            Direction::ToClient
+        let dir = direction(head);
+        let from_tls = is_plaintext(head);
+        let key = ConnKey {
+            tgid: h.pid,
+            id: connection_id(head),
         };
-        let from_tls = head.source != DataSource::Socket as u32;
-        let sock_known = !from_tls || head.flags & DATA_NO_SOCKET == 0;
-        let id = if sock_known { head.sock.sock } else { head.tls };
-        let key = ConnKey { tgid: h.pid, id };
         let conn = self.conns.entry(key).or_insert_with(|| Conn {
-            server: server_name(&head.sock, sock_known),
+            server: server_name(&head.sock, socket_known(head)),
             raw: RawState::Unknown(Vec::new()),
             tls: None,
             tls_unhooked_reported: false,
@@ -346,7 +343,7 @@ fn emit(
 
 #[cfg(test)]
 mod tests {
-    use recorder_common::{DIR_INGRESS, EventHeader, SockInfo};
+    use recorder_common::{DIR_EGRESS, DIR_INGRESS, EventHeader, SockInfo};
 
     use super::*;
 

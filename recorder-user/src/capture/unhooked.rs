@@ -14,9 +14,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use recorder_common::{DATA_NO_SOCKET, DIR_EGRESS, DataHead, DataSource};
+use recorder_common::DataHead;
 
-use super::conn::{Sender, server_name};
+use super::conn::{Sender, direction, is_plaintext, server_name, socket_known};
+use crate::protocol::Direction;
 
 /// Plaintext from a probe follows the ciphertext within microseconds; this leaves room for a
 /// loaded machine and for the agent attaching a library's probes late.
@@ -71,8 +72,8 @@ impl TlsWatch {
     pub fn on_data(&mut self, head: &DataHead, payload: &[u8], out: &mut Vec<UnhookedTls>) {
         let tgid = head.header.pid;
         let key = (tgid, head.sock.sock);
-        if head.source != DataSource::Socket as u32 {
-            if head.flags & DATA_NO_SOCKET != 0 {
+        if is_plaintext(head) {
+            if !socket_known(head) {
                 // Plaintext whose socket is unknown: it may belong to any TLS socket of this
                 // process, so none of them is reported.
                 self.sockets.retain(|k, _| k.0 != tgid);
@@ -90,7 +91,7 @@ impl TlsWatch {
             }
             return;
         }
-        if head.direction != DIR_EGRESS || self.hooked.contains_key(&key) {
+        if direction(head) != Direction::ToServer || self.hooked.contains_key(&key) {
             return;
         }
         let watched = match self.sockets.get_mut(&key) {
@@ -234,7 +235,9 @@ fn is_client_hello(b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use recorder_common::{DIR_INGRESS, EventHeader, SockInfo};
+    use recorder_common::{
+        DATA_NO_SOCKET, DIR_EGRESS, DIR_INGRESS, DataSource, EventHeader, SockInfo,
+    };
 
     use super::*;
 
