@@ -8,6 +8,8 @@
 //!   1, 3, 5, ..., server records answering them in turn), so HPACK gets arbitrary blocks;
 //! - 3: HTTP/2 without the preface.
 
+mod common;
+
 use recorder::protocol::Direction;
 use recorder::protocol::http::{HttpConn, MAX_CONNECTION_BYTES, Version};
 
@@ -22,7 +24,7 @@ fn headers_frame(stream: u32, block: &[u8]) -> Vec<u8> {
 }
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let Some((&mode, mut data)) = data.split_first() else {
+    let Some((&mode, data)) = data.split_first() else {
         return;
     };
     let mode = mode % 4;
@@ -37,14 +39,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         conn.feed(Direction::ToServer, PREFACE, &mut out);
     }
     let (mut next_request, mut next_response) = (1u32, 1u32);
-    while let Some((&header, rest)) = data.split_first() {
-        let len = usize::from(header >> 1).min(rest.len());
-        let (chunk, rest) = rest.split_at(len);
-        let dir = if header & 1 == 0 {
-            Direction::ToServer
-        } else {
-            Direction::ToClient
-        };
+    for (dir, chunk) in common::records(data) {
         if mode == 2 {
             let stream = match dir {
                 Direction::ToServer => &mut next_request,
@@ -56,7 +51,6 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             conn.feed(dir, chunk, &mut out);
         }
         assert!(conn.buffered_bytes() <= MAX_CONNECTION_BYTES);
-        data = rest;
     }
     conn.flush(&mut out);
 });
