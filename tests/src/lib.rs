@@ -213,6 +213,11 @@ impl Agent {
                 &metrics,
             ])
             .args(args)
+            // Debug level, so a failing test shows what the agent did (attaches, libraries).
+            .env(
+                "RECORDER_LOG",
+                std::env::var("RECORDER_LOG").unwrap_or("debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -273,8 +278,9 @@ impl Agent {
             }
             if start.elapsed() > Duration::from_secs(10) {
                 panic!(
-                    "timed out waiting for {what}; records so far:\n{}",
-                    dump(&records)
+                    "timed out waiting for {what}; records so far:\n{}\nthe agent's log:\n{}",
+                    dump(&records),
+                    self.log()
                 );
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -497,3 +497,66 @@ fn with_tls_probes_for_watched_processes_only_a_client_and_its_fork_are_recorded
         dump(&records)
     );
 }
+
+#[test]
+fn with_tls_probes_for_watched_processes_short_clients_in_a_row_are_all_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = KubeApi::start(dir.path());
+    let cg = Cgroup::new("tls-row");
+    let agent = Agent::start(&[
+        "--identity",
+        &cg.identity_flag("script-agent"),
+        "--tls-probes",
+        "watched",
+    ]);
+    // Each client's probes are detached when it exits, while the next one starts: detaching
+    // must not hold up attaching the next client's probes (the kernel takes about 100 ms to
+    // release each uprobe).
+    let paths: Vec<String> = (1..=5)
+        .map(|n| format!("/api/v1/namespaces/team-a/pods?limit={n}"))
+        .collect();
+    let mut pids = Vec::new();
+    for path in &paths {
+        let script = format!(
+            "import http.client, ssl, time\n\
+             time.sleep(0.3)\n\
+             ctx = ssl.create_default_context(cafile={ca:?})\n\
+             c = http.client.HTTPSConnection('127.0.0.1', {port}, context=ctx)\n\
+             c.request('GET', '{path}')\n\
+             r = c.getresponse(); r.read(); print(r.status)\n",
+            ca = api.ca_cert().to_str().unwrap(),
+            port = api.port()
+        );
+        let mut py = cg.command("/usr/bin/python3");
+        py.args(["-u", "-c", &script]);
+        let (pid, out) = spawn(py);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200\n");
+        pids.push(pid);
+    }
+    let records = agent.wait_for("every call", |r| {
+        r.iter().filter(|x| x["source"] == "api").count() >= paths.len()
+            || r.iter().any(|x| x["kind"] == "notice")
+    });
+    let calls: Vec<(u64, String, u64)> = records
+        .iter()
+        .filter(|r| r["source"] == "api")
+        .map(|r| {
+            (
+                r["pid"].as_u64().unwrap(),
+                r["path"].as_str().unwrap().to_string(),
+                r["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let expected: Vec<(u64, String, u64)> = pids
+        .iter()
+        .zip(&paths)
+        .map(|(pid, path)| (*pid as u64, path.clone(), 200))
+        .collect();
+    assert_eq!(calls, expected, "{}", dump(&records));
+    assert!(
+        records.iter().all(|r| r["kind"] != "notice"),
+        "{}",
+        dump(&records)
+    );
+}

@@ -1,13 +1,13 @@
 //! Loading the eBPF object: kernel offsets from BTF, map sizes, attach the tracepoints, and the
 //! typed handles to the maps the agent writes (watched cgroups) and reads (loss counters).
-use std::{num::NonZeroU32, path::Path};
+use std::{num::NonZeroU32, path::Path, sync::mpsc};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, RingBuf},
     programs::{
         BtfTracePoint, TracePoint, UProbe,
-        uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
+        uprobe::{UProbeAttachLocation, UProbeLink, UProbeLinkId, UProbeScope},
     },
 };
 use recorder_common::{KernelOffsets, LOSS_KINDS, MAX_IDENTITIES, Settings};
@@ -27,6 +27,8 @@ pub enum LoadError {
         "loading the eBPF object failed: {0} (the agent needs root: CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"
     )]
     Ebpf(#[from] aya::EbpfError),
+    #[error("starting the probe reaper thread: {0}")]
+    Thread(std::io::Error),
     #[error("eBPF program {name}: {source}")]
     Program {
         name: &'static str,
@@ -68,12 +70,13 @@ const SYSCALL_PROGRAMS: [(&str, &str); 11] = [
 ];
 
 /// OpenSSL entry points and the uprobe program for each; `ssl_return` is attached as a return
-/// probe on all four.
+/// probe on all four. Reads come first: attaching takes milliseconds, and a request caught by a
+/// write probe then has its response caught too.
 const OPENSSL_ENTRIES: [(&str, &str); 4] = [
-    ("SSL_write", "ssl_write"),
-    ("SSL_write_ex", "ssl_write_ex"),
     ("SSL_read", "ssl_read"),
     ("SSL_read_ex", "ssl_read_ex"),
+    ("SSL_write", "ssl_write"),
+    ("SSL_write_ex", "ssl_write_ex"),
 ];
 
 /// Go's TLS entry points: `go_tls_write` at the entry of `(*Conn).Write`, `go_tls_read` at the
@@ -120,6 +123,7 @@ pub fn openssl_entries(path: &Path) -> Result<Vec<OpenSslEntry>, String> {
             entries.push(OpenSslEntry { program, offset });
         }
     }
+    entries.sort_by_key(|e| OPENSSL_ENTRIES.iter().position(|(_, p)| *p == e.program));
     // A library without SSL_write is not OpenSSL, whatever else it exports.
     if !entries.iter().any(|e| e.program == "ssl_write") {
         entries.clear();
@@ -134,6 +138,9 @@ pub struct Probes {
     loss: Array<MapData, u64>,
     settings: Array<MapData, Settings>,
     tls_hooked: HashMap<MapData, u32, u32>,
+    /// Detached links go to a thread that closes them: the kernel waits for a grace period
+    /// (about 100 ms here) as each uprobe goes, which would stall the event loop.
+    reaper: mpsc::Sender<Vec<UProbeLink>>,
 }
 
 /// One uprobe attached for one process.
@@ -309,6 +316,15 @@ impl Probes {
                 name: "TLS_HOOKED",
                 source,
             })?;
+        let (reaper, detached) = mpsc::channel::<Vec<UProbeLink>>();
+        std::thread::Builder::new()
+            .name("probe-reaper".into())
+            .spawn(move || {
+                for links in detached {
+                    drop(links);
+                }
+            })
+            .map_err(LoadError::Thread)?;
         Ok((
             Self {
                 ebpf,
@@ -316,6 +332,7 @@ impl Probes {
                 loss,
                 settings,
                 tls_hooked,
+                reaper,
             },
             events,
         ))
@@ -392,18 +409,23 @@ impl Probes {
         Ok(links)
     }
 
-    /// Detaches probes attached for one process.
+    /// Detaches probes attached for one process, without waiting for the kernel to let go.
     pub fn detach(&mut self, links: Vec<ProbeLink>) {
+        let mut owned = Vec::with_capacity(links.len());
         for ProbeLink {
             program: name,
             link,
         } in links
         {
-            if let Ok(probe) = program::<UProbe>(&mut self.ebpf, name)
-                && let Err(e) = probe.detach(link)
-            {
-                tracing::debug!("detaching {name}: {e}");
+            match program::<UProbe>(&mut self.ebpf, name).map(|probe| probe.take_link(link)) {
+                Ok(Ok(link)) => owned.push(link),
+                Ok(Err(e)) => tracing::debug!("detaching {name}: {e}"),
+                Err(e) => tracing::debug!("detaching {name}: {e}"),
             }
+        }
+        // The reaper only ends with the agent; closing here is the fallback.
+        if let Err(mpsc::SendError(links)) = self.reaper.send(owned) {
+            drop(links);
         }
     }
 

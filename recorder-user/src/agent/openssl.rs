@@ -124,8 +124,11 @@ impl OpenSslTracker {
     /// The process ended: its probes go.
     pub fn on_exit(&mut self, probes: &mut Probes, pid: u32) {
         if let Some(hooked) = self.procs.remove(&pid) {
+            let started = Instant::now();
             probes.detach(hooked.links);
             probes.set_tls_hooked(pid, false);
+            let micros = started.elapsed().as_micros() as u64;
+            tracing::debug!(pid, micros, "TLS plaintext probes detached");
         }
     }
 
@@ -191,14 +194,17 @@ impl OpenSslTracker {
         if self.procs.get(&pid).is_some_and(has) {
             return;
         }
+        // Marked first: a fork while the probes are being attached is reported, and handled
+        // once they are.
+        let first = !self.procs.contains_key(&pid);
+        if first {
+            probes.set_tls_hooked(pid, true);
+        }
         let started = Instant::now();
         match probes.attach_openssl(path, &entries, Some(nz_pid)) {
             Ok(links) => {
                 let micros = started.elapsed().as_micros() as u64;
                 let hooked = self.procs.entry(pid).or_default();
-                if hooked.files.is_empty() {
-                    probes.set_tls_hooked(pid, true);
-                }
                 hooked.files.push((file.0, file.1, path.to_path_buf()));
                 hooked.links.extend(links);
                 if self.announced.insert(file) {
@@ -207,11 +213,16 @@ impl OpenSslTracker {
                     tracing::debug!(path = %path.display(), pid, micros, "TLS plaintext probes attached");
                 }
             }
-            Err(e) => tracing::warn!(
-                path = %path.display(),
-                pid,
-                "cannot attach the TLS probes: {e}; this process's TLS traffic is not readable"
-            ),
+            Err(e) => {
+                if first {
+                    probes.set_tls_hooked(pid, false);
+                }
+                tracing::warn!(
+                    path = %path.display(),
+                    pid,
+                    "cannot attach the TLS probes: {e}; this process's TLS traffic is not readable"
+                )
+            }
         }
     }
 
