@@ -5,14 +5,14 @@ use aya_ebpf::helpers::{
     generated::{bpf_loop, bpf_probe_read_user, bpf_ringbuf_output},
 };
 use recorder_common::{
-    DATA_CHUNK, DATA_FIXED_LEN, DATA_SYSCALL_MAX, DATA_TRUNCATED, DataEvent, DataHead, EventKind,
-    ProcInfo, SockInfo,
+    DATA_CHUNK, DATA_FIXED_LEN, DATA_IOV_MAX, DATA_SYSCALL_MAX, DATA_TRUNCATED, DataEvent,
+    DataHead, EventKind, ProcInfo, SockInfo,
 };
 
 use crate::{
     emit::{count_loss, wakeup_flags},
     kernel::{off, read, read_ptr},
-    maps::{DATA_SCRATCH, EVENTS},
+    maps::{DATA_SCRATCH, EVENTS, IOV_SCRATCH, IovTemplate},
 };
 
 const S_IFMT: u16 = 0o170000;
@@ -133,6 +133,130 @@ pub fn send_data(info: &ProcInfo, tgid: u32, head: DataHead, buf: u64, total: u6
             0,
         )
     };
+}
+
+/// State of one vectored send, shared with the `bpf_loop` callback.
+#[repr(C)]
+struct IovSend {
+    template: *mut IovTemplate,
+    iov: u64,
+    /// Bytes of the call not yet sent, within `DATA_SYSCALL_MAX`.
+    left: u64,
+}
+
+/// Sends the `total` bytes a vectored call moved through the `iovcnt` buffers of the `iovec`
+/// array at `iov`, buffer after buffer: each buffer's bytes are one run of `data` events, so
+/// the stream reads the same as if they had come from one `write`. Bytes past `DATA_IOV_MAX`
+/// buffers or `DATA_SYSCALL_MAX` bytes are reported as not captured.
+#[inline(always)]
+pub fn send_iovecs(info: &ProcInfo, tgid: u32, head: DataHead, iov: u64, iovcnt: u32, total: u64) {
+    // SAFETY: plain helper call.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(template) = IOV_SCRATCH.get_ptr_mut(cpu) else {
+        count_loss(info.identity, EventKind::Data);
+        return;
+    };
+    // SAFETY: `template` is this CPU's scratch slot.
+    unsafe {
+        (*template).info = *info;
+        (*template).head = head;
+        (*template).tgid = tgid;
+    }
+    let budget = if total > DATA_SYSCALL_MAX as u64 {
+        DATA_SYSCALL_MAX as u64
+    } else {
+        total
+    };
+    let mut send = IovSend {
+        template,
+        iov,
+        left: budget,
+    };
+    let buffers = if iovcnt > DATA_IOV_MAX {
+        DATA_IOV_MAX
+    } else {
+        iovcnt
+    };
+    // SAFETY: the callback only touches `send`, which outlives the call.
+    unsafe {
+        bpf_loop(
+            buffers,
+            send_iovec as *mut _,
+            &mut send as *mut IovSend as *mut _,
+            0,
+        )
+    };
+    let sent = budget - send.left;
+    if sent < total {
+        send_missing(info, tgid, template, total - sent);
+    }
+}
+
+/// Sends buffer `index` of a vectored call: 0 to go on, 1 to stop.
+extern "C" fn send_iovec(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: ctx is the `IovSend` that `send_iovecs` passed to bpf_loop.
+    let send = unsafe { &mut *(ctx as *mut IovSend) };
+    if send.left == 0 {
+        return 1;
+    }
+    // `struct iovec { void *iov_base; size_t iov_len; }`
+    let mut vec = [0u64; 2];
+    // SAFETY: 16 bytes into a 16-byte array; the helper fails softly on bad addresses.
+    let rc = unsafe {
+        bpf_probe_read_user(
+            vec.as_mut_ptr() as *mut _,
+            16,
+            (send.iov + index * 16) as *const _,
+        )
+    };
+    if rc != 0 {
+        return 1;
+    }
+    let len = if vec[1] > send.left {
+        send.left
+    } else {
+        vec[1]
+    };
+    if len > 0 {
+        // SAFETY: the template slot outlives the loop.
+        let template = unsafe { &*send.template };
+        send_data(&template.info, template.tgid, template.head, vec[0], len);
+        send.left -= len;
+    }
+    0
+}
+
+/// One event that stands for `missing` bytes of the vectored call that were not captured.
+#[inline(always)]
+fn send_missing(info: &ProcInfo, tgid: u32, template: *const IovTemplate, missing: u64) {
+    // SAFETY: plain helper call.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(event) = DATA_SCRATCH.get_ptr_mut(cpu) else {
+        count_loss(info.identity, EventKind::Data);
+        return;
+    };
+    // SAFETY: `event` and `template` are this CPU's scratch slots.
+    let ev = unsafe { &mut *event };
+    ev.head = unsafe { (*template).head };
+    ev.head.header = crate::emit::header_now(EventKind::Data, info.identity, tgid);
+    ev.head.exec = info.exec;
+    ev.head.session = info.session;
+    ev.head.total = missing;
+    ev.head.flags |= DATA_TRUNCATED;
+    ev.head.offset = 0;
+    ev.head.len = 0;
+    // SAFETY: the event is valid for DATA_FIXED_LEN bytes.
+    let rc = unsafe {
+        bpf_ringbuf_output(
+            &raw const EVENTS as *mut _,
+            event as *mut _,
+            DATA_FIXED_LEN as u64,
+            wakeup_flags(),
+        )
+    };
+    if rc != 0 {
+        count_loss(info.identity, EventKind::Data);
+    }
 }
 
 /// Sends chunk `index` of a call's bytes: 0 to go on, 1 to stop.

@@ -4,7 +4,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, RingBuf},
 };
 use recorder_common::{
-    DataEvent, ExecEvent, LOSS_KINDS, MAX_IDENTITIES, ProcInfo, Settings, SockInfo,
+    DataEvent, DataHead, ExecEvent, LOSS_KINDS, MAX_IDENTITIES, ProcInfo, Settings, SockInfo,
 };
 
 /// Events to user space. The loader sets its size (`ring_buffer_kib`).
@@ -37,9 +37,13 @@ pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SocketCall {
+    /// The buffer, or for a vectored call the `struct iovec` array.
     pub buf: u64,
     pub fd: u32,
     pub direction: u32,
+    /// Buffers in the `iovec` array; 0 for a plain buffer.
+    pub iovcnt: u32,
+    pub _pad: u32,
 }
 
 /// LRU, as the two maps below: a thread that ends inside a call leaves its entry behind.
@@ -77,6 +81,20 @@ pub static TLS_SOCKETS: LruHashMap<u64, TlsSocket> = LruHashMap::with_max_entrie
 /// One data event under construction per CPU. The loader sets max_entries to the CPU count.
 #[map]
 pub static DATA_SCRATCH: Array<DataEvent> = Array::with_max_entries(1, 0);
+
+/// What every buffer of a vectored call is sent with, per CPU (too large for the stack beside
+/// the event being built). The loader sets max_entries to the CPU count.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IovTemplate {
+    pub info: ProcInfo,
+    pub head: DataHead,
+    pub tgid: u32,
+    pub _pad: u32,
+}
+
+#[map]
+pub static IOV_SCRATCH: Array<IovTemplate> = Array::with_max_entries(1, 0);
 
 /// A Go `crypto/tls.(*Conn).Read` in flight, keyed by goroutine: a goroutine blocked in Read
 /// can resume on another OS thread, so the thread id would not find it at the return.

@@ -342,3 +342,143 @@ fn io_uring_use_is_reported() {
         "attributed to the process that set it up"
     );
 }
+
+/// A PostgreSQL client that moves every byte with vectored system calls, as event loops do
+/// (libuv, Go's `net.Buffers`): its messages are split across buffers, so a statement is only
+/// whole if every buffer is captured, in order. Over TCP it writes with `sendmsg` and `writev`
+/// and reads with `readv`; over the Unix socket it reads with `recvmsg` into two buffers.
+const VECTORED_CLIENT: &str = r#"
+import os, socket, struct, sys
+mode, target, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if mode == "tcp":
+    s = socket.create_connection((target, port))
+else:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(f"{target}/.s.PGSQL.{port}")
+fd = s.fileno()
+
+def receive():
+    if mode == "tcp":
+        small, big = bytearray(3), bytearray(65536)
+        n = os.readv(fd, [small, big])
+        return bytes(small + big)[:n]
+    small, big = bytearray(5), bytearray(65536)
+    n, _, _, _ = s.recvmsg_into([small, big])
+    return bytes(small + big)[:n]
+
+def until_ready():
+    buf = b""
+    while True:
+        data = receive()
+        assert data, "server closed"
+        buf += data
+        while len(buf) >= 5:
+            n = struct.unpack("!I", buf[1:5])[0]
+            if len(buf) < 1 + n:
+                break
+            tag, buf = buf[:1], buf[1 + n:]
+            if tag == b"Z":
+                return
+
+body = struct.pack("!I", 196608) + b"user\0alice\0database\0shop\0\0"
+s.sendmsg([struct.pack("!I", len(body) + 4), body])
+until_ready()
+for q in sys.argv[4:]:
+    q = q.encode() + b"\0"
+    parts = [b"Q", struct.pack("!I", len(q) + 4), q[:7], q[7:]]
+    if os.environ.get("ONE_BUFFER_PER_BYTE"):
+        parts = parts[:2] + [bytes([c]) for c in q]
+    if mode == "tcp":
+        os.writev(fd, parts)
+    else:
+        s.sendmsg(parts)
+    until_ready()
+s.sendmsg([b"X", struct.pack("!I", 4)])
+s.close()
+"#;
+
+#[test]
+fn vectored_reads_and_writes_are_captured_over_tcp_and_the_unix_socket() {
+    let pg = Postgres::start();
+    let cg = Cgroup::new("vectored");
+    let agent = Agent::start(&["--identity", &cg.identity_flag("db-agent")]);
+    let statements = [
+        "CREATE TABLE v (id int)",
+        "INSERT INTO v VALUES (1), (2)",
+        "SELECT * FROM v",
+        "DROP TABLE v",
+    ];
+    let port = pg.port.to_string();
+    let socket_dir = pg.socket_dir.to_str().unwrap();
+    for (mode, target) in [("tcp", "127.0.0.1"), ("unix", socket_dir)] {
+        let mut args = vec!["-c", VECTORED_CLIENT, mode, target, &port];
+        args.extend(statements);
+        let out = cg.run("/usr/bin/python3", &args);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let records = agent.wait_for("both clients' DROP TABLE", |r| {
+        r.iter()
+            .filter(|x| x["kind"] == "sql" && x["text"] == "DROP TABLE v")
+            .count()
+            == 2
+    });
+    let sql = of_kind(&records, "sql");
+    let got: Vec<(&str, &str, &Value)> = sql
+        .iter()
+        .map(|r| {
+            (
+                r["text"].as_str().unwrap(),
+                r["result"].as_str().unwrap(),
+                &r["db.server"],
+            )
+        })
+        .collect();
+    let tcp = Value::from(format!("127.0.0.1:{}", pg.port));
+    let unix = Value::from("unix");
+    let results = ["CREATE TABLE", "INSERT 0 2", "SELECT 2", "DROP TABLE"];
+    let mut want = Vec::new();
+    for server in [&tcp, &unix] {
+        for (text, result) in statements.iter().zip(results) {
+            want.push((*text, result, server));
+        }
+    }
+    assert_eq!(got, want, "{}", dump(&records));
+    for r in &sql {
+        assert_eq!(r["db.user"], "alice");
+        assert_eq!(r["db.name"], "shop");
+        assert_eq!(r["tls"], false);
+        assert_eq!(r["identity"], "db-agent");
+    }
+    assert!(of_kind(&records, "notice").is_empty(), "{}", dump(&records));
+}
+
+#[test]
+fn bytes_past_the_buffers_captured_from_one_vectored_call_are_reported() {
+    let pg = Postgres::start();
+    let cg = Cgroup::new("vectored-many");
+    let agent = Agent::start(&["--identity", &cg.identity_flag("db-agent")]);
+    // 2 + 70 buffers in one writev: past the 64 captured.
+    let statement = format!("SELECT '{}'", "x".repeat(60));
+    assert_eq!(statement.len() + 1, 70);
+    let port = pg.port.to_string();
+    let out = cg
+        .command("/usr/bin/python3")
+        .args(["-c", VECTORED_CLIENT, "tcp", "127.0.0.1", &port, &statement])
+        .env("ONE_BUFFER_PER_BYTE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let records = agent.wait_for("a data_truncated notice", |r| {
+        r.iter().any(|x| x["reason"] == "data_truncated")
+    });
+    let notice = records
+        .iter()
+        .find(|r| r["reason"] == "data_truncated")
+        .unwrap();
+    let python = records.iter().rev().find(|r| r["kind"] == "exec").unwrap();
+    assert_eq!(notice["exec_id"], python["exec_id"]);
+    // The last 8 buffers, one byte each (the statement's last 7 bytes and its NUL), are past
+    // the 64 captured.
+    let detail = notice["detail"].as_str().unwrap();
+    assert!(detail.contains("8 bytes"), "{detail}");
+}

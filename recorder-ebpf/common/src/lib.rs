@@ -202,6 +202,9 @@ pub struct ExitEvent {
 pub const DATA_CHUNK: usize = 16384;
 /// Bytes captured from one read/write call; beyond this the event says `DATA_TRUNCATED`.
 pub const DATA_SYSCALL_MAX: usize = 1 << 20;
+/// Buffers captured from one vectored call (`writev`, `readv`, `sendmsg`, `recvmsg`); bytes in
+/// later buffers are reported as not captured (`DATA_TRUNCATED`).
+pub const DATA_IOV_MAX: u32 = 64;
 
 /// Where the bytes of a `data` event were seen.
 #[repr(u32)]
@@ -220,7 +223,9 @@ pub const DIR_EGRESS: u32 = 0;
 /// The process read the bytes (from the peer).
 pub const DIR_INGRESS: u32 = 1;
 
-/// The call moved more than `DATA_SYSCALL_MAX` bytes; the rest was not captured.
+/// The call moved more than `DATA_SYSCALL_MAX` bytes (or, vectored, used more than
+/// `DATA_IOV_MAX` buffers); the rest was not captured. An event with this flag, `offset` 0 and
+/// `len` 0 stands for `total` bytes that were not captured at all.
 pub const DATA_TRUNCATED: u32 = 1;
 /// The socket is not known for these TLS bytes yet (no system call inside the TLS library was
 /// seen for this TLS connection).

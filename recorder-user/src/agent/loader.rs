@@ -55,8 +55,16 @@ const PROGRAMS: [&str; 3] = [
 ];
 
 /// The tracefs tracepoints attached: (category, name), the name also the program's.
-const SYSCALL_PROGRAMS: [(&str, &str); 11] = [
+const SYSCALL_PROGRAMS: [(&str, &str); 19] = [
     ("syscalls", "sys_enter_close"),
+    ("syscalls", "sys_enter_writev"),
+    ("syscalls", "sys_exit_writev"),
+    ("syscalls", "sys_enter_readv"),
+    ("syscalls", "sys_exit_readv"),
+    ("syscalls", "sys_enter_sendmsg"),
+    ("syscalls", "sys_exit_sendmsg"),
+    ("syscalls", "sys_enter_recvmsg"),
+    ("syscalls", "sys_exit_recvmsg"),
     ("syscalls", "sys_enter_write"),
     ("syscalls", "sys_exit_write"),
     ("syscalls", "sys_enter_sendto"),
@@ -260,6 +268,7 @@ impl Probes {
             .map_max_entries("EVENTS", ring_buffer_kib * 1024)
             .map_max_entries("SCRATCH", cpus as u32)
             .map_max_entries("DATA_SCRATCH", cpus as u32)
+            .map_max_entries("IOV_SCRATCH", cpus as u32)
             .load(object)?;
         let aya_btf = aya::Btf::parse_file(btf_path, aya::Endianness::default())?;
         for name in PROGRAMS {

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use recorder_common::{DATA_TRUNCATED, DataHead};
+use recorder_common::{DATA_IOV_MAX, DATA_SYSCALL_MAX, DATA_TRUNCATED, DataHead};
 
 pub use super::conn::Sender;
 use super::conn::{connection_id, direction, is_plaintext, server_name, socket_known};
@@ -158,20 +158,26 @@ impl SqlTracker {
         }
         if head.flags & DATA_TRUNCATED != 0 && head.offset == 0 && !conn.truncated_reported {
             conn.truncated_reported = true;
+            // An event with no payload stands for bytes not captured at all (past the buffers
+            // of a vectored call); otherwise the call was cut at its byte limit.
+            let missing = if head.len == 0 {
+                head.total
+            } else {
+                head.total.saturating_sub(DATA_SYSCALL_MAX as u64)
+            };
             out.push(SqlOutput::Notice {
                 sender,
                 reason: "data_truncated".into(),
                 detail: format!(
-                    "a single {} of {} bytes on the connection to {} was captured up to {} bytes; \
-                     statements after it on this connection may not decode",
+                    "{missing} bytes of one {} on the connection to {} were not captured (one call \
+                     is captured up to {DATA_SYSCALL_MAX} bytes, across up to {DATA_IOV_MAX} \
+                     buffers); statements after it on this connection may not decode",
                     if dir == Direction::ToServer {
                         "write"
                     } else {
                         "read"
                     },
-                    head.total,
                     conn.server,
-                    recorder_common::DATA_SYSCALL_MAX
                 ),
             });
         }
