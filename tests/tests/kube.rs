@@ -401,21 +401,29 @@ fn a_go_client_found_at_its_exec_is_hooked_and_never_missed_silently() {
 fn a_tls_client_through_an_unhooked_library_gets_a_notice() {
     let dir = tempfile::tempdir().unwrap();
     let api = KubeApi::start(dir.path());
-    let cg = Cgroup::new("node-client");
+    let cg = Cgroup::new("hidden-tls");
     let agent = Agent::start(&["--identity", &cg.identity_flag("script-agent")]);
-    // Node carries its own OpenSSL inside its binary, which the agent does not hook.
-    let script = format!(
-        "const https = require('https'); const fs = require('fs');\n\
-         https.get({{host: '127.0.0.1', port: {port}, path: '/api/v1/namespaces/team-a/pods',\n\
-                    ca: fs.readFileSync({ca:?})}}, r => {{ r.resume(); r.on('end', () => console.log(r.statusCode)); }});\n",
-        port = api.port(),
-        ca = api.ca_cert().to_str().unwrap()
-    );
-    let mut node = cg.command("/usr/bin/node");
-    node.args(["-e", &script]);
-    let (pid, out) = spawn(node);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "200\n");
-    let records = agent.wait_for("a tls_unhooked notice for node", |r| {
+    // A copy of libssl under a name the agent does not look for, preloaded: curl's TLS then
+    // runs through a library without probes, like a statically linked one that exports
+    // nothing.
+    let hidden = dir.path().join("private-tls.so");
+    std::fs::copy("/usr/lib/x86_64-linux-gnu/libssl.so.3", &hidden).unwrap();
+    let url = format!("{}/api/v1/namespaces/team-a/pods", api.url());
+    let mut curl = cg.command("/usr/bin/curl");
+    curl.args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--cacert",
+        api.ca_cert().to_str().unwrap(),
+        &url,
+    ])
+    .env("LD_PRELOAD", &hidden);
+    let (pid, out) = spawn(curl);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    let records = agent.wait_for("a tls_unhooked notice for curl", |r| {
         r.iter()
             .any(|x| x["pid"] == pid && x["kind"] == "notice" && x["reason"] == "tls_unhooked")
     });
@@ -435,6 +443,71 @@ fn a_tls_client_through_an_unhooked_library_gets_a_notice() {
         "{}",
         dump(&records)
     );
+}
+
+/// Node carries OpenSSL inside its own executable and exports its entry points: the agent
+/// attaches to the executable as to a library, for every process (`all`) or for each watched
+/// process at its exec (`watched`).
+#[test]
+fn node_with_openssl_inside_its_executable_is_recorded() {
+    for scope in ["all", "watched"] {
+        let dir = tempfile::tempdir().unwrap();
+        let api = KubeApi::start(dir.path());
+        let cg = Cgroup::new(&format!("node-{scope}"));
+        let agent = Agent::start(&[
+            "--identity",
+            &cg.identity_flag("script-agent"),
+            "--tls-probes",
+            scope,
+        ]);
+        let script = format!(
+            "const https = require('https'); const fs = require('fs');\n\
+             const ca = fs.readFileSync({ca:?});\n\
+             function call(method, path, next) {{\n\
+               const req = https.request({{host: '127.0.0.1', port: {port}, method, path, ca}}, r => {{\n\
+                 r.resume(); r.on('end', () => {{ console.log(r.statusCode); next(); }}); }});\n\
+               req.end(); }}\n\
+             call('GET', '/api/v1/namespaces/team-a/pods', () =>\n\
+               call('DELETE', '/api/v1/namespaces/team-a/pods/web-2', () => {{}}));\n",
+            port = api.port(),
+            ca = api.ca_cert().to_str().unwrap()
+        );
+        let mut node = cg.command("/usr/bin/node");
+        node.args(["-e", &script]);
+        let (pid, out) = spawn(node);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200\n200\n");
+        let records = agent.wait_for("node's two calls", |r| {
+            k8s_of(r, pid, "api").len() >= 2 || r.iter().any(|x| x["kind"] == "notice")
+        });
+        let api_records = k8s_of(&records, pid, "api");
+        assert_eq!(
+            calls(&api_records),
+            [
+                ("GET".into(), "/api/v1/namespaces/team-a/pods".into(), 200),
+                (
+                    "DELETE".into(),
+                    "/api/v1/namespaces/team-a/pods/web-2".into(),
+                    200
+                ),
+            ],
+            "{scope}: {}",
+            dump(&records)
+        );
+        let verbs: Vec<&Value> = api_records.iter().map(|r| &r["verb"]).collect();
+        assert_eq!(verbs, ["list", "delete"]);
+        assert!(
+            api_records
+                .iter()
+                .all(|r| r["tls"] == true && r["http"] == "1.1" && r["identity"] == "script-agent"),
+            "{}",
+            dump(&records)
+        );
+        assert!(
+            records.iter().all(|r| r["kind"] != "notice"),
+            "{scope}: {}",
+            dump(&records)
+        );
+    }
 }
 
 #[test]

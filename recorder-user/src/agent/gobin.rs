@@ -17,7 +17,7 @@
 //! Supported pclntab layouts: Go 1.2–1.15 (magic 0xfffffffb), 1.16–1.17 (0xfffffffa),
 //! 1.18–1.19 (0xfffffff0) and 1.20 onwards (0xfffffff1).
 
-use std::{fs::File, os::unix::fs::OpenOptionsExt as _, path::Path};
+use std::path::Path;
 
 use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic};
 use object::{
@@ -25,6 +25,8 @@ use object::{
     elf::{self, FileHeader64},
     read::elf::{FileHeader as _, ProgramHeader as _, SectionHeader as _},
 };
+
+use super::mapped_file::{MapError, MappedFile};
 
 /// Name of the function whose entry sees the plaintext about to be encrypted.
 pub const TLS_WRITE: &str = "crypto/tls.(*Conn).Write";
@@ -64,13 +66,8 @@ pub enum GoBinary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GoBinError {
-    #[error("reading {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{0} is not a regular file")]
-    NotRegularFile(String),
+    #[error(transparent)]
+    Open(#[from] MapError),
     #[error("not an ELF file")]
     NotElf,
     #[error("unsupported ELF file: {0} (only little-endian x86-64 is supported)")]
@@ -102,7 +99,7 @@ pub enum GoBinError {
 /// The file is mapped read-only rather than read, so only the pages actually looked at (headers,
 /// the pclntab, two functions) are touched, even for a 60 MB binary.
 pub fn inspect(path: &Path) -> Result<GoBinary, GoBinError> {
-    let map = Mapping::open(path)?;
+    let map = MappedFile::open(path)?;
     inspect_bytes(map.bytes())
 }
 
@@ -131,7 +128,7 @@ pub fn inspect_bytes(data: &[u8]) -> Result<GoBinary, GoBinError> {
 /// Reads only the ELF headers and the notes; never fails (unreadable, truncated or non-x86-64
 /// files are `false`).
 pub fn looks_like_go(path: &Path) -> bool {
-    let Ok(map) = Mapping::open(path) else {
+    let Ok(map) = MappedFile::open(path) else {
         return false;
     };
     let Ok(elf) = Elf::parse(map.bytes()) else {
@@ -140,79 +137,6 @@ pub fn looks_like_go(path: &Path) -> bool {
     elf.has_go_note()
         || elf.section(GO_BUILDINFO_SECTIONS).is_some()
         || elf.section(PCLNTAB_SECTIONS).is_some()
-}
-
-// ---------------------------------------------------------------------------------------------
-// File mapping
-
-/// A read-only private mapping of a whole file.
-///
-/// A running executable cannot be written or truncated (ETXTBSY), so the pages cannot vanish
-/// under the mapping in the case this module is made for.
-struct Mapping {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl Mapping {
-    fn open(path: &Path) -> Result<Self, GoBinError> {
-        let io = |source| GoBinError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        // O_NONBLOCK so that a FIFO at that path does not block the open.
-        let file = File::options()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-            .map_err(io)?;
-        let meta = file.metadata().map_err(io)?;
-        if !meta.is_file() {
-            return Err(GoBinError::NotRegularFile(path.display().to_string()));
-        }
-        let len = usize::try_from(meta.len())
-            .map_err(|_| GoBinError::UnsupportedElf("file larger than the address space".into()))?;
-        if len == 0 {
-            // mmap refuses empty mappings; an empty file is simply not ELF.
-            return Ok(Self {
-                ptr: std::ptr::null_mut(),
-                len: 0,
-            });
-        }
-        // SAFETY: a fresh read-only private mapping of an open file descriptor; the descriptor
-        // may be closed afterwards, the mapping keeps its own reference to the file.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE,
-                std::os::fd::AsRawFd::as_raw_fd(&file),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io(std::io::Error::last_os_error()));
-        }
-        Ok(Self { ptr, len })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        if self.len == 0 {
-            return &[];
-        }
-        // SAFETY: `ptr` maps `len` readable bytes for the lifetime of `self`.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        if self.len != 0 {
-            // SAFETY: unmapping exactly what `open` mapped; no borrow of `bytes()` outlives self.
-            unsafe { libc::munmap(self.ptr, self.len) };
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -847,11 +771,11 @@ mod tests {
         assert!(matches!(inspect(&empty), Err(GoBinError::NotElf)));
         assert!(matches!(
             inspect(dir.path()),
-            Err(GoBinError::NotRegularFile(_))
+            Err(GoBinError::Open(MapError::NotRegularFile(_)))
         ));
         assert!(matches!(
             inspect(&dir.path().join("missing")),
-            Err(GoBinError::Io { .. })
+            Err(GoBinError::Open(MapError::Io { .. }))
         ));
     }
 

@@ -12,7 +12,10 @@ use aya::{
 };
 use recorder_common::{KernelOffsets, LOSS_KINDS, MAX_IDENTITIES, Settings};
 
-use super::btf::{Btf, BtfError};
+use super::{
+    btf::{Btf, BtfError},
+    mapped_file::MappedFile,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -106,8 +109,10 @@ pub struct OpenSslEntry {
 /// towards its first TLS call meanwhile.
 pub fn openssl_entries(path: &Path) -> Result<Vec<OpenSslEntry>, String> {
     use object::{Object, ObjectSection, ObjectSymbol};
-    let data = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Mapped, not read: an executable carrying OpenSSL (Node) is around 100 MB, of which the
+    // dynamic symbol table is a small part.
+    let map = MappedFile::open(path).map_err(|e| e.to_string())?;
+    let file = object::File::parse(map.bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut entries = Vec::new();
     for symbol in file.dynamic_symbols() {
         let Ok(name) = symbol.name() else { continue };
@@ -507,5 +512,32 @@ impl Probes {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn programs(path: &str) -> Vec<&'static str> {
+        openssl_entries(Path::new(path))
+            .unwrap()
+            .iter()
+            .map(|e| e.program)
+            .collect()
+    }
+
+    #[test]
+    fn openssl_entry_points_reads_first_in_libraries_and_executables_that_export_them() {
+        let all = ["ssl_read", "ssl_read_ex", "ssl_write", "ssl_write_ex"];
+        assert_eq!(programs("/usr/lib/x86_64-linux-gnu/libssl.so.3"), all);
+        // Node links OpenSSL into its executable and exports it.
+        assert_eq!(programs("/usr/bin/node"), all);
+        // Python imports libssl (undefined symbols) and curl goes through libcurl: not OpenSSL.
+        assert!(programs("/usr/bin/python3").is_empty());
+        assert!(programs("/usr/bin/curl").is_empty());
+        // Not a regular file, not ELF: errors, not panics.
+        assert!(openssl_entries(Path::new("/usr/bin")).is_err());
+        assert!(openssl_entries(Path::new("/etc/hostname")).is_err());
     }
 }

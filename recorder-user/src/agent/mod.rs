@@ -3,6 +3,7 @@
 pub mod btf;
 pub mod gobin;
 pub mod loader;
+mod mapped_file;
 mod metrics_server;
 mod openssl;
 mod pipeline;

@@ -13,7 +13,9 @@
 //!   them, and the child gets its own.
 //!
 //! In both, libraries are also found in the memory maps of processes shortly after they exec or
-//! are adopted (a private libssl mapped before the agent was watching).
+//! are adopted (a private libssl mapped before the agent was watching). An executable that
+//! carries OpenSSL itself and exports its entry points (Node) is attached as a library is, at
+//! the exec of each watched process that runs it.
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     num::NonZeroU32,
@@ -42,6 +44,9 @@ const SCAN_AFTER: [Duration; 3] = [
 /// How often to look for processes that ended without an `exit` event (those that forked but
 /// never exec'd) and detach their probes.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
+/// Executable paths are remembered this long (whether they carry OpenSSL): an exec storm then
+/// costs one lookup per exec, and a program replaced at the same path is looked at again.
+const EXE_MEMORY: Duration = Duration::from_secs(60);
 
 /// The OpenSSL files one process uses, and the probes attached for it.
 #[derive(Default)]
@@ -65,6 +70,10 @@ pub struct OpenSslTracker {
     /// stays in time order.
     due: [VecDeque<(Instant, u32)>; SCAN_AFTER.len()],
     last_sweep: Instant,
+    /// Executable paths (as processes name them) and whether the file carries OpenSSL, since
+    /// `exes_since`.
+    exes: HashMap<String, bool>,
+    exes_since: Instant,
 }
 
 impl OpenSslTracker {
@@ -78,6 +87,8 @@ impl OpenSslTracker {
             procs: HashMap::new(),
             due: Default::default(),
             last_sweep: Instant::now(),
+            exes: HashMap::new(),
+            exes_since: Instant::now(),
         };
         if scope == TlsProbes::All {
             for path in SYSTEM_LIBSSL {
@@ -87,8 +98,24 @@ impl OpenSslTracker {
         this
     }
 
-    /// A watched process exec'd (or was adopted): look at its maps soon, and again later.
-    pub fn on_exec(&mut self, pid: u32) {
+    /// A watched process exec'd `exe` (or was adopted): attach now if the executable carries
+    /// OpenSSL, and look at its maps soon, and again later.
+    pub fn on_exec(&mut self, probes: &mut Probes, pid: u32, exe: &str) {
+        if self.exes_since.elapsed() > EXE_MEMORY {
+            self.exes.clear();
+            self.exes_since = Instant::now();
+        }
+        let carries = match self.exes.get(exe) {
+            Some(&known) => known,
+            None => {
+                let carries = self.carries_openssl(pid, exe);
+                self.exes.insert(exe.to_string(), carries);
+                carries
+            }
+        };
+        if carries {
+            self.consider_mapped(probes, pid, exe);
+        }
         let now = Instant::now();
         for (queue, delay) in self.due.iter_mut().zip(SCAN_AFTER) {
             queue.push_back((now + delay, pid));
@@ -226,8 +253,26 @@ impl OpenSslTracker {
         }
     }
 
+    /// Whether the executable `exe` of `pid` exports OpenSSL's entry points itself.
+    fn carries_openssl(&mut self, pid: u32, exe: &str) -> bool {
+        let through_root = PathBuf::from(format!("/proc/{pid}/root{exe}"));
+        let path = if through_root.exists() {
+            through_root
+        } else {
+            PathBuf::from(exe)
+        };
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return false;
+        };
+        !self.entries_of((meta.dev(), meta.ino()), &path).is_empty()
+    }
+
     /// The OpenSSL entry points of a file, read once.
     fn entries_of(&mut self, file: (u64, u64), path: &Path) -> Vec<OpenSslEntry> {
+        if self.entries.len() >= 65_536 && !self.entries.contains_key(&file) {
+            // Every executable run is looked at: forget them all rather than grow without end.
+            self.entries.clear();
+        }
         self.entries
             .entry(file)
             .or_insert_with(|| {

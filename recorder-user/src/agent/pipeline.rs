@@ -178,8 +178,9 @@ impl Pipeline {
         while let Some(item) = ring.next() {
             match decode(&item) {
                 Ok(RawEvent::Exec(head, argv)) => {
-                    openssl.on_exec(head.header.pid);
-                    programs.on_exec(probes, head.header.pid, &render_path(&head.exe));
+                    let exe = render_path(&head.exe);
+                    openssl.on_exec(probes, head.header.pid, &exe);
+                    programs.on_exec(probes, head.header.pid, &exe);
                     for record in builder.exec(&head, argv, identities) {
                         out.emit(&record);
                     }

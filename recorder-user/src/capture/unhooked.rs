@@ -1,7 +1,7 @@
 //! TLS connections whose plaintext no probe delivers: a client whose raw socket carries a TLS
 //! handshake and then encrypted application data, while no TLS probe (OpenSSL, Go) produced
 //! plaintext for that socket. Such a client uses a library the agent does not hook (a static
-//! OpenSSL, rustls, a Go binary whose symbols could not be read, Node's built-in OpenSSL), and
+//! OpenSSL that exports nothing, rustls, a Go binary whose symbols could not be read), and
 //! a `tls_unhooked` notice says its traffic is not recorded, instead of a silent gap.
 //!
 //! SQL connections upgrade to TLS in the middle of their own protocol; the SQL tracker reports
