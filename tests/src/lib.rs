@@ -254,6 +254,22 @@ impl Agent {
         );
     }
 
+    /// The agent's /metrics page.
+    pub fn metrics(&self) -> String {
+        http_get(&self.metrics, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+
+    /// The sum of a metric's series on the agent's /metrics page.
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// The agent's process id (for CPU and memory readings).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)

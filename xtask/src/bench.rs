@@ -206,7 +206,6 @@ fn pgbench(cg: &Cgroup, conninfo: &str, clients: u32, secs: u32) -> anyhow::Resu
 }
 
 fn sql_bench(rounds: u32) -> anyhow::Result<()> {
-    const SECS: u32 = 8;
     let pg = Postgres::start();
     let init = Command::new("pgbench")
         .args(["-i", "-q", "-s", "2", &pg.unix("postgres", "postgres")])
@@ -218,6 +217,19 @@ fn sql_bench(rounds: u32) -> anyhow::Result<()> {
         );
     }
     let cg = Cgroup::new("bench-sql");
+    // The kernel's per-program run time, for the eBPF share of the cost (restored after).
+    let stats_before = std::fs::read_to_string(BPF_STATS).unwrap_or_else(|_| "0".into());
+    std::fs::write(BPF_STATS, "1").context("enabling kernel.bpf_stats_enabled")?;
+    let result = sql_runs(rounds, &pg, &cg);
+    let _ = std::fs::write(BPF_STATS, stats_before.trim());
+    result
+}
+
+/// `sysctl kernel.bpf_stats_enabled`.
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+fn sql_runs(rounds: u32, pg: &Postgres, cg: &Cgroup) -> anyhow::Result<()> {
+    const SECS: u32 = 8;
     // With 2 clients, pgbench and its 2 server backends keep both cores of a 2-core machine
     // busy, so the agent's own CPU is taken from them; with 1 client a core is left for it, and
     // the ratio shows the added latency per statement instead.
@@ -231,10 +243,11 @@ fn sql_bench(rounds: u32) -> anyhow::Result<()> {
     for (label, sslmode, tls_probes, clients) in runs {
         let conninfo = pg.tcp("postgres", "postgres", sslmode);
         let (mut base, mut watched, mut cpu_per_stmt) = (Vec::new(), Vec::new(), Vec::new());
+        let mut bpf_per_stmt = Vec::new();
         let (mut statements, mut dropped) = (0, 0);
         for round in 0..rounds {
             if round % 2 == 0 {
-                base.push(pgbench(&cg, &conninfo, clients, SECS)?);
+                base.push(pgbench(cg, &conninfo, clients, SECS)?);
             }
             let agent = Agent::start(&[
                 "--identity",
@@ -243,16 +256,19 @@ fn sql_bench(rounds: u32) -> anyhow::Result<()> {
                 tls_probes,
             ]);
             let cpu0 = cpu_us(agent.pid())?;
-            watched.push(pgbench(&cg, &conninfo, clients, SECS)?);
+            let bpf0 = agent.metric_sum("recorder_bpf_program_run_ns");
+            watched.push(pgbench(cg, &conninfo, clients, SECS)?);
             std::thread::sleep(Duration::from_millis(500));
             let cpu1 = cpu_us(agent.pid())?;
+            let bpf1 = agent.metric_sum("recorder_bpf_program_run_ns");
             let records = agent.stop();
             let n = count(&records, "sql");
             statements += n;
             dropped += lost(&records, "data");
             cpu_per_stmt.push((cpu1 - cpu0) / n.max(1) as f64);
+            bpf_per_stmt.push((bpf1 - bpf0) / 1000.0 / n.max(1) as f64);
             if round % 2 == 1 {
-                base.push(pgbench(&cg, &conninfo, clients, SECS)?);
+                base.push(pgbench(cg, &conninfo, clients, SECS)?);
             }
             eprintln!(
                 "[bench] pgbench -S {label}, {clients} clients, round {}: unwatched {:.0} tps, watched {:.0} tps",
@@ -274,6 +290,10 @@ fn sql_bench(rounds: u32) -> anyhow::Result<()> {
         println!(
             "  agent CPU per statement:      {:>9.1} us",
             median(cpu_per_stmt)
+        );
+        println!(
+            "  eBPF run time per statement:  {:>9.1} us (all programs, every process; traps not included)",
+            median(bpf_per_stmt)
         );
         println!("  sql records {statements}, data events lost {dropped}");
     }

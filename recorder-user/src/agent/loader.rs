@@ -497,6 +497,22 @@ impl Probes {
             .map_err(|source| LoadError::Program { name, source })
     }
 
+    /// For each loaded program: the time the kernel spent running it and how many times it
+    /// ran. Both stay 0 unless run-time statistics are on (`sysctl kernel.bpf_stats_enabled=1`).
+    pub fn program_stats(&self) -> Vec<(String, u64, u64)> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, program)| {
+                let info = program.info().ok()?;
+                Some((
+                    name.to_string(),
+                    info.run_time().as_nanos() as u64,
+                    info.run_count(),
+                ))
+            })
+            .collect()
+    }
+
     /// Events lost in the kernel so far, per identity index and kind (`EventKind as u32`).
     pub fn loss_counts(&self, identities: u32) -> Vec<(u32, u32, u64)> {
         let mut out = Vec::new();

@@ -131,6 +131,7 @@ impl Pipeline {
             pending |= self.drain();
             if stopping || last_loss.elapsed() >= LOSS_POLL_EVERY {
                 pending |= self.report_loss();
+                self.publish_program_stats();
                 self.openssl.tick(&mut self.probes);
                 self.programs.tick(&mut self.probes);
                 let mut outs = TrackerOutputs::default();
@@ -258,6 +259,31 @@ impl Pipeline {
     }
 
     /// Turns new kernel loss counts into `loss` records.
+    /// The kernel's run-time statistics of each eBPF program, as metrics: what capture costs
+    /// inside the kernel, per program (0 unless `kernel.bpf_stats_enabled` is 1).
+    fn publish_program_stats(&self) {
+        let registry = Registry::global();
+        for (name, nanos, runs) in self.probes.program_stats() {
+            let labels = [("program", name.as_str())];
+            registry
+                .gauge(
+                    "recorder_bpf_program_run_ns",
+                    "Nanoseconds the kernel spent running this eBPF program since it was loaded \
+                     (0 unless sysctl kernel.bpf_stats_enabled=1).",
+                    &labels,
+                )
+                .set(nanos);
+            registry
+                .gauge(
+                    "recorder_bpf_program_runs",
+                    "Times the kernel ran this eBPF program since it was loaded (0 unless \
+                     sysctl kernel.bpf_stats_enabled=1).",
+                    &labels,
+                )
+                .set(runs);
+        }
+    }
+
     fn report_loss(&mut self) -> bool {
         let mut produced = false;
         for (identity, kind, total) in self.probes.loss_counts(self.identities.list.len() as u32) {

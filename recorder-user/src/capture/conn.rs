@@ -2,7 +2,10 @@
 //! the bytes, which way, on which connection), and how the peer of a socket is named.
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use recorder_common::{DATA_NO_SOCKET, DIR_EGRESS, DataHead, DataSource, ProcKey, SockInfo};
+use recorder_common::{
+    DATA_IOV_MAX, DATA_NO_SOCKET, DATA_SYSCALL_MAX, DATA_TRUNCATED, DIR_EGRESS, DataHead,
+    DataSource, ProcKey, SockInfo,
+};
 
 use crate::protocol::Direction;
 
@@ -24,6 +27,34 @@ pub fn is_plaintext(head: &DataHead) -> bool {
 /// system call inside the TLS library tied the TLS connection to its socket.
 pub fn socket_known(head: &DataHead) -> bool {
     !is_plaintext(head) || head.flags & DATA_NO_SOCKET == 0
+}
+
+/// Bytes of this event's call that were not captured, told once per call (on its first
+/// event): past `DATA_SYSCALL_MAX`, or, for an event without payload, past the buffers of a
+/// vectored call.
+pub fn missing_bytes(head: &DataHead) -> Option<u64> {
+    if head.flags & DATA_TRUNCATED == 0 || head.offset != 0 {
+        return None;
+    }
+    Some(if head.len == 0 {
+        head.total
+    } else {
+        head.total.saturating_sub(DATA_SYSCALL_MAX as u64)
+    })
+}
+
+/// The detail of a `data_truncated` notice: `what` decodes after the gap may be wrong.
+pub fn truncation_detail(head: &DataHead, missing: u64, server: &str, what: &str) -> String {
+    format!(
+        "{missing} bytes of one {} on the connection to {server} were not captured (one call is \
+         captured up to {DATA_SYSCALL_MAX} bytes, across up to {DATA_IOV_MAX} buffers); {what} \
+         after it on this connection may not decode",
+        if direction(head) == Direction::ToServer {
+            "write"
+        } else {
+            "read"
+        },
+    )
 }
 
 /// The connection the bytes belong to: the `struct sock *`, or the TLS connection while its

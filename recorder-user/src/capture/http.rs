@@ -12,7 +12,10 @@ use std::{
 
 use recorder_common::DataHead;
 
-use super::conn::{Sender, connection_id, direction, is_plaintext, server_name, socket_known};
+use super::conn::{
+    Sender, connection_id, direction, is_plaintext, missing_bytes, server_name, socket_known,
+    truncation_detail,
+};
 use crate::{
     kube::api::{ApiRequest, api_request},
     protocol::{
@@ -64,6 +67,8 @@ struct Stream {
     /// The sender of the latest request bytes: requests are attributed to it.
     last_sender: Sender,
     last_seen: Instant,
+    /// A `data_truncated` notice was given for this stream (once is enough).
+    truncated_reported: bool,
 }
 
 #[derive(Default)]
@@ -86,12 +91,23 @@ impl HttpTracker {
             server: server_name(&head.sock, socket_known(head)),
             last_sender: sender,
             last_seen: Instant::now(),
+            truncated_reported: false,
         });
         stream.last_seen = Instant::now();
         if dir == Direction::ToServer {
             stream.last_sender = sender;
         }
         let mut outputs = Vec::new();
+        if let (State::Http(_), Some(missing)) = (&stream.state, missing_bytes(head))
+            && !stream.truncated_reported
+        {
+            stream.truncated_reported = true;
+            out.push(ApiOutput::Notice {
+                sender,
+                reason: "data_truncated".into(),
+                detail: truncation_detail(head, missing, &stream.server, "API calls"),
+            });
+        }
         match &mut stream.state {
             State::NotHttp => return,
             State::Http(conn) => conn.feed(dir, payload, &mut outputs),
@@ -268,6 +284,41 @@ mod tests {
                 ApiOutput::Notice { .. } => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn bytes_not_captured_on_an_http_connection_are_reported_once() {
+        let mut t = HttpTracker::default();
+        let mut out = Vec::new();
+        let req = head(DataSource::Socket, DIR_EGRESS);
+        t.on_data(
+            &req,
+            b"GET /api/v1/pods HTTP/1.1\r\nHost: k\r\n\r\n",
+            &mut out,
+        );
+        // A vectored write whose buffers past the 64th were not captured: 300 bytes.
+        let gap = DataHead {
+            flags: recorder_common::DATA_TRUNCATED,
+            total: 300,
+            ..req
+        };
+        t.on_data(&gap, b"", &mut out);
+        t.on_data(&gap, b"", &mut out);
+        let notices: Vec<&str> = out
+            .iter()
+            .filter_map(|o| match o {
+                ApiOutput::Notice { reason, detail, .. } if reason == "data_truncated" => {
+                    Some(detail.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(notices.len(), 1, "{out:?}");
+        assert!(
+            notices[0].starts_with("300 bytes of one write on the connection to 127.0.0.1:6443"),
+            "{}",
+            notices[0]
+        );
     }
 
     #[test]

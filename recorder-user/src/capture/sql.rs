@@ -11,10 +11,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use recorder_common::{DATA_IOV_MAX, DATA_SYSCALL_MAX, DATA_TRUNCATED, DataHead};
+use recorder_common::DataHead;
 
 pub use super::conn::Sender;
-use super::conn::{connection_id, direction, is_plaintext, server_name, socket_known};
+use super::conn::{
+    connection_id, direction, is_plaintext, missing_bytes, server_name, socket_known,
+    truncation_detail,
+};
 use crate::protocol::{self, AnyDecoder, Decoder, Direction, Output, Protocol};
 
 /// A connection with no traffic for this long has its pending statements reported and is
@@ -156,29 +159,14 @@ impl SqlTracker {
         if dir == Direction::ToServer {
             conn.last_sender = sender;
         }
-        if head.flags & DATA_TRUNCATED != 0 && head.offset == 0 && !conn.truncated_reported {
+        if let Some(missing) = missing_bytes(head)
+            && !conn.truncated_reported
+        {
             conn.truncated_reported = true;
-            // An event with no payload stands for bytes not captured at all (past the buffers
-            // of a vectored call); otherwise the call was cut at its byte limit.
-            let missing = if head.len == 0 {
-                head.total
-            } else {
-                head.total.saturating_sub(DATA_SYSCALL_MAX as u64)
-            };
             out.push(SqlOutput::Notice {
                 sender,
                 reason: "data_truncated".into(),
-                detail: format!(
-                    "{missing} bytes of one {} on the connection to {} were not captured (one call \
-                     is captured up to {DATA_SYSCALL_MAX} bytes, across up to {DATA_IOV_MAX} \
-                     buffers); statements after it on this connection may not decode",
-                    if dir == Direction::ToServer {
-                        "write"
-                    } else {
-                        "read"
-                    },
-                    conn.server,
-                ),
+                detail: truncation_detail(head, missing, &conn.server, "statements"),
             });
         }
         let mut outputs = Vec::new();
