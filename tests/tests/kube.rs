@@ -446,8 +446,9 @@ fn a_tls_client_through_an_unhooked_library_gets_a_notice() {
 }
 
 /// Node carries OpenSSL inside its own executable and exports its entry points: the agent
-/// attaches to the executable as to a library, for every process (`all`) or for each watched
-/// process at its exec (`watched`).
+/// attaches to the executable as to a library, for every process before it is ready (`all`:
+/// node is on its PATH), or for each watched process at its exec (`watched`: the client waits
+/// a moment first, as attaching takes milliseconds, more while other agents let go of theirs).
 #[test]
 fn node_with_openssl_inside_its_executable_is_recorded() {
     for scope in ["all", "watched"] {
@@ -467,10 +468,11 @@ fn node_with_openssl_inside_its_executable_is_recorded() {
                const req = https.request({{host: '127.0.0.1', port: {port}, method, path, ca}}, r => {{\n\
                  r.resume(); r.on('end', () => {{ console.log(r.statusCode); next(); }}); }});\n\
                req.end(); }}\n\
-             call('GET', '/api/v1/namespaces/team-a/pods', () =>\n\
-               call('DELETE', '/api/v1/namespaces/team-a/pods/web-2', () => {{}}));\n",
+             setTimeout(() => call('GET', '/api/v1/namespaces/team-a/pods', () =>\n\
+               call('DELETE', '/api/v1/namespaces/team-a/pods/web-2', () => {{}})), {wait});\n",
             port = api.port(),
-            ca = api.ca_cert().to_str().unwrap()
+            ca = api.ca_cert().to_str().unwrap(),
+            wait = if scope == "watched" { 1000 } else { 0 }
         );
         let mut node = cg.command("/usr/bin/node");
         node.args(["-e", &script]);
@@ -490,8 +492,9 @@ fn node_with_openssl_inside_its_executable_is_recorded() {
                     200
                 ),
             ],
-            "{scope}: {}",
-            dump(&records)
+            "{scope}: {}\nthe agent's log:\n{}",
+            dump(&records),
+            agent.log()
         );
         let verbs: Vec<&Value> = api_records.iter().map(|r| &r["verb"]).collect();
         assert_eq!(verbs, ["list", "delete"]);

@@ -24,7 +24,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::loader::{OpenSslEntry, ProbeLink, Probes, openssl_entries};
+use super::{
+    loader::{OpenSslEntry, ProbeLink, Probes, openssl_entries},
+    programs::on_path,
+};
 use crate::config::TlsProbes;
 
 /// Where Debian and most distributions keep the system libssl.
@@ -34,6 +37,11 @@ const SYSTEM_LIBSSL: [&str; 4] = [
     "/usr/lib64/libssl.so.3",
     "/usr/lib/libssl.so.3",
 ];
+
+/// Programs on the agent's PATH known to carry OpenSSL in their executable, looked at before
+/// the agent is ready: with `all` their probes are in place before their first run, and with
+/// `watched` their entry points are already known at each exec.
+const KNOWN_CARRIERS: [&str; 1] = ["node"];
 
 /// When to look at a new process's maps, after its exec.
 const SCAN_AFTER: [Duration; 3] = [
@@ -93,6 +101,17 @@ impl OpenSslTracker {
         if scope == TlsProbes::All {
             for path in SYSTEM_LIBSSL {
                 this.attach(probes, 0, Path::new(path));
+            }
+        }
+        for name in KNOWN_CARRIERS {
+            let Some(path) = on_path(name) else { continue };
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let carries = !this.entries_of((meta.dev(), meta.ino()), &path).is_empty();
+            this.exes.insert(path.display().to_string(), carries);
+            if carries && scope == TlsProbes::All {
+                this.attach(probes, 0, &path);
             }
         }
         this
