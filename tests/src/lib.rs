@@ -12,6 +12,7 @@ use std::{
     os::unix::{fs::MetadataExt, process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
     time::{Duration, Instant},
 };
 
@@ -193,12 +194,37 @@ pub struct Agent {
     pub metrics: String,
     _dir: tempfile::TempDir,
     stderr: PathBuf,
+    /// Held until the agent process is gone (fields drop after `Drop::drop` stops it).
+    _turn: Turn,
+}
+
+/// Agents of one test binary run side by side, except those started with [`Agent::start_alone`].
+/// An agent that stops releases its uprobes, about 100 ms each, and the kernel holds the lock
+/// that attaching a uprobe needs meanwhile: a test that depends on how soon the agent attaches
+/// probes for a new process (`--tls-probes watched`) must not overlap another agent's exit.
+static AGENTS: RwLock<()> = RwLock::new(());
+
+enum Turn {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
 }
 
 impl Agent {
     /// Starts an agent with these extra arguments (identities, config) and waits until /readyz
     /// says the probes are attached.
     pub fn start(args: &[&str]) -> Self {
+        let turn = Turn::Shared(AGENTS.read().unwrap_or_else(|e| e.into_inner()));
+        Self::start_with(args, turn)
+    }
+
+    /// As [`Agent::start`], once no other agent of this test binary is running, and none starts
+    /// until this one is stopped.
+    pub fn start_alone(args: &[&str]) -> Self {
+        let turn = Turn::Alone(AGENTS.write().unwrap_or_else(|e| e.into_inner()));
+        Self::start_with(args, turn)
+    }
+
+    fn start_with(args: &[&str], turn: Turn) -> Self {
         require_root();
         let dir = tempfile::tempdir().unwrap();
         let jsonl = dir.path().join("records.jsonl");
@@ -229,6 +255,7 @@ impl Agent {
             metrics,
             _dir: dir,
             stderr,
+            _turn: turn,
         };
         agent.wait_ready(Duration::from_secs(60));
         agent

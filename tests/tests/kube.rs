@@ -455,12 +455,17 @@ fn node_with_openssl_inside_its_executable_is_recorded() {
         let dir = tempfile::tempdir().unwrap();
         let api = KubeApi::start(dir.path());
         let cg = Cgroup::new(&format!("node-{scope}"));
-        let agent = Agent::start(&[
+        let args = [
             "--identity",
             &cg.identity_flag("script-agent"),
             "--tls-probes",
             scope,
-        ]);
+        ];
+        let agent = if scope == "watched" {
+            Agent::start_alone(&args)
+        } else {
+            Agent::start(&args)
+        };
         let script = format!(
             "const https = require('https'); const fs = require('fs');\n\
              const ca = fs.readFileSync({ca:?});\n\
@@ -518,7 +523,7 @@ fn with_tls_probes_for_watched_processes_only_a_client_and_its_fork_are_recorded
     let dir = tempfile::tempdir().unwrap();
     let api = KubeApi::start(dir.path());
     let cg = Cgroup::new("tls-watched");
-    let agent = Agent::start(&[
+    let agent = Agent::start_alone(&[
         "--identity",
         &cg.identity_flag("script-agent"),
         "--tls-probes",
@@ -579,7 +584,7 @@ fn with_tls_probes_for_watched_processes_short_clients_in_a_row_are_all_recorded
     let dir = tempfile::tempdir().unwrap();
     let api = KubeApi::start(dir.path());
     let cg = Cgroup::new("tls-row");
-    let agent = Agent::start(&[
+    let agent = Agent::start_alone(&[
         "--identity",
         &cg.identity_flag("script-agent"),
         "--tls-probes",
