@@ -565,7 +565,13 @@ fn with_tls_probes_for_watched_processes_only_a_client_and_its_fork_are_recorded
             )
         })
         .collect();
-    assert_eq!(calls.len(), 2, "{}", dump(&records));
+    assert_eq!(
+        calls.len(),
+        2,
+        "{}\nthe agent's log:\n{}",
+        dump(&records),
+        agent.log()
+    );
     assert_eq!(
         calls[0],
         (pid as u64, "/api/v1/namespaces/team-a/pods".into(), 200)
@@ -592,7 +598,7 @@ fn with_tls_probes_for_watched_processes_short_clients_in_a_row_are_all_recorded
     ]);
     // Each client's probes are detached when it exits, while the next one starts: detaching
     // must not hold up attaching the next client's probes (the kernel takes about 100 ms to
-    // release each uprobe).
+    // release each uprobe, under the lock attaching needs).
     let paths: Vec<String> = (1..=5)
         .map(|n| format!("/api/v1/namespaces/team-a/pods?limit={n}"))
         .collect();
@@ -600,7 +606,7 @@ fn with_tls_probes_for_watched_processes_short_clients_in_a_row_are_all_recorded
     for path in &paths {
         let script = format!(
             "import http.client, ssl, time\n\
-             time.sleep(0.3)\n\
+             time.sleep(0.5)\n\
              ctx = ssl.create_default_context(cafile={ca:?})\n\
              c = http.client.HTTPSConnection('127.0.0.1', {port}, context=ctx)\n\
              c.request('GET', '{path}')\n\
@@ -634,7 +640,13 @@ fn with_tls_probes_for_watched_processes_short_clients_in_a_row_are_all_recorded
         .zip(&paths)
         .map(|(pid, path)| (*pid as u64, path.clone(), 200))
         .collect();
-    assert_eq!(calls, expected, "{}", dump(&records));
+    assert_eq!(
+        calls,
+        expected,
+        "{}\nthe agent's log:\n{}",
+        dump(&records),
+        agent.log()
+    );
     assert!(
         records.iter().all(|r| r["kind"] != "notice"),
         "{}",

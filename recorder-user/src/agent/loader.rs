@@ -1,13 +1,13 @@
 //! Loading the eBPF object: kernel offsets from BTF, map sizes, attach the tracepoints, and the
 //! typed handles to the maps the agent writes (watched cgroups) and reads (loss counters).
-use std::{num::NonZeroU32, path::Path, sync::mpsc};
+use std::{num::NonZeroU32, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, RingBuf},
     programs::{
         BtfTracePoint, TracePoint, UProbe,
-        uprobe::{UProbeAttachLocation, UProbeLink, UProbeLinkId, UProbeScope},
+        uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
     },
 };
 use recorder_common::{KernelOffsets, LOSS_KINDS, MAX_IDENTITIES, Settings};
@@ -15,6 +15,7 @@ use recorder_common::{KernelOffsets, LOSS_KINDS, MAX_IDENTITIES, Settings};
 use super::{
     btf::{Btf, BtfError},
     mapped_file::MappedFile,
+    reaper::Reaper,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -151,9 +152,8 @@ pub struct Probes {
     loss: Array<MapData, u64>,
     settings: Array<MapData, Settings>,
     tls_hooked: HashMap<MapData, u32, u32>,
-    /// Detached links go to a thread that closes them: the kernel waits for a grace period
-    /// (about 100 ms here) as each uprobe goes, which would stall the event loop.
-    reaper: mpsc::Sender<Vec<UProbeLink>>,
+    /// Closes detached links off the event loop, when attaching is quiet.
+    reaper: Reaper,
 }
 
 /// One uprobe attached for one process.
@@ -330,15 +330,7 @@ impl Probes {
                 name: "TLS_HOOKED",
                 source,
             })?;
-        let (reaper, detached) = mpsc::channel::<Vec<UProbeLink>>();
-        std::thread::Builder::new()
-            .name("probe-reaper".into())
-            .spawn(move || {
-                for links in detached {
-                    drop(links);
-                }
-            })
-            .map_err(LoadError::Thread)?;
+        let reaper = Reaper::start().map_err(LoadError::Thread)?;
         Ok((
             Self {
                 ebpf,
@@ -400,6 +392,7 @@ impl Probes {
         pid: Option<NonZeroU32>,
     ) -> Result<Vec<ProbeLink>, LoadError> {
         let scope = pid.map_or(UProbeScope::AllProcesses, UProbeScope::OneProcess);
+        self.reaper.attaching();
         let mut links = Vec::new();
         for entry in entries {
             for name in [entry.program, "ssl_return"] {
@@ -420,6 +413,7 @@ impl Probes {
                 }
             }
         }
+        self.reaper.attaching();
         Ok(links)
     }
 
@@ -437,10 +431,7 @@ impl Probes {
                 Err(e) => tracing::debug!("detaching {name}: {e}"),
             }
         }
-        // The reaper only ends with the agent; closing here is the fallback.
-        if let Err(mpsc::SendError(links)) = self.reaper.send(owned) {
-            drop(links);
-        }
+        self.reaper.close(owned);
     }
 
     /// Marks `tgid` as carrying its own TLS probes (its forks are then reported), or not.

@@ -8,6 +8,7 @@ mod metrics_server;
 mod openssl;
 mod pipeline;
 mod programs;
+mod reaper;
 
 use std::{
     net::SocketAddr,
