@@ -105,10 +105,7 @@ impl OpenSslTracker {
         }
         for name in KNOWN_CARRIERS {
             let Some(path) = on_path(name) else { continue };
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            let carries = !this.entries_of((meta.dev(), meta.ino()), &path).is_empty();
+            let carries = this.carries_openssl(&path);
             this.exes.insert(path.display().to_string(), carries);
             if carries && scope == TlsProbes::All {
                 this.attach(probes, 0, &path);
@@ -127,7 +124,13 @@ impl OpenSslTracker {
         let carries = match self.exes.get(exe) {
             Some(&known) => known,
             None => {
-                let carries = self.carries_openssl(pid, exe);
+                let through_root = through_root(pid, exe);
+                let path = if through_root.exists() {
+                    through_root
+                } else {
+                    PathBuf::from(exe)
+                };
+                let carries = self.carries_openssl(&path);
                 self.exes.insert(exe.to_string(), carries);
                 carries
             }
@@ -148,7 +151,7 @@ impl OpenSslTracker {
     /// A watched process is mapping `path` (as it sees it) for execution: attach now, before
     /// its first TLS call.
     pub fn consider_mapped(&mut self, probes: &mut Probes, pid: u32, path: &str) {
-        let through_root = PathBuf::from(format!("/proc/{pid}/root{path}"));
+        let through_root = through_root(pid, path);
         if through_root.exists() {
             self.attach(probes, pid, &through_root);
         } else if self.scope == TlsProbes::All {
@@ -272,18 +275,12 @@ impl OpenSslTracker {
         }
     }
 
-    /// Whether the executable `exe` of `pid` exports OpenSSL's entry points itself.
-    fn carries_openssl(&mut self, pid: u32, exe: &str) -> bool {
-        let through_root = PathBuf::from(format!("/proc/{pid}/root{exe}"));
-        let path = if through_root.exists() {
-            through_root
-        } else {
-            PathBuf::from(exe)
-        };
-        let Ok(meta) = std::fs::metadata(&path) else {
+    /// Whether the executable at `path` exports OpenSSL's entry points itself (read once per file).
+    fn carries_openssl(&mut self, path: &Path) -> bool {
+        let Ok(meta) = std::fs::metadata(path) else {
             return false;
         };
-        !self.entries_of((meta.dev(), meta.ino()), &path).is_empty()
+        !self.entries_of((meta.dev(), meta.ino()), path).is_empty()
     }
 
     /// The OpenSSL entry points of a file, read once.
@@ -304,6 +301,12 @@ impl OpenSslTracker {
     }
 }
 
+/// `path` as process `pid` names it, reached through its root directory (so files inside a
+/// container resolve).
+fn through_root(pid: u32, path: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/root{path}"))
+}
+
 /// The libssl files mapped by `pid`, as paths reachable from here (through the process's root,
 /// so libraries inside containers resolve).
 fn ssl_libraries_of(pid: u32) -> Vec<PathBuf> {
@@ -317,7 +320,7 @@ fn ssl_libraries_of(pid: u32) -> Vec<PathBuf> {
         };
         let name = path.rsplit('/').next().unwrap_or("");
         if name.starts_with("libssl") && name.contains(".so") {
-            let through_root = PathBuf::from(format!("/proc/{pid}/root{path}"));
+            let through_root = through_root(pid, path);
             if !out.contains(&through_root) {
                 out.push(through_root);
             }

@@ -29,23 +29,26 @@ pub fn socket_known(head: &DataHead) -> bool {
     !is_plaintext(head) || head.flags & DATA_NO_SOCKET == 0
 }
 
-/// Bytes of this event's call that were not captured, told once per call (on its first
-/// event): past `DATA_SYSCALL_MAX`, or, for an event without payload, past the buffers of a
-/// vectored call.
-pub fn missing_bytes(head: &DataHead) -> Option<u64> {
-    if head.flags & DATA_TRUNCATED == 0 || head.offset != 0 {
+/// The detail of a `data_truncated` notice when this event starts a call whose bytes were not
+/// all captured (past `DATA_SYSCALL_MAX`, or, for an event without payload, past the buffers of
+/// a vectored call), once per connection: `reported` remembers. `what` is what decodes after
+/// the gap may get wrong.
+pub fn truncation_notice(
+    head: &DataHead,
+    server: &str,
+    what: &str,
+    reported: &mut bool,
+) -> Option<String> {
+    if head.flags & DATA_TRUNCATED == 0 || head.offset != 0 || *reported {
         return None;
     }
-    Some(if head.len == 0 {
+    *reported = true;
+    let missing = if head.len == 0 {
         head.total
     } else {
         head.total.saturating_sub(DATA_SYSCALL_MAX as u64)
-    })
-}
-
-/// The detail of a `data_truncated` notice: `what` decodes after the gap may be wrong.
-pub fn truncation_detail(head: &DataHead, missing: u64, server: &str, what: &str) -> String {
-    format!(
+    };
+    Some(format!(
         "{missing} bytes of one {} on the connection to {server} were not captured (one call is \
          captured up to {DATA_SYSCALL_MAX} bytes, across up to {DATA_IOV_MAX} buffers); {what} \
          after it on this connection may not decode",
@@ -54,7 +57,7 @@ pub fn truncation_detail(head: &DataHead, missing: u64, server: &str, what: &str
         } else {
             "read"
         },
-    )
+    ))
 }
 
 /// The connection the bytes belong to: the `struct sock *`, or the TLS connection while its

@@ -13,8 +13,7 @@ use std::{
 use recorder_common::DataHead;
 
 use super::conn::{
-    Sender, connection_id, direction, is_plaintext, missing_bytes, server_name, socket_known,
-    truncation_detail,
+    Sender, connection_id, direction, is_plaintext, server_name, socket_known, truncation_notice,
 };
 use crate::{
     kube::api::{ApiRequest, api_request},
@@ -98,14 +97,18 @@ impl HttpTracker {
             stream.last_sender = sender;
         }
         let mut outputs = Vec::new();
-        if let (State::Http(_), Some(missing)) = (&stream.state, missing_bytes(head))
-            && !stream.truncated_reported
+        if let State::Http(_) = stream.state
+            && let Some(detail) = truncation_notice(
+                head,
+                &stream.server,
+                "API calls",
+                &mut stream.truncated_reported,
+            )
         {
-            stream.truncated_reported = true;
             out.push(ApiOutput::Notice {
                 sender,
                 reason: "data_truncated".into(),
-                detail: truncation_detail(head, missing, &stream.server, "API calls"),
+                detail,
             });
         }
         match &mut stream.state {

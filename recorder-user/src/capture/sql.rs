@@ -15,8 +15,7 @@ use recorder_common::DataHead;
 
 pub use super::conn::Sender;
 use super::conn::{
-    connection_id, direction, is_plaintext, missing_bytes, server_name, socket_known,
-    truncation_detail,
+    connection_id, direction, is_plaintext, server_name, socket_known, truncation_notice,
 };
 use crate::protocol::{self, AnyDecoder, Decoder, Direction, Output, Protocol};
 
@@ -159,14 +158,16 @@ impl SqlTracker {
         if dir == Direction::ToServer {
             conn.last_sender = sender;
         }
-        if let Some(missing) = missing_bytes(head)
-            && !conn.truncated_reported
-        {
-            conn.truncated_reported = true;
+        if let Some(detail) = truncation_notice(
+            head,
+            &conn.server,
+            "statements",
+            &mut conn.truncated_reported,
+        ) {
             out.push(SqlOutput::Notice {
                 sender,
                 reason: "data_truncated".into(),
-                detail: truncation_detail(head, missing, &conn.server, "statements"),
+                detail,
             });
         }
         let mut outputs = Vec::new();
