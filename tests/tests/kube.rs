@@ -518,17 +518,38 @@ fn node_with_openssl_inside_its_executable_is_recorded() {
     }
 }
 
+/// An agent watching `cg` with `--tls-probes watched`, alone among this binary's agents: these
+/// tests depend on how soon it attaches a process's probes.
+fn agent_with_watched_tls_probes(cg: &Cgroup) -> Agent {
+    Agent::start_alone(&[
+        "--identity",
+        &cg.identity_flag("script-agent"),
+        "--tls-probes",
+        "watched",
+    ])
+}
+
+/// (pid, path, status, 0 when none came) of every `source: api` record, in order.
+fn api_calls_by_pid(records: &[Value]) -> Vec<(u64, String, u64)> {
+    records
+        .iter()
+        .filter(|r| r["source"] == "api")
+        .map(|r| {
+            (
+                r["pid"].as_u64().unwrap(),
+                r["path"].as_str().unwrap().to_string(),
+                r["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn with_tls_probes_for_watched_processes_only_a_client_and_its_fork_are_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let api = KubeApi::start(dir.path());
     let cg = Cgroup::new("tls-watched");
-    let agent = Agent::start_alone(&[
-        "--identity",
-        &cg.identity_flag("script-agent"),
-        "--tls-probes",
-        "watched",
-    ]);
+    let agent = agent_with_watched_tls_probes(&cg);
     // The client maps libssl (import ssl), then waits before its first call: the agent attaches
     // its probes meanwhile. Its forked child has no probes of its own until the agent, told of
     // the fork, attaches them: the child waits too.
@@ -554,17 +575,7 @@ fn with_tls_probes_for_watched_processes_only_a_client_and_its_fork_are_recorded
     let records = agent.wait_for("both calls", |r| {
         r.iter().filter(|x| x["source"] == "api").count() >= 2
     });
-    let calls: Vec<(u64, String, u64)> = records
-        .iter()
-        .filter(|r| r["source"] == "api")
-        .map(|r| {
-            (
-                r["pid"].as_u64().unwrap(),
-                r["path"].as_str().unwrap().to_string(),
-                r["status"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let calls = api_calls_by_pid(&records);
     assert_eq!(
         calls.len(),
         2,
@@ -578,6 +589,7 @@ fn with_tls_probes_for_watched_processes_only_a_client_and_its_fork_are_recorded
     );
     assert_ne!(calls[1].0, pid as u64, "the second call is the child's");
     assert_eq!(calls[1].1, "/api/v1/namespaces/team-a/pods/web-1");
+    assert_eq!(calls[1].2, 200);
     assert!(
         records.iter().all(|r| r["kind"] != "notice"),
         "{}",
@@ -590,12 +602,7 @@ fn with_tls_probes_for_watched_processes_short_clients_in_a_row_are_all_recorded
     let dir = tempfile::tempdir().unwrap();
     let api = KubeApi::start(dir.path());
     let cg = Cgroup::new("tls-row");
-    let agent = Agent::start_alone(&[
-        "--identity",
-        &cg.identity_flag("script-agent"),
-        "--tls-probes",
-        "watched",
-    ]);
+    let agent = agent_with_watched_tls_probes(&cg);
     // Each client's probes are detached when it exits, while the next one starts: detaching
     // must not hold up attaching the next client's probes (the kernel takes about 100 ms to
     // release each uprobe, under the lock attaching needs).
@@ -624,17 +631,7 @@ fn with_tls_probes_for_watched_processes_short_clients_in_a_row_are_all_recorded
         r.iter().filter(|x| x["source"] == "api").count() >= paths.len()
             || r.iter().any(|x| x["kind"] == "notice")
     });
-    let calls: Vec<(u64, String, u64)> = records
-        .iter()
-        .filter(|r| r["source"] == "api")
-        .map(|r| {
-            (
-                r["pid"].as_u64().unwrap(),
-                r["path"].as_str().unwrap().to_string(),
-                r["status"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect();
+    let calls = api_calls_by_pid(&records);
     let expected: Vec<(u64, String, u64)> = pids
         .iter()
         .zip(&paths)
