@@ -32,25 +32,8 @@ pub static SCRATCH: Array<ExecEvent> = Array::with_max_entries(1, 0);
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
-/// A socket read/write in flight on a thread of a tracked process: saved at syscall entry, used
-/// at exit (keyed by pid_tgid).
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SocketCall {
-    /// The buffer, or for a vectored call the `struct iovec` array.
-    pub buf: u64,
-    pub fd: u32,
-    pub direction: u32,
-    /// Buffers in the `iovec` array; 0 for a plain buffer.
-    pub iovcnt: u32,
-    pub _pad: u32,
-}
-
-/// LRU, as the two maps below: a thread that ends inside a call leaves its entry behind.
-#[map]
-pub static SOCKET_CALLS: LruHashMap<u64, SocketCall> = LruHashMap::with_max_entries(16384, 0);
-
-/// An OpenSSL read/write in flight on a thread (keyed by pid_tgid).
+/// An OpenSSL read/write in flight on a thread (keyed by pid_tgid). LRU, as the map below: a
+/// thread that ends inside a call leaves its entry behind.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct TlsCall {

@@ -14,7 +14,7 @@ use recorder_common::{KernelOffsets, LOSS_KINDS, MAX_IDENTITIES, Settings};
 
 use super::{
     btf::{Btf, BtfError},
-    mapped_file::MappedFile,
+    openssl_sites::{self, OpenSslEntry},
     reaper::Reaper,
 };
 
@@ -59,36 +59,18 @@ const PROGRAMS: [&str; 3] = [
 ];
 
 /// The tracefs tracepoints attached: (category, name), the name also the program's.
-const SYSCALL_PROGRAMS: [(&str, &str); 19] = [
+const SYSCALL_PROGRAMS: [(&str, &str); 11] = [
     ("syscalls", "sys_enter_close"),
-    ("syscalls", "sys_enter_writev"),
     ("syscalls", "sys_exit_writev"),
-    ("syscalls", "sys_enter_readv"),
     ("syscalls", "sys_exit_readv"),
-    ("syscalls", "sys_enter_sendmsg"),
     ("syscalls", "sys_exit_sendmsg"),
-    ("syscalls", "sys_enter_recvmsg"),
     ("syscalls", "sys_exit_recvmsg"),
-    ("syscalls", "sys_enter_write"),
     ("syscalls", "sys_exit_write"),
-    ("syscalls", "sys_enter_sendto"),
     ("syscalls", "sys_exit_sendto"),
-    ("syscalls", "sys_enter_read"),
     ("syscalls", "sys_exit_read"),
-    ("syscalls", "sys_enter_recvfrom"),
     ("syscalls", "sys_exit_recvfrom"),
     ("syscalls", "sys_enter_mmap"),
     ("io_uring", "io_uring_create"),
-];
-
-/// OpenSSL entry points and the uprobe program for each; `ssl_return` is attached as a return
-/// probe on all four. Reads come first: attaching takes milliseconds, and a request caught by a
-/// write probe then has its response caught too.
-const OPENSSL_ENTRIES: [(&str, &str); 4] = [
-    ("SSL_read", "ssl_read"),
-    ("SSL_read_ex", "ssl_read_ex"),
-    ("SSL_write", "ssl_write"),
-    ("SSL_write_ex", "ssl_write_ex"),
 ];
 
 /// Go's TLS entry points: `go_tls_write` at the entry of `(*Conn).Write`, `go_tls_read` at the
@@ -97,53 +79,6 @@ const GO_TLS_PROGRAMS: [&str; 3] = ["go_tls_write", "go_tls_read", "go_tls_read_
 
 /// The return probe on bash's `readline`.
 const READLINE_PROGRAM: &str = "readline_return";
-
-/// One OpenSSL entry point of a library file: the program for it and its file offset.
-#[derive(Debug, Clone, Copy)]
-pub struct OpenSslEntry {
-    program: &'static str,
-    offset: u64,
-}
-
-/// The OpenSSL entry points `path` exports (none: it is not OpenSSL). Read once per file, so
-/// attaching for each new process costs only the attach itself: the process is running
-/// towards its first TLS call meanwhile.
-pub fn openssl_entries(path: &Path) -> Result<Vec<OpenSslEntry>, String> {
-    use object::{Object, ObjectSection, ObjectSymbol};
-    // Mapped, not read: an executable carrying OpenSSL (Node) is around 100 MB, of which the
-    // dynamic symbol table is a small part.
-    let map = MappedFile::open(path).map_err(|e| e.to_string())?;
-    let file = object::File::parse(map.bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut entries = Vec::new();
-    for symbol in file.dynamic_symbols() {
-        let Ok(name) = symbol.name() else { continue };
-        let Some(&(_, program)) = OPENSSL_ENTRIES.iter().find(|(s, _)| *s == name) else {
-            continue;
-        };
-        if !symbol.is_definition() || symbol.address() == 0 {
-            continue;
-        }
-        let Some(section) = symbol
-            .section_index()
-            .and_then(|i| file.section_by_index(i).ok())
-        else {
-            continue;
-        };
-        let Some((section_offset, _)) = section.file_range() else {
-            continue;
-        };
-        let offset = symbol.address() - section.address() + section_offset;
-        if !entries.iter().any(|e: &OpenSslEntry| e.program == program) {
-            entries.push(OpenSslEntry { program, offset });
-        }
-    }
-    entries.sort_by_key(|e| OPENSSL_ENTRIES.iter().position(|(_, p)| *p == e.program));
-    // A library without SSL_write is not OpenSSL, whatever else it exports.
-    if !entries.iter().any(|e| e.program == "ssl_write") {
-        entries.clear();
-    }
-    Ok(entries)
-}
 
 /// The loaded, attached programs and the maps the agent uses.
 pub struct Probes {
@@ -289,9 +224,8 @@ impl Probes {
             program.attach(category, name).map_err(err)?;
         }
         // The OpenSSL probes are loaded now and attached per library as libraries are found.
-        for name in OPENSSL_ENTRIES
-            .iter()
-            .map(|(_, p)| *p)
+        for name in openssl_sites::PROGRAMS
+            .into_iter()
             .chain(["ssl_return", READLINE_PROGRAM])
             .chain(GO_TLS_PROGRAMS)
         {
@@ -519,32 +453,5 @@ impl Probes {
             }
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn programs(path: &str) -> Vec<&'static str> {
-        openssl_entries(Path::new(path))
-            .unwrap()
-            .iter()
-            .map(|e| e.program)
-            .collect()
-    }
-
-    #[test]
-    fn openssl_entry_points_reads_first_in_libraries_and_executables_that_export_them() {
-        let all = ["ssl_read", "ssl_read_ex", "ssl_write", "ssl_write_ex"];
-        assert_eq!(programs("/usr/lib/x86_64-linux-gnu/libssl.so.3"), all);
-        // Node links OpenSSL into its executable and exports it.
-        assert_eq!(programs("/usr/bin/node"), all);
-        // Python imports libssl (undefined symbols) and curl goes through libcurl: not OpenSSL.
-        assert!(programs("/usr/bin/python3").is_empty());
-        assert!(programs("/usr/bin/curl").is_empty());
-        // Not a regular file, not ELF: errors, not panics.
-        assert!(openssl_entries(Path::new("/usr/bin")).is_err());
-        assert!(openssl_entries(Path::new("/etc/hostname")).is_err());
     }
 }

@@ -6,6 +6,7 @@ pub mod loader;
 mod mapped_file;
 mod metrics_server;
 mod openssl;
+mod openssl_sites;
 mod pipeline;
 mod programs;
 mod reaper;

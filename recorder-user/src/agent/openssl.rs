@@ -25,7 +25,8 @@ use std::{
 };
 
 use super::{
-    loader::{OpenSslEntry, ProbeLink, Probes, openssl_entries},
+    loader::{ProbeLink, Probes},
+    openssl_sites::{OpenSslEntry, openssl_entries},
     programs::on_path,
 };
 use crate::config::TlsProbes;
@@ -292,10 +293,14 @@ impl OpenSslTracker {
         self.entries
             .entry(file)
             .or_insert_with(|| {
-                openssl_entries(path).unwrap_or_else(|e| {
+                let entries = openssl_entries(path).unwrap_or_else(|e| {
                     tracing::warn!("cannot read the symbols of {e}");
                     Vec::new()
-                })
+                });
+                if !entries.is_empty() {
+                    tracing::debug!(path = %path.display(), ?entries, "OpenSSL probe sites");
+                }
+                entries
             })
             .clone()
     }
