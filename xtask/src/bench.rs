@@ -6,7 +6,8 @@
 //!   that cgroup, and in an unwatched cgroup with the agent running; agent CPU per exec, events
 //!   generated / recorded / lost, idle RSS.
 //! - sql: `pgbench -S` over TLS (OpenSSL probes for all processes, and for watched ones only)
-//!   and over plain TCP, no agent vs watched; agent CPU per statement.
+//!   and over plain TCP: no agent, agent on but the client unwatched, and watched; agent CPU
+//!   and eBPF run time per statement.
 //! - kube: Kubernetes API calls against a local HTTPS API server, by kubectl (Go TLS, HTTP/2) in a
 //!   loop and by one curl process (OpenSSL, HTTP/2) making many requests: no agent, agent on but
 //!   the client unwatched, and watched; the cost per hooked TLS call.
@@ -217,10 +218,11 @@ fn sql_bench(rounds: u32) -> anyhow::Result<()> {
         );
     }
     let cg = Cgroup::new("bench-sql");
+    let outside = Cgroup::new("bench-sql-unwatched");
     // The kernel's per-program run time, for the eBPF share of the cost (restored after).
     let stats_before = std::fs::read_to_string(BPF_STATS).unwrap_or_else(|_| "0".into());
     std::fs::write(BPF_STATS, "1").context("enabling kernel.bpf_stats_enabled")?;
-    let result = sql_runs(rounds, &pg, &cg);
+    let result = sql_runs(rounds, &pg, &cg, &outside);
     let _ = std::fs::write(BPF_STATS, stats_before.trim());
     result
 }
@@ -228,7 +230,9 @@ fn sql_bench(rounds: u32) -> anyhow::Result<()> {
 /// `sysctl kernel.bpf_stats_enabled`.
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
-fn sql_runs(rounds: u32, pg: &Postgres, cg: &Cgroup) -> anyhow::Result<()> {
+/// Each round: pgbench without the agent, then with it, first outside the watched cgroup (what
+/// the agent costs a client it does not record), then inside (every statement recorded).
+fn sql_runs(rounds: u32, pg: &Postgres, cg: &Cgroup, outside: &Cgroup) -> anyhow::Result<()> {
     const SECS: u32 = 8;
     // With 2 clients, pgbench and its 2 server backends keep both cores of a 2-core machine
     // busy, so the agent's own CPU is taken from them; with 1 client a core is left for it, and
@@ -242,7 +246,8 @@ fn sql_runs(rounds: u32, pg: &Postgres, cg: &Cgroup) -> anyhow::Result<()> {
     ];
     for (label, sslmode, tls_probes, clients) in runs {
         let conninfo = pg.tcp("postgres", "postgres", sslmode);
-        let (mut base, mut watched, mut cpu_per_stmt) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut base, mut unwatched, mut watched) = (Vec::new(), Vec::new(), Vec::new());
+        let mut cpu_per_stmt = Vec::new();
         let mut bpf_per_stmt = Vec::new();
         let (mut statements, mut dropped) = (0, 0);
         for round in 0..rounds {
@@ -255,6 +260,7 @@ fn sql_runs(rounds: u32, pg: &Postgres, cg: &Cgroup) -> anyhow::Result<()> {
                 "--tls-probes",
                 tls_probes,
             ]);
+            unwatched.push(pgbench(outside, &conninfo, clients, SECS)?);
             let cpu0 = cpu_us(agent.pid())?;
             let bpf0 = agent.metric_sum("recorder_bpf_program_run_ns");
             watched.push(pgbench(cg, &conninfo, clients, SECS)?);
@@ -271,21 +277,27 @@ fn sql_runs(rounds: u32, pg: &Postgres, cg: &Cgroup) -> anyhow::Result<()> {
                 base.push(pgbench(cg, &conninfo, clients, SECS)?);
             }
             eprintln!(
-                "[bench] pgbench -S {label}, {clients} clients, round {}: unwatched {:.0} tps, watched {:.0} tps",
+                "[bench] pgbench -S {label}, {clients} clients, round {}: no agent {:.0} tps, unwatched {:.0} tps, watched {:.0} tps",
                 round + 1,
                 base[(round as usize).min(base.len() - 1)],
+                unwatched[round as usize],
                 watched[round as usize]
             );
         }
-        let (b, w) = (median(base), median(watched));
+        let (b, o, w) = (median(base), median(unwatched), median(watched));
         println!(
             "pgbench -S over {label} ({clients} client{}, {SECS} s, {rounds} rounds, medians):",
             if clients == 1 { "" } else { "s" }
         );
-        println!("  unwatched:                    {b:>9.0} tps");
+        println!("  no agent:                     {b:>9.0} tps");
         println!(
-            "  watched, every statement recorded: {w:>9.0} tps   ratio {:.3} (goal >= 0.95)",
-            w / b
+            "  agent on, client unwatched:   {o:>9.0} tps   ratio {:.3}",
+            o / b
+        );
+        println!(
+            "  watched, every statement recorded: {w:>9.0} tps   ratio {:.3} to no agent, {:.3} to unwatched (goal >= 0.95)",
+            w / b,
+            w / o
         );
         println!(
             "  agent CPU per statement:      {:>9.1} us",
