@@ -80,6 +80,16 @@ pub fn openssl_entries(path: &Path) -> Result<Vec<OpenSslEntry>, String> {
             })
         })
     };
+    // The internal functions are in `.text` (not a PLT stub) and are not exported themselves.
+    let text = file
+        .section_by_name(".text")
+        .map(|s| s.address()..s.address() + s.size());
+    let is_private_code = |address: u64| {
+        text.as_ref().is_some_and(|t| t.contains(&address))
+            && !file
+                .dynamic_symbols()
+                .any(|s| s.is_definition() && s.address() == address)
+    };
     let mut exported: Vec<(&'static str, u64)> = Vec::new();
     for symbol in file.dynamic_symbols() {
         let Ok(name) = symbol.name() else { continue };
@@ -107,7 +117,8 @@ pub fn openssl_entries(path: &Path) -> Result<Vec<OpenSslEntry>, String> {
         if !cfg!(target_arch = "x86_64") {
             return None;
         }
-        let inner = wrapped_call(&function_at(address(ex)?)?, true)?;
+        let inner =
+            wrapped_call(&function_at(address(ex)?)?, true).filter(|&a| is_private_code(a))?;
         // Only if the plain form goes through the same function: else its calls would be missed.
         (wrapped_call(&function_at(address(plain)?)?, false)? == inner).then_some(inner)
     };
@@ -139,9 +150,10 @@ const MAX_WRAPPER_BYTES: usize = 96;
 /// tail `jmp`), reached without leaving straight-line code, and before which the argument
 /// registers are only read. With `same_arguments` (the `_ex` wrappers, which pass all four on),
 /// none of `rdi`, `rsi`, `rdx`, `rcx` may be written; without (`SSL_read(s, buf, int num)`, which
-/// widens `num` and adds `&readbytes`), only `rdi` and `rsi`. Conditional jumps are followed by
-/// their fall-through (the wrappers' error checks jump away). Any instruction not on a short
-/// list of plain ones ends the search: the code is then not the wrapper this expects.
+/// widens `num` and adds `&readbytes`), only `rdi` and `rsi`. An `_ex` wrapper must be straight
+/// code; in the plain one, conditional jumps are followed by their fall-through (its `num < 0`
+/// check jumps away). Any instruction not on a short list of plain ones ends the search: the
+/// code is then not the wrapper this expects.
 fn wrapped_call(function: &Function, same_arguments: bool) -> Option<u64> {
     use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, Register};
     let mut decoder = Decoder::with_ip(64, function.code, function.address, DecoderOptions::NONE);
@@ -154,7 +166,11 @@ fn wrapped_call(function: &Function, same_arguments: bool) -> Option<u64> {
             {
                 return Some(instr.near_branch_target());
             }
-            FlowControl::ConditionalBranch if instr.is_jcc_short_or_near() => continue,
+            // An `_ex` wrapper has nothing to check: a branch there means the internal function
+            // was inlined, and the call found would be one of its helpers (`ERR_new`, say).
+            FlowControl::ConditionalBranch if !same_arguments && instr.is_jcc_short_or_near() => {
+                continue;
+            }
             FlowControl::Next => {}
             _ => return None,
         }
@@ -272,6 +288,11 @@ mod tests {
         assert_eq!(wrapper(&[0xc3, 0xe8, 0, 0, 0, 0], true), None);
         assert_eq!(wrapper(&[0xff, 0xd0, 0xe8, 0, 0, 0, 0], true), None);
         assert_eq!(wrapper(&[0xf3, 0x48, 0xab, 0xe8, 0, 0, 0, 0], true), None);
+        // An `_ex` wrapper with a check before its call has the internal function inlined:
+        // cmpq $0,0x30(%rdi); je; call (ERR_new, say). The plain form may have its check.
+        let inlined = [0x48, 0x83, 0x7f, 0x30, 0x00, 0x74, 0x10, 0xe8, 0, 0, 0, 0];
+        assert_eq!(wrapper(&inlined, true), None);
+        assert_eq!(wrapper(&inlined, false), Some(0x100c));
         // Code that ends (or cannot be decoded) before any call.
         assert_eq!(wrapper(&[0x90, 0x90], true), None);
         assert_eq!(wrapper(&[], true), None);
