@@ -1,18 +1,29 @@
 //! End-to-end: lines typed into an interactive bash (through a real pseudo-terminal) become
 //! `shell` records, builtins and redirections included, attributed to the bash process.
-use std::process::Command;
+use std::{path::Path, process::Command};
 
 use recorder_tests::{Agent, Cgroup, dump, of_kind, pty::Pty};
 use serde_json::Value;
 
-const LINES: [&str; 4] = ["cd /tmp", "export X=1", "echo hi > f", "exit"];
 const PROMPT: &str = "recorder-test$ ";
 
-/// Runs an interactive bash in `cg`, typing `LINES` at its prompts. Returns its pid.
-fn interactive_bash(cg: &Cgroup, dir: &std::path::Path) -> u32 {
+/// The lines typed: a builtin that changes directory (into this test's own `dir`: the tests run
+/// side by side), an export, a redirection, and `exit`.
+fn lines(dir: &Path) -> [String; 4] {
+    [
+        format!("cd {}", dir.display()),
+        "export X=1".into(),
+        "echo hi > f".into(),
+        "exit".into(),
+    ]
+}
+
+/// Runs an interactive bash in `cg`, started in `start`, typing `lines(dir)` at its prompts.
+/// Returns its pid.
+fn interactive_bash(cg: &Cgroup, start: &Path, dir: &Path) -> u32 {
     let mut cmd: Command = cg.command("/bin/bash");
     cmd.args(["--norc", "--noprofile", "-i"])
-        .current_dir(dir)
+        .current_dir(start)
         .env_clear()
         .env("PS1", PROMPT)
         .env("TERM", "dumb")
@@ -20,7 +31,7 @@ fn interactive_bash(cg: &Cgroup, dir: &std::path::Path) -> u32 {
         .env("PATH", "/usr/bin:/bin");
     let mut bash = Pty::spawn(cmd);
     let pid = bash.pid();
-    for (i, line) in LINES.iter().enumerate() {
+    for (i, line) in lines(dir).iter().enumerate() {
         bash.wait_for(PROMPT, i + 1);
         bash.type_line(line);
     }
@@ -38,10 +49,13 @@ fn lines_typed_into_an_interactive_bash_are_recorded_exactly() {
     let cg = Cgroup::new("shell");
     let agent = Agent::start(&["--identity", &cg.identity_flag("shell-agent")]);
     let dir = tempfile::tempdir().unwrap();
-    let pid = interactive_bash(&cg, dir.path());
+    let home = tempfile::tempdir().unwrap();
+    let pid = interactive_bash(&cg, home.path(), dir.path());
     // What the lines did, so the test knows bash really ran them.
-    assert_eq!(std::fs::read_to_string("/tmp/f").unwrap(), "hi\n");
-    let _ = std::fs::remove_file("/tmp/f");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("f")).unwrap(),
+        "hi\n"
+    );
 
     let records = agent.wait_for("bash's exit", |r| {
         r.iter().any(|x| x["kind"] == "exit" && x["pid"] == pid)
@@ -52,7 +66,7 @@ fn lines_typed_into_an_interactive_bash_are_recorded_exactly() {
         .unwrap_or_else(|| panic!("no exec record of bash; records:\n{}", dump(&records)));
     let shell: Vec<&Value> = of_kind(&records, "shell");
     let texts: Vec<&str> = shell.iter().map(|r| r["text"].as_str().unwrap()).collect();
-    assert_eq!(texts, LINES, "{}", dump(&records));
+    assert_eq!(texts, lines(dir.path()), "{}", dump(&records));
     for r in &shell {
         assert_eq!(r["identity"], "shell-agent");
         assert_eq!(r["pid"], pid);
@@ -71,9 +85,8 @@ fn an_unwatched_interactive_bash_is_not_recorded() {
     let watched = Cgroup::new("shell-watched");
     let unwatched = Cgroup::new("shell-unwatched");
     let agent = Agent::start(&["--identity", &watched.identity_flag("shell-agent")]);
-    let dir = tempfile::tempdir().unwrap();
-    let pid = interactive_bash(&unwatched, dir.path());
-    let _ = std::fs::remove_file("/tmp/f");
+    let (home, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let pid = interactive_bash(&unwatched, home.path(), dir.path());
     // A positive control after it: a watched process, recorded, shows the agent was reading.
     let out = watched.run("/bin/true", &[]);
     assert!(out.status.success());
