@@ -48,9 +48,8 @@ fn interactive_bash(cg: &Cgroup, start: &Path, dir: &Path) -> u32 {
 fn lines_typed_into_an_interactive_bash_are_recorded_exactly() {
     let cg = Cgroup::new("shell");
     let agent = Agent::start(&["--identity", &cg.identity_flag("shell-agent")]);
-    let dir = tempfile::tempdir().unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let pid = interactive_bash(&cg, home.path(), dir.path());
+    let (start, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let pid = interactive_bash(&cg, start.path(), dir.path());
     // What the lines did, so the test knows bash really ran them.
     assert_eq!(
         std::fs::read_to_string(dir.path().join("f")).unwrap(),
@@ -85,8 +84,8 @@ fn an_unwatched_interactive_bash_is_not_recorded() {
     let watched = Cgroup::new("shell-watched");
     let unwatched = Cgroup::new("shell-unwatched");
     let agent = Agent::start(&["--identity", &watched.identity_flag("shell-agent")]);
-    let (home, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let pid = interactive_bash(&unwatched, home.path(), dir.path());
+    let (start, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let pid = interactive_bash(&unwatched, start.path(), dir.path());
     // A positive control after it: a watched process, recorded, shows the agent was reading.
     let out = watched.run("/bin/true", &[]);
     assert!(out.status.success());

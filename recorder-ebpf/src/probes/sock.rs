@@ -126,8 +126,10 @@ fn exit(ctx: &TracePointContext, direction: u32, buffers: Buffers) -> u32 {
     // Inside SSL_read/SSL_write: ciphertext. Remember the TLS connection's socket instead.
     // SAFETY: the value is copied out at once.
     if let Some(tls) = unsafe { TLS_CALLS.get(&id) }.copied() {
+        // Written only when it changed: an LRU update costs more than the lookup.
         // SAFETY: only compared.
-        let known = unsafe { TLS_SOCKETS.get(&tls.ssl) }.is_some_and(|s| s.sock.sock == sock.sock);
+        let known = unsafe { TLS_SOCKETS.get(&tls.ssl) }
+            .is_some_and(|s| s.sock.sock == sock.sock && s.fd == fd);
         if !known {
             let _ = TLS_SOCKETS.insert(&tls.ssl, &TlsSocket { sock, fd, _pad: 0 }, 0);
         }

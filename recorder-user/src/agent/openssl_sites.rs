@@ -50,9 +50,8 @@ struct Function<'a> {
 
 /// The OpenSSL probe sites of `path` (none: it is not OpenSSL), reads first: attaching takes
 /// milliseconds, and a request caught by a write probe then has its response caught too.
-/// Read once per file, so
-/// attaching for each new process costs only the attach itself: the process is running
-/// towards its first TLS call meanwhile.
+/// Read once per file, so attaching for each new process costs only the attach itself: the
+/// process is running towards its first TLS call meanwhile.
 pub fn openssl_entries(path: &Path) -> Result<Vec<OpenSslEntry>, String> {
     use object::{Object, ObjectSection, ObjectSymbol};
     // Mapped, not read: an executable carrying OpenSSL (Node) is around 100 MB, of which the
