@@ -24,6 +24,10 @@ impl Mariadb {
         let root = dir.path();
         let data = root.join("data");
         std::fs::create_dir(&data).unwrap();
+        // A private tmpdir: servers bootstrapping side by side in /tmp can
+        // pick the same temporary table name, and one deletes the other's.
+        let tmp = root.join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
         crate::run_ok(Command::new("chmod").args(["755", root.to_str().unwrap()]));
         crate::self_signed_cert(root);
         crate::run_ok(Command::new("chown").args(["-R", "mysql:mysql", root.to_str().unwrap()]));
@@ -35,7 +39,8 @@ impl Mariadb {
                     "--auth-root-authentication-method=socket",
                     "--skip-test-db",
                 ])
-                .arg(format!("--datadir={}", data.display())),
+                .arg(format!("--datadir={}", data.display()))
+                .arg(format!("--tmpdir={}", tmp.display())),
         );
         let port = crate::free_port();
         let socket = root.join("sock");
@@ -47,6 +52,7 @@ impl Mariadb {
                 "--skip-log-bin",
             ])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--port={port}"))
             .arg(format!("--pid-file={}/pid", data.display()))
