@@ -41,7 +41,12 @@ pub fn file_of_fd(fd: u32) -> Option<*const u8> {
 /// The stream socket behind `fd` of the current task, if it is one (TCP over IPv4/IPv6, or Unix).
 #[inline(always)]
 pub fn socket_of_fd(fd: u32) -> Option<SockInfo> {
-    let file = file_of_fd(fd)?;
+    socket_of_file(file_of_fd(fd)?)
+}
+
+/// The stream socket that the open `file` is, if it is one.
+#[inline(always)]
+pub fn socket_of_file(file: *const u8) -> Option<SockInfo> {
     let inode = read_ptr(file, off!(file_f_inode)).ok()?;
     let mode: u16 = read(inode, off!(inode_i_mode)).ok()?;
     if mode & S_IFMT != S_IFSOCK {
@@ -123,16 +128,15 @@ pub fn send_data(info: &ProcInfo, tgid: u32, head: DataHead, buf: u64, total: u6
         identity: info.identity,
         _pad: 0,
     };
-    let chunks = captured.div_ceil(DATA_CHUNK as u64).max(1) as u32;
+    let send_ptr = &mut send as *mut ChunkSend as *mut core::ffi::c_void;
+    if captured <= DATA_CHUNK as u64 {
+        // Most calls fit one chunk: a direct call spares bpf_loop's set-up.
+        send_chunk(0, send_ptr);
+        return;
+    }
+    let chunks = captured.div_ceil(DATA_CHUNK as u64) as u32;
     // SAFETY: the callback only touches `send`, which outlives the call.
-    unsafe {
-        bpf_loop(
-            chunks,
-            send_chunk as *mut _,
-            &mut send as *mut ChunkSend as *mut _,
-            0,
-        )
-    };
+    unsafe { bpf_loop(chunks, send_chunk as *mut _, send_ptr, 0) };
 }
 
 /// State of one vectored send, shared with the `bpf_loop` callback.

@@ -1,9 +1,8 @@
 //! Building and sending events; counting those the ring buffer had no room for.
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_uid_gid, bpf_get_smp_processor_id,
-        bpf_ktime_get_boot_ns,
+        bpf_get_current_uid_gid, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
         generated::{bpf_loop, bpf_probe_read_user, bpf_ringbuf_output},
     },
 };
@@ -18,32 +17,38 @@ use crate::{
     maps::{EVENTS, LOSS, SCRATCH},
 };
 
+/// A quarter of the ring buffer's size in bytes. Patched by the loader
+/// (`EbpfLoader::override_global`); left at 0, every event wakes the agent.
+#[unsafe(no_mangle)]
+pub(crate) static WAKEUP_BYTES: u64 = 0;
+
 /// Ring buffer notification flags for one more event. The agent polls the ring every 50 ms
 /// anyway, so waking it for every event would only burn its CPU; it is woken early only when the
 /// ring is a quarter full, so bursts are drained before they overflow.
 #[inline(always)]
 pub fn wakeup_flags() -> u64 {
     let avail = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    let size = EVENTS.query(BPF_RB_RING_SIZE as u64);
-    if avail > size / 4 {
+    // SAFETY: a plain static; the volatile read keeps the unpatched 0 from being folded in.
+    let threshold = unsafe { core::ptr::read_volatile(&raw const WAKEUP_BYTES) };
+    if avail >= threshold {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
     }
 }
 
-/// The header of an event happening now in the current task.
+/// The header of an event happening now in the current task. Its `cgroup_id` is left 0: only
+/// exec records name the cgroup, and the helper would be paid on every data event.
 #[inline(always)]
 pub fn header_now(kind: EventKind, identity: u32, pid: u32) -> EventHeader {
-    // SAFETY: plain helper calls.
-    let (ktime, cgroup_id) = unsafe { (bpf_ktime_get_boot_ns(), bpf_get_current_cgroup_id()) };
     EventHeader {
         kind: kind as u32,
         identity,
         pid,
         _pad: 0,
-        ktime,
-        cgroup_id,
+        // SAFETY: plain helper call.
+        ktime: unsafe { bpf_ktime_get_boot_ns() },
+        cgroup_id: 0,
     }
 }
 

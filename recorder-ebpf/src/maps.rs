@@ -32,8 +32,9 @@ pub static SCRATCH: Array<ExecEvent> = Array::with_max_entries(1, 0);
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
-/// An OpenSSL read/write in flight on a thread (keyed by pid_tgid). LRU, as the map below: a
-/// thread that ends inside a call leaves its entry behind.
+/// The last OpenSSL read/write of a thread (keyed by pid_tgid), `active` while it is in flight.
+/// A thread keeps its entry between calls, which are then written in place: an insert and a
+/// delete per call would cost more. LRU, as the map below: entries of ended threads make room.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct TlsCall {
@@ -42,7 +43,8 @@ pub struct TlsCall {
     /// For the `_ex` forms: where the library writes the byte count.
     pub count_ptr: u64,
     pub direction: u32,
-    pub _pad: u32,
+    /// 1 from the call's entry to its return.
+    pub active: u32,
 }
 
 #[map]
@@ -54,6 +56,9 @@ pub static TLS_CALLS: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(16
 #[derive(Clone, Copy)]
 pub struct TlsSocket {
     pub sock: SockInfo,
+    /// The `struct file *` the socket was found through: while the library's calls come
+    /// through the same open file on the same fd, the socket need not be looked up again.
+    pub file: u64,
     pub fd: u32,
     pub _pad: u32,
 }

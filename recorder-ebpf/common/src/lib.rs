@@ -121,7 +121,7 @@ pub struct EventHeader {
     pub _pad: u32,
     /// `bpf_ktime_get_boot_ns()` when the event happened.
     pub ktime: u64,
-    /// cgroup v2 id of the process when the event happened.
+    /// cgroup v2 id of the process when the event happened; exec events only (0 in the others).
     pub cgroup_id: u64,
 }
 

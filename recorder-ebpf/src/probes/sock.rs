@@ -16,7 +16,7 @@ use aya_ebpf::{
 use recorder_common::{CloseEvent, DIR_EGRESS, DIR_INGRESS, DataHead, DataSource, EventKind};
 
 use crate::{
-    data::{send_data, send_iovecs, socket_of_fd},
+    data::{file_of_fd, send_data, send_iovecs, socket_of_fd, socket_of_file},
     emit::{count_loss, wakeup_flags},
     maps::{EVENTS, PROCS, TLS_CALLS, TLS_SOCKETS, TlsSocket},
 };
@@ -120,21 +120,18 @@ fn exit(ctx: &TracePointContext, direction: u32, buffers: Buffers) -> u32 {
         return 0;
     };
     let fd = fd as u32;
+    // Inside SSL_read/SSL_write: ciphertext. Remember the TLS connection's socket instead.
+    // SAFETY: the value is copied out at once.
+    if let Some(tls) = unsafe { TLS_CALLS.get(&id) }
+        .copied()
+        .filter(|call| call.active != 0)
+    {
+        learn_tls_socket(tls.ssl, fd);
+        return 0;
+    }
     let Some(sock) = socket_of_fd(fd) else {
         return 0;
     };
-    // Inside SSL_read/SSL_write: ciphertext. Remember the TLS connection's socket instead.
-    // SAFETY: the value is copied out at once.
-    if let Some(tls) = unsafe { TLS_CALLS.get(&id) }.copied() {
-        // Written only when it changed: an LRU update costs more than the lookup.
-        // SAFETY: only compared.
-        let known = unsafe { TLS_SOCKETS.get(&tls.ssl) }
-            .is_some_and(|s| s.sock.sock == sock.sock && s.fd == fd);
-        if !known {
-            let _ = TLS_SOCKETS.insert(&tls.ssl, &TlsSocket { sock, fd, _pad: 0 }, 0);
-        }
-        return 0;
-    }
     let head = DataHead {
         sock,
         source: DataSource::Socket as u32,
@@ -157,6 +154,33 @@ fn exit(ctx: &TracePointContext, direction: u32, buffers: Buffers) -> u32 {
         }
     }
     0
+}
+
+/// Records that TLS connection `ssl` runs on `fd`, if that is a stream socket. A library makes
+/// several system calls per TLS record, all on the same socket: when the open file is the one
+/// already known, the socket's addresses are not read again, nor the LRU entry rewritten (an
+/// update costs more than the lookup).
+#[inline(always)]
+fn learn_tls_socket(ssl: u64, fd: u32) {
+    let Some(file) = file_of_fd(fd) else {
+        return;
+    };
+    // SAFETY: only compared.
+    let known =
+        unsafe { TLS_SOCKETS.get(&ssl) }.is_some_and(|s| s.file == file as u64 && s.fd == fd);
+    if known {
+        return;
+    }
+    let Some(sock) = socket_of_file(file) else {
+        return;
+    };
+    let socket = TlsSocket {
+        sock,
+        file: file as u64,
+        fd,
+        _pad: 0,
+    };
+    let _ = TLS_SOCKETS.insert(&ssl, &socket, 0);
 }
 
 #[inline(always)]

@@ -43,31 +43,35 @@ fn enter(ctx: &ProbeContext, direction: u32, ex: bool) -> u32 {
     if unsafe { PROCS.get(&((id >> 32) as u32)) }.is_none() {
         return 0;
     }
-    let ssl: u64 = ctx.arg(0).unwrap_or(0);
-    let buf: u64 = ctx.arg(1).unwrap_or(0);
-    let count_ptr: u64 = if ex { ctx.arg(3).unwrap_or(0) } else { 0 };
-    let _ = TLS_CALLS.insert(
-        &id,
-        &TlsCall {
-            ssl,
-            buf,
-            count_ptr,
-            direction,
-            _pad: 0,
-        },
-        0,
-    );
+    let call = TlsCall {
+        ssl: ctx.arg(0).unwrap_or(0),
+        buf: ctx.arg(1).unwrap_or(0),
+        count_ptr: if ex { ctx.arg(3).unwrap_or(0) } else { 0 },
+        direction,
+        active: 1,
+    };
+    match TLS_CALLS.get_ptr_mut(&id) {
+        // SAFETY: the entry is this thread's own; no other program writes it meanwhile.
+        Some(slot) => unsafe { *slot = call },
+        None => {
+            let _ = TLS_CALLS.insert(&id, &call, 0);
+        }
+    }
     0
 }
 
 #[inline(always)]
 fn leave(ctx: &RetProbeContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out at once.
-    let Some(call) = (unsafe { TLS_CALLS.get(&id) }).copied() else {
+    let Some(slot) = TLS_CALLS.get_ptr_mut(&id) else {
         return 0;
     };
-    let _ = TLS_CALLS.remove(&id);
+    // SAFETY: the entry is this thread's own; it is copied out, then marked ended.
+    let call = unsafe { *slot };
+    if call.active == 0 {
+        return 0;
+    }
+    unsafe { (*slot).active = 0 };
     let ret: i64 = ctx.ret::<i64>() as i32 as i64;
     let count = if call.count_ptr != 0 {
         if ret != 1 {

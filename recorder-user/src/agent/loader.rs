@@ -205,6 +205,11 @@ impl Probes {
             aya::util::nr_cpus().map_err(|(what, e)| LoadError::Cpus(format!("{what}: {e}")))?;
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &offsets, true)
+            .override_global(
+                "WAKEUP_BYTES",
+                &(u64::from(ring_buffer_kib) * 1024 / 4),
+                true,
+            )
             .map_max_entries("EVENTS", ring_buffer_kib * 1024)
             .map_max_entries("SCRATCH", cpus as u32)
             .map_max_entries("DATA_SCRATCH", cpus as u32)
