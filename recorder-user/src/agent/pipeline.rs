@@ -355,7 +355,7 @@ impl Output {
         outs: TrackerOutputs,
     ) -> bool {
         let any = !(outs.sql.is_empty() && outs.api.is_empty() && outs.unhooked.is_empty());
-        for output in &outs.sql {
+        for output in outs.sql {
             self.emit(&builder.sql(output, identities));
         }
         for output in &outs.api {
