@@ -11,7 +11,7 @@ use recorder_common::{
 
 use crate::{
     emit::{count_loss, wakeup_flags},
-    kernel::{off, read, read_ptr},
+    kernel::{off, read, read_into, read_ptr},
     maps::{DATA_SCRATCH, EVENTS, IOV_SCRATCH, IovTemplate},
 };
 
@@ -64,19 +64,23 @@ pub fn socket_of_file(file: *const u8) -> Option<SockInfo> {
         family,
         ..SockInfo::default()
     };
-    match family {
-        AF_INET => {
-            let daddr: [u8; 4] = read(sk, off!(skc_daddr)).ok()?;
-            let saddr: [u8; 4] = read(sk, off!(skc_rcv_saddr)).ok()?;
-            info.raddr[..4].copy_from_slice(&daddr);
-            info.laddr[..4].copy_from_slice(&saddr);
-        }
-        AF_INET6 => {
-            info.raddr = read(sk, off!(skc_v6_daddr)).ok()?;
-            info.laddr = read(sk, off!(skc_v6_rcv_saddr)).ok()?;
-        }
-        AF_UNIX => {}
+    // The addresses are read straight into the struct: reading them into arrays and copying
+    // them made the compiler move them byte by byte through the stack, whose frame then passed
+    // the verifier's 512-byte bound for the vectored calls.
+    let len = match family {
+        AF_INET => 4,
+        AF_INET6 => 16,
+        AF_UNIX => 0,
         _ => return None,
+    };
+    if len != 0 {
+        let (raddr, laddr) = if family == AF_INET {
+            (off!(skc_daddr), off!(skc_rcv_saddr))
+        } else {
+            (off!(skc_v6_daddr), off!(skc_v6_rcv_saddr))
+        };
+        read_into(info.raddr.as_mut_ptr(), len, sk, raddr).ok()?;
+        read_into(info.laddr.as_mut_ptr(), len, sk, laddr).ok()?;
     }
     if family != AF_UNIX {
         let dport: u16 = read(sk, off!(skc_dport)).ok()?;

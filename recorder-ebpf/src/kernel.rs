@@ -69,6 +69,24 @@ pub fn read<T>(base: *const u8, off: u32) -> Result<T, i64> {
     unsafe { bpf_probe_read_kernel(base.wrapping_add(off as usize) as *const T) }.map_err(i64::from)
 }
 
+/// Copies `len` bytes at `base + off` in kernel memory to `dst`.
+#[inline(always)]
+pub fn read_into(dst: *mut u8, len: u32, base: *const u8, off: u32) -> Result<(), i64> {
+    if base.is_null() {
+        return Err(-1);
+    }
+    // SAFETY: `dst` holds at least `len` bytes (the caller's field); the helper copes with any
+    // source address, a bad one being an error, not a fault.
+    let rc = unsafe {
+        generated::bpf_probe_read_kernel(
+            dst as *mut _,
+            len,
+            base.wrapping_add(off as usize) as *const _,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(rc) }
+}
+
 /// Reads a pointer at `base + off`.
 #[inline(always)]
 pub fn read_ptr(base: *const u8, off: u32) -> Result<*const u8, i64> {
