@@ -2,6 +2,8 @@
 //! (`records`: ids, sessions, paths, argv, exit status, notices).
 pub mod conn;
 pub mod decode;
+#[cfg(test)]
+mod golden;
 pub mod http;
 pub mod records;
 pub mod sql;

@@ -125,6 +125,33 @@ impl Identities {
         changed
     }
 
+    /// Identities with fixed names and cgroup paths, touching no cgroup file system (tests).
+    #[cfg(test)]
+    pub fn fixed(names: &[&str], paths: &[(u64, &str)]) -> Self {
+        let mount = PathBuf::from("/sys/fs/cgroup");
+        let list = names
+            .iter()
+            .map(|name| Identity {
+                name: (*name).to_string(),
+                spec: CgroupSpec::Path((*name).to_string()),
+                dir: mount.join(name),
+                cgroup_id: 0,
+                level: 1,
+            })
+            .collect();
+        let mut paths_by_id = CgroupPaths::new(mount.clone());
+        paths_by_id.known = paths
+            .iter()
+            .map(|(id, p)| (*id, (*p).to_string()))
+            .collect();
+        paths_by_id.last_walk = Some(Instant::now() + Duration::from_secs(3600));
+        Self {
+            mount,
+            list,
+            paths: paths_by_id,
+        }
+    }
+
     pub fn name(&self, index: u32) -> &str {
         self.list
             .get(index as usize)
