@@ -9,7 +9,7 @@ import os
 import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FIXTURES = os.path.join(HERE, "..", "recorder-user", "tests", "fixtures", "sql")
+FIXTURES = os.path.join(HERE, "..", "recorder-user", "protocol", "tests", "fixtures", "sql")
 
 for name in sorted(os.listdir(FIXTURES)):
     if not name.endswith(".bin"):

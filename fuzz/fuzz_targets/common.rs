@@ -2,7 +2,7 @@
 //! the server; bits 1..8: chunk length 0..127) followed by that many bytes. Any byte string is
 //! a valid input; `seed.py` turns the recorded fixtures into it.
 
-use recorder::protocol::{Direction, Protocol};
+use recorder_protocol::{Direction, sql::Protocol};
 
 /// The records of `data`, in order.
 pub fn records(mut data: &[u8]) -> impl Iterator<Item = (Direction, &[u8])> {
@@ -23,7 +23,7 @@ pub fn records(mut data: &[u8]) -> impl Iterator<Item = (Direction, &[u8])> {
 /// Feeds the records to a SQL decoder, checking its memory bound after each.
 #[allow(dead_code)] // not every target decodes SQL
 pub fn run(protocol: Protocol, data: &[u8]) {
-    use recorder::protocol::{AnyDecoder, Decoder, MAX_CONNECTION_BYTES};
+    use recorder_protocol::sql::{AnyDecoder, Decoder, MAX_CONNECTION_BYTES};
     let mut decoder = AnyDecoder::new(protocol);
     let mut out = Vec::new();
     for (dir, chunk) in records(data) {

@@ -10,8 +10,8 @@
 
 mod common;
 
-use recorder::protocol::Direction;
-use recorder::protocol::http::{HttpConn, MAX_CONNECTION_BYTES, Version};
+use recorder_protocol::Direction;
+use recorder_protocol::http::{HttpConn, MAX_CONNECTION_BYTES, Version};
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 

@@ -3,5 +3,5 @@
 mod common;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    common::run(recorder::protocol::Protocol::Postgresql, data);
+    common::run(recorder_protocol::sql::Protocol::Postgresql, data);
 });

@@ -4,50 +4,7 @@ use recorder_common::KernelOffsets;
 
 /// Patched by the loader (`EbpfLoader::set_global("OFFSETS", ..)`) before the programs load.
 #[unsafe(no_mangle)]
-pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
-    task_tgid: 0,
-    task_pid: 0,
-    task_real_parent: 0,
-    task_mm: 0,
-    task_fs: 0,
-    task_signal: 0,
-    task_exit_code: 0,
-    task_start_boottime: 0,
-    mm_arg_start: 0,
-    mm_arg_end: 0,
-    mm_exe_file: 0,
-    binprm_file: 0,
-    file_f_path: 0,
-    fs_pwd: 0,
-    path_mnt: 0,
-    path_dentry: 0,
-    dentry_d_parent: 0,
-    dentry_d_name: 0,
-    dentry_d_inode: 0,
-    qstr_name: 0,
-    inode_i_nlink: 0,
-    vfsmount_mnt_root: 0,
-    mount_mnt: 0,
-    mount_mnt_parent: 0,
-    mount_mnt_mountpoint: 0,
-    signal_live: 0,
-    task_files: 0,
-    files_fdt: 0,
-    fdtable_fd: 0,
-    fdtable_max_fds: 0,
-    file_f_inode: 0,
-    file_private_data: 0,
-    inode_i_mode: 0,
-    socket_sk: 0,
-    socket_type: 0,
-    skc_family: 0,
-    skc_daddr: 0,
-    skc_rcv_saddr: 0,
-    skc_dport: 0,
-    skc_num: 0,
-    skc_v6_daddr: 0,
-    skc_v6_rcv_saddr: 0,
-};
+pub(crate) static OFFSETS: KernelOffsets = KernelOffsets::ZERO;
 
 /// The offset of one kernel struct member, as patched at load time. The volatile read keeps the
 /// compiler from folding the zeros of the unpatched static into the code.

@@ -42,7 +42,7 @@ pub fn build_release() -> anyhow::Result<()> {
         "build",
         "--release",
         "-p",
-        "recorder-user",
+        "recorder-cli",
         "--bin",
         "recorder",
     ]))

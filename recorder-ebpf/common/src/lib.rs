@@ -337,53 +337,154 @@ pub struct CloseEvent {
     pub sock: u64,
 }
 
-/// Byte offsets of kernel struct members, read from the running kernel's BTF by the agent and
-/// written into the programs' globals before load. No offset is compiled in.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct KernelOffsets {
-    pub task_tgid: u32,
-    pub task_pid: u32,
-    pub task_real_parent: u32,
-    pub task_mm: u32,
-    pub task_fs: u32,
-    pub task_signal: u32,
-    pub task_exit_code: u32,
-    pub task_start_boottime: u32,
-    pub mm_arg_start: u32,
-    pub mm_arg_end: u32,
-    pub mm_exe_file: u32,
-    pub binprm_file: u32,
-    pub file_f_path: u32,
-    pub fs_pwd: u32,
-    pub path_mnt: u32,
-    pub path_dentry: u32,
-    pub dentry_d_parent: u32,
-    pub dentry_d_name: u32,
-    pub dentry_d_inode: u32,
-    pub qstr_name: u32,
-    pub inode_i_nlink: u32,
-    pub vfsmount_mnt_root: u32,
-    pub mount_mnt: u32,
-    pub mount_mnt_parent: u32,
-    pub mount_mnt_mountpoint: u32,
-    pub signal_live: u32,
-    pub task_files: u32,
-    pub files_fdt: u32,
-    pub fdtable_fd: u32,
-    pub fdtable_max_fds: u32,
-    pub file_f_inode: u32,
-    pub file_private_data: u32,
-    pub inode_i_mode: u32,
-    pub socket_sk: u32,
-    pub socket_type: u32,
-    pub skc_family: u32,
-    pub skc_daddr: u32,
-    pub skc_rcv_saddr: u32,
-    pub skc_dport: u32,
-    pub skc_num: u32,
-    pub skc_v6_daddr: u32,
-    pub skc_v6_rcv_saddr: u32,
+/// Declares [`KernelOffsets`] and where each offset comes from, once: the eBPF programs read
+/// the fields by name, and the agent resolves each from the running kernel's BTF by the member
+/// path written here (a path of several hops adds their offsets).
+macro_rules! kernel_offsets {
+    ($( $field:ident : [ $( $struct:literal . $member:literal ),+ ] ),* $(,)?) => {
+        /// Byte offsets of kernel struct members, read from the running kernel's BTF by the agent
+        /// and written into the programs' globals before load. No offset is compiled in.
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct KernelOffsets {
+            $( pub $field: u32, )*
+        }
+
+        impl KernelOffsets {
+            /// What the programs are built with; the loader overwrites every field.
+            pub const ZERO: Self = Self { $( $field: 0, )* };
+
+            /// Every offset's name and its member path: (struct, member) hops from the struct
+            /// the programs hold a pointer to.
+            pub const PATHS: &'static [(&'static str, &'static [(&'static str, &'static str)])] =
+                &[ $( (stringify!($field), &[ $( ($struct, $member) ),+ ]) ),* ];
+
+            /// Resolves every offset with `member`, which gives the offset of one (struct, member)
+            /// hop; the hops of a path add up.
+            pub fn resolve<E>(
+                mut member: impl FnMut(&str, &str) -> Result<u32, E>,
+            ) -> Result<Self, E> {
+                Ok(Self {
+                    $( $field: 0 $( + member($struct, $member)? )+, )*
+                })
+            }
+        }
+    };
+}
+
+kernel_offsets! {
+    task_tgid: ["task_struct"."tgid"],
+    task_pid: ["task_struct"."pid"],
+    task_real_parent: ["task_struct"."real_parent"],
+    task_mm: ["task_struct"."mm"],
+    task_fs: ["task_struct"."fs"],
+    task_signal: ["task_struct"."signal"],
+    task_exit_code: ["task_struct"."exit_code"],
+    task_start_boottime: ["task_struct"."start_boottime"],
+    mm_arg_start: ["mm_struct"."arg_start"],
+    mm_arg_end: ["mm_struct"."arg_end"],
+    mm_exe_file: ["mm_struct"."exe_file"],
+    binprm_file: ["linux_binprm"."file"],
+    file_f_path: ["file"."f_path"],
+    fs_pwd: ["fs_struct"."pwd"],
+    path_mnt: ["path"."mnt"],
+    path_dentry: ["path"."dentry"],
+    dentry_d_parent: ["dentry"."d_parent"],
+    dentry_d_name: ["dentry"."d_name"],
+    dentry_d_inode: ["dentry"."d_inode"],
+    qstr_name: ["qstr"."name"],
+    inode_i_nlink: ["inode"."i_nlink"],
+    vfsmount_mnt_root: ["vfsmount"."mnt_root"],
+    mount_mnt: ["mount"."mnt"],
+    mount_mnt_parent: ["mount"."mnt_parent"],
+    mount_mnt_mountpoint: ["mount"."mnt_mountpoint"],
+    signal_live: ["signal_struct"."live"],
+    task_files: ["task_struct"."files"],
+    files_fdt: ["files_struct"."fdt"],
+    fdtable_fd: ["fdtable"."fd"],
+    fdtable_max_fds: ["fdtable"."max_fds"],
+    file_f_inode: ["file"."f_inode"],
+    file_private_data: ["file"."private_data"],
+    inode_i_mode: ["inode"."i_mode"],
+    socket_sk: ["socket"."sk"],
+    socket_type: ["socket"."type"],
+    // `struct sock` starts with its `sock_common`; the programs read through a `struct sock *`.
+    skc_family: ["sock"."__sk_common", "sock_common"."skc_family"],
+    skc_daddr: ["sock"."__sk_common", "sock_common"."skc_daddr"],
+    skc_rcv_saddr: ["sock"."__sk_common", "sock_common"."skc_rcv_saddr"],
+    skc_dport: ["sock"."__sk_common", "sock_common"."skc_dport"],
+    skc_num: ["sock"."__sk_common", "sock_common"."skc_num"],
+    skc_v6_daddr: ["sock"."__sk_common", "sock_common"."skc_v6_daddr"],
+    skc_v6_rcv_saddr: ["sock"."__sk_common", "sock_common"."skc_v6_rcv_saddr"],
+}
+
+/// The names both sides use for the object's maps, globals and programs. The eBPF side names
+/// them by their identifiers (the `#[map]` and probe macros take no constants); the agent looks
+/// them up by these, and its test `the_object_has_every_name` checks the built object against
+/// this list.
+pub mod names {
+    /// Maps the agent opens.
+    pub const EVENTS: &str = "EVENTS";
+    pub const WATCHED: &str = "WATCHED";
+    pub const LOSS: &str = "LOSS";
+    pub const SETTINGS: &str = "SETTINGS";
+    pub const TLS_HOOKED: &str = "TLS_HOOKED";
+    /// Per-CPU scratch maps, sized by the agent to the number of CPUs.
+    pub const SCRATCH: &str = "SCRATCH";
+    pub const DATA_SCRATCH: &str = "DATA_SCRATCH";
+    pub const IOV_SCRATCH: &str = "IOV_SCRATCH";
+    pub const PER_CPU_MAPS: [&str; 3] = [SCRATCH, DATA_SCRATCH, IOV_SCRATCH];
+
+    /// Globals the agent writes before load.
+    pub const OFFSETS: &str = "OFFSETS";
+    pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
+
+    /// BTF-typed tracepoints, each named after its tracepoint.
+    pub const BTF_TRACEPOINTS: [&str; 3] = [
+        "sched_process_fork",
+        "sched_process_exec",
+        "sched_process_exit",
+    ];
+    /// tracefs tracepoints: (category, name), the program named after its tracepoint.
+    pub const TRACEPOINTS: [(&str, &str); 11] = [
+        ("syscalls", "sys_enter_close"),
+        ("syscalls", "sys_exit_writev"),
+        ("syscalls", "sys_exit_readv"),
+        ("syscalls", "sys_exit_sendmsg"),
+        ("syscalls", "sys_exit_recvmsg"),
+        ("syscalls", "sys_exit_write"),
+        ("syscalls", "sys_exit_sendto"),
+        ("syscalls", "sys_exit_read"),
+        ("syscalls", "sys_exit_recvfrom"),
+        ("syscalls", "sys_enter_mmap"),
+        ("io_uring", "io_uring_create"),
+    ];
+    /// OpenSSL entry probes, one per function (or per internal function the wrappers share),
+    /// and the one return probe they all share.
+    pub const SSL_READ: &str = "ssl_read";
+    pub const SSL_READ_EX: &str = "ssl_read_ex";
+    pub const SSL_WRITE: &str = "ssl_write";
+    pub const SSL_WRITE_EX: &str = "ssl_write_ex";
+    pub const SSL_RETURN: &str = "ssl_return";
+    /// Go's `crypto/tls`: at the entry of `(*Conn).Write`, at the entry of `(*Conn).Read`, and
+    /// at each `RET` of `Read`.
+    pub const GO_TLS_WRITE: &str = "go_tls_write";
+    pub const GO_TLS_READ: &str = "go_tls_read";
+    pub const GO_TLS_READ_RETURN: &str = "go_tls_read_return";
+    /// The return probe on bash's `readline`.
+    pub const READLINE_RETURN: &str = "readline_return";
+    /// Every uprobe program, loaded at start and attached per file as files are found.
+    pub const UPROBES: [&str; 9] = [
+        SSL_READ,
+        SSL_READ_EX,
+        SSL_WRITE,
+        SSL_WRITE_EX,
+        SSL_RETURN,
+        GO_TLS_WRITE,
+        GO_TLS_READ,
+        GO_TLS_READ_RETURN,
+        READLINE_RETURN,
+    ];
 }
 
 /// Runtime settings the agent can change without reloading, in the `SETTINGS` array map.
@@ -395,14 +496,42 @@ pub struct Settings {
     pub max_level: u32,
 }
 
+/// `aya::Pod` for every type that crosses: read from the ring buffer or a map, or written into
+/// a map or a global. Also what lets user space read one out of bytes safely.
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    // SAFETY: all of these are repr(C), Copy, made of integers and arrays, with explicit padding.
-    unsafe impl aya::Pod for ProcKey {}
-    unsafe impl aya::Pod for ProcInfo {}
-    unsafe impl aya::Pod for KernelOffsets {}
-    unsafe impl aya::Pod for Settings {}
+
+    macro_rules! pod {
+        ($($t:ty),* $(,)?) => {
+            $(
+                // SAFETY: repr(C) and Copy, made only of integers and arrays of integers, with
+                // every padding byte an explicit field (the size tests below hold the layout):
+                // any bit pattern is a valid value, and no byte is uninitialised.
+                unsafe impl aya::Pod for $t {}
+            )*
+        };
+    }
+
+    pod!(
+        ProcKey,
+        ProcInfo,
+        EventHeader,
+        RawPath,
+        ExecHead,
+        ExecEvent,
+        ExitEvent,
+        SockInfo,
+        DataHead,
+        DataEvent,
+        LibraryEvent,
+        ShellEvent,
+        ForkEvent,
+        IoUringEvent,
+        CloseEvent,
+        KernelOffsets,
+        Settings,
+    );
 }
 
 #[cfg(test)]
@@ -428,5 +557,29 @@ mod tests {
         assert_eq!(size_of::<DataEvent>(), DATA_FIXED_LEN + DATA_CHUNK);
         assert_eq!(size_of::<ShellEvent>(), 32 + 32 + 8 + SHELL_LINE_MAX);
         assert_eq!(size_of::<ForkEvent>(), 32 + 8);
+        assert_eq!(size_of::<LibraryEvent>(), 32 + size_of::<RawPath>());
+        assert_eq!(size_of::<IoUringEvent>(), 32 + 32);
+        assert_eq!(size_of::<CloseEvent>(), 32 + 8);
+        assert_eq!(size_of::<Settings>(), 8);
+    }
+
+    #[test]
+    fn every_offset_has_a_path_and_resolves_by_it() {
+        assert_eq!(KernelOffsets::PATHS.len(), size_of::<KernelOffsets>() / 4);
+        // Each hop counts once: a path of two hops adds both.
+        let offsets = KernelOffsets::resolve(|s, m| {
+            Ok::<_, ()>(if (s, m) == ("sock", "__sk_common") {
+                1000
+            } else {
+                8
+            })
+        })
+        .unwrap();
+        assert_eq!(offsets.task_tgid, 8);
+        assert_eq!(offsets.skc_family, 1008);
+        assert_eq!(
+            KernelOffsets::resolve(|_, _| Err::<u32, _>("no BTF")),
+            Err("no BTF")
+        );
     }
 }

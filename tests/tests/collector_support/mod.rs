@@ -3,7 +3,7 @@
 //!
 //! The binary: `$RECORDER_BIN` when set (as `cargo xtask test` does). Otherwise, since cargo only
 //! exposes `CARGO_BIN_EXE_*` to tests of the package that owns the binary, these tests build it
-//! once with `cargo build -p recorder-user --bin recorder` (same profile as the test,
+//! once with `cargo build -p recorder-cli --bin recorder` (same profile as the test,
 //! `RECORDER_SKIP_EBPF` passed through) and run it from the target directory.
 #![allow(dead_code, reason = "each test file uses a different part")]
 
@@ -34,7 +34,7 @@ pub fn recorder() -> &'static Path {
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "recorder-user", "--bin", "recorder"]);
+        cmd.args(["build", "-p", "recorder-cli", "--bin", "recorder"]);
         if release {
             cmd.arg("--release");
         }

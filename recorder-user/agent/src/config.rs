@@ -1,0 +1,267 @@
+//! The agent's TOML configuration. Command-line flags add to it (identities) or override it
+//! (everything else). Unknown keys are errors, so a typo never silently disables something.
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid identity {spec:?}: {why}")]
+    Identity { spec: String, why: String },
+    #[error("{message}")]
+    Invalid { message: String },
+}
+
+/// The whole file. Every section is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Host name put in every record (default: the kernel's host name).
+    pub host: Option<String>,
+    /// JSON Lines output file.
+    pub jsonl: Option<PathBuf>,
+    /// Address for Prometheus `/metrics` and `/readyz`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Kernel ring buffer size in KiB (a power of two, at least 4).
+    pub ring_buffer_kib: Option<u32>,
+    /// Which processes carry the OpenSSL probes: `all` (default) or `watched`.
+    pub tls_probes: Option<TlsProbes>,
+    /// The kernel BTF the struct offsets are read from (default `/sys/kernel/btf/vmlinux`).
+    pub btf: Option<PathBuf>,
+    /// Watched identities.
+    #[serde(rename = "identity")]
+    pub identities: Vec<IdentityConfig>,
+    /// `[collector]`: ship records to a remote collector through a local spool.
+    pub collector: Option<CollectorConfig>,
+}
+
+/// Which processes the OpenSSL uprobes are attached for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsProbes {
+    /// Every process that maps a libssl file (a uprobe is planted in each): no watched
+    /// process's first TLS bytes are ever missed, but every TLS user on the host, watched or
+    /// not, takes a trap on each `SSL_read`/`SSL_write`.
+    #[default]
+    All,
+    /// Only watched processes, attached as each maps libssl: unwatched processes never trap,
+    /// but a short-lived client can send its first bytes before its probes are in place (a
+    /// `tls_hooked_late` or `tls_unhooked` notice says so).
+    Watched,
+}
+
+impl std::str::FromStr for TlsProbes {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(Self::All),
+            "watched" => Ok(Self::Watched),
+            _ => Err(format!("{s:?}: expected all or watched")),
+        }
+    }
+}
+
+/// `[collector]`: where to send, with which certificate, and where to spool meanwhile.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// `https://HOST:PORT`
+    pub url: Option<String>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Spool directory (write-ahead log of records not yet acknowledged by the collector).
+    pub spool: Option<PathBuf>,
+    /// Spool size bound in MiB.
+    pub spool_max_mib: Option<u64>,
+}
+
+/// `[[identity]]`: a name and where its processes run. Exactly one of `cgroup` or `unit`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    pub name: String,
+    /// A cgroup v2 directory: absolute, or relative to the cgroup v2 mount.
+    pub cgroup: Option<String>,
+    /// A systemd unit, e.g. `claude-agent.service`.
+    pub unit: Option<String>,
+}
+
+/// Where an identity's processes live, as configured (resolved to cgroup ids by `identity`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupSpec {
+    Path(String),
+    Unit(String),
+}
+
+impl IdentityConfig {
+    /// Parses the `--identity NAME=CGROUP` flag (`CGROUP` may be `unit:NAME.service`).
+    pub fn from_flag(spec: &str) -> Result<Self, ConfigError> {
+        let err = |why: &str| ConfigError::Identity {
+            spec: spec.to_string(),
+            why: why.to_string(),
+        };
+        let (name, target) = spec
+            .split_once('=')
+            .ok_or_else(|| err("expected NAME=CGROUP, e.g. claude=/sys/fs/cgroup/agents/claude or claude=unit:claude.service"))?;
+        let identity = match target.strip_prefix("unit:") {
+            Some(unit) => IdentityConfig {
+                name: name.to_string(),
+                cgroup: None,
+                unit: Some(unit.to_string()),
+            },
+            None => IdentityConfig {
+                name: name.to_string(),
+                cgroup: Some(target.to_string()),
+                unit: None,
+            },
+        };
+        identity.spec().map_err(|e| match e {
+            ConfigError::Identity { why, .. } => err(&why),
+            other => other,
+        })?;
+        Ok(identity)
+    }
+
+    /// Checks the entry and says where its processes live.
+    pub fn spec(&self) -> Result<CgroupSpec, ConfigError> {
+        let err = |why: &str| ConfigError::Identity {
+            spec: self.name.clone(),
+            why: why.to_string(),
+        };
+        if self.name.is_empty() {
+            return Err(err("the identity name is empty"));
+        }
+        if !self
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+        {
+            return Err(err(
+                "an identity name may only hold letters, digits and - _ . @",
+            ));
+        }
+        match (&self.cgroup, &self.unit) {
+            (Some(path), None) if !path.is_empty() => Ok(CgroupSpec::Path(path.clone())),
+            (None, Some(unit)) if !unit.is_empty() => Ok(CgroupSpec::Unit(unit.clone())),
+            (Some(_), Some(_)) => Err(err("give either a cgroup or a unit, not both")),
+            _ => Err(err("the cgroup (or unit) is empty")),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error is a human-readable message with the position.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: AgentConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        for identity in &config.identities {
+            identity.spec().map_err(|e| e.to_string())?;
+        }
+        if let Some(kib) = config.ring_buffer_kib {
+            check_ring_buffer_kib(kib)?;
+        }
+        Ok(config)
+    }
+}
+
+/// The kernel wants a power-of-two multiple of the page size.
+pub(crate) fn check_ring_buffer_kib(kib: u32) -> Result<(), String> {
+    if kib < 4 || !kib.is_power_of_two() || kib > 1024 * 1024 {
+        return Err(format!(
+            "ring_buffer_kib = {kib}: must be a power of two between 4 and 1048576"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_file() {
+        let c = AgentConfig::parse(
+            r#"
+            host = "web-1"
+            jsonl = "/tmp/out.jsonl"
+            metrics_addr = "127.0.0.1:9464"
+            ring_buffer_kib = 64
+            [[identity]]
+            name = "claude"
+            cgroup = "agents/claude"
+            [[identity]]
+            name = "ops-bot"
+            unit = "ops-bot.service"
+            [collector]
+            url = "https://collector.example:7443"
+            tls_ca = "/etc/recorder/ca.pem"
+            spool = "/var/lib/recorder/spool"
+            spool_max_mib = 512
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.host.as_deref(), Some("web-1"));
+        assert_eq!(c.identities.len(), 2);
+        assert_eq!(
+            c.identities[0].spec().unwrap(),
+            CgroupSpec::Path("agents/claude".into())
+        );
+        assert_eq!(
+            c.identities[1].spec().unwrap(),
+            CgroupSpec::Unit("ops-bot.service".into())
+        );
+        let col = c.collector.unwrap();
+        assert_eq!(col.url.as_deref(), Some("https://collector.example:7443"));
+        assert_eq!(col.spool_max_mib, Some(512));
+        let e = AgentConfig::parse("[collector]\nurll = \"x\"\n").unwrap_err();
+        assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn rejects_bad_files_with_the_reason() {
+        let e = AgentConfig::parse("[[identity]]\nname = \"x\"\n").unwrap_err();
+        assert!(e.contains("empty"), "{e}");
+        let e = AgentConfig::parse("idenity = 3").unwrap_err();
+        assert!(e.contains("unknown field"), "{e}");
+        let e = AgentConfig::parse("ring_buffer_kib = 1000").unwrap_err();
+        assert!(e.contains("power of two"), "{e}");
+        let e = AgentConfig::parse("[[identity]\n").unwrap_err();
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn parses_identity_flags() {
+        let i = IdentityConfig::from_flag("a=/sys/fs/cgroup/x").unwrap();
+        assert_eq!(
+            i.spec().unwrap(),
+            CgroupSpec::Path("/sys/fs/cgroup/x".into())
+        );
+        let i = IdentityConfig::from_flag("b=unit:b.service").unwrap();
+        assert_eq!(i.spec().unwrap(), CgroupSpec::Unit("b.service".into()));
+        assert!(IdentityConfig::from_flag("nocgroup").is_err());
+        assert!(IdentityConfig::from_flag("=x").is_err());
+        assert!(IdentityConfig::from_flag("a b=x").is_err());
+    }
+}

@@ -1,0 +1,394 @@
+//! The capture loop: ring buffer -> decode -> records -> sinks. One thread, so records leave in
+//! the order the kernel produced them.
+use std::{
+    os::fd::AsRawFd,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+use recorder_common::{DataHead, EventKind};
+
+use recorder_api::metrics::{Counter, Registry};
+use recorder_record::{Kind, Record};
+
+use crate::{
+    capture::{
+        builder::{Clock, RecordBuilder, boot_ns_now, boot_tag},
+        decode::{RawEvent, decode},
+        http::{ApiOutput, HttpTracker},
+        sql::{SqlOutput, SqlTracker},
+        text::render_path,
+        unhooked::{TlsWatch, UnhookedTls},
+    },
+    config::TlsProbes,
+    identity::Identities,
+    loader::Probes,
+    probes::{openssl::OpenSslProbes, programs::ProgramProbes},
+    sink::Sink,
+};
+
+/// Records reach the sinks' files at most this long after the event.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+const LOSS_POLL_EVERY: Duration = Duration::from_millis(250);
+const IDENTITY_REFRESH_EVERY: Duration = Duration::from_secs(1);
+
+pub(crate) struct Pipeline {
+    identities: Identities,
+    probes: Probes,
+    ring: RingBuf<MapData>,
+    builder: RecordBuilder,
+    sinks: Sinks,
+    /// Loss counts already reported, per (identity, kind).
+    reported_loss: std::collections::HashMap<(u32, u32), u64>,
+    decode_errors: Counter,
+    trackers: Trackers,
+    openssl: OpenSslProbes,
+    programs: ProgramProbes,
+}
+
+/// The connection trackers: every socket and TLS byte of watched processes goes to each, and
+/// each keeps the connections that speak its protocol.
+#[derive(Default)]
+struct Trackers {
+    sql: SqlTracker,
+    http: HttpTracker,
+    tls: TlsWatch,
+}
+
+/// The sinks, with the counters of what went to them.
+struct Sinks {
+    sinks: Vec<Box<dyn Sink>>,
+    by_kind: Vec<(Kind, Counter)>,
+    sink_errors: Counter,
+}
+
+impl Pipeline {
+    pub(crate) fn new(
+        host: String,
+        identities: Identities,
+        mut probes: Probes,
+        ring: RingBuf<MapData>,
+        sinks: Vec<Box<dyn Sink>>,
+        tls_probes: TlsProbes,
+    ) -> Self {
+        // Before the agent says it is ready: the lines and TLS plaintext of bash and kubectl
+        // processes that start right after readiness must not be missed.
+        let openssl = OpenSslProbes::start(tls_probes, &mut probes);
+        let programs = ProgramProbes::start(&mut probes);
+        let registry = Registry::global();
+        let by_kind = Kind::ALL
+            .into_iter()
+            .map(|k| {
+                (
+                    k,
+                    registry.counter(
+                        "recorder_records_total",
+                        "Records produced, by kind.",
+                        &[("kind", k.as_str())],
+                    ),
+                )
+            })
+            .collect();
+        Self {
+            identities,
+            probes,
+            ring,
+            builder: RecordBuilder::new(host, boot_tag(), Clock::now()),
+            sinks: Sinks {
+                sinks,
+                by_kind,
+                sink_errors: registry.counter(
+                    "recorder_sink_errors_total",
+                    "Failed writes to a sink (JSONL file, spool).",
+                    &[],
+                ),
+            },
+            reported_loss: Default::default(),
+            trackers: Trackers::default(),
+            openssl,
+            programs,
+            decode_errors: registry.counter(
+                "recorder_decode_errors_total",
+                "Ring buffer items that could not be decoded.",
+                &[],
+            ),
+        }
+    }
+
+    pub(crate) fn run(mut self, stop: &AtomicBool) {
+        let fd = self.ring.as_raw_fd();
+        let (mut last_flush, mut last_loss, mut last_refresh) =
+            (Instant::now(), Instant::now(), Instant::now());
+        let mut pending = false;
+        loop {
+            let stopping = stop.load(Ordering::SeqCst);
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd; a timeout keeps the periodic work going when idle.
+            unsafe { libc::poll(&raw mut pfd, 1, 50) };
+            pending |= self.drain();
+            if stopping || last_loss.elapsed() >= LOSS_POLL_EVERY {
+                pending |= self.report_loss();
+                self.publish_program_stats();
+                self.openssl.tick(&mut self.probes);
+                self.programs.tick(&mut self.probes);
+                let mut outs = TrackerOutputs::default();
+                self.trackers.tick(&mut outs);
+                pending |= self
+                    .sinks
+                    .emit_tracked(&self.builder, &self.identities, outs);
+                last_loss = Instant::now();
+            }
+            if pending && (stopping || last_flush.elapsed() >= FLUSH_EVERY) {
+                self.sinks.flush();
+                pending = false;
+                last_flush = Instant::now();
+            }
+            if last_refresh.elapsed() >= IDENTITY_REFRESH_EVERY {
+                if self.identities.refresh()
+                    && let Err(e) = self.probes.set_watched(&self.identities.watched())
+                {
+                    tracing::error!("updating the watched cgroups: {e}");
+                }
+                // Follow wall-clock adjustments (NTP) in the record times.
+                self.builder.clock = Clock::now();
+                last_refresh = Instant::now();
+            }
+            if stopping {
+                self.sinks.flush();
+                return;
+            }
+        }
+    }
+
+    /// Reads everything the ring buffer holds. Returns whether any record was produced.
+    fn drain(&mut self) -> bool {
+        let Self {
+            ring,
+            builder,
+            identities,
+            sinks,
+            decode_errors,
+            trackers,
+            openssl,
+            programs,
+            probes,
+            ..
+        } = self;
+        let mut produced = false;
+        while let Some(item) = ring.next() {
+            match decode(&item) {
+                Ok(RawEvent::Exec(head, argv)) => {
+                    let exe = render_path(&head.exe);
+                    openssl.on_exec(probes, head.header.pid, &exe);
+                    programs.on_exec(probes, head.header.pid, &exe);
+                    for record in builder.exec(&head, argv, identities) {
+                        sinks.emit(&record);
+                    }
+                }
+                Ok(RawEvent::Exit(ev)) => {
+                    // Statements and requests still pending on its connections come before its
+                    // exit.
+                    let mut outs = TrackerOutputs::default();
+                    trackers.on_exit(ev.header.pid, &mut outs);
+                    sinks.emit_tracked(builder, identities, outs);
+                    sinks.emit(&builder.exit(&ev, identities));
+                    openssl.on_exit(probes, ev.header.pid);
+                }
+                Ok(RawEvent::Close(ev)) => {
+                    let mut outs = TrackerOutputs::default();
+                    trackers.on_close(ev.header.pid, ev.sock, &mut outs);
+                    sinks.emit_tracked(builder, identities, outs);
+                }
+                Ok(RawEvent::Shell(ev, line)) => sinks.emit(&builder.shell(&ev, line, identities)),
+                Ok(RawEvent::Fork(ev)) => openssl.on_fork(probes, ev.parent, ev.header.pid),
+                Ok(RawEvent::Data(head, payload)) => {
+                    tracing::trace!(
+                        pid = head.header.pid,
+                        source = head.source,
+                        direction = head.direction,
+                        fd = head.fd,
+                        sock = head.sock.sock,
+                        tls = head.tls,
+                        total = head.total,
+                        offset = head.offset,
+                        len = head.len,
+                        flags = head.flags,
+                        "data"
+                    );
+                    let mut outs = TrackerOutputs::default();
+                    trackers.on_data(&head, payload, &mut outs);
+                    sinks.emit_tracked(builder, identities, outs);
+                }
+                Ok(RawEvent::Library(ev)) => {
+                    let path = render_path(&ev.path);
+                    tracing::debug!(
+                        pid = ev.header.pid,
+                        path,
+                        lag_us = boot_ns_now().saturating_sub(ev.header.ktime) / 1000,
+                        "library mapped"
+                    );
+                    openssl.consider_mapped(probes, ev.header.pid, &path);
+                }
+                Ok(RawEvent::IoUring(ev)) => {
+                    sinks.emit(&builder.process_notice(
+                        &ev.header,
+                        &ev.exec,
+                        &ev.session,
+                        identities,
+                        "io_uring",
+                        format!(
+                            "pid {} set up an io_uring: reads and writes it submits through the ring are not captured",
+                            ev.header.pid
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    decode_errors.inc();
+                    sinks.emit(&builder.notice(
+                        boot_ns_now(),
+                        "",
+                        "undecodable_event",
+                        e.to_string(),
+                    ));
+                }
+            }
+            produced = true;
+        }
+        produced
+    }
+
+    /// Turns new kernel loss counts into `loss` records.
+    /// The kernel's run-time statistics of each eBPF program, as metrics: what capture costs
+    /// inside the kernel, per program (0 unless `kernel.bpf_stats_enabled` is 1).
+    fn publish_program_stats(&self) {
+        let registry = Registry::global();
+        for (name, nanos, runs) in self.probes.program_stats() {
+            let labels = [("program", name.as_str())];
+            registry
+                .gauge(
+                    "recorder_bpf_program_run_ns",
+                    "Nanoseconds the kernel spent running this eBPF program since it was loaded \
+                     (0 unless sysctl kernel.bpf_stats_enabled=1).",
+                    &labels,
+                )
+                .set(nanos);
+            registry
+                .gauge(
+                    "recorder_bpf_program_runs",
+                    "Times the kernel ran this eBPF program since it was loaded (0 unless \
+                     sysctl kernel.bpf_stats_enabled=1).",
+                    &labels,
+                )
+                .set(runs);
+        }
+    }
+
+    fn report_loss(&mut self) -> bool {
+        let mut produced = false;
+        for (identity, kind, total) in self.probes.loss_counts(self.identities.list.len() as u32) {
+            let seen = self.reported_loss.entry((identity, kind)).or_insert(0);
+            if total > *seen {
+                let Some(kind_enum) = EventKind::from_u32(kind) else {
+                    continue;
+                };
+                let name = self.identities.name(identity).to_string();
+                let record = self
+                    .builder
+                    .loss(boot_ns_now(), &name, kind_enum, total - *seen);
+                Registry::global()
+                    .counter(
+                        "recorder_lost_events_total",
+                        "Events dropped in the kernel (ring buffer full).",
+                        &[("identity", &name), ("kind", kind_enum.name())],
+                    )
+                    .add(total - *seen);
+                *seen = total;
+                self.sinks.emit(&record);
+                produced = true;
+            }
+        }
+        produced
+    }
+}
+
+/// What the trackers produced from one event or tick.
+#[derive(Default)]
+struct TrackerOutputs {
+    sql: Vec<SqlOutput>,
+    api: Vec<ApiOutput>,
+    unhooked: Vec<UnhookedTls>,
+}
+
+impl Trackers {
+    fn on_data(&mut self, head: &DataHead, payload: &[u8], outs: &mut TrackerOutputs) {
+        self.tls.on_data(head, payload, &mut outs.unhooked);
+        self.sql.on_data(head, payload, &mut outs.sql);
+        self.http.on_data(head, payload, &mut outs.api);
+    }
+
+    fn on_close(&mut self, tgid: u32, sock: u64, outs: &mut TrackerOutputs) {
+        self.sql.on_close(tgid, sock, &mut outs.sql);
+        self.http.on_close(tgid, sock, &mut outs.api);
+        self.tls.on_close(tgid, sock, &mut outs.unhooked);
+    }
+
+    fn on_exit(&mut self, tgid: u32, outs: &mut TrackerOutputs) {
+        self.sql.on_exit(tgid, &mut outs.sql);
+        self.http.on_exit(tgid, &mut outs.api);
+        self.tls.on_exit(tgid, &mut outs.unhooked);
+    }
+
+    fn tick(&mut self, outs: &mut TrackerOutputs) {
+        self.sql.tick(&mut outs.sql);
+        self.http.tick(&mut outs.api);
+        self.tls.tick(&mut outs.unhooked);
+    }
+}
+
+impl Sinks {
+    /// Records for what the trackers produced. Returns whether there were any.
+    fn emit_tracked(
+        &mut self,
+        builder: &RecordBuilder,
+        identities: &Identities,
+        outs: TrackerOutputs,
+    ) -> bool {
+        let any = !(outs.sql.is_empty() && outs.api.is_empty() && outs.unhooked.is_empty());
+        for output in outs.sql {
+            self.emit(&builder.sql(output, identities));
+        }
+        for output in &outs.api {
+            self.emit(&builder.api(output, identities));
+        }
+        for u in &outs.unhooked {
+            self.emit(&builder.unhooked_tls(u, identities));
+        }
+        any
+    }
+
+    fn emit(&mut self, record: &Record) {
+        if let Some((_, c)) = self.by_kind.iter().find(|(k, _)| *k == record.kind()) {
+            c.inc();
+        }
+        for sink in &mut self.sinks {
+            if let Err(e) = sink.write(record) {
+                self.sink_errors.inc();
+                tracing::error!("writing a record: {e}");
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        for sink in &mut self.sinks {
+            if let Err(e) = sink.flush() {
+                self.sink_errors.inc();
+                tracing::error!("flushing records: {e}");
+            }
+        }
+    }
+}

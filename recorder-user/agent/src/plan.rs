@@ -1,0 +1,244 @@
+//! `recorder agent` as a whole: the configuration checked and completed with its defaults
+//! (everything that can be checked before touching the kernel), then the running agent until
+//! SIGINT or SIGTERM.
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use recorder_api::tls::{ClientTls, TlsError};
+
+use crate::{
+    config::{self, AgentConfig, CollectorConfig, ConfigError, IdentityConfig, TlsProbes},
+    identity::{Identities, IdentityError},
+    loader::{LoadError, Probes},
+    pipeline::Pipeline,
+    ship::Shipper,
+    sink::{Sink, SinkError, jsonl::JsonlSink, spool::SpoolSink},
+    spool::{Spool, SpoolError},
+};
+
+/// Kernel ring buffer size when the configuration does not say.
+pub(crate) const DEFAULT_RING_BUFFER_KIB: u32 = 16 * 1024;
+/// Spool size bound when the configuration does not say.
+const DEFAULT_SPOOL_MAX_MIB: u64 = 1024;
+/// Where the kernel's BTF is read from when the configuration does not say.
+const DEFAULT_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("no identity to watch: give --identity NAME=CGROUP or [[identity]] in --config")]
+    NoIdentity,
+    #[error("identity {0:?} is given twice")]
+    DuplicateIdentity(String),
+    #[error(
+        "nowhere to record to: give --jsonl PATH and/or --collector URL (or the same in the config)"
+    )]
+    NoSink,
+    #[error("--collector needs --{flag} (or {key} in [collector])")]
+    CollectorNeeds {
+        flag: &'static str,
+        key: &'static str,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("registering the watched cgroups: {0}")]
+    Watch(LoadError),
+    #[error("cannot listen on --metrics-addr {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Start {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the capture thread panicked")]
+    CapturePanicked,
+}
+
+/// Everything the agent will do, checked, with defaults filled in.
+struct Plan {
+    host: String,
+    identities: Vec<IdentityConfig>,
+    metrics_addr: Option<SocketAddr>,
+    ring_buffer_kib: u32,
+    tls_probes: TlsProbes,
+    btf_path: PathBuf,
+    sinks: Vec<Box<dyn Sink>>,
+}
+
+/// Runs the agent until SIGINT or SIGTERM; then drains the ring buffer, flushes the sinks and
+/// returns. `config` is the configuration file with the command line's flags applied.
+pub fn run(config: AgentConfig) -> Result<(), AgentError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| AgentError::Start {
+            what: "starting the async runtime",
+            source,
+        })?;
+    // The spool's shipper and the metrics endpoint run on the runtime: plan inside it.
+    runtime.block_on(async { run_plan(plan(config)?).await })
+}
+
+/// Checks the configuration and opens the sinks (and the spool and its shipper), before
+/// anything touches the kernel.
+fn plan(mut config: AgentConfig) -> Result<Plan, AgentError> {
+    if config.identities.is_empty() {
+        return Err(AgentError::NoIdentity);
+    }
+    let mut names = HashSet::new();
+    for identity in &config.identities {
+        identity.spec()?;
+        if !names.insert(identity.name.as_str()) {
+            return Err(AgentError::DuplicateIdentity(identity.name.clone()));
+        }
+    }
+    let ring_buffer_kib = config.ring_buffer_kib.unwrap_or(DEFAULT_RING_BUFFER_KIB);
+    config::check_ring_buffer_kib(ring_buffer_kib)
+        .map_err(|message| ConfigError::Invalid { message })?;
+    let host = config.host.clone().unwrap_or_else(kernel_hostname);
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if let Some(path) = &config.jsonl {
+        sinks.push(Box::new(JsonlSink::open(path)?));
+    }
+    if let Some(collector) = config.collector.take()
+        && let Some(spool) = collector_sink(collector, &host)?
+    {
+        sinks.push(spool);
+    }
+    if sinks.is_empty() {
+        return Err(AgentError::NoSink);
+    }
+    Ok(Plan {
+        host,
+        identities: config.identities,
+        metrics_addr: config.metrics_addr,
+        ring_buffer_kib,
+        tls_probes: config.tls_probes.unwrap_or_default(),
+        btf_path: config.btf.unwrap_or_else(|| PathBuf::from(DEFAULT_BTF)),
+        sinks,
+    })
+}
+
+/// `[collector]`: the spool sink, and the shipper thread that empties the spool.
+fn collector_sink(
+    config: CollectorConfig,
+    host: &str,
+) -> Result<Option<Box<dyn Sink>>, AgentError> {
+    let Some(url) = config.url else {
+        return Ok(None);
+    };
+    let need =
+        |value: Option<PathBuf>, flag, key| value.ok_or(AgentError::CollectorNeeds { flag, key });
+    let tls = ClientTls {
+        url,
+        ca: need(config.tls_ca, "tls-ca", "tls_ca")?,
+        cert: need(config.tls_cert, "tls-cert", "tls_cert")?,
+        key: need(config.tls_key, "tls-key", "tls_key")?,
+    };
+    // Fail now on an unusable URL or unreadable certificate, not in the shipper later.
+    tls.endpoint()?;
+    let spool_dir = need(config.spool, "spool", "spool")?;
+    let max_mib = config.spool_max_mib.unwrap_or(DEFAULT_SPOOL_MAX_MIB).max(1);
+    let (spool, recovered) = Spool::open(&spool_dir, host, max_mib * 1024 * 1024)?;
+    for problem in recovered {
+        tracing::warn!(%problem, "spool damaged; recovered what was valid (a notice record says so)");
+    }
+    let shipper = Shipper::new(
+        tls,
+        spool.reader(),
+        host.to_string(),
+        spool.boot().to_string(),
+    );
+    shipper.spawn().map_err(|source| AgentError::Start {
+        what: "starting the shipper thread",
+        source,
+    })?;
+    Ok(Some(Box::new(SpoolSink::new(spool))))
+}
+
+/// The kernel's host name (uname nodename).
+fn kernel_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "localhost".to_string(), |s| s.trim().to_string())
+}
+
+async fn run_plan(plan: Plan) -> Result<(), AgentError> {
+    let identities = Identities::resolve(&plan.identities)?;
+    let (mut probes, ring) =
+        Probes::load(crate::EBPF_OBJECT, &plan.btf_path, plan.ring_buffer_kib)?;
+    probes
+        .set_watched(&identities.watched())
+        .map_err(AgentError::Watch)?;
+    // Parsing the kernel BTF (several MiB) left freed heap behind; give it back to the system.
+    // SAFETY: malloc_trim only releases free memory.
+    unsafe { libc::malloc_trim(0) };
+    for identity in &identities.list {
+        tracing::info!(identity = %identity.name, cgroup = %identity.dir.display(), cgroup_id = identity.cgroup_id, "watching");
+    }
+
+    let ready = Arc::new(AtomicBool::new(false));
+    if let Some(addr) = plan.metrics_addr {
+        recorder_api::http::spawn(addr, ready.clone())
+            .await
+            .map_err(|source| AgentError::Metrics { addr, source })?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let pipeline = Pipeline::new(
+        plan.host,
+        identities,
+        probes,
+        ring,
+        plan.sinks,
+        plan.tls_probes,
+    );
+    let worker = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || pipeline.run(&stop))
+            .map_err(|source| AgentError::Start {
+                what: "starting the capture thread",
+                source,
+            })?
+    };
+    ready.store(true, Ordering::SeqCst);
+    tracing::info!("agent ready: probes attached, identities resolved");
+
+    let signal_error = |source| AgentError::Start {
+        what: "listening for SIGTERM",
+        source,
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(signal_error)?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping: draining the ring buffer");
+    ready.store(false, Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    tokio::task::spawn_blocking(move || worker.join())
+        .await
+        .map_err(|_| AgentError::CapturePanicked)?
+        .map_err(|_| AgentError::CapturePanicked)
+}

@@ -1,0 +1,259 @@
+//! mTLS for both ends: the collector's rustls server config (client certificates required and
+//! verified against the CA) and the client channel used by agents and operators.
+use std::{path::Path, sync::Arc};
+
+use rustls::{
+    DigitallySignedStruct, ServerConfig,
+    client::danger::HandshakeSignatureValid,
+    server::{
+        WebPkiClientVerifier,
+        danger::{ClientCertVerified, ClientCertVerifier},
+    },
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime, pem::PemObject as _};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {why}")]
+    Read { path: String, why: String },
+    #[error("{0} holds no certificate")]
+    NoCert(String),
+    #[error("invalid TLS setup: {0}")]
+    Config(String),
+    #[error("invalid collector URL {url:?}: {why}")]
+    Url { url: String, why: String },
+}
+
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| TlsError::Read {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Read {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCert(path.display().to_string()));
+    }
+    Ok(certs)
+}
+
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Read {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    })
+}
+
+/// The collector's TLS: its certificate, and a client certificate required. The chain check of
+/// the client certificate against `ca` (`WebPkiClientVerifier`) is returned separately and run on
+/// every call (`Deferred`), so a refused certificate gets a gRPC error that says why instead of
+/// a bare TLS alert that TLS 1.3 clients often only see as a closed connection.
+pub fn server_config(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertVerifier>), TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots
+            .add(c)
+            .map_err(|e| TlsError::Config(format!("CA certificate {}: {e}", ca.display())))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_client_cert_verifier(Arc::new(Deferred(verifier.clone())))
+        .with_single_cert(load_certs(cert)?, load_key(key)?)
+        .map_err(|e| TlsError::Config(format!("{} / {}: {e}", cert.display(), key.display())))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok((Arc::new(config), verifier))
+}
+
+/// Requires a client certificate and proof of its private key in the handshake, and leaves the
+/// chain check to the service (see `server_config`).
+#[derive(Debug)]
+struct Deferred(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for Deferred {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// Checks a client's certificate chain against the CA; the error says why in plain words.
+pub fn check_client_chain(
+    verifier: &dyn ClientCertVerifier,
+    certs: &[CertificateDer<'_>],
+) -> Result<(), String> {
+    let Some((end, intermediates)) = certs.split_first() else {
+        return Err("no client certificate presented".into());
+    };
+    verifier
+        .verify_client_cert(end, intermediates, UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| {
+            use rustls::CertificateError as C;
+            match &e {
+                rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+                    format!("the client certificate has expired ({e})")
+                }
+                rustls::Error::InvalidCertificate(
+                    C::NotValidYet | C::NotValidYetContext { .. },
+                ) => {
+                    format!("the client certificate is not valid yet ({e})")
+                }
+                rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+                    format!("the client certificate is not issued by the collector's CA ({e})")
+                }
+                _ => format!("the client certificate is refused ({e})"),
+            }
+        })
+}
+
+/// The client side: where the collector is and which certificate to present.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    pub url: String,
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+impl ClientTls {
+    /// A lazily connecting channel (connection errors surface on the first call).
+    pub fn endpoint(&self) -> Result<Endpoint, TlsError> {
+        let url_err = |why: &str| TlsError::Url {
+            url: self.url.clone(),
+            why: why.to_string(),
+        };
+        let rest = self
+            .url
+            .strip_prefix("https://")
+            .ok_or_else(|| url_err("the collector is only reachable over https://"))?;
+        let host = rest
+            .split(['/', ':'])
+            .next()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| url_err("no host"))?;
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| TlsError::Read {
+                path: p.display().to_string(),
+                why: e.to_string(),
+            })
+        };
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&self.ca)?))
+            .identity(Identity::from_pem(read(&self.cert)?, read(&self.key)?))
+            .domain_name(host.trim_start_matches('[').trim_end_matches(']'));
+        Endpoint::from_shared(self.url.clone())
+            .map_err(|e| url_err(&e.to_string()))?
+            .tls_config(tls)
+            .map_err(|e| TlsError::Config(e.to_string()))
+            .map(|e| {
+                e.connect_timeout(std::time::Duration::from_secs(10))
+                    .tcp_nodelay(true)
+            })
+    }
+
+    pub async fn connect(&self) -> Result<Channel, ConnectError> {
+        self.endpoint()?.connect().await.map_err(|e| {
+            let chain = error_chain(&e);
+            let why = match explain_tls(&chain) {
+                Some(plain) => format!("{plain} ({chain})"),
+                None => chain,
+            };
+            ConnectError::Connect {
+                url: self.url.clone(),
+                why,
+            }
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot connect to the collector at {url}: {why}")]
+    Connect { url: String, why: String },
+}
+
+/// An error and its causes on one line (TLS alerts hide a few levels down).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+/// A plain-words reading of a TLS alert found in an error text, if any.
+pub fn explain_tls(text: &str) -> Option<&'static str> {
+    let alert = text.split("received fatal alert: ").nth(1)?;
+    Some(
+        match alert
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .next()
+            .unwrap_or("")
+        {
+            "CertificateExpired" => {
+                "the collector refused this client certificate: it has expired (or is not yet valid)"
+            }
+            "CertificateRequired" => {
+                "the collector requires a client certificate (--tls-cert, --tls-key)"
+            }
+            "UnknownCA" | "DecryptError" | "BadCertificate" | "UnsupportedCertificate" => {
+                "the collector refused this client certificate: it is not issued by the collector's CA"
+            }
+            "CertificateRevoked" => "the collector refused this client certificate: it is revoked",
+            _ => "the collector refused the TLS handshake",
+        },
+    )
+}

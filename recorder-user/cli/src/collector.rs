@@ -1,0 +1,75 @@
+//! `recorder collector`: the remote, tamper-evident store agents send to.
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Args;
+use recorder_collector::{CheckpointPolicy, CollectorPlan, DEFAULT_SEGMENT_BYTES};
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  recorder pki init --dir pki && recorder pki issue --dir pki --role agent --name web-1
+  recorder collector --listen 0.0.0.0:7443 --data /var/lib/recorder \\
+      --tls-ca pki/ca.pem --tls-cert pki/collector.pem --tls-key pki/collector-key.pem \\
+      --alerts /etc/recorder/alerts.toml --metrics-addr 127.0.0.1:9465
+
+Clients must present a certificate signed by --tls-ca: agents (OU=agent) may only send records
+for the host named by their CN; operators (OU=operator) may only read. There is no plaintext
+listener. The data directory holds the append-only log, signed checkpoints and the signing key
+(created on first start); see docs/collector.md.")]
+pub(crate) struct CollectorArgs {
+    /// Address for gRPC over mutual TLS (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Data directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// CA certificate that client certificates must chain to (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: PathBuf,
+    /// The collector's certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: PathBuf,
+    /// The collector's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: PathBuf,
+    /// Alert rules and webhooks (TOML; see docs/collector.md).
+    #[arg(long, value_name = "FILE")]
+    pub alerts: Option<PathBuf>,
+    /// Serve Prometheus /metrics on this address (plain HTTP).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Segment file size in MiB before a new one is started (default 64).
+    #[arg(long, hide = true)]
+    pub segment_mib: Option<u64>,
+    /// Sign a checkpoint after this many new records (default 100000)...
+    #[arg(long)]
+    pub checkpoint_records: Option<u64>,
+    /// ...or after this many seconds with new records (default 10; and always on shutdown).
+    #[arg(long)]
+    pub checkpoint_secs: Option<u64>,
+}
+
+pub(crate) fn run(args: CollectorArgs) -> anyhow::Result<()> {
+    let defaults = CheckpointPolicy::default();
+    let plan = CollectorPlan {
+        listen: args.listen,
+        data: args.data,
+        ca: args.tls_ca,
+        cert: args.tls_cert,
+        key: args.tls_key,
+        rules: args.alerts,
+        metrics_addr: args.metrics_addr,
+        segment_bytes: args
+            .segment_mib
+            .map_or(DEFAULT_SEGMENT_BYTES, |mib| mib.max(1) * 1024 * 1024),
+        checkpoint: CheckpointPolicy {
+            every_records: args
+                .checkpoint_records
+                .map_or(defaults.every_records, |n| n.max(1)),
+            every: args
+                .checkpoint_secs
+                .map_or(defaults.every, |s| Duration::from_secs(s.max(1))),
+        },
+    };
+    Ok(recorder_collector::run(plan)?)
+}

@@ -1,0 +1,79 @@
+//! `recorder sessions`: list recorded sessions.
+use clap::Args;
+
+use crate::client::{Format, TlsArgs, block_on, status};
+use recorder_api::proto::v1::ListSessionsRequest;
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  recorder sessions --identity claude --since 2026-11-28T00:00:00Z
+  recorder sessions --host web-1 --format jsonl | jq .session
+
+Needs an operator certificate. Newest activity first. Then: recorder replay SESSION")]
+pub(crate) struct SessionsArgs {
+    /// Only sessions of this identity.
+    #[arg(long)]
+    pub identity: Option<String>,
+    /// Only sessions on this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only sessions active at or after this time (RFC 3339).
+    #[arg(long, value_name = "RFC3339")]
+    pub since: Option<String>,
+    /// At most this many sessions.
+    #[arg(long)]
+    pub limit: Option<u32>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+pub(crate) fn run(args: SessionsArgs) -> anyhow::Result<()> {
+    let since = match &args.since {
+        Some(s) => recorder_record::time::parse_rfc3339(s).ok_or_else(|| {
+            anyhow::anyhow!("--since {s:?} is not an RFC 3339 time (e.g. 2026-11-28T10:00:00Z)")
+        })? as i64,
+        None => 0,
+    };
+    let req = ListSessionsRequest {
+        identity: args.identity.clone().unwrap_or_default(),
+        host: args.host.clone().unwrap_or_default(),
+        since_unix_ns: since,
+        limit: args.limit.unwrap_or(0),
+    };
+    let sessions = block_on(async {
+        let mut client = args.tls.connect().await?;
+        client
+            .list_sessions(req)
+            .await
+            .map_err(status)
+            .map(|r| r.into_inner().sessions)
+    })??;
+    match args.format {
+        Format::Jsonl => {
+            for s in sessions {
+                let v = serde_json::json!({
+                    "session": s.session, "identity": s.identity, "host": s.host,
+                    "first_time": s.first_time, "last_time": s.last_time,
+                    "commands": s.commands, "records": s.records,
+                });
+                println!("{v}");
+            }
+        }
+        Format::Table => {
+            println!(
+                "{:<28} {:<16} {:<16} {:<30} {:<30} {:>8}",
+                "SESSION", "IDENTITY", "HOST", "FIRST", "LAST", "COMMANDS"
+            );
+            for s in sessions {
+                println!(
+                    "{:<28} {:<16} {:<16} {:<30} {:<30} {:>8}",
+                    s.session, s.identity, s.host, s.first_time, s.last_time, s.commands
+                );
+            }
+        }
+    }
+    Ok(())
+}

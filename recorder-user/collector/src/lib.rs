@@ -1,0 +1,227 @@
+//! The collector: the gRPC server (mutual TLS only) agents send records to and operators read
+//! from, the embedded store behind it, alert rules and their webhooks, and signed checkpoints on
+//! a timer and on shutdown. Each incoming line is read into its record once, by the store; the
+//! record then goes to the session index, the alert rules and the watch stream.
+mod alerts;
+mod metrics;
+mod rules;
+mod service;
+mod webhook;
+mod wire;
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::{net::TcpListener, sync::broadcast};
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+
+use recorder_api::{proto::v1::collector_server::CollectorServer, tls};
+pub use recorder_store::CheckpointPolicy;
+use recorder_store::{Store, StoreError, StoredRecord};
+pub use rules::RulesError;
+
+/// What the watch stream carries.
+#[derive(Debug)]
+enum Event {
+    Record(Arc<StoredRecord>),
+    Alert(alerts::Alert),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("gRPC server: {0}")]
+    Serve(String),
+}
+
+/// Segment file size when the configuration does not say.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Everything `recorder collector` was asked to do.
+pub struct CollectorPlan {
+    pub listen: SocketAddr,
+    pub data: PathBuf,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The alert rules and webhooks file.
+    pub rules: Option<PathBuf>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub segment_bytes: u64,
+    pub checkpoint: CheckpointPolicy,
+}
+
+/// Runs until SIGINT/SIGTERM; writes a final checkpoint on the way out.
+pub fn run(plan: CollectorPlan) -> Result<(), CollectorError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CollectorError::Serve(format!("starting the async runtime: {e}")))?;
+    runtime.block_on(serve(plan, shutdown_signal(), |local| {
+        // Tests and scripts read this line to learn the port when listening on :0.
+        println!("listening on {local}");
+    }))
+}
+
+/// Runs until `shutdown` completes; `on_listen` learns the bound address.
+pub async fn serve(
+    plan: CollectorPlan,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_listen: impl FnOnce(SocketAddr),
+) -> Result<(), CollectorError> {
+    let (config, verifier) = tls::server_config(&plan.ca, &plan.cert, &plan.key)?;
+    let rules = match &plan.rules {
+        Some(path) => Some(rules::Rules::load(path)?),
+        None => None,
+    };
+    let data = plan.data.clone();
+    let (segment_bytes, policy) = (plan.segment_bytes, plan.checkpoint);
+    let store = tokio::task::spawn_blocking(move || Store::open(&data, segment_bytes, policy))
+        .await
+        .map_err(|e| CollectorError::Serve(e.to_string()))??;
+    let metrics = metrics::CollectorMetrics::new();
+    metrics.records.set(store.len());
+    let store = Arc::new(Mutex::new(store));
+    let (events, _) = broadcast::channel(4096);
+    let engine = rules.map(|r| Arc::new(alerts::Engine::start(r)));
+    if let Some(addr) = plan.metrics_addr {
+        // Ready from the start: the store is open, and a collector serves as soon as it listens.
+        recorder_api::http::spawn(addr, Arc::new(std::sync::atomic::AtomicBool::new(true)))
+            .await
+            .map_err(|source| CollectorError::Listen { addr, source })?;
+    }
+    let listener =
+        TcpListener::bind(plan.listen)
+            .await
+            .map_err(|source| CollectorError::Listen {
+                addr: plan.listen,
+                source,
+            })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| CollectorError::Listen {
+            addr: plan.listen,
+            source,
+        })?;
+    on_listen(local);
+    tracing::info!(%local, data = %plan.data.display(), "collector listening (mTLS only)");
+
+    let (conn_tx, conn_rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = TlsAcceptor::from(config);
+    let rejected = metrics.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, conn_tx, rejected) =
+                (acceptor.clone(), conn_tx.clone(), rejected.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = conn_tx.send(Ok::<_, std::io::Error>(stream)).await;
+                    }
+                    Ok(Err(e)) => {
+                        rejected.rejected("tls");
+                        tracing::warn!(%peer, error = %e, "TLS handshake refused");
+                    }
+                    Err(_) => {
+                        rejected.rejected("tls_timeout");
+                        tracing::warn!(%peer, "TLS handshake timed out");
+                    }
+                }
+            });
+        }
+    });
+
+    let ticker_store = store.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            let store = ticker_store.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                store
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .checkpoint_if_due()
+            })
+            .await;
+            if let Ok(Err(e)) = result {
+                tracing::error!(error = %e, "cannot write a checkpoint");
+            }
+        }
+    });
+
+    let service = service::Service {
+        store: store.clone(),
+        events,
+        alerts: engine,
+        metrics,
+        verifier,
+    };
+    // Stop accepting on the signal; give open streams (watchers) a few seconds, then stop anyway
+    // so the final checkpoint is always written.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let (mut on_stop, mut after_grace) = (stop_rx.clone(), stop_rx);
+    let server = tonic::transport::Server::builder()
+        .add_service(CollectorServer::new(service).max_decoding_message_size(64 * 1024 * 1024))
+        .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), async move {
+            let _ = on_stop.wait_for(|stop| *stop).await;
+        });
+    let grace = async move {
+        let _ = after_grace.wait_for(|stop| *stop).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    tokio::select! {
+        served = server => served.map_err(|e| CollectorError::Serve(tls::error_chain(&e)))?,
+        () = grace => tracing::warn!("streams still open 5 s after the stop signal; stopping anyway"),
+    }
+    let result = store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .checkpoint();
+    if let Ok(Some(cp)) = &result {
+        tracing::info!(tree_size = cp.tree_size, root = %cp.root, "final checkpoint written");
+    }
+    result?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

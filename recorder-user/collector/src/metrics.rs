@@ -1,0 +1,57 @@
+//! The collector's Prometheus metrics. Rates (records/s) are `rate()` of the counters.
+use recorder_api::metrics::{Counter, Gauge, Registry};
+
+#[derive(Clone)]
+pub(crate) struct CollectorMetrics {
+    stored: Counter,
+    duplicates: Counter,
+    batches: Counter,
+    pub records: Gauge,
+}
+
+impl CollectorMetrics {
+    pub(crate) fn new() -> Self {
+        let r = Registry::global();
+        Self {
+            stored: r.counter(
+                "recorder_collector_records_stored_total",
+                "Records newly stored (ingest rate: rate() of this).",
+                &[],
+            ),
+            duplicates: r.counter(
+                "recorder_collector_duplicates_total",
+                "Records received again (retries) and stored once.",
+                &[],
+            ),
+            batches: r.counter(
+                "recorder_collector_batches_total",
+                "Batches received from agents.",
+                &[],
+            ),
+            records: r.gauge("recorder_collector_log_records", "Records in the log.", &[]),
+        }
+    }
+
+    pub(crate) fn batch(&self, stored: u64, duplicates: u64) {
+        self.batches.inc();
+        self.stored.add(stored);
+        self.duplicates.add(duplicates);
+        self.records.set(self.records.get() + stored);
+    }
+
+    pub(crate) fn rejected(&self, reason: &str) {
+        Registry::global()
+            .counter(
+                "recorder_collector_rejected_total",
+                "Connections and calls refused, by reason.",
+                &[("reason", reason)],
+            )
+            .inc();
+    }
+}
+
+impl Default for CollectorMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

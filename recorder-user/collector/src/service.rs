@@ -1,0 +1,472 @@
+//! The gRPC service. Every call first establishes who is calling from the verified client
+//! certificate (role = OU, name = CN) and refuses what that role may not do.
+use std::{
+    pin::Pin,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+
+use recorder_api::{
+    pki::{self, Peer, Role},
+    proto::v1::{self, collector_server::Collector},
+    tls,
+};
+use recorder_record::hex;
+use recorder_store::{Store, StoreError, StoredRecord, scan, segment};
+
+use crate::{Event, alerts::Engine, metrics::CollectorMetrics, wire::stored_record};
+
+pub(crate) struct Service {
+    pub store: Arc<Mutex<Store>>,
+    pub events: broadcast::Sender<Arc<Event>>,
+    pub alerts: Option<Arc<Engine>>,
+    pub metrics: CollectorMetrics,
+    /// The CA chain check of client certificates (see `transport::tls::server_config`).
+    pub verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+impl Service {
+    /// The caller, from its certificate once it is checked against the CA.
+    fn peer<T>(&self, req: &Request<T>) -> Result<Peer, Status> {
+        let certs = req.peer_certs().ok_or_else(|| {
+            Status::unauthenticated(
+                "no client certificate: the collector serves only mutual TLS clients",
+            )
+        })?;
+        tls::check_client_chain(self.verifier.as_ref(), &certs).map_err(|why| {
+            tracing::warn!(%why, "refused a client certificate");
+            Status::unauthenticated(why)
+        })?;
+        let first = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("no client certificate presented"))?;
+        pki::peer_of(first).map_err(|e| {
+            Status::unauthenticated(format!("the client certificate is not usable: {e}"))
+        })
+    }
+
+    /// Every call starts here: who is calling, and may that role do this.
+    fn require<T>(&self, req: &Request<T>, role: Role, what: &str) -> Result<Peer, Status> {
+        let who = self
+            .peer(req)
+            .inspect_err(|_| self.metrics.rejected("unauthenticated"))?;
+        if who.role != role {
+            self.metrics.rejected("permission");
+            tracing::warn!(name = %who.name, role = %who.role, what, "refused");
+            return Err(Status::permission_denied(format!(
+                "certificate {:?} has role {}; {what} needs an {role} certificate",
+                who.name, who.role
+            )));
+        }
+        Ok(who)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn internal(e: StoreError) -> Status {
+    tracing::error!(error = %e, "store error");
+    Status::internal(e.to_string())
+}
+
+#[tonic::async_trait]
+impl Collector for Service {
+    type IngestStream = Stream_<v1::IngestAck>;
+
+    async fn ingest(
+        &self,
+        req: Request<Streaming<v1::IngestBatch>>,
+    ) -> Result<Response<Self::IngestStream>, Status> {
+        let who = self.require(&req, Role::Agent, "ingest")?;
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let (store, events, alerts, metrics) = (
+            self.store.clone(),
+            self.events.clone(),
+            self.alerts.clone(),
+            self.metrics.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let batch = match inbound.message().await {
+                    Ok(Some(b)) => b,
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(%status, "ingest stream ended");
+                        break;
+                    }
+                };
+                let reply = ingest_batch(&who, batch, &store, &metrics).await;
+                match reply {
+                    Ok((ack, stored)) => {
+                        for rec in stored {
+                            let rec = Arc::new(rec);
+                            // The record first, then the alerts it raises. No watcher is not an error.
+                            let _ = events.send(Arc::new(Event::Record(rec.clone())));
+                            if let Some(engine) = &alerts {
+                                engine.evaluate(&rec, &events);
+                            }
+                        }
+                        if tx.send(Ok(ack)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_sessions(
+        &self,
+        req: Request<v1::ListSessionsRequest>,
+    ) -> Result<Response<v1::ListSessionsResponse>, Status> {
+        self.require(&req, Role::Operator, "listing sessions")?;
+        let q = req.into_inner();
+        let store = self.lock();
+        let mut sessions: Vec<v1::Session> = store
+            .sessions()
+            .list(&q.identity, &q.host, q.since_unix_ns)
+            .into_iter()
+            .map(|s| v1::Session {
+                host: s.host.clone(),
+                session: s.session.clone(),
+                identity: s.identity.clone(),
+                first_time: s.first_time.to_string(),
+                last_time: s.last_time.to_string(),
+                commands: s.commands,
+                records: s.positions.len() as u64,
+            })
+            .collect();
+        if q.limit > 0 {
+            sessions.truncate(q.limit as usize);
+        }
+        Ok(Response::new(v1::ListSessionsResponse { sessions }))
+    }
+
+    type GetSessionStream = Stream_<v1::StoredRecord>;
+
+    async fn get_session(
+        &self,
+        req: Request<v1::GetSessionRequest>,
+    ) -> Result<Response<Self::GetSessionStream>, Status> {
+        self.require(&req, Role::Operator, "replay")?;
+        let q = req.into_inner();
+        let store = self.store.clone();
+        let records = tokio::task::spawn_blocking(move || {
+            let mut store = store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let positions = match store.sessions().find(&q.session, &q.host) {
+                Ok(Some(s)) => s.positions.clone(),
+                Ok(None) => return Err(Status::not_found(format!("no session {:?}", q.session))),
+                Err(hosts) => {
+                    return Err(Status::failed_precondition(format!(
+                        "session {:?} exists on several hosts ({}); name one with --host",
+                        q.session,
+                        hosts.join(", ")
+                    )));
+                }
+            };
+            positions
+                .into_iter()
+                .map(|i| store.read(i).map(|r| stored_record(&r)).map_err(internal))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            records.into_iter().map(Ok),
+        ))))
+    }
+
+    type ExportStream = Stream_<v1::StoredRecord>;
+
+    async fn export(
+        &self,
+        req: Request<v1::ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        self.require(&req, Role::Operator, "export")?;
+        let q = req.into_inner();
+        let (tx, rx) = mpsc::channel(4);
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut next = q.from_index;
+            let end = |len: u64| {
+                if q.limit == 0 {
+                    len
+                } else {
+                    len.min(q.from_index.saturating_add(q.limit))
+                }
+            };
+            loop {
+                // Read in chunks so ingest is not held up by a long export.
+                let chunk: Result<Vec<_>, Status> = {
+                    let mut store = store
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let stop = end(store.len()).min(next + 1000);
+                    (next..stop)
+                        .map(|i| store.read(i).map(|r| stored_record(&r)).map_err(internal))
+                        .collect()
+                };
+                match chunk {
+                    Ok(c) if c.is_empty() => break,
+                    Ok(c) => {
+                        next += c.len() as u64;
+                        for r in c {
+                            if tx.blocking_send(Ok(r)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(s) => {
+                        let _ = tx.blocking_send(Err(s));
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type WatchStream = Stream_<v1::WatchEvent>;
+
+    async fn watch(
+        &self,
+        req: Request<v1::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        self.require(&req, Role::Operator, "watch")?;
+        let q = req.into_inner();
+        let mut sub = self.events.subscribe();
+        let (tx, rx) = mpsc::channel(256);
+        let wanted = move |r: &StoredRecord| {
+            (q.identities.is_empty() || q.identities.contains(&r.record.identity))
+                && (q.kinds.is_empty() || q.kinds.iter().any(|k| k == r.record.kind().as_str()))
+        };
+        tokio::spawn(async move {
+            loop {
+                let event = match sub.recv().await {
+                    Ok(e) => e,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        let ev = v1::WatchEvent {
+                            event: Some(v1::watch_event::Event::Lagged(n)),
+                        };
+                        if tx.send(Ok(ev)).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let ev = match &*event {
+                    Event::Record(r) if wanted(r) => {
+                        v1::watch_event::Event::Record(stored_record(r))
+                    }
+                    Event::Alert(a) if wanted(&a.record) => {
+                        v1::watch_event::Event::Alert(a.to_proto())
+                    }
+                    _ => continue,
+                };
+                if tx
+                    .send(Ok(v1::WatchEvent { event: Some(ev) }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        req: Request<v1::GetCheckpointRequest>,
+    ) -> Result<Response<v1::Checkpoint>, Status> {
+        self.require(&req, Role::Operator, "reading checkpoints")?;
+        let store = self.lock();
+        let cp = store
+            .latest_checkpoint()
+            .ok_or_else(|| Status::not_found("no checkpoint yet: nothing stored"))?;
+        Ok(Response::new(v1::Checkpoint {
+            tree_size: cp.tree_size,
+            root: cp.root_hash().map(|h| h.to_vec()).unwrap_or_default(),
+            time: cp.time.clone(),
+            signature: hex::decode(&cp.signature).unwrap_or_default(),
+            public_key: store.public_key(),
+        }))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        req: Request<v1::InclusionProofRequest>,
+    ) -> Result<Response<v1::InclusionProof>, Status> {
+        self.require(&req, Role::Operator, "reading proofs")?;
+        let q = req.into_inner();
+        let (leaf, path) = self
+            .lock()
+            .inclusion_proof(q.index, q.tree_size)
+            .ok_or_else(|| {
+                Status::out_of_range(format!(
+                    "no record {} in a tree of size {}",
+                    q.index, q.tree_size
+                ))
+            })?;
+        Ok(Response::new(v1::InclusionProof {
+            index: q.index,
+            tree_size: q.tree_size,
+            leaf_hash: leaf.to_vec(),
+            path: path.iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        req: Request<v1::ConsistencyProofRequest>,
+    ) -> Result<Response<v1::ConsistencyProof>, Status> {
+        self.require(&req, Role::Operator, "reading proofs")?;
+        let q = req.into_inner();
+        let path = self
+            .lock()
+            .consistency_proof(q.old_size, q.new_size)
+            .ok_or_else(|| {
+                Status::out_of_range(format!(
+                    "no consistency proof from {} to {}",
+                    q.old_size, q.new_size
+                ))
+            })?;
+        Ok(Response::new(v1::ConsistencyProof {
+            old_size: q.old_size,
+            new_size: q.new_size,
+            path: path.iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+
+    async fn verify(
+        &self,
+        req: Request<v1::VerifyRequest>,
+    ) -> Result<Response<v1::VerifyResponse>, Status> {
+        self.require(&req, Role::Operator, "verify")?;
+        let store = self.store.clone();
+        let resp = tokio::task::spawn_blocking(move || {
+            // Holding the store keeps the files still while they are read.
+            let store = store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let key = store.public_key();
+            let scan = scan::scan(store.dir(), Some(&key), |_, _| {})
+                .map_err(|e| Status::internal(e.to_string()))?;
+            let mut problems: Vec<String> = scan
+                .problems
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect();
+            if let Some((seg, off)) = scan.torn_tail {
+                problems.push(format!(
+                    "segments/{} byte offset {off}: incomplete record at the end",
+                    segment::segment_name(seg)
+                ));
+            }
+            if scan.leaves.len() as u64 != store.len() {
+                problems.push(format!(
+                    "the log on disk holds {} records but the collector stored {}",
+                    scan.leaves.len(),
+                    store.len()
+                ));
+            }
+            Ok::<_, Status>(v1::VerifyResponse {
+                ok: problems.is_empty(),
+                records: scan.leaves.len() as u64,
+                checkpoints: scan.checkpoints.len() as u64,
+                problems,
+            })
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(resp))
+    }
+}
+
+/// Checks and stores one batch; returns the acknowledgement and the newly stored records.
+async fn ingest_batch(
+    who: &Peer,
+    batch: v1::IngestBatch,
+    store: &Arc<Mutex<Store>>,
+    metrics: &CollectorMetrics,
+) -> Result<(v1::IngestAck, Vec<StoredRecord>), Status> {
+    if batch.host != who.name {
+        metrics.rejected("wrong_host");
+        tracing::warn!(cert = %who.name, host = %batch.host, "refused a batch for another host");
+        return Err(Status::permission_denied(format!(
+            "the agent certificate for host {:?} may not send records for host {:?}",
+            who.name, batch.host
+        )));
+    }
+    if batch.boot.is_empty() || batch.boot.len() > 128 {
+        metrics.rejected("invalid");
+        return Err(Status::invalid_argument(
+            "the batch's boot (stream id) must be 1 to 128 characters",
+        ));
+    }
+    let store = store.clone();
+    let n = batch.lines.len() as u64;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut store = store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let host = batch.host.clone();
+        let out = store.append(
+            &batch.host,
+            &batch.boot,
+            batch.first_sequence,
+            &batch.lines,
+            |record| {
+                if record.host == host {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "its host is {:?}, not the batch's {host:?}",
+                        record.host
+                    ))
+                }
+            },
+        );
+        let acked = store.acked(&batch.host, &batch.boot);
+        (out, acked, batch.boot)
+    })
+    .await
+    .map_err(|e| Status::internal(e.to_string()))?;
+    let (out, acked, boot) = outcome;
+    let out = match out {
+        Ok(o) => o,
+        Err(e @ StoreError::BadRecord { .. }) => {
+            metrics.rejected("invalid");
+            return Err(Status::invalid_argument(e.to_string()));
+        }
+        Err(e) => return Err(internal(e)),
+    };
+    metrics.batch(out.stored.len() as u64, out.duplicates);
+    debug_assert_eq!(out.stored.len() as u64 + out.duplicates, n);
+    let ack = v1::IngestAck {
+        boot,
+        acked_sequence: acked.unwrap_or(0),
+        stored_any: acked.is_some(),
+        stored: out.stored.len() as u64,
+        duplicates: out.duplicates,
+    };
+    Ok((ack, out.stored))
+}

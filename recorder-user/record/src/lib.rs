@@ -1,0 +1,244 @@
+//! The record: one JSON object per event, the contract of `--jsonl` output, of the spool and of
+//! the collector's store (docs/records.md).
+//!
+//! A [`Record`] is the common fields every line has (`kind`, `time`, `host`, `identity`,
+//! `session`, `pid`, `exec_id`) and a [`Body`], one struct per kind. It is written as one JSON
+//! object: the common fields in that order, then the kind's fields in alphabetical order (the
+//! order the first agents wrote them in, kept byte for byte; a golden test in the agent holds
+//! it). Records about no process (`loss`, some `notice`) have `pid` 0 and empty `session` and
+//! `exec_id`.
+//!
+//! Reading is lenient where it can be: a kind's field that is missing takes its empty value and
+//! unknown fields are ignored, so a collector reads records of older and newer agents alike.
+//! A line without the common fields, with an unknown kind or with a malformed time is refused.
+mod body;
+pub mod hex;
+pub mod ids;
+pub mod time;
+
+use std::fmt;
+
+pub use body::{DbSystem, Exec, Exit, K8s, K8sSource, Loss, Notice, Shell, Sql, SqlStatus};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+pub use time::Timestamp;
+
+/// The longest record line anything accepts: longer lines are damage, not data (records are a
+/// few KiB; a 1 MiB SQL statement with its parameters may reach a few MiB). The agent reports a
+/// longer record as lost instead of sending it; the spool and the store refuse one.
+pub const MAX_LINE: usize = 8 * 1024 * 1024;
+
+/// What a record describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Exec,
+    Exit,
+    Shell,
+    Sql,
+    K8s,
+    Loss,
+    Notice,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::Exec,
+        Kind::Exit,
+        Kind::Shell,
+        Kind::Sql,
+        Kind::K8s,
+        Kind::Loss,
+        Kind::Notice,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Exec => "exec",
+            Kind::Exit => "exit",
+            Kind::Shell => "shell",
+            Kind::Sql => "sql",
+            Kind::K8s => "k8s",
+            Kind::Loss => "loss",
+            Kind::Notice => "notice",
+        }
+    }
+
+    /// Records that are an action of the watched agent (a command, a line, a statement, an API
+    /// call), as opposed to what ended or what the recording says about itself.
+    pub fn is_command(self) -> bool {
+        matches!(self, Kind::Exec | Kind::Shell | Kind::Sql | Kind::K8s)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown record kind {s:?} (expected one of exec, exit, shell, sql, k8s, loss, notice)"))
+    }
+}
+
+/// A kind's own fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Body {
+    Exec(Exec),
+    Exit(Exit),
+    Shell(Shell),
+    Sql(Sql),
+    K8s(K8s),
+    Loss(Loss),
+    Notice(Notice),
+}
+
+impl Body {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Body::Exec(_) => Kind::Exec,
+            Body::Exit(_) => Kind::Exit,
+            Body::Shell(_) => Kind::Shell,
+            Body::Sql(_) => Kind::Sql,
+            Body::K8s(_) => Kind::K8s,
+            Body::Loss(_) => Kind::Loss,
+            Body::Notice(_) => Kind::Notice,
+        }
+    }
+
+    /// The body of a `kind` record from its fields (every field of the line but the common ones).
+    pub fn from_fields(kind: Kind, fields: Map<String, Value>) -> Result<Self, serde_json::Error> {
+        let fields = Value::Object(fields);
+        Ok(match kind {
+            Kind::Exec => Body::Exec(serde_json::from_value(fields)?),
+            Kind::Exit => Body::Exit(serde_json::from_value(fields)?),
+            Kind::Shell => Body::Shell(serde_json::from_value(fields)?),
+            Kind::Sql => Body::Sql(serde_json::from_value(fields)?),
+            Kind::K8s => Body::K8s(serde_json::from_value(fields)?),
+            Kind::Loss => Body::Loss(serde_json::from_value(fields)?),
+            Kind::Notice => Body::Notice(serde_json::from_value(fields)?),
+        })
+    }
+
+    /// The text of the command, line, statement or API call (`text`); empty for the others.
+    pub fn text(&self) -> &str {
+        match self {
+            Body::Exec(e) => &e.text,
+            Body::Shell(s) => &s.text,
+            Body::Sql(s) => &s.text,
+            Body::K8s(k) => &k.text,
+            Body::Exit(_) | Body::Loss(_) | Body::Notice(_) => "",
+        }
+    }
+}
+
+/// One record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// When the event happened.
+    pub time: Timestamp,
+    pub host: String,
+    pub identity: String,
+    pub session: String,
+    pub pid: u32,
+    pub exec_id: String,
+    pub body: Body,
+}
+
+impl Record {
+    pub fn kind(&self) -> Kind {
+        self.body.kind()
+    }
+
+    /// The record as one JSON line (no trailing newline).
+    pub fn to_line(&self) -> String {
+        // Serialising strings, numbers and booleans cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Appends the record's JSON line (no trailing newline) to `out`.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        // Writing to a Vec cannot fail, nor can serialising the record.
+        let _ = serde_json::to_writer(out, self);
+    }
+
+    /// Reads one record line.
+    pub fn parse(line: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(line)
+    }
+}
+
+/// The line as written: the common fields first, `kind` leading, then the body's.
+#[derive(Serialize)]
+struct LineOut<'a> {
+    kind: Kind,
+    time: Timestamp,
+    host: &'a str,
+    identity: &'a str,
+    session: &'a str,
+    pid: u32,
+    exec_id: &'a str,
+    #[serde(flatten)]
+    body: &'a Body,
+}
+
+impl Serialize for Record {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        LineOut {
+            kind: self.kind(),
+            time: self.time,
+            host: &self.host,
+            identity: &self.identity,
+            session: &self.session,
+            pid: self.pid,
+            exec_id: &self.exec_id,
+            body: &self.body,
+        }
+        .serialize(s)
+    }
+}
+
+/// The line as read: the common fields, and the rest for the body of its kind.
+#[derive(Deserialize)]
+struct LineIn {
+    kind: Kind,
+    time: Timestamp,
+    host: String,
+    #[serde(default)]
+    identity: String,
+    #[serde(default)]
+    session: String,
+    #[serde(default)]
+    pid: u32,
+    #[serde(default)]
+    exec_id: String,
+    #[serde(flatten)]
+    fields: Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let line = LineIn::deserialize(d)?;
+        let body = Body::from_fields(line.kind, line.fields)
+            .map_err(|e| serde::de::Error::custom(format_args!("{} record: {e}", line.kind)))?;
+        Ok(Record {
+            time: line.time,
+            host: line.host,
+            identity: line.identity,
+            session: line.session,
+            pid: line.pid,
+            exec_id: line.exec_id,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

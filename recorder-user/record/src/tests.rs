@@ -1,0 +1,86 @@
+use super::*;
+
+fn exec_record() -> Record {
+    Record {
+        time: Timestamp(0),
+        host: "h".into(),
+        identity: "agent-a".into(),
+        session: "s1".into(),
+        pid: 42,
+        exec_id: "e1".into(),
+        body: Body::Exec(Exec {
+            argv: vec!["ls".into(), "-l".into()],
+            text: "ls -l".into(),
+            ..Exec::default()
+        }),
+    }
+}
+
+#[test]
+fn record_round_trips_and_keeps_common_fields_first() {
+    let rec = exec_record();
+    let line = rec.to_line();
+    assert!(
+        line.starts_with(r#"{"kind":"exec","time":"1970-01-01T00:00:00.000000000Z","host":"h","identity":"agent-a","session":"s1","pid":42,"exec_id":"e1","argv":["ls","-l"],"argv_truncated":false,"#),
+        "{line}"
+    );
+    let back = Record::parse(line.as_bytes()).unwrap();
+    assert_eq!(back, rec);
+    let mut buf = Vec::new();
+    rec.write_line(&mut buf);
+    assert_eq!(buf, line.as_bytes());
+}
+
+#[test]
+fn kind_parses_from_its_name() {
+    for k in Kind::ALL {
+        assert_eq!(k.as_str().parse::<Kind>().unwrap(), k);
+    }
+    assert!("nope".parse::<Kind>().is_err());
+}
+
+#[test]
+fn absent_and_null_stay_apart() {
+    let kubectl = r#"{"kind":"k8s","time":"1970-01-01T00:00:00.000000000Z","host":"h","identity":"","session":"","pid":1,"exec_id":"","context":null,"files":[],"kubeconfig":"/k","method":null,"name":null,"namespace":null,"path":null,"resource":"pods","source":"kubectl","status":null,"text":"kubectl get pods","verb":"get"}"#;
+    let rec = Record::parse(kubectl.as_bytes()).unwrap();
+    let Body::K8s(k) = &rec.body else {
+        panic!("not k8s: {rec:?}")
+    };
+    assert_eq!(k.context, Some(None));
+    assert_eq!(k.kubeconfig, Some(Some("/k".into())));
+    assert_eq!(k.server, None);
+    assert_eq!(rec.to_line(), kubectl);
+}
+
+#[test]
+fn reading_is_lenient_on_body_fields_and_strict_on_the_common_ones() {
+    // Missing body fields take their empty value; unknown ones are ignored.
+    let rec = Record::parse(
+        br#"{"kind":"sql","time":"2026-11-28T10:00:00Z","host":"h","text":"SELECT 1","future":1}"#,
+    )
+    .unwrap();
+    assert_eq!(rec.body.text(), "SELECT 1");
+    assert_eq!(rec.kind(), Kind::Sql);
+    for (line, why) in [
+        (
+            &br#"{"kind":"nope","time":"2026-11-28T10:00:00Z","host":"h"}"#[..],
+            "unknown variant",
+        ),
+        (
+            br#"{"kind":"exec","time":"noon","host":"h"}"#,
+            "not an RFC 3339 time",
+        ),
+        (
+            br#"{"kind":"exec","time":"2026-11-28T10:00:00Z"}"#,
+            "missing field `host`",
+        ),
+        (
+            br#"{"kind":"exec","time":"2026-11-28T10:00:00Z","host":"h","argv":"ls"}"#,
+            "exec record",
+        ),
+        (b"garbage", "expected value"),
+    ] {
+        let e = Record::parse(line).unwrap_err().to_string();
+        assert!(e.contains(why), "{e} (expected {why})");
+    }
+}

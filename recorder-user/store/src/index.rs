@@ -1,0 +1,115 @@
+//! The session index, kept in memory and rebuilt from the log on start: which records belong to
+//! which session, and a summary per session for `recorder sessions`.
+use std::collections::HashMap;
+
+use recorder_record::{Record, Timestamp};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    pub host: String,
+    pub session: String,
+    pub identity: String,
+    pub first_time: Timestamp,
+    pub last_time: Timestamp,
+    pub commands: u64,
+    /// Log indexes of the session's records, in log order.
+    pub positions: Vec<u64>,
+}
+
+#[derive(Debug, Default)]
+pub struct SessionIndex {
+    sessions: HashMap<(String, String), SessionSummary>,
+}
+
+impl SessionIndex {
+    pub fn add(&mut self, index: u64, record: &Record) {
+        if record.session.is_empty() {
+            return;
+        }
+        let key = (record.host.clone(), record.session.clone());
+        let s = self.sessions.entry(key).or_insert_with(|| SessionSummary {
+            host: record.host.clone(),
+            session: record.session.clone(),
+            identity: record.identity.clone(),
+            first_time: record.time,
+            last_time: record.time,
+            commands: 0,
+            positions: Vec::new(),
+        });
+        s.first_time = s.first_time.min(record.time);
+        s.last_time = s.last_time.max(record.time);
+        if record.kind().is_command() {
+            s.commands += 1;
+        }
+        s.positions.push(index);
+    }
+
+    /// Sessions matching the filters, most recently active first.
+    pub fn list(&self, identity: &str, host: &str, since_unix_ns: i64) -> Vec<&SessionSummary> {
+        let mut out: Vec<&SessionSummary> = self
+            .sessions
+            .values()
+            .filter(|s| identity.is_empty() || s.identity == identity)
+            .filter(|s| host.is_empty() || s.host == host)
+            .filter(|s| since_unix_ns == 0 || s.last_time.unix_ns() >= i128::from(since_unix_ns))
+            .collect();
+        out.sort_by(|a, b| {
+            b.last_time
+                .cmp(&a.last_time)
+                .then_with(|| a.session.cmp(&b.session))
+        });
+        out
+    }
+
+    /// The session `session` (on `host`, if given). Err lists the hosts when the id is ambiguous.
+    pub fn find(&self, session: &str, host: &str) -> Result<Option<&SessionSummary>, Vec<String>> {
+        if !host.is_empty() {
+            return Ok(self.sessions.get(&(host.to_string(), session.to_string())));
+        }
+        let matches: Vec<&SessionSummary> = self
+            .sessions
+            .values()
+            .filter(|s| s.session == session)
+            .collect();
+        match matches.len() {
+            0 => Ok(None),
+            1 => Ok(Some(matches[0])),
+            _ => Err(matches.iter().map(|s| s.host.clone()).collect()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(kind: &str, time: &str, session: &str) -> Vec<u8> {
+        format!(r#"{{"kind":"{kind}","time":"{time}","host":"h","identity":"claude","session":"{session}","pid":1,"exec_id":"e"}}"#)
+            .into_bytes()
+    }
+
+    #[test]
+    fn summarises_sessions_and_filters() {
+        let mut idx = SessionIndex::default();
+        let lines = [
+            line("exec", "2026-11-28T10:00:00.000000000Z", "s1"),
+            line("exit", "2026-11-28T10:00:01.000000000Z", "s1"),
+            line("exec", "2026-11-28T11:00:00.000000000Z", "s2"),
+            line("loss", "2026-11-28T11:00:00.000000000Z", ""),
+        ];
+        for (i, l) in lines.iter().enumerate() {
+            idx.add(i as u64, &Record::parse(l).unwrap());
+        }
+        let all = idx.list("", "", 0);
+        assert_eq!(
+            all.iter().map(|s| s.session.as_str()).collect::<Vec<_>>(),
+            ["s2", "s1"]
+        );
+        let s1 = idx.find("s1", "").unwrap().unwrap();
+        assert_eq!((s1.commands, s1.positions.clone()), (1, vec![0, 1]));
+        assert_eq!(s1.last_time.to_string(), "2026-11-28T10:00:01.000000000Z");
+        let since = recorder_record::time::parse_rfc3339("2026-11-28T10:30:00Z").unwrap() as i64;
+        assert_eq!(idx.list("", "", since).len(), 1);
+        assert!(idx.list("other", "", 0).is_empty());
+    }
+}

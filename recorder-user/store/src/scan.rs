@@ -1,0 +1,310 @@
+//! Reads the whole log back and checks it: frames, stored leaf hashes, log indexes, the hash
+//! chain of every (host, boot) stream, and every signed checkpoint against the Merkle tree of
+//! the records below it. The collector runs it on start (and refuses a damaged log); `verify`
+//! prints what it finds.
+use std::{
+    collections::HashMap,
+    fmt, fs,
+    path::{Path, PathBuf},
+};
+
+use recorder_record::hex;
+
+use crate::{
+    integrity::{
+        Hash,
+        checkpoint::{Checkpoint, PUBLIC_KEY_FILE},
+        merkle::Frontier,
+    },
+    segment::{self, Entry, FrameError, HEADER},
+};
+
+pub const SEGMENT_DIR: &str = "segments";
+pub const CHECKPOINTS_FILE: &str = "checkpoints.jsonl";
+
+/// Where a record is: segment file, record number within it, byte offset, log index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub segment: String,
+    pub record: u64,
+    pub offset: u64,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{} record {} (byte offset {})",
+            SEGMENT_DIR, self.segment, self.record, self.offset
+        )
+    }
+}
+
+/// One thing found wrong, worded for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem(pub String);
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The state of one (host, boot) stream after the scan.
+#[derive(Debug, Clone, Default)]
+pub struct StreamState {
+    pub last_sequence: Option<u64>,
+    pub last_leaf: Hash,
+    pub records: u64,
+}
+
+/// The log as found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub leaves: Vec<Hash>,
+    /// (segment number, byte offset of the frame) per log index.
+    pub positions: Vec<(u32, u64)>,
+    pub streams: HashMap<(String, String), StreamState>,
+    pub segments: Vec<u32>,
+    pub checkpoints: Vec<Checkpoint>,
+    pub problems: Vec<Problem>,
+    /// An incomplete last frame at the end of the last segment (segment, offset): what a crash
+    /// in the middle of a write leaves. It was never acknowledged.
+    pub torn_tail: Option<(u32, u64)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} is not a collector data directory (no {SEGMENT_DIR}/ in it)")]
+    NotADataDir(PathBuf),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScanError + '_ {
+    move |source| ScanError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The segment numbers present, in order.
+pub fn list_segments(dir: &Path) -> Result<Vec<u32>, ScanError> {
+    let seg_dir = dir.join(SEGMENT_DIR);
+    if !seg_dir.is_dir() {
+        return Err(ScanError::NotADataDir(dir.to_path_buf()));
+    }
+    let mut out = Vec::new();
+    for entry in fs::read_dir(&seg_dir).map_err(io(&seg_dir))? {
+        let entry = entry.map_err(io(&seg_dir))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name
+            .strip_suffix(".log")
+            .and_then(|n| n.parse::<u32>().ok())
+        {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Scans the data directory. `visit` sees every readable entry with its log index (the store
+/// builds its session index from it). `public_key` pins the checkpoint key; by default the one
+/// in the data directory is used.
+pub fn scan(
+    dir: &Path,
+    public_key: Option<&[u8]>,
+    mut visit: impl FnMut(u64, &Entry<'_>),
+) -> Result<Scan, ScanError> {
+    let mut out = Scan {
+        segments: list_segments(dir)?,
+        ..Scan::default()
+    };
+    let seg_dir = dir.join(SEGMENT_DIR);
+    let mut last_place: HashMap<(String, String), (Place, u64)> = HashMap::new();
+    for (si, &seg) in out.segments.clone().iter().enumerate() {
+        let is_last = si + 1 == out.segments.len();
+        let name = segment::segment_name(seg);
+        let path = seg_dir.join(&name);
+        let data = fs::read(&path).map_err(io(&path))?;
+        if si > 0 && out.segments[si - 1] + 1 != seg {
+            out.problems.push(Problem(format!(
+                "{SEGMENT_DIR}/{}: missing before it (segment files are numbered without gaps)",
+                segment::segment_name(seg - 1)
+            )));
+        }
+        if data.len() < HEADER.len() || &data[..HEADER.len()] != HEADER {
+            if data.is_empty() && is_last {
+                continue;
+            }
+            out.problems.push(Problem(format!(
+                "{SEGMENT_DIR}/{name}: not a log segment (bad header)"
+            )));
+            continue;
+        }
+        let mut offset = HEADER.len();
+        let mut record = 0u64;
+        while offset < data.len() {
+            let place = Place {
+                segment: name.clone(),
+                record,
+                offset: offset as u64,
+            };
+            let frame = match segment::decode_frame(&data[offset..]) {
+                Ok(f) => f,
+                Err(FrameError::Truncated { .. }) if is_last => {
+                    out.torn_tail = Some((seg, offset as u64));
+                    break;
+                }
+                Err(e) => {
+                    out.problems.push(Problem(format!(
+                        "{place}: unreadable ({e}); the rest of this segment ({} bytes) cannot be read",
+                        data.len() - offset
+                    )));
+                    break;
+                }
+            };
+            let entry = &frame.entry;
+            let index = out.leaves.len() as u64;
+            let leaf = frame.computed_leaf();
+            let stream = format!(
+                "host {} stream {} sequence {}",
+                entry.host, entry.boot, entry.sequence
+            );
+            if leaf != frame.stored_leaf {
+                out.problems.push(Problem(format!(
+                    "{place}, log index {index}, {stream}: content changed (it no longer matches its stored hash)"
+                )));
+            }
+            if entry.index != index {
+                out.problems.push(Problem(format!(
+                    "{place}, {stream}: says it is log index {} but is at log index {index} (records deleted, inserted or reordered before it)",
+                    entry.index
+                )));
+            }
+            let key = (entry.host.to_string(), entry.boot.to_string());
+            let state = out.streams.entry(key.clone()).or_default();
+            if entry.prev != state.last_leaf {
+                let before = match last_place.get(&key) {
+                    Some((p, s)) => format!(
+                        "the stream's previous stored record (sequence {s}, {p}) hashes to {}",
+                        short(&state.last_leaf)
+                    ),
+                    None => "it is the first stored record of its stream".to_string(),
+                };
+                out.problems.push(Problem(format!(
+                    "{place}, log index {index}, {stream}: hash chain broken: it links to {}, but {before} (records deleted, changed or reordered)",
+                    short(&entry.prev)
+                )));
+            }
+            if let Some(prev_seq) = state.last_sequence
+                && entry.sequence <= prev_seq
+            {
+                out.problems.push(Problem(format!(
+                    "{place}, log index {index}, {stream}: sequence not after the stream's previous one ({prev_seq})"
+                )));
+            }
+            state.last_sequence = Some(entry.sequence);
+            state.last_leaf = leaf;
+            state.records += 1;
+            last_place.insert(key, (place, entry.sequence));
+            visit(index, entry);
+            out.leaves.push(leaf);
+            out.positions.push((seg, offset as u64));
+            offset += frame.len;
+            record += 1;
+        }
+    }
+    check_checkpoints(dir, public_key, &mut out)?;
+    Ok(out)
+}
+
+/// The first 8 bytes of a hash, enough to tell two apart in a message.
+fn short(h: &Hash) -> String {
+    format!("{}…", hex::encode(&h[..8]))
+}
+
+/// Every checkpoint: signature, growing sizes, and the Merkle root of the first `tree_size`
+/// records as stored now.
+fn check_checkpoints(
+    dir: &Path,
+    public_key: Option<&[u8]>,
+    out: &mut Scan,
+) -> Result<(), ScanError> {
+    let path = dir.join(CHECKPOINTS_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let key = match public_key {
+        Some(k) => Some(k.to_vec()),
+        None => fs::read_to_string(dir.join(PUBLIC_KEY_FILE))
+            .ok()
+            .and_then(|s| hex::decode(&s)),
+    };
+    if key.is_none() && !text.trim().is_empty() {
+        out.problems.push(Problem(format!(
+            "{PUBLIC_KEY_FILE}: missing or unreadable, checkpoint signatures cannot be checked"
+        )));
+    }
+    let mut frontier = Frontier::default();
+    let mut prev: Option<Checkpoint> = None;
+    for (n, line) in text.lines().enumerate() {
+        let place = format!("{CHECKPOINTS_FILE} line {}", n + 1);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let cp: Checkpoint = match serde_json::from_str(line) {
+            Ok(cp) => cp,
+            Err(e) => {
+                out.problems
+                    .push(Problem(format!("{place}: unreadable checkpoint ({e})")));
+                continue;
+            }
+        };
+        if let Some(key) = &key
+            && !cp.verify(key)
+        {
+            out.problems.push(Problem(format!(
+                "{place} (tree size {}): bad signature",
+                cp.tree_size
+            )));
+        }
+        if let Some(p) = &prev
+            && (cp.tree_size < p.tree_size || cp.time < p.time)
+        {
+            out.problems.push(Problem(format!(
+                "{place}: tree size or time goes backwards from the previous checkpoint"
+            )));
+        }
+        if cp.tree_size > out.leaves.len() as u64 {
+            out.problems.push(Problem(format!(
+                "{place}: signed tree size {} but the log holds {} records (records removed from the end)",
+                cp.tree_size,
+                out.leaves.len()
+            )));
+        } else if cp.tree_size >= frontier.size() {
+            while frontier.size() < cp.tree_size {
+                frontier.push(out.leaves[frontier.size() as usize]);
+            }
+            if Some(frontier.root()) != cp.root_hash() {
+                let from = prev.as_ref().map_or(0, |p| p.tree_size.min(cp.tree_size));
+                out.problems.push(Problem(format!(
+                    "{place} (tree size {}, {}): Merkle root differs from the records stored now: a record at log index {from}..{} was changed, removed or moved",
+                    cp.tree_size,
+                    cp.time,
+                    cp.tree_size.saturating_sub(1)
+                )));
+            }
+        }
+        prev = Some(cp.clone());
+        out.checkpoints.push(cp);
+    }
+    Ok(())
+}
