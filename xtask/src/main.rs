@@ -23,7 +23,8 @@ enum Task {
     Setup,
     /// Set up, then build the `recorder` binary (release) with its eBPF programs.
     Build,
-    /// Set up, build, then run every test: unit tests and the end-to-end suites as root.
+    /// Set up, build, lint (clippy, and the collector and protocol crates built without the eBPF
+    /// toolchain), then run every test: unit tests and the end-to-end suites as root.
     Test {
         /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
         #[arg(trailing_var_arg = true)]
@@ -35,11 +36,12 @@ enum Task {
         #[arg(long)]
         once: bool,
     },
-    /// Benchmarks, as ratios within one run: exec storm (agent CPU per exec, loss, idle RSS),
-    /// pgbench over TLS and plain TCP, Kubernetes API calls by kubectl and curl.
+    /// Benchmarks, as ratios within one run: system-call loops, exec storm (agent CPU per exec,
+    /// loss, idle RSS), pgbench over TLS and plain TCP, Kubernetes API calls by kubectl and
+    /// curl. Each figure is printed with its spread over the rounds and its goal.
     Bench {
-        /// Which benchmarks to run (repeatable): exec, sql, kube. Default: all.
-        #[arg(long = "only", value_parser = ["exec", "sql", "kube"])]
+        /// Which benchmarks to run (repeatable): syscall, exec, sql, kube. Default: all.
+        #[arg(long = "only", value_parser = ["syscall", "exec", "sql", "kube"])]
         only: Vec<String>,
         /// Execs per measured run.
         #[arg(long, default_value_t = 4000)]
@@ -47,7 +49,14 @@ enum Task {
         /// Measured runs per configuration (interleaved).
         #[arg(long, default_value_t = 3)]
         rounds: u32,
+        /// Another build of `recorder` to measure in the same rounds, side by side (before and
+        /// after a change).
+        #[arg(long, value_name = "BIN")]
+        compare: Option<std::path::PathBuf>,
     },
+    /// The system-call loop `bench --only syscall` runs (internal).
+    #[command(hide = true)]
+    SyscallLoop { calls: u64 },
 }
 
 fn main() {
@@ -57,6 +66,8 @@ fn main() {
         Task::Build => setup::run().and_then(|()| util::build_release()),
         Task::Test { args } => setup::run()
             .and_then(|()| util::build_release())
+            .and_then(|()| util::clippy())
+            .and_then(|()| util::build_without_ebpf_toolchain())
             .and_then(|()| util::test(&args)),
         Task::Demo { once } => setup::run()
             .and_then(|()| util::build_release())
@@ -65,9 +76,14 @@ fn main() {
             only,
             execs,
             rounds,
+            compare,
         } => setup::run()
             .and_then(|()| util::build_release())
-            .and_then(|()| bench::run(&only, execs, rounds)),
+            .and_then(|()| bench::run(&only, execs, rounds, compare)),
+        Task::SyscallLoop { calls } => {
+            bench::getppid_loop(calls);
+            Ok(())
+        }
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

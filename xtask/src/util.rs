@@ -48,6 +48,87 @@ pub fn build_release() -> anyhow::Result<()> {
     ]))
 }
 
+/// Clippy with every lint of the workspace, as errors.
+pub fn clippy() -> anyhow::Result<()> {
+    eprintln!("[lint] cargo clippy --workspace --all-targets --release -- -D warnings");
+    run_checked(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+/// The crates that make no eBPF object build without the eBPF toolchain: cargo runs with a
+/// `PATH` of the stable toolchain and the system only (no rustup, so no nightly; no
+/// bpf-linker), in a target directory of its own, and the collector's dependency tree holds no
+/// aya.
+pub fn build_without_ebpf_toolchain() -> anyhow::Result<()> {
+    const CRATES: [&str; 2] = ["recorder-collector", "recorder-protocol"];
+    let out = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .context("running rustc --print sysroot")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let bin = sysroot.join("bin");
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    for tool in ["bpf-linker", "rustup"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .env("PATH", &path)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if found {
+            bail!("{tool} is on the stripped PATH {path}: the check would prove nothing");
+        }
+    }
+    eprintln!(
+        "[lint] {} build without the eBPF toolchain (PATH={path})",
+        CRATES.join(" and ")
+    );
+    let cargo = |args: &[&str]| {
+        let mut cmd = Command::new(bin.join("cargo"));
+        cmd.current_dir(root())
+            .args(args)
+            .env("CARGO_TARGET_DIR", root().join("target/without-ebpf"))
+            .env("PATH", &path)
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("RUSTC")
+            .env_remove("CARGO");
+        cmd
+    };
+    let mut build = cargo(&["build"]);
+    for krate in CRATES {
+        build.args(["-p", krate]);
+    }
+    run_checked(&mut build)?;
+    let tree = cargo(&[
+        "tree",
+        "-p",
+        "recorder-collector",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+    ])
+    .output()
+    .context("running cargo tree")?;
+    if !tree.status.success() {
+        bail!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&tree.stderr)
+        );
+    }
+    let tree = String::from_utf8_lossy(&tree.stdout);
+    if let Some(aya) = tree.lines().find(|l| l.starts_with("aya")) {
+        bail!("recorder-collector depends on {aya}");
+    }
+    Ok(())
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

@@ -1,6 +1,7 @@
 //! The capture loop: ring buffer -> decode -> records -> sinks. One thread, so records leave in
 //! the order the kernel produced them.
 use std::{
+    collections::HashMap,
     os::fd::AsRawFd,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
@@ -40,7 +41,7 @@ pub(crate) struct Pipeline {
     builder: RecordBuilder,
     sinks: Sinks,
     /// Loss counts already reported, per (identity, kind).
-    reported_loss: std::collections::HashMap<(u32, u32), u64>,
+    reported_loss: HashMap<(u32, u32), u64>,
     decode_errors: Counter,
     trackers: Trackers,
     openssl: OpenSslProbes,
@@ -58,7 +59,7 @@ struct Trackers {
 
 /// The sinks, with the counters of what went to them.
 struct Sinks {
-    sinks: Vec<Box<dyn Sink>>,
+    all: Vec<Box<dyn Sink>>,
     by_kind: Vec<(Kind, Counter)>,
     sink_errors: Counter,
 }
@@ -96,7 +97,7 @@ impl Pipeline {
             ring,
             builder: RecordBuilder::new(host, boot_tag(), Clock::now()),
             sinks: Sinks {
-                sinks,
+                all: sinks,
                 by_kind,
                 sink_errors: registry.counter(
                     "recorder_sink_errors_total",
@@ -104,7 +105,7 @@ impl Pipeline {
                     &[],
                 ),
             },
-            reported_loss: Default::default(),
+            reported_loss: HashMap::new(),
             trackers: Trackers::default(),
             openssl,
             programs,
@@ -375,7 +376,7 @@ impl Sinks {
         if let Some((_, c)) = self.by_kind.iter().find(|(k, _)| *k == record.kind()) {
             c.inc();
         }
-        for sink in &mut self.sinks {
+        for sink in &mut self.all {
             if let Err(e) = sink.write(record) {
                 self.sink_errors.inc();
                 tracing::error!("writing a record: {e}");
@@ -384,7 +385,7 @@ impl Sinks {
     }
 
     fn flush(&mut self) {
-        for sink in &mut self.sinks {
+        for sink in &mut self.all {
             if let Err(e) = sink.flush() {
                 self.sink_errors.inc();
                 tracing::error!("flushing records: {e}");

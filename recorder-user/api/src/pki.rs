@@ -253,6 +253,8 @@ pub fn peer_of(der: &[u8]) -> Result<Peer, PkiError> {
 
 #[cfg(test)]
 mod tests {
+    use rustls_pki_types::{CertificateDer, pem::PemObject as _};
+
     use super::*;
 
     #[test]
@@ -263,7 +265,6 @@ mod tests {
         issue(dir.path(), Role::Agent, "web-1", 30).unwrap();
         issue(dir.path(), Role::Operator, "alice", 30).unwrap();
         let pem = fs::read(dir.path().join("web-1.pem")).unwrap();
-        use rustls_pki_types::{CertificateDer, pem::PemObject as _};
         let der = CertificateDer::from_pem_slice(&pem).unwrap();
         assert_eq!(
             peer_of(&der).unwrap(),

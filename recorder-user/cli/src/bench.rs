@@ -47,16 +47,21 @@ fn line(i: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let tmp = std::env::temp_dir().join(format!("recorder-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
-    let result = bench(&args, &tmp);
+    let result = bench(args, &tmp);
     let _ = std::fs::remove_dir_all(&tmp);
     result
 }
 
 fn bench(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
-    // 1. The store alone.
+    store_ingest(args, tmp)?;
+    through_collector(args, tmp)
+}
+
+/// 1. The store alone.
+fn store_ingest(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
     let lines: Vec<Vec<u8>> = (1..=args.records).map(line).collect();
     let mut store = Store::open(
         &tmp.join("store"),
@@ -85,12 +90,13 @@ fn bench(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
         args.records,
         secs,
         args.records as f64 / secs,
-        bytes as f64 / secs / 1048576.0
+        bytes as f64 / secs / 1_048_576.0
     );
-    drop(store);
-    drop(lines);
+    Ok(())
+}
 
-    // 2. and 3. Through a real collector over mutual TLS.
+/// 2. and 3. Through a real collector over mutual TLS.
+fn through_collector(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
     let pki_dir = tmp.join("pki");
     pki::init(&pki_dir, &[], 1)?;
     pki::issue(&pki_dir, Role::Agent, "bench-1", 1)?;
@@ -113,9 +119,15 @@ fn bench(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
         };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        let server = tokio::spawn(recorder_collector::serve(plan, async { let _ = stop_rx.await; }, move |a| {
-            let _ = addr_tx.send(a);
-        }));
+        let server = tokio::spawn(recorder_collector::serve(
+            plan,
+            async {
+                let _ = stop_rx.await;
+            },
+            move |a| {
+                let _ = addr_tx.send(a);
+            },
+        ));
         let addr = addr_rx.await.context("the collector did not start")?;
         let url = format!("https://127.0.0.1:{}", addr.port());
         let client_tls = |name: &str| ClientTls {
@@ -125,60 +137,93 @@ fn bench(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
             key: pki_dir.join(format!("{name}-key.pem")),
         };
 
-        // Throughput: a full spool shipped.
-        let (mut spool, _) = Spool::open(&tmp.join("spool"), "bench-1", 8 << 30)?;
-        for i in 1..=args.records {
-            spool.append(&line(i))?;
-        }
-        spool.flush()?;
-        let until = spool.next_sequence();
-        let shipper = Shipper::new(client_tls("bench-1"), spool.reader(), "bench-1".into(), spool.boot().to_string());
-        let start = Instant::now();
-        shipper.run(Some(until), true, Some(Duration::from_mins(10))).await?;
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "end to end (spool -> gRPC/mTLS -> store, acknowledged): {} records in {:.2} s = {:.0} records/s",
-            until - 1,
-            secs,
-            (until - 1) as f64 / secs
-        );
-
-        // Latency: one record every 10 ms, from spool append to the watch stream.
-        let channel = client_tls("bench-op").connect().await?;
-        let mut watch = CollectorClient::new(channel).watch(WatchRequest::default()).await?.into_inner();
-        let (mut spool, _) = Spool::open(&tmp.join("spool2"), "bench-1", 1 << 30)?;
-        let shipper = Arc::new(Shipper::new(client_tls("bench-1"), spool.reader(), "bench-1".into(), spool.boot().to_string()));
-        let bg = shipper.clone();
-        tokio::spawn(async move { bg.run(None, false, None).await });
-        let mut samples = Vec::with_capacity(args.samples);
-        for i in 0..args.samples as u64 {
-            let t0 = Instant::now();
-            spool.append(&line(1_000_000_000 + i))?;
-            spool.flush()?;
-            loop {
-                let ev = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.context("no watch event within 10 s")?;
-                if let Some(Ok(ev)) = ev
-                    && matches!(ev.event, Some(Event::Record(_)))
-                {
-                    break;
-                }
-            }
-            samples.push(t0.elapsed());
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        samples.sort();
-        let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
-        println!(
-            "latency spool append -> fsync -> send -> store fsync -> watch ({} records, 1 per 10 ms): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            samples.len(),
-            pct(0.50).as_secs_f64() * 1e3,
-            pct(0.99).as_secs_f64() * 1e3,
-            samples.last().copied().unwrap_or_default().as_secs_f64() * 1e3
-        );
-        // Close the watch stream so the collector stops at once.
-        drop(watch);
+        shipped_throughput(args, tmp, &client_tls).await?;
+        watch_latency(args, tmp, &client_tls).await?;
+        // The latency run's watch stream closed when it returned, so the collector stops at once.
         let _ = stop_tx.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
         Ok::<_, anyhow::Error>(())
     })
+}
+
+/// 2. Throughput: a full spool shipped.
+async fn shipped_throughput(
+    args: &BenchArgs,
+    tmp: &Path,
+    client_tls: &impl Fn(&str) -> ClientTls,
+) -> anyhow::Result<()> {
+    let (mut spool, _) = Spool::open(&tmp.join("spool"), "bench-1", 8 << 30)?;
+    for i in 1..=args.records {
+        spool.append(&line(i))?;
+    }
+    spool.flush()?;
+    let until = spool.next_sequence();
+    let shipper = Shipper::new(
+        client_tls("bench-1"),
+        spool.reader(),
+        "bench-1".into(),
+        spool.boot().to_string(),
+    );
+    let start = Instant::now();
+    shipper
+        .run(Some(until), true, Some(Duration::from_mins(10)))
+        .await?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "end to end (spool -> gRPC/mTLS -> store, acknowledged): {} records in {:.2} s = {:.0} records/s",
+        until - 1,
+        secs,
+        (until - 1) as f64 / secs
+    );
+    Ok(())
+}
+
+/// 3. Latency: one record every 10 ms, from spool append to the watch stream.
+async fn watch_latency(
+    args: &BenchArgs,
+    tmp: &Path,
+    client_tls: &impl Fn(&str) -> ClientTls,
+) -> anyhow::Result<()> {
+    let channel = client_tls("bench-op").connect().await?;
+    let mut watch = CollectorClient::new(channel)
+        .watch(WatchRequest::default())
+        .await?
+        .into_inner();
+    let (mut spool, _) = Spool::open(&tmp.join("spool2"), "bench-1", 1 << 30)?;
+    let shipper = Arc::new(Shipper::new(
+        client_tls("bench-1"),
+        spool.reader(),
+        "bench-1".into(),
+        spool.boot().to_string(),
+    ));
+    let bg = shipper.clone();
+    tokio::spawn(async move { bg.run(None, false, None).await });
+    let mut samples = Vec::with_capacity(args.samples);
+    for i in 0..args.samples as u64 {
+        let t0 = Instant::now();
+        spool.append(&line(1_000_000_000 + i))?;
+        spool.flush()?;
+        loop {
+            let ev = tokio::time::timeout(Duration::from_secs(10), watch.next())
+                .await
+                .context("no watch event within 10 s")?;
+            if let Some(Ok(ev)) = ev
+                && matches!(ev.event, Some(Event::Record(_)))
+            {
+                break;
+            }
+        }
+        samples.push(t0.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    samples.sort();
+    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    println!(
+        "latency spool append -> fsync -> send -> store fsync -> watch ({} records, 1 per 10 ms): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        samples.len(),
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        samples.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    Ok(())
 }

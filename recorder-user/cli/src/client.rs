@@ -52,6 +52,10 @@ pub(crate) enum Format {
 }
 
 /// A refusal or failure from the collector, worded for the operator.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "made to be passed to `map_err`, which hands over the error by value"
+)]
 pub(crate) fn status(e: Status) -> anyhow::Error {
     let mut msg = format!(
         "the collector answered {}: {}",

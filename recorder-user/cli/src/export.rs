@@ -30,7 +30,7 @@ pub(crate) struct ExportArgs {
     pub tls: TlsArgs,
 }
 
-pub(crate) fn run(args: ExportArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &ExportArgs) -> anyhow::Result<()> {
     block_on(async {
         let mut client = args.tls.connect().await?;
         let mut stream = client

@@ -57,14 +57,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Agent(args) => agent::run(args),
         Command::Collector(args) => collector::run(args),
-        Command::Sessions(args) => sessions::run(args),
-        Command::Replay(args) => replay::run(args),
-        Command::Watch(args) => watch::run(args),
-        Command::Verify(args) => verify::run(args),
-        Command::Export(args) => export::run(args),
+        Command::Sessions(args) => sessions::run(&args),
+        Command::Replay(args) => replay::run(&args),
+        Command::Watch(args) => watch::run(&args),
+        Command::Verify(args) => verify::run(&args),
+        Command::Export(args) => export::run(&args),
         Command::Ship(args) => ship::run(args),
         Command::Pki(args) => pki::run(args),
-        Command::BenchCollector(args) => bench::run(args),
+        Command::BenchCollector(args) => bench::run(&args),
     }
 }
 

@@ -3,6 +3,8 @@
 //! inclusion proof for the latest signed checkpoint, and checks the proof against the
 //! checkpoint's root and the checkpoint's Ed25519 signature, so it trusts neither the replayed
 //! bytes nor the collector's word.
+use std::fmt::Write as _;
+
 use anyhow::{Context as _, bail};
 use tonic::transport::Channel;
 
@@ -104,9 +106,10 @@ pub(crate) async fn prove(
         hex::encode(&key)
     );
     if newer > 0 {
-        summary.push_str(&format!(
+        let _ = write!(
+            summary,
             "; {newer} newer record(s) are not covered by a checkpoint yet"
-        ));
+        );
     }
     Ok(summary)
 }

@@ -40,12 +40,12 @@ pub(crate) struct ReplayArgs {
     pub tls: TlsArgs,
 }
 
-pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let req = GetSessionRequest {
         session: args.session.clone(),
         host: args.host.clone().unwrap_or_default(),
     };
-    let pinned = super::verify::pinned_key(&args.public_key)?;
+    let pinned = super::verify::pinned_key(args.public_key.as_deref())?;
     let (records, proof) = block_on(async {
         let mut client = args.tls.connect().await?;
         let mut stream = client.get_session(req).await.map_err(status)?.into_inner();

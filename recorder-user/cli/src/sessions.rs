@@ -30,7 +30,7 @@ pub(crate) struct SessionsArgs {
     pub tls: TlsArgs,
 }
 
-pub(crate) fn run(args: SessionsArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<()> {
     let since = match &args.since {
         Some(s) => recorder_record::time::parse_rfc3339(s).ok_or_else(|| {
             anyhow::anyhow!("--since {s:?} is not an RFC 3339 time (e.g. 2026-11-28T10:00:00Z)")

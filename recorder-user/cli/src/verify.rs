@@ -54,12 +54,12 @@ pub(crate) struct VerifyArgs {
     pub checkpoint_file: Option<PathBuf>,
 }
 
-pub(crate) fn pinned_key(arg: &Option<String>) -> anyhow::Result<Option<Vec<u8>>> {
+pub(crate) fn pinned_key(arg: Option<&str>) -> anyhow::Result<Option<Vec<u8>>> {
     let Some(s) = arg else { return Ok(None) };
     let text = if std::path::Path::new(s).is_file() {
         std::fs::read_to_string(s).with_context(|| format!("reading {s}"))?
     } else {
-        s.clone()
+        s.to_string()
     };
     let key = hex::decode(&text)
         .filter(|k| k.len() == 32)
@@ -67,8 +67,8 @@ pub(crate) fn pinned_key(arg: &Option<String>) -> anyhow::Result<Option<Vec<u8>>
     Ok(Some(key))
 }
 
-pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<()> {
-    let pinned = pinned_key(&args.public_key)?;
+pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<()> {
+    let pinned = pinned_key(args.public_key.as_deref())?;
     if let Some(dir) = &args.data {
         return offline(dir, pinned.as_deref());
     }

@@ -32,7 +32,7 @@ pub(crate) struct WatchArgs {
     pub tls: TlsArgs,
 }
 
-pub(crate) fn run(args: WatchArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &WatchArgs) -> anyhow::Result<()> {
     let req = WatchRequest {
         identities: args.identity.clone(),
         kinds: args.kind.iter().map(|k| k.as_str().to_string()).collect(),

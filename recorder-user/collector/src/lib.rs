@@ -16,8 +16,11 @@ use std::{
     time::Duration,
 };
 
-use tokio::{net::TcpListener, sync::broadcast};
-use tokio_rustls::TlsAcceptor;
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{broadcast, mpsc},
+};
+use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::wrappers::ReceiverStream;
 
 use recorder_api::{proto::v1::collector_server::CollectorServer, tls};
@@ -123,57 +126,8 @@ pub async fn serve(
     tracing::info!(%local, data = %plan.data.display(), "collector listening (mTLS only)");
 
     let (conn_tx, conn_rx) = tokio::sync::mpsc::channel(64);
-    let acceptor = TlsAcceptor::from(config);
-    let rejected = metrics.clone();
-    tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let _ = tcp.set_nodelay(true);
-            let (acceptor, conn_tx, rejected) =
-                (acceptor.clone(), conn_tx.clone(), rejected.clone());
-            tokio::spawn(async move {
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = conn_tx.send(Ok::<_, std::io::Error>(stream)).await;
-                    }
-                    Ok(Err(e)) => {
-                        rejected.rejected("tls");
-                        tracing::warn!(%peer, error = %e, "TLS handshake refused");
-                    }
-                    Err(_) => {
-                        rejected.rejected("tls_timeout");
-                        tracing::warn!(%peer, "TLS handshake timed out");
-                    }
-                }
-            });
-        }
-    });
-
-    let ticker_store = store.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            tick.tick().await;
-            let store = ticker_store.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                store
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .checkpoint_if_due()
-            })
-            .await;
-            if let Ok(Err(e)) = result {
-                tracing::error!(error = %e, "cannot write a checkpoint");
-            }
-        }
-    });
+    spawn_acceptor(listener, TlsAcceptor::from(config), conn_tx);
+    spawn_checkpoint_ticker(store.clone());
 
     let service = service::Service {
         store: store.clone(),
@@ -214,10 +168,69 @@ pub async fn serve(
     Ok(())
 }
 
+/// Accepts connections and passes each on to `conn_tx` once its TLS handshake is done. Every
+/// handshake runs in a task of its own, so a slow or silent client holds up no other.
+fn spawn_acceptor(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    conn_tx: mpsc::Sender<std::io::Result<TlsStream<TcpStream>>>,
+) {
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, conn_tx) = (acceptor.clone(), conn_tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = conn_tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err(e)) => {
+                        metrics::CollectorMetrics::rejected("tls");
+                        tracing::warn!(%peer, error = %e, "TLS handshake refused");
+                    }
+                    Err(_) => {
+                        metrics::CollectorMetrics::rejected("tls_timeout");
+                        tracing::warn!(%peer, "TLS handshake timed out");
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Writes a checkpoint whenever the policy says one is due.
+fn spawn_checkpoint_ticker(store: Arc<Mutex<Store>>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            let store = store.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                store
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .checkpoint_if_due()
+            })
+            .await;
+            if let Ok(Err(e)) = result {
+                tracing::error!(error = %e, "cannot write a checkpoint");
+            }
+        }
+    });
+}
+
 async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return std::future::pending().await;
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -39,7 +39,8 @@ impl CollectorMetrics {
         self.records.set(self.records.get() + stored);
     }
 
-    pub(crate) fn rejected(&self, reason: &str) {
+    /// Counts a refusal. The counter of each reason is registered the first time it happens.
+    pub(crate) fn rejected(reason: &str) {
         Registry::global()
             .counter(
                 "recorder_collector_rejected_total",

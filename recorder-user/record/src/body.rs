@@ -13,6 +13,11 @@ fn is_false(b: &bool) -> bool {
 
 /// A field that is absent in some records and null in others: `None` is absent, `Some(None)`
 /// is null. (serde reads a null `Option<Option<_>>` as `None` without this.)
+#[expect(
+    clippy::option_option,
+    reason = "the fields it reads have three states (absent, null, a value) and deserialize_with \
+              must return the field's type"
+)]
 fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {

@@ -16,7 +16,7 @@ use crate::{
         checkpoint::{Checkpoint, PUBLIC_KEY_FILE},
         merkle::Frontier,
     },
-    segment::{self, Entry, FrameError, HEADER},
+    segment::{self, Entry, Frame, FrameError, HEADER},
 };
 
 pub const SEGMENT_DIR: &str = "segments";
@@ -169,51 +169,9 @@ pub fn scan(
                     break;
                 }
             };
-            let entry = &frame.entry;
             let index = out.leaves.len() as u64;
-            let leaf = frame.computed_leaf();
-            let stream = format!(
-                "host {} stream {} sequence {}",
-                entry.host, entry.boot, entry.sequence
-            );
-            if leaf != frame.stored_leaf {
-                out.problems.push(Problem(format!(
-                    "{place}, log index {index}, {stream}: content changed (it no longer matches its stored hash)"
-                )));
-            }
-            if entry.index != index {
-                out.problems.push(Problem(format!(
-                    "{place}, {stream}: says it is log index {} but is at log index {index} (records deleted, inserted or reordered before it)",
-                    entry.index
-                )));
-            }
-            let key = (entry.host.to_string(), entry.boot.to_string());
-            let state = out.streams.entry(key.clone()).or_default();
-            if entry.prev != state.last_leaf {
-                let before = match last_place.get(&key) {
-                    Some((p, s)) => format!(
-                        "the stream's previous stored record (sequence {s}, {p}) hashes to {}",
-                        short(&state.last_leaf)
-                    ),
-                    None => "it is the first stored record of its stream".to_string(),
-                };
-                out.problems.push(Problem(format!(
-                    "{place}, log index {index}, {stream}: hash chain broken: it links to {}, but {before} (records deleted, changed or reordered)",
-                    short(&entry.prev)
-                )));
-            }
-            if let Some(prev_seq) = state.last_sequence
-                && entry.sequence <= prev_seq
-            {
-                out.problems.push(Problem(format!(
-                    "{place}, log index {index}, {stream}: sequence not after the stream's previous one ({prev_seq})"
-                )));
-            }
-            state.last_sequence = Some(entry.sequence);
-            state.last_leaf = leaf;
-            state.records += 1;
-            last_place.insert(key, (place, entry.sequence));
-            visit(index, entry);
+            let leaf = check_record(&mut out, &mut last_place, place, &frame);
+            visit(index, &frame.entry);
             out.leaves.push(leaf);
             out.positions.push((seg, offset as u64));
             offset += frame.len;
@@ -222,6 +180,62 @@ pub fn scan(
     }
     check_checkpoints(dir, public_key, &mut out)?;
     Ok(out)
+}
+
+/// Checks the record at `place` against what the scan has seen before it (its stored leaf hash,
+/// its log index, its stream's hash chain and sequence), noting each problem, and moves its
+/// stream on to it. Returns its leaf hash.
+fn check_record(
+    out: &mut Scan,
+    last_place: &mut HashMap<(String, String), (Place, u64)>,
+    place: Place,
+    frame: &Frame<'_>,
+) -> Hash {
+    let entry = &frame.entry;
+    let index = out.leaves.len() as u64;
+    let leaf = frame.computed_leaf();
+    let stream = format!(
+        "host {} stream {} sequence {}",
+        entry.host, entry.boot, entry.sequence
+    );
+    if leaf != frame.stored_leaf {
+        out.problems.push(Problem(format!(
+            "{place}, log index {index}, {stream}: content changed (it no longer matches its stored hash)"
+        )));
+    }
+    if entry.index != index {
+        out.problems.push(Problem(format!(
+            "{place}, {stream}: says it is log index {} but is at log index {index} (records deleted, inserted or reordered before it)",
+            entry.index
+        )));
+    }
+    let key = (entry.host.to_string(), entry.boot.to_string());
+    let state = out.streams.entry(key.clone()).or_default();
+    if entry.prev != state.last_leaf {
+        let before = match last_place.get(&key) {
+            Some((p, s)) => format!(
+                "the stream's previous stored record (sequence {s}, {p}) hashes to {}",
+                short(&state.last_leaf)
+            ),
+            None => "it is the first stored record of its stream".to_string(),
+        };
+        out.problems.push(Problem(format!(
+            "{place}, log index {index}, {stream}: hash chain broken: it links to {}, but {before} (records deleted, changed or reordered)",
+            short(&entry.prev)
+        )));
+    }
+    if let Some(prev_seq) = state.last_sequence
+        && entry.sequence <= prev_seq
+    {
+        out.problems.push(Problem(format!(
+            "{place}, log index {index}, {stream}: sequence not after the stream's previous one ({prev_seq})"
+        )));
+    }
+    state.last_sequence = Some(entry.sequence);
+    state.last_leaf = leaf;
+    state.records += 1;
+    last_place.insert(key, (place, entry.sequence));
+    leaf
 }
 
 /// The first 8 bytes of a hash, enough to tell two apart in a message.

@@ -134,6 +134,8 @@ mod tests {
 
     fn exec_bytes(argv: &[u8]) -> Vec<u8> {
         // Build a real ExecEvent and send only the used part, as the kernel does.
+        // SAFETY: `ExecEvent` is `Pod` (integers and arrays of integers, padding in explicit
+        // fields), so all-zero bytes are a valid value.
         let mut ev: Box<ExecEvent> = unsafe { Box::new_zeroed().assume_init() };
         ev.head.header.kind = EventKind::Exec as u32;
         ev.head.header.pid = 7;
@@ -144,6 +146,8 @@ mod tests {
         };
         ev.head.argv_len = argv.len() as u32;
         ev.argv[..argv.len()].copy_from_slice(argv);
+        // SAFETY: the slice covers exactly the one `ExecEvent` `ev` owns, whose bytes are all
+        // initialised (`Pod`: no implicit padding), and it is dropped before `ev` is.
         let all = unsafe {
             std::slice::from_raw_parts((&raw const *ev).cast::<u8>(), size_of::<ExecEvent>())
         };

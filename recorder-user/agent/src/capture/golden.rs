@@ -32,6 +32,9 @@ const GOLDEN: &str = concat!(
 /// 2026-11-28T10:00:00Z minus a boot time of 1000 s.
 const OFFSET_NS: i128 = 1_795_860_000_000_000_000 - 1_000_000_000_000;
 
+/// A signal whose default action dumps core.
+const SIGSEGV: u32 = 11;
+
 fn key(pid: u32, ktime: u64) -> ProcKey {
     ProcKey {
         ktime,
@@ -70,7 +73,9 @@ struct Exec<'a> {
     parent: ProcKey,
     session: ProcKey,
     flags: u32,
-    exe: RawPath,
+    /// The executable's path components, root first, and its `PATH_*` flags (a `RawPath` is
+    /// built from them when the event is: a list of them would take a large stack frame).
+    exe: (&'a [&'a str], u32),
     argv: &'a [&'a str],
 }
 
@@ -94,7 +99,7 @@ fn exec_head(e: &Exec<'_>, identity: u32, cgroup_id: u64) -> (ExecHead, Vec<u8>)
         } else {
             argv.len() as u64
         },
-        exe: e.exe,
+        exe: path(e.exe.0, e.exe.1),
         cwd: path(&["home", "agent"], 0),
     };
     (head, argv)
@@ -156,7 +161,18 @@ fn records() -> Vec<Record> {
     );
     let mut b = RecordBuilder::new("web-1".into(), "789155ce".into(), Clock::fixed(OFFSET_NS));
     let root = key(500, 1_000_000_000);
-    let bash = path(&["usr", "bin", "bash"], 0);
+    let mut out = exec_records(&mut b, &mut ids, root);
+    out.extend(shell_and_exit_records(&b, &ids, root));
+    out.push(b.loss(1_003_000_000, "claude", EventKind::Data, 17));
+    out.push(b.loss(1_003_000_000, "ops-bot", EventKind::Track, 2));
+    out.extend(sql_records(&b, &ids, root));
+    out.extend(api_records(&b, &ids, root));
+    out.extend(notice_records(&b, &ids, root));
+    out
+}
+
+/// A session's execs: inside and outside its identity, truncated, adopted, unreadable, kubectl.
+fn exec_records(b: &mut RecordBuilder, ids: &mut Identities, root: ProcKey) -> Vec<Record> {
     let mut out = Vec::new();
     let execs = [
         Exec {
@@ -165,7 +181,7 @@ fn records() -> Vec<Record> {
             parent: ProcKey::NONE,
             session: root,
             flags: 0,
-            exe: bash,
+            exe: (&["usr", "bin", "bash"], 0),
             argv: &["bash", "-c", "ls /; sh -c \"exit 3\""],
         },
         Exec {
@@ -174,7 +190,7 @@ fn records() -> Vec<Record> {
             parent: root,
             session: root,
             flags: EXEC_OUTSIDE_IDENTITY,
-            exe: path(&["usr", "bin", "ls"], 0),
+            exe: (&["usr", "bin", "ls"], 0),
             argv: &["ls", "-l", "it's a file", ""],
         },
         Exec {
@@ -183,7 +199,7 @@ fn records() -> Vec<Record> {
             parent: root,
             session: root,
             flags: EXEC_OUTSIDE_IDENTITY,
-            exe: path(&["usr", "bin", "ls"], 0),
+            exe: (&["usr", "bin", "ls"], 0),
             argv: &["ls", "again"],
         },
         Exec {
@@ -192,7 +208,7 @@ fn records() -> Vec<Record> {
             parent: root,
             session: root,
             flags: EXEC_ARGV_TRUNCATED | EXEC_ADOPTED,
-            exe: path(&["memfd:payload"], PATH_UNLINKED),
+            exe: (&["memfd:payload"], PATH_UNLINKED),
             argv: &["payload", "a\u{e9}b", "tab\there"],
         },
         Exec {
@@ -201,7 +217,7 @@ fn records() -> Vec<Record> {
             parent: root,
             session: root,
             flags: EXEC_ARGV_UNREADABLE,
-            exe: path(&["deep", "er"], PATH_TOO_DEEP),
+            exe: (&["deep", "er"], PATH_TOO_DEEP),
             argv: &[],
         },
         Exec {
@@ -210,7 +226,7 @@ fn records() -> Vec<Record> {
             parent: root,
             session: root,
             flags: 0,
-            exe: path(&["usr", "bin", "kubectl"], 0),
+            exe: (&["usr", "bin", "kubectl"], 0),
             argv: &[
                 "kubectl",
                 "--context",
@@ -231,7 +247,7 @@ fn records() -> Vec<Record> {
             parent: root,
             session: root,
             flags: 0,
-            exe: path(&["usr", "bin", "kubectl"], 0),
+            exe: (&["usr", "bin", "kubectl"], 0),
             argv: &["kubectl", "get", "pods", "-A"],
         },
     ];
@@ -242,8 +258,14 @@ fn records() -> Vec<Record> {
             7001
         };
         let (head, argv) = exec_head(e, (i % 2) as u32, cgroup);
-        out.extend(b.exec(&head, &argv, &mut ids));
+        out.extend(b.exec(&head, &argv, ids));
     }
+    out
+}
+
+/// Shell lines, and exits by code, by signal and with a core dump.
+fn shell_and_exit_records(b: &RecordBuilder, ids: &Identities, root: ProcKey) -> Vec<Record> {
+    let mut out = Vec::new();
     for (line, flags) in [("cd /tmp && export X=1", 0), ("echo long", SHELL_TRUNCATED)] {
         let ev = ShellEvent {
             header: header(EventKind::Shell, 0, 500, 1_001_000_000, 0),
@@ -253,9 +275,9 @@ fn records() -> Vec<Record> {
             len: line.len() as u32,
             line: [0; SHELL_LINE_MAX],
         };
-        out.push(b.shell(&ev, line.as_bytes(), &ids));
+        out.push(b.shell(&ev, line.as_bytes(), ids));
     }
-    for (pid, code) in [(501, 3 << 8), (502, 0), (503, 9), (504, 0x80 | 11)] {
+    for (pid, code) in [(501, 3 << 8), (502, 0), (503, 9), (504, 0x80 | SIGSEGV)] {
         let ev = ExitEvent {
             header: header(EventKind::Exit, 0, pid, 1_002_345_678, 0),
             exec: key(pid, 1_000_100_000),
@@ -263,10 +285,14 @@ fn records() -> Vec<Record> {
             exit_code: code,
             _pad: 0,
         };
-        out.push(b.exit(&ev, &ids));
+        out.push(b.exit(&ev, ids));
     }
-    out.push(b.loss(1_003_000_000, "claude", EventKind::Data, 17));
-    out.push(b.loss(1_003_000_000, "ops-bot", EventKind::Track, 2));
+    out
+}
+
+/// SQL statements (succeeded, failed, unanswered) and a malformed-stream notice.
+fn sql_records(b: &RecordBuilder, ids: &Identities, root: ProcKey) -> Vec<Record> {
+    let mut out = Vec::new();
     let statements = [
         (
             Protocol::Postgresql,
@@ -298,7 +324,7 @@ fn records() -> Vec<Record> {
                 protocol,
                 event,
             },
-            &ids,
+            ids,
         ));
     }
     out.push(b.sql(
@@ -307,8 +333,15 @@ fn records() -> Vec<Record> {
             reason: MALFORMED.into(),
             detail: "PostgreSQL client startup packet with length 3".into(),
         },
-        &ids,
+        ids,
     ));
+    out
+}
+
+/// Kubernetes API calls over HTTP/2 and HTTP/1.1 (answered and not), and a malformed-stream
+/// notice.
+fn api_records(b: &RecordBuilder, ids: &Identities, root: ProcKey) -> Vec<Record> {
+    let mut out = Vec::new();
     let (exchange, request) = api(
         Version::Http2,
         "GET",
@@ -332,7 +365,7 @@ fn records() -> Vec<Record> {
             exchange,
             request,
         },
-        &ids,
+        ids,
     ));
     let (exchange, request) = api(
         Version::Http1,
@@ -357,7 +390,7 @@ fn records() -> Vec<Record> {
             exchange,
             request,
         },
-        &ids,
+        ids,
     ));
     out.push(b.api(
         &ApiOutput::Notice {
@@ -365,8 +398,14 @@ fn records() -> Vec<Record> {
             reason: "malformed_http".into(),
             detail: "HTTP/2 frame of 99999999 bytes".into(),
         },
-        &ids,
+        ids,
     ));
+    out
+}
+
+/// TLS the probes could not see into, an `io_uring` process, and an undecodable event.
+fn notice_records(b: &RecordBuilder, ids: &Identities, root: ProcKey) -> Vec<Record> {
+    let mut out = Vec::new();
     for late in [false, true] {
         out.push(b.unhooked_tls(
             &UnhookedTls {
@@ -374,14 +413,14 @@ fn records() -> Vec<Record> {
                 server: "192.0.2.7:443".into(),
                 late,
             },
-            &ids,
+            ids,
         ));
     }
     out.push(b.process_notice(
         &header(EventKind::IoUring, 0, 508, 1_007_000_000, 0),
         &key(508, 1_000_900_000),
         &root,
-        &ids,
+        ids,
         "io_uring",
         "pid 508 set up an io_uring: reads and writes it submits through the ring are not captured"
             .into(),

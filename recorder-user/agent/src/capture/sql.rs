@@ -409,7 +409,7 @@ mod tests {
                     assert!(!tls);
                     Some(event.text.as_str())
                 }
-                _ => None,
+                SqlOutput::Notice { .. } => None,
             })
             .collect();
         assert!(

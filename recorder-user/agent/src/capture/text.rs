@@ -128,6 +128,9 @@ mod tests {
 
     use super::*;
 
+    /// A signal whose default action dumps core.
+    const SIGSEGV: u32 = 11;
+
     #[test]
     fn splits_argv_exactly() {
         assert_eq!(split_argv(b"ls\0-l\0/\0"), ["ls", "-l", "/"]);
@@ -185,7 +188,7 @@ mod tests {
             }
         );
         assert_eq!(
-            exit_status(0x80 | 11),
+            exit_status(0x80 | SIGSEGV),
             ExitStatus::Signal {
                 signal: 11,
                 core_dumped: true

@@ -55,6 +55,7 @@ pub(super) struct Btf {
 
 impl Btf {
     /// Reads the running kernel's BTF.
+    #[cfg(test)]
     pub(super) fn from_kernel() -> Result<Self, BtfError> {
         Self::from_file(Path::new("/sys/kernel/btf/vmlinux"))
     }
@@ -137,8 +138,7 @@ impl Btf {
                         });
                     }
                 }
-                6 => r.skip(8 * vlen as usize)?,        // ENUM
-                13 => r.skip(8 * vlen as usize)?,       // FUNC_PROTO
+                6 | 13 => r.skip(8 * vlen as usize)?, // ENUM, FUNC_PROTO
                 15 | 19 => r.skip(12 * vlen as usize)?, // DATASEC, ENUM64
                 2 | 7 | 8 | 9 | 10 | 11 | 12 | 16 | 18 => {}
                 other => return Err(format!("unknown BTF kind {other} at type {}", types.len())),
@@ -267,9 +267,9 @@ mod tests {
         };
         let mut types = Vec::new();
         let mut push = |words: &[u32]| {
-            words
-                .iter()
-                .for_each(|w| types.extend_from_slice(&w.to_le_bytes()));
+            for w in words {
+                types.extend_from_slice(&w.to_le_bytes());
+            }
         };
         // 1: int
         push(&[0, 1 << 24, 4, 32]);
@@ -290,7 +290,8 @@ mod tests {
             64,
             s("bits"),
             1,
-            (3 << 24) | 96,
+            // A 3-bit field at bit offset 96 (0x60).
+            (3 << 24) | 0x60,
         ]);
         let mut out = Vec::new();
         out.extend_from_slice(&0xeb9fu16.to_le_bytes());

@@ -1,6 +1,15 @@
 //! Read-only mappings of executables and libraries, for reading their symbol tables: only the
 //! pages actually looked at are read, even for a 100 MB binary.
-use std::{fs::File, os::unix::fs::OpenOptionsExt as _, path::Path};
+//!
+//! Machine code is read from the file ([`MappedFile::read_at`]), never through the mapping: the
+//! kernel plants a uprobe's breakpoint in every mapping of the file that may execute, and a
+//! read-only private mapping may (`VM_MAYEXEC`), so code probed by another tracer, another
+//! agent included, reads as `int3` there. Decoding that code finds no `ret` where the probes sit.
+use std::{
+    fs::File,
+    os::unix::fs::{FileExt as _, OpenOptionsExt as _},
+    path::Path,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum MapError {
@@ -19,6 +28,7 @@ pub(crate) enum MapError {
 /// or replaced by a rename), so the pages do not vanish under the mapping in the cases this is
 /// made for.
 pub(super) struct MappedFile {
+    file: File,
     ptr: *mut libc::c_void,
     len: usize,
 }
@@ -48,12 +58,13 @@ impl MappedFile {
         if len == 0 {
             // mmap refuses empty mappings; an empty file simply has no contents.
             return Ok(Self {
+                file,
                 ptr: std::ptr::null_mut(),
                 len: 0,
             });
         }
-        // SAFETY: a fresh read-only private mapping of an open file descriptor; the descriptor
-        // may be closed afterwards, the mapping keeps its own reference to the file.
+        // SAFETY: a fresh read-only private mapping of an open file descriptor (kept open, for
+        // `read_at`; the mapping holds its own reference to the file anyway).
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -67,7 +78,14 @@ impl MappedFile {
         if ptr == libc::MAP_FAILED {
             return Err(io(std::io::Error::last_os_error()));
         }
-        Ok(Self { ptr, len })
+        Ok(Self { file, ptr, len })
+    }
+
+    /// `len` bytes of the file from `offset`, as the file holds them (see the module's doc).
+    pub(super) fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0; len];
+        self.file.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
     }
 
     pub(super) fn bytes(&self) -> &[u8] {

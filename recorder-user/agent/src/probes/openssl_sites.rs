@@ -38,9 +38,9 @@ pub(crate) struct OpenSslEntry {
 }
 
 /// A function of the file: its address, and its code as far as the file holds it.
-struct Function<'a> {
+struct Function {
     address: u64,
-    code: &'a [u8],
+    code: Vec<u8>,
 }
 
 /// The OpenSSL probe sites of `path` (none: it is not OpenSSL), reads first: attaching takes
@@ -64,13 +64,15 @@ pub(crate) fn openssl_entries(path: &Path) -> Result<Vec<OpenSslEntry>, String> 
             (address >= start && address - start < size).then(|| address - start + offset)
         })
     };
+    // The code is read from the file, not through the mapping, where probes of another tracer
+    // would show as breakpoints (see `MappedFile::read_at`).
     let function_at = |address: u64| {
-        sections.iter().find_map(|&(start, _, data)| {
-            let at = usize::try_from(address.checked_sub(start)?).ok()?;
-            let code = data.get(at..)?;
+        sections.iter().find_map(|&(start, (offset, size), _)| {
+            let at = address.checked_sub(start).filter(|&at| at < size)?;
+            let len = (size - at).min(MAX_WRAPPER_BYTES as u64) as usize;
             Some(Function {
                 address,
-                code: &code[..code.len().min(MAX_WRAPPER_BYTES)],
+                code: map.read_at(offset + at, len).ok()?,
             })
         })
     };
@@ -150,7 +152,7 @@ const MAX_WRAPPER_BYTES: usize = 96;
 /// code is then not the wrapper this expects.
 fn wrapped_call(function: &Function, same_arguments: bool) -> Option<u64> {
     use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, Register};
-    let mut decoder = Decoder::with_ip(64, function.code, function.address, DecoderOptions::NONE);
+    let mut decoder = Decoder::with_ip(64, &function.code, function.address, DecoderOptions::NONE);
     let mut instr = Instruction::default();
     while decoder.can_decode() {
         decoder.decode_out(&mut instr);
@@ -214,7 +216,7 @@ mod tests {
         wrapped_call(
             &Function {
                 address: 0x1000,
-                code,
+                code: code.to_vec(),
             },
             same_arguments,
         )

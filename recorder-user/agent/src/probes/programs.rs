@@ -94,7 +94,7 @@ impl ProgramProbes {
     /// Attaches the probes of Go binaries inspected since the last tick.
     pub(crate) fn tick(&mut self, probes: &mut Probes) {
         while let Ok((path, found)) = self.inspected.try_recv() {
-            self.attach_go(probes, &path, found);
+            Self::attach_go(probes, &path, found);
         }
     }
 
@@ -118,20 +118,15 @@ impl ProgramProbes {
         }
         if wait {
             let found = gobin::inspect(path);
-            self.attach_go(probes, path, found);
+            Self::attach_go(probes, path, found);
         } else if self.to_inspect.send(path.to_path_buf()).is_err() {
             tracing::error!("the Go symbol reader stopped; Go programs are no longer hooked");
         }
     }
 
-    fn attach_go(
-        &mut self,
-        probes: &mut Probes,
-        path: &Path,
-        found: Result<GoBinary, gobin::GoBinError>,
-    ) {
+    fn attach_go(probes: &mut Probes, path: &Path, found: Result<GoBinary, gobin::GoBinError>) {
         match found {
-            Ok(GoBinary::GoTls(tls)) => self.attach_go_tls(probes, path, &tls),
+            Ok(GoBinary::GoTls(tls)) => Self::attach_go_tls(probes, path, &tls),
             Ok(GoBinary::GoWithoutTls { .. } | GoBinary::NotGo) => {
                 tracing::debug!(path = %path.display(), "no Go TLS in this program");
             }
@@ -142,7 +137,7 @@ impl ProgramProbes {
         }
     }
 
-    fn attach_go_tls(&mut self, probes: &mut Probes, path: &Path, tls: &GoTlsFunctions) {
+    fn attach_go_tls(probes: &mut Probes, path: &Path, tls: &GoTlsFunctions) {
         match probes.attach_go_tls(path, tls) {
             Ok(n) => tracing::info!(
                 path = %path.display(),

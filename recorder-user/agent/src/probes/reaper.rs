@@ -36,7 +36,7 @@ impl Reaper {
         let seen = last_attach.clone();
         std::thread::Builder::new()
             .name("probe-reaper".into())
-            .spawn(move || reap(detached, &seen, epoch))?;
+            .spawn(move || reap(&detached, &seen, epoch))?;
         Ok(Self {
             links,
             last_attach,
@@ -59,7 +59,7 @@ impl Reaper {
     }
 }
 
-fn reap(detached: mpsc::Receiver<Vec<UProbeLink>>, last_attach: &AtomicU64, epoch: Instant) {
+fn reap(detached: &mpsc::Receiver<Vec<UProbeLink>>, last_attach: &AtomicU64, epoch: Instant) {
     let mut queue: VecDeque<UProbeLink> = VecDeque::new();
     loop {
         let wait = if queue.is_empty() {

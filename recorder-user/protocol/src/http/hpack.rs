@@ -128,7 +128,7 @@ impl Table {
     fn evict_to(&mut self, target: usize) {
         while self.size > target {
             if let Some((n, v)) = self.entries.pop_back() {
-                self.size -= n.len() + v.len() + ENTRY_OVERHEAD
+                self.size -= n.len() + v.len() + ENTRY_OVERHEAD;
             } else {
                 self.size = 0;
                 break;

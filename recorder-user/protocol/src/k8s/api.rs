@@ -103,17 +103,19 @@ fn resource_request(method: &str, parts: &[&str], query: &str) -> Option<ApiRequ
 /// The API server's own non-resource paths; `None` for any other path.
 fn non_resource(method: &str, parts: &[&str]) -> Option<ApiRequest> {
     let (group, version) = match parts {
-        // Discovery: `/api`, `/api/v1`, `/apis`, `/apis/apps`, `/apis/apps/v1`.
-        ["api" | "apis"] => (None, None),
+        // Discovery roots (`/api`, `/apis`), the server's own endpoints, and service account
+        // issuer discovery: no group or version.
+        ["api" | "apis"]
+        | [
+            "version" | "openapi" | "healthz" | "livez" | "readyz" | "metrics",
+            ..,
+        ]
+        | [".well-known", "openid-configuration"]
+        | ["openid", "v1", "jwks"] => (None, None),
+        // Discovery of a version or a group: `/api/v1`, `/apis/apps`, `/apis/apps/v1`.
         ["api", version, ..] => (None, Some(*version)),
         ["apis", group] => (Some(*group), None),
         ["apis", group, version, ..] => (Some(*group), Some(*version)),
-        [
-            "version" | "openapi" | "healthz" | "livez" | "readyz" | "metrics",
-            ..,
-        ] => (None, None),
-        // Service account issuer discovery.
-        [".well-known", "openid-configuration"] | ["openid", "v1", "jwks"] => (None, None),
         _ => return None,
     };
     Some(ApiRequest {

@@ -16,6 +16,9 @@ pub mod postgres;
 pub use mysql::MysqlDecoder;
 pub use postgres::PostgresDecoder;
 
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+
 use crate::{Direction, Notice};
 
 /// Longest statement text kept; a longer one is cut here and flagged `truncated`.
@@ -201,6 +204,7 @@ impl AnyDecoder {
     }
 
     /// A decoder for the plaintext of this connection once its raw stream started TLS.
+    #[must_use]
     pub fn for_tls_plaintext(&self) -> Self {
         match self {
             AnyDecoder::Postgres(d) => AnyDecoder::Postgres(d.for_tls_plaintext()),
@@ -289,7 +293,7 @@ fn hex_of(bytes: &[u8]) -> (String, bool) {
     let mut s = String::with_capacity(2 + 2 * bytes.len().min(keep));
     s.push_str("\\x");
     for b in bytes.iter().take(keep) {
-        s.push_str(&format!("{b:02x}"));
+        let _ = write!(s, "{b:02x}");
     }
     (s, cut)
 }
@@ -304,14 +308,14 @@ fn bounded_result(mut s: String) -> String {
 /// entry goes first.
 #[derive(Debug)]
 struct Prepared<K, V> {
-    entries: std::collections::VecDeque<(K, V, usize)>,
+    entries: VecDeque<(K, V, usize)>,
     bytes: usize,
 }
 
 impl<K: PartialEq, V> Default for Prepared<K, V> {
     fn default() -> Self {
         Prepared {
-            entries: Default::default(),
+            entries: VecDeque::default(),
             bytes: 0,
         }
     }

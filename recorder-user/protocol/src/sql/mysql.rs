@@ -163,6 +163,7 @@ impl MysqlDecoder {
 
     /// A decoder for the plaintext of this connection once TLS started: it knows the server's
     /// capabilities from the greeting on the raw stream and expects the `HandshakeResponse`.
+    #[must_use]
     pub fn for_tls_plaintext(&self) -> Self {
         let mut d = Self::new();
         d.server_caps = self.server_caps;
@@ -201,7 +202,7 @@ impl MysqlDecoder {
             let Some(packet) = self.to_server.next(&mut input) else {
                 break;
             };
-            self.client_packet(packet, out);
+            self.client_packet(&packet, out);
         }
     }
 
@@ -210,7 +211,7 @@ impl MysqlDecoder {
             let Some(packet) = self.to_client.next(&mut input) else {
                 break;
             };
-            self.server_packet(packet, out);
+            self.server_packet(&packet, out);
         }
     }
 
@@ -219,25 +220,22 @@ impl MysqlDecoder {
         out.push(why);
     }
 
-    fn client_packet(&mut self, p: Packet, out: &mut Vec<Output>) {
+    fn client_packet(&mut self, p: &Packet, out: &mut Vec<Output>) {
         match self.phase {
-            Phase::HandshakeResponse if p.seq > 0 => self.handshake_response(&p, out),
+            Phase::HandshakeResponse if p.seq > 0 => self.handshake_response(p, out),
             // Without the greeting, only a packet shaped like a handshake response is taken for
             // one: an authentication packet (a password) must never be read as a user name.
             Phase::Greeting if p.seq > 0 && handshake::is_client_handshake(&p.payload) => {
-                self.handshake_response(&p, out);
+                self.handshake_response(p, out);
             }
-            // The handshake was not seen: the connection predates the capture.
-            Phase::Greeting if p.seq == 0 => {
+            // In `Greeting`, the handshake was not seen: the connection predates the capture.
+            // In `Auth`, a new command sequence: authentication is over even if its OK was
+            // missed.
+            Phase::Greeting | Phase::Auth if p.seq == 0 => {
                 self.phase = Phase::Command;
-                self.command(&p, out);
+                self.command(p, out);
             }
-            // A new command sequence: authentication is over even if its OK was missed.
-            Phase::Auth if p.seq == 0 => {
-                self.phase = Phase::Command;
-                self.command(&p, out);
-            }
-            Phase::Command if p.seq == 0 => self.command(&p, out),
+            Phase::Command if p.seq == 0 => self.command(p, out),
             // Authentication data (passwords, keys), LOCAL INFILE contents: never looked into.
             _ => {}
         }
@@ -564,11 +562,11 @@ impl MysqlDecoder {
         (params, cut, true)
     }
 
-    fn server_packet(&mut self, p: Packet, out: &mut Vec<Output>) {
+    fn server_packet(&mut self, p: &Packet, out: &mut Vec<Output>) {
         match self.phase {
-            Phase::Greeting if p.seq == 0 => self.greeting(&p, out),
-            Phase::Auth => self.auth_reply(&p, out),
-            Phase::Command => self.response(&p, out),
+            Phase::Greeting if p.seq == 0 => self.greeting(p, out),
+            Phase::Auth => self.auth_reply(p, out),
+            Phase::Command => self.response(p, out),
             _ => {}
         }
     }

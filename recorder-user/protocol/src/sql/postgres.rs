@@ -130,6 +130,7 @@ impl PostgresDecoder {
 
     /// A decoder for the plaintext of this connection once TLS started: it begins with the
     /// StartupMessage sent inside TLS.
+    #[must_use]
     pub fn for_tls_plaintext(&self) -> Self {
         Self::new()
     }
@@ -504,7 +505,7 @@ impl PostgresDecoder {
         let (result, position) = error_text(body);
         if matches!(self.queue.front(), None | Some(Item::Sync)) {
             // The Sync stays: its ReadyForQuery still comes.
-            self.error_without_request(result, out);
+            Self::error_without_request(result, out);
             return;
         }
         if let Some(at) = position.and_then(|p| self.statement_at(p)) {
@@ -540,7 +541,7 @@ impl PostgresDecoder {
 
     /// An error with no request waiting: a failed login, a failed implicit COMMIT at Sync, a
     /// server shutdown.
-    fn error_without_request(&mut self, result: String, out: &mut Vec<Output>) {
+    fn error_without_request(result: String, out: &mut Vec<Output>) {
         out.push(Output::Notice(Notice::server_error(result)));
     }
 

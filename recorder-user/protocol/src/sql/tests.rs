@@ -133,10 +133,10 @@ const PG_SYNTAX: &str = "ERROR 42601: syntax error at or near \"SELEC\"";
 
 #[test]
 fn psql_simple_protocol_one_event_per_statement_with_its_tag() {
+    use Status::{Error, Ok};
     let out = decode_fixture("pg_psql_simple");
     only_sql(&out);
     assert_identity(&out, "alice", "shop", Protocol::Postgresql);
-    use Status::{Error, Ok};
     assert_eq!(
         summary(&out),
         [
@@ -296,11 +296,11 @@ fn mysql_statements_inside_tls() {
 
 #[test]
 fn psycopg_extended_protocol_with_text_and_binary_parameters() {
+    use Status::{Error, Ok};
     let out = decode_fixture("pg_psycopg");
     only_sql(&out);
     assert_identity(&out, "alice", "shop", Protocol::Postgresql);
     let events = sql(&out);
-    use Status::{Error, Ok};
     let insert = "INSERT INTO t VALUES ($1, $2, $3)";
     let select = "SELECT id, name FROM t WHERE id >= $1 ORDER BY id";
     let expected: Vec<(&str, Vec<Option<&str>>, Status, &str)> = vec![
@@ -422,9 +422,9 @@ const MY_SYNTAX: &str = "ERROR 1064 (42000): You have an error in your SQL synta
 
 #[test]
 fn mariadb_cli_text_protocol_with_ok_err_and_result_sets() {
+    use Status::{Error, Ok};
     let out = decode_fixture("my_cli");
     only_sql(&out);
-    use Status::{Error, Ok};
     assert_eq!(
         summary(&out),
         [
@@ -500,10 +500,10 @@ fn mariadb_permission_error_1142() {
 
 #[test]
 fn pymysql_multi_statement_query_reports_every_result() {
+    use Status::Ok;
     let out = decode_fixture("my_pymysql");
     only_sql(&out);
     assert_identity(&out, "alice", "shop", Protocol::Mysql);
-    use Status::Ok;
     assert_eq!(
         summary(&out),
         [
@@ -525,10 +525,10 @@ fn pymysql_multi_statement_query_reports_every_result() {
 
 #[test]
 fn connector_prepared_statements_with_binary_parameters() {
+    use Status::{Error, Ok};
     let out = decode_fixture("my_prepared");
     only_sql(&out);
     assert_identity(&out, "alice", "shop", Protocol::Mysql);
-    use Status::{Error, Ok};
     let insert = "INSERT INTO items VALUES (?, ?)";
     let prepare_error = MY_SYNTAX.replace("SELEC 1", "SELEC ?");
     let expected: Vec<(&str, Vec<Option<&str>>, Status, &str)> = vec![
@@ -584,6 +584,7 @@ fn connector_prepared_statements_with_binary_parameters() {
 
 #[test]
 fn mariadb_node_connector_deprecate_eof_and_pipelined_prepare() {
+    use Status::{Error, Ok};
     let chunks = fixture("my_node");
     // The client asks for CLIENT_DEPRECATE_EOF (and MariaDB's metadata caching).
     let caps = u32::from_le_bytes(chunks[1].1[4..8].try_into().unwrap());
@@ -591,7 +592,6 @@ fn mariadb_node_connector_deprecate_eof_and_pipelined_prepare() {
     let out = decode(&mut MysqlDecoder::new(), &chunks);
     only_sql(&out);
     assert_identity(&out, "alice", "shop", Protocol::Mysql);
-    use Status::{Error, Ok};
     let select = "SELECT id, name FROM items WHERE id > ? AND name <> ?";
     let expected: Vec<(&str, Vec<Option<&str>>, Status, &str)> = vec![
         ("SET NAMES utf8mb4", vec![], Ok, "OK, 0 rows affected"),

@@ -153,14 +153,14 @@ impl<'a> Elf<'a> {
     }
 
     /// The pclntab, by section name, or else by its header magic in the non-executable segments.
-    pub(super) fn find_pclntab(&self) -> Result<Option<&'a [u8]>, GoBinError> {
+    pub(super) fn find_pclntab(&self) -> Option<&'a [u8]> {
         if let Some(sec) = self.section(PCLNTAB_SECTIONS) {
-            return Ok(Some(sec.data));
+            return Some(sec.data);
         }
         if self.sections.is_some() {
             // Section headers are present and name no pclntab: not Go. Scanning here would only
             // cost time on large non-Go binaries.
-            return Ok(None);
+            return None;
         }
         for seg in self.loads.iter().filter(|s| s.flags & elf::PF_X == 0) {
             let bytes = self.segment_bytes(seg);
@@ -169,16 +169,22 @@ impl<'a> Elf<'a> {
             while let Some(found) = find_aligned(&bytes[pos..], 4, looks_like_pcheader) {
                 let table = &bytes[pos + found..];
                 if Pclntab::parse(table, None).is_ok() {
-                    return Ok(Some(table));
+                    return Some(table);
                 }
                 pos += found + 4;
             }
         }
-        Ok(None)
+        None
     }
 
     /// Turns a function's address range into file offsets of its entry and `ret` instructions.
-    pub(super) fn locate(&self, name: &str, range: FuncRange) -> Result<GoFunction, GoBinError> {
+    /// `read_code` reads the code (file offset, length) from the file itself.
+    pub(super) fn locate(
+        &self,
+        name: &str,
+        range: FuncRange,
+        read_code: impl Fn(u64, usize) -> Option<Vec<u8>>,
+    ) -> Result<GoFunction, GoBinError> {
         let fail = |reason: String| GoBinError::FunctionNotDecodable {
             name: name.to_string(),
             address: range.start,
@@ -196,8 +202,14 @@ impl<'a> Elf<'a> {
         if !executable {
             return Err(fail("not in an executable segment".into()));
         }
-        let code = &self.data[entry_offset as usize..(entry_offset + len) as usize];
-        let returns = find_returns(code, range.start).map_err(fail)?;
+        let code = read_code(entry_offset, len as usize)
+            .ok_or_else(|| fail(format!("its {len} bytes of code cannot be read")))?;
+        let returns = find_returns(&code, range.start).map_err(fail)?;
+        if returns.is_empty() {
+            // Its returns are where a read's plaintext is seen: without them, responses would be
+            // missing without a word.
+            return Err(fail("no `ret` instruction found".into()));
+        }
         Ok(GoFunction {
             name: name.to_string(),
             entry_offset,

@@ -106,14 +106,29 @@ pub(crate) enum GoBinError {
 /// the pclntab, two functions) are touched, even for a 60 MB binary.
 pub(crate) fn inspect(path: &Path) -> Result<GoBinary, GoBinError> {
     let map = MappedFile::open(path)?;
-    inspect_bytes(map.bytes())
+    // The functions' code is read from the file, not through the mapping, where probes of
+    // another tracer would show as breakpoints (see `MappedFile::read_at`).
+    inspect_parts(map.bytes(), |offset, len| map.read_at(offset, len).ok())
 }
 
 /// [`inspect`] on the contents of an executable already in memory.
+#[cfg(test)]
 pub(crate) fn inspect_bytes(data: &[u8]) -> Result<GoBinary, GoBinError> {
+    inspect_parts(data, |offset, len| {
+        let start = usize::try_from(offset).ok()?;
+        data.get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
+    })
+}
+
+/// [`inspect`], with the ELF structures read from `data` and machine code by `read_code` (file
+/// offset, length).
+fn inspect_parts(
+    data: &[u8],
+    read_code: impl Fn(u64, usize) -> Option<Vec<u8>>,
+) -> Result<GoBinary, GoBinError> {
     let elf = Elf::parse(data)?;
     let go_version = elf.go_version();
-    let table = match elf.find_pclntab()? {
+    let table = match elf.find_pclntab() {
         Some(table) => table,
         None if go_version.is_some() => return Err(GoBinError::NoPclntab),
         None => return Ok(GoBinary::NotGo),
@@ -124,8 +139,8 @@ pub(crate) fn inspect_bytes(data: &[u8]) -> Result<GoBinary, GoBinError> {
     };
     Ok(GoBinary::GoTls(GoTlsFunctions {
         go_version,
-        write: elf.locate(TLS_WRITE, write)?,
-        read: elf.locate(TLS_READ, read)?,
+        write: elf.locate(TLS_WRITE, write, &read_code)?,
+        read: elf.locate(TLS_READ, read, &read_code)?,
     }))
 }
 

@@ -414,7 +414,7 @@ fn kubectl_table_head() -> &'static [u8] {
     HEAD.get_or_init(|| {
         let file = std::fs::read(kubectl()).unwrap();
         let elf = Elf::parse(&file).unwrap();
-        let table = elf.find_pclntab().unwrap().unwrap();
+        let table = elf.find_pclntab().unwrap();
         table[..4096].to_vec()
     })
 }

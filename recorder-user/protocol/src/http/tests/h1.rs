@@ -1,5 +1,7 @@
 //! HTTP/1.1 streams.
 
+use std::fmt::Write as _;
+
 use super::*;
 
 fn c(s: &str) -> Chunk {
@@ -247,12 +249,15 @@ fn connect_tunnel_stops() {
 #[test]
 fn evicted_requests_keep_the_pairing_right() {
     let n = MAX_PENDING + 10;
-    let requests: String = (0..n)
-        .map(|i| format!("GET /r{i} HTTP/1.1\r\n\r\n"))
-        .collect();
-    let responses: String = (0..n)
-        .map(|i| format!("HTTP/1.1 {} OK\r\nContent-Length: 0\r\n\r\n", 200 + i % 50))
-        .collect();
+    let (mut requests, mut responses) = (String::new(), String::new());
+    for i in 0..n {
+        let _ = write!(requests, "GET /r{i} HTTP/1.1\r\n\r\n");
+        let _ = write!(
+            responses,
+            "HTTP/1.1 {} OK\r\nContent-Length: 0\r\n\r\n",
+            200 + i % 50
+        );
+    }
     let out = run(Version::Http1, &[c(&requests), s(&responses)]);
     let mut expected: Vec<_> = (0..10).map(|i| t("GET", &format!("/r{i}"), None)).collect();
     expected.extend((10..n).map(|i| t("GET", &format!("/r{i}"), Some(200 + (i % 50) as u16))));

@@ -262,6 +262,10 @@ fn files() {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "a flat list of command lines and what each must parse to, one case per call"
+)]
 fn mutations() {
     expect(
         "kubectl delete pod web-1 --force --grace-period=0",
@@ -524,6 +528,10 @@ fn create_forms() {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "a flat list of command lines and what each must parse to, one case per call"
+)]
 fn pod_targets() {
     let c = parse("kubectl exec -it web-1 -c app -- ls -l");
     assert_eq!(

@@ -1,6 +1,8 @@
 //! The server's answer to one MySQL command: OK, ERR, or one or more result sets (column count,
 //! column definitions, optional EOF, rows, terminator). Rows are counted, never kept.
 
+use std::fmt::Write as _;
+
 use super::framer::Packet;
 use super::{
     CLIENT_DEPRECATE_EOF, CLIENT_PROTOCOL_41, CLIENT_SESSION_TRACK, MARIADB_CLIENT_CACHE_METADATA,
@@ -125,7 +127,7 @@ impl Response {
         let rows = if ok.affected == 1 { "row" } else { "rows" };
         let mut text = format!("OK, {} {rows} affected", ok.affected);
         if ok.last_insert_id != 0 {
-            text.push_str(&format!(", last insert id {}", ok.last_insert_id));
+            let _ = write!(text, ", last insert id {}", ok.last_insert_id);
         }
         self.push_result(text);
         if ok.schema.is_some() {

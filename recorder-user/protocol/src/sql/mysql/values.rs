@@ -1,5 +1,7 @@
 //! Parameter values of `COM_STMT_EXECUTE` (binary protocol), rendered as text.
 
+use std::fmt::Write as _;
+
 use crate::sql::{MAX_PARAM_BYTES, hex_of, text_of};
 use crate::wire::Reader;
 
@@ -79,7 +81,7 @@ fn datetime(b: &[u8]) -> String {
     );
     let mut out = format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}");
     if let Some(us) = r.u32_le().filter(|us| *us != 0) {
-        out.push_str(&format!(".{us:06}"));
+        let _ = write!(out, ".{us:06}");
     }
     out
 }
@@ -100,7 +102,7 @@ fn time(b: &[u8]) -> String {
         if negative { "-" } else { "" }
     );
     if let Some(us) = r.u32_le().filter(|us| *us != 0) {
-        out.push_str(&format!(".{us:06}"));
+        let _ = write!(out, ".{us:06}");
     }
     out
 }

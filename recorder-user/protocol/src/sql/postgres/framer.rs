@@ -257,10 +257,11 @@ fn plausible_header(dir: Direction, ty: u8, len: u32, max: u32) -> bool {
     let limit = |l: u32| (4..=l.min(max)).contains(&len);
     match (dir, ty) {
         (Direction::ToServer, 0) => (8..=MAX_STARTUP_LEN.min(max)).contains(&len),
-        (Direction::ToServer, b'S' | b'H' | b'X' | b'c') => len == 4,
+        // Messages without a body, either way.
+        (Direction::ToServer, b'S' | b'H' | b'X' | b'c')
+        | (Direction::ToClient, b'1' | b'2' | b'3' | b'n' | b'I' | b's' | b'c') => len == 4,
         (Direction::ToServer, b'E' | b'D' | b'C' | b'f') => limit(MAX_SHORT_LEN),
         (Direction::ToServer, b'Q' | b'P' | b'B' | b'F' | b'd' | b'p') => limit(MAX_MESSAGE_LEN),
-        (Direction::ToClient, b'1' | b'2' | b'3' | b'n' | b'I' | b's' | b'c') => len == 4,
         (Direction::ToClient, b'Z') => len == 5,
         (Direction::ToClient, b'K' | b'C' | b'S' | b'R' | b'v' | b't' | b'G' | b'H' | b'W') => {
             limit(4 * MAX_SHORT_LEN)

@@ -2,6 +2,8 @@
 //! sent; binary ones are decoded for the common types whose OID the Parse declared, and shown as
 //! `\x` hex otherwise.
 
+use std::fmt::Write as _;
+
 use crate::sql::{MAX_PARAM_BYTES, MAX_PARAMS, hex_of, text_of};
 use crate::wire::Reader;
 
@@ -124,7 +126,10 @@ fn utf8(bytes: &[u8]) -> Option<String> {
 }
 
 fn uuid(b: &[u8]) -> String {
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let mut hex = String::with_capacity(2 * b.len());
+    for x in b {
+        let _ = write!(hex, "{x:02x}");
+    }
     let part = |a: usize, z: usize| hex.get(a..z).unwrap_or_default();
     format!(
         "{}-{}-{}-{}-{}",
