@@ -12,7 +12,7 @@ use recorder_common::{
 use crate::{
     emit::{count_loss, wakeup_flags},
     kernel::{off, read, read_into, read_ptr},
-    maps::{DATA_SCRATCH, EVENTS, IOV_SCRATCH, IovTemplate},
+    maps::{CALL_SCRATCH, DATA_SCRATCH, EVENTS, SendCall},
 };
 
 const S_IFMT: u16 = 0o170000;
@@ -44,26 +44,52 @@ pub fn socket_of_fd(fd: u32) -> Option<SockInfo> {
     socket_of_file(file_of_fd(fd)?)
 }
 
-/// The stream socket that the open `file` is, if it is one.
+/// The `struct sock *` of the socket the open `file` is, if it is a socket.
 #[inline(always)]
-pub fn socket_of_file(file: *const u8) -> Option<SockInfo> {
+pub fn sock_of_file(file: *const u8) -> Option<*const u8> {
     let inode = read_ptr(file, off!(file_f_inode)).ok()?;
     let mode: u16 = read(inode, off!(inode_i_mode)).ok()?;
     if mode & S_IFMT != S_IFSOCK {
         return None;
     }
     let socket = read_ptr(file, off!(file_private_data)).ok()?;
-    let kind: u16 = read(socket, off!(socket_type)).ok()?;
+    read_ptr(socket, off!(socket_sk)).ok()
+}
+
+/// The stream socket that the open `file` is, if it is one.
+#[inline(always)]
+pub fn socket_of_file(file: *const u8) -> Option<SockInfo> {
+    let mut info = SockInfo::default();
+    sock_info(sock_of_file(file)?, &mut info).then_some(info)
+}
+
+/// Whether socket cookies identify connections (patched by the loader: 1 with the socket
+/// tracepoints, which make a cookie for every socket they see; 0 with the system-call capture,
+/// where a cookie could appear in the middle of a connection).
+#[unsafe(no_mangle)]
+pub(crate) static USE_COOKIES: u8 = 0;
+
+/// Fills `info` with the endpoints of stream socket `sk`, with the cookie it already has;
+/// false if it is no stream socket of a family the agent decodes (TCP over IPv4/IPv6, Unix).
+/// Written in place: the struct is part of the call slot, not of the stack.
+#[inline(always)]
+pub fn sock_info(sk: *const u8, info: &mut SockInfo) -> bool {
+    sock_info_parts(sk, info).is_some()
+}
+
+#[inline(always)]
+fn sock_info_parts(sk: *const u8, info: &mut SockInfo) -> Option<()> {
+    let kind: u16 = read(sk, off!(sock_sk_type)).ok()?;
     if kind != SOCK_STREAM {
         return None;
     }
-    let sk = read_ptr(socket, off!(socket_sk)).ok()?;
-    let family: u16 = read(sk, off!(skc_family)).ok()?;
-    let mut info = SockInfo {
-        sock: sk as u64,
-        family,
-        ..SockInfo::default()
-    };
+    info.family = read(sk, off!(skc_family)).ok()?;
+    info.sock = sk as u64;
+    let family = info.family;
+    // SAFETY: a plain static; the volatile read keeps the unpatched 0 from being folded in.
+    if unsafe { core::ptr::read_volatile(&raw const USE_COOKIES) } != 0 {
+        info.cookie = read(sk, off!(skc_cookie)).unwrap_or(0);
+    }
     // The addresses are read straight into the struct: reading them into arrays and copying
     // them made the compiler move them byte by byte through the stack, whose frame then passed
     // the verifier's 512-byte bound for the vectored calls.
@@ -81,13 +107,31 @@ pub fn socket_of_file(file: *const u8) -> Option<SockInfo> {
         };
         read_into(info.raddr.as_mut_ptr(), len, sk, raddr).ok()?;
         read_into(info.laddr.as_mut_ptr(), len, sk, laddr).ok()?;
-    }
-    if family != AF_UNIX {
         let dport: u16 = read(sk, off!(skc_dport)).ok()?;
         info.rport = u16::from_be(dport);
         info.lport = read(sk, off!(skc_num)).ok()?;
     }
-    Some(info)
+    Some(())
+}
+
+/// Starts the `data` events of one call of a tracked process: this CPU's call slot, with a
+/// blank head for the caller to fill (socket, source, direction, flags) in place. Large structs
+/// stay out of the programs' stacks, whose frames add up across the `bpf_loop` callbacks to a
+/// bound of 512 bytes.
+#[inline(always)]
+pub fn begin_call(info: &ProcInfo, tgid: u32) -> Option<&'static mut SendCall> {
+    // SAFETY: plain helper call.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(call) = CALL_SCRATCH.get_ptr_mut(cpu) else {
+        count_loss(info.identity, EventKind::Data);
+        return None;
+    };
+    // SAFETY: this CPU's slot; programs on one CPU do not nest here.
+    let call = unsafe { &mut *call };
+    call.info = *info;
+    call.tgid = tgid;
+    call.head = DataHead::default();
+    Some(call)
 }
 
 /// State of one chunked send, shared with the `bpf_loop` callback.
@@ -100,14 +144,11 @@ struct ChunkSend {
     _pad: u32,
 }
 
-/// Sends the `total` bytes at user address `buf` as data events described by `head` (whose
-/// header, attribution, socket, source and direction are filled by the caller).
+/// Sends the `total` bytes at user address `buf` as the data events of `call`.
 #[inline(always)]
-pub fn send_data(info: &ProcInfo, tgid: u32, head: DataHead, buf: u64, total: u64) {
-    // SAFETY: plain helper call.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
-    let Some(event) = DATA_SCRATCH.get_ptr_mut(cpu) else {
-        count_loss(info.identity, EventKind::Data);
+pub fn send_data(call: &SendCall, buf: u64, total: u64) {
+    let identity = call.info.identity;
+    let Some(ev) = event_of(call) else {
         return;
     };
     let captured = if total > DATA_SYSCALL_MAX as u64 {
@@ -115,24 +156,18 @@ pub fn send_data(info: &ProcInfo, tgid: u32, head: DataHead, buf: u64, total: u6
     } else {
         total
     };
-    // SAFETY: `event` is this CPU's scratch slot.
-    let ev = unsafe { &mut *event };
-    ev.head = head;
-    ev.head.header = crate::emit::header_now(EventKind::Data, info.identity, tgid);
-    ev.head.exec = info.exec;
-    ev.head.session = info.session;
     ev.head.total = total;
     if captured < total {
         ev.head.flags |= DATA_TRUNCATED;
     }
     let mut send = ChunkSend {
-        event,
+        event: ev,
         buf,
         captured,
-        identity: info.identity,
+        identity,
         _pad: 0,
     };
-    let send_ptr = &mut send as *mut ChunkSend as *mut core::ffi::c_void;
+    let send_ptr = (&raw mut send).cast::<core::ffi::c_void>();
     if captured <= DATA_CHUNK as u64 {
         // Most calls fit one chunk: a direct call spares bpf_loop's set-up.
         send_chunk(0, send_ptr);
@@ -143,10 +178,28 @@ pub fn send_data(info: &ProcInfo, tgid: u32, head: DataHead, buf: u64, total: u6
     unsafe { bpf_loop(chunks, send_chunk as *mut _, send_ptr, 0) };
 }
 
+/// This CPU's event slot, its head copied from `call`'s and stamped now.
+#[inline(always)]
+fn event_of(call: &SendCall) -> Option<&'static mut DataEvent> {
+    // SAFETY: plain helper call.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(event) = DATA_SCRATCH.get_ptr_mut(cpu) else {
+        count_loss(call.info.identity, EventKind::Data);
+        return None;
+    };
+    // SAFETY: this CPU's slot; programs on one CPU do not nest here.
+    let ev = unsafe { &mut *event };
+    ev.head = call.head;
+    ev.head.header = crate::emit::header_now(EventKind::Data, call.info.identity, call.tgid);
+    ev.head.exec = call.info.exec;
+    ev.head.session = call.info.session;
+    Some(ev)
+}
+
 /// State of one vectored send, shared with the `bpf_loop` callback.
 #[repr(C)]
 struct IovSend {
-    template: *mut IovTemplate,
+    call: *const SendCall,
     iov: u64,
     /// Bytes of the call not yet sent, within `DATA_SYSCALL_MAX`.
     left: u64,
@@ -157,26 +210,14 @@ struct IovSend {
 /// the stream reads the same as if they had come from one `write`. Bytes past `DATA_IOV_MAX`
 /// buffers or `DATA_SYSCALL_MAX` bytes are reported as not captured.
 #[inline(always)]
-pub fn send_iovecs(info: &ProcInfo, tgid: u32, head: DataHead, iov: u64, iovcnt: u32, total: u64) {
-    // SAFETY: plain helper call.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
-    let Some(template) = IOV_SCRATCH.get_ptr_mut(cpu) else {
-        count_loss(info.identity, EventKind::Data);
-        return;
-    };
-    // SAFETY: `template` is this CPU's scratch slot.
-    unsafe {
-        (*template).info = *info;
-        (*template).head = head;
-        (*template).tgid = tgid;
-    }
+pub fn send_iovecs(call: &SendCall, iov: u64, iovcnt: u32, total: u64) {
     let budget = if total > DATA_SYSCALL_MAX as u64 {
         DATA_SYSCALL_MAX as u64
     } else {
         total
     };
     let mut send = IovSend {
-        template,
+        call,
         iov,
         left: budget,
     };
@@ -186,17 +227,10 @@ pub fn send_iovecs(info: &ProcInfo, tgid: u32, head: DataHead, iov: u64, iovcnt:
         iovcnt
     };
     // SAFETY: the callback only touches `send`, which outlives the call.
-    unsafe {
-        bpf_loop(
-            buffers,
-            send_iovec as *mut _,
-            &mut send as *mut IovSend as *mut _,
-            0,
-        )
-    };
+    unsafe { bpf_loop(buffers, send_iovec as *mut _, (&raw mut send).cast(), 0) };
     let sent = budget - send.left;
     if sent < total {
-        send_missing(info, tgid, template, total - sent);
+        send_gap(call, total - sent, DATA_TRUNCATED);
     }
 }
 
@@ -226,50 +260,45 @@ extern "C" fn send_iovec(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
         vec[1]
     };
     if len > 0 {
-        // SAFETY: the template slot outlives the loop.
-        let template = unsafe { &*send.template };
-        send_data(&template.info, template.tgid, template.head, vec[0], len);
+        // SAFETY: the call slot outlives the loop.
+        send_data(unsafe { &*send.call }, vec[0], len);
         send.left -= len;
     }
     0
 }
 
-/// One event that stands for `missing` bytes of the vectored call that were not captured.
+/// One event that stands for `total` bytes of `call` that moved but were not captured: `flags`
+/// says why (`DATA_TRUNCATED`: past the bounds of one call; `DATA_UNCAPTURED`: no user buffer;
+/// `DATA_DISCARDED`: the kernel copied nothing).
 #[inline(always)]
-fn send_missing(info: &ProcInfo, tgid: u32, template: *const IovTemplate, missing: u64) {
-    // SAFETY: plain helper call.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
-    let Some(event) = DATA_SCRATCH.get_ptr_mut(cpu) else {
-        count_loss(info.identity, EventKind::Data);
+pub fn send_gap(call: &SendCall, total: u64, flags: u32) {
+    let identity = call.info.identity;
+    let Some(ev) = event_of(call) else {
         return;
     };
-    // SAFETY: `event` and `template` are this CPU's scratch slots.
-    let ev = unsafe { &mut *event };
-    ev.head = unsafe { (*template).head };
-    ev.head.header = crate::emit::header_now(EventKind::Data, info.identity, tgid);
-    ev.head.exec = info.exec;
-    ev.head.session = info.session;
-    ev.head.total = missing;
-    ev.head.flags |= DATA_TRUNCATED;
+    ev.head.total = total;
+    ev.head.flags |= flags;
     ev.head.offset = 0;
     ev.head.len = 0;
     // SAFETY: the event is valid for DATA_FIXED_LEN bytes.
     let rc = unsafe {
         bpf_ringbuf_output(
             &raw const EVENTS as *mut _,
-            event as *mut _,
+            (ev as *mut DataEvent).cast(),
             DATA_FIXED_LEN as u64,
             wakeup_flags(),
         )
     };
     if rc != 0 {
-        count_loss(info.identity, EventKind::Data);
+        count_loss(identity, EventKind::Data);
     }
 }
 
-/// Sends chunk `index` of a call's bytes: 0 to go on, 1 to stop.
+/// Sends chunk `index` of a call's bytes: 0 to go on, 1 to stop. Never inlined: a direct call
+/// keeps the length check and the read it bounds together, where the verifier can see them.
+#[inline(never)]
 extern "C" fn send_chunk(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
-    // SAFETY: ctx is the `ChunkSend` that `send_data` passed to bpf_loop.
+    // SAFETY: ctx is the `ChunkSend` that `send_data` passed.
     let send = unsafe { &mut *(ctx as *mut ChunkSend) };
     // SAFETY: the scratch slot outlives the loop.
     let ev = unsafe { &mut *send.event };

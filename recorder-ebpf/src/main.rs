@@ -17,6 +17,8 @@ mod kernel;
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod probes;
+#[cfg(target_arch = "bpf")]
+mod syscall;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

@@ -53,7 +53,7 @@ pub static TLS_CALLS: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(16
 /// The socket under each TLS connection (`SSL *` -> socket), learnt from the system calls the
 /// library makes while inside SSL_read/SSL_write.
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct TlsSocket {
     pub sock: SockInfo,
     /// The `struct file *` the socket was found through: while the library's calls come
@@ -70,11 +70,12 @@ pub static TLS_SOCKETS: LruHashMap<u64, TlsSocket> = LruHashMap::with_max_entrie
 #[map]
 pub static DATA_SCRATCH: Array<DataEvent> = Array::with_max_entries(1, 0);
 
-/// What every buffer of a vectored call is sent with, per CPU (too large for the stack beside
-/// the event being built). The loader sets max_entries to the CPU count.
+/// The call whose bytes are being sent, per CPU: the process and the head every event of the
+/// call starts from (too large for the stack beside the event being built). The loader sets
+/// max_entries to the CPU count.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct IovTemplate {
+pub struct SendCall {
     pub info: ProcInfo,
     pub head: DataHead,
     pub tgid: u32,
@@ -82,7 +83,20 @@ pub struct IovTemplate {
 }
 
 #[map]
-pub static IOV_SCRATCH: Array<IovTemplate> = Array::with_max_entries(1, 0);
+pub static CALL_SCRATCH: Array<SendCall> = Array::with_max_entries(1, 0);
+
+/// The last message of a `sendmmsg`/`recvmmsg` call, per thread (keyed by pid_tgid): which
+/// array, the index of the next message, and the bytes the last one moved.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MmsgCall {
+    pub vec: u64,
+    pub index: u64,
+    pub moved: u64,
+}
+
+#[map]
+pub static MMSG_CALLS: LruHashMap<u64, MmsgCall> = LruHashMap::with_max_entries(4096, 0);
 
 /// A Go `crypto/tls.(*Conn).Read` in flight, keyed by goroutine: a goroutine blocked in Read
 /// can resume on another OS thread, so the thread id would not find it at the return.

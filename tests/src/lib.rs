@@ -207,6 +207,8 @@ static AGENTS: RwLock<()> = RwLock::new(());
 enum Turn {
     Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
     Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+    /// Within the turn of another agent of the same test, which outlives this one.
+    Borrowed,
 }
 
 impl Agent {
@@ -222,6 +224,14 @@ impl Agent {
     pub fn start_alone(args: &[&str]) -> Self {
         let turn = Turn::Alone(AGENTS.write().unwrap_or_else(|e| e.into_inner()));
         Self::start_with(args, turn)
+    }
+
+    /// As [`Agent::start`], for a second agent of a test that already runs `first`: within
+    /// `first`'s turn (taking a turn of its own could wait forever behind an agent started
+    /// alone by another test, itself waiting for `first`). Drop it before `first`.
+    pub fn start_beside(first: &Agent, args: &[&str]) -> Self {
+        assert!(first.child.is_some(), "the first agent is running");
+        Self::start_with(args, Turn::Borrowed)
     }
 
     fn start_with(args: &[&str], turn: Turn) -> Self {

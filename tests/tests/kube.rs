@@ -335,6 +335,33 @@ fn unwatched_kubectl_is_not_recorded() {
     );
 }
 
+/// A second agent started while another one runs (its uprobes already planted in kubectl, where
+/// reading the code through a mapping shows them as breakpoints) records kubectl's responses as
+/// well as its requests, as the first one does.
+#[test]
+fn two_agents_started_apart_both_record_kubectl_responses() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = KubeApi::start(dir.path());
+    let cg = Cgroup::new("two-agents");
+    let first = Agent::start(&["--identity", &cg.identity_flag("ops-agent")]);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let second = Agent::start_beside(&first, &["--identity", &cg.identity_flag("ops-agent")]);
+    let (pid, _) = kubectl(&cg, &api, &["get", "pods", "-n", "team-a"]);
+    for (label, agent) in [("first", &first), ("second", &second)] {
+        let records = agent.wait_for("kubectl's list call with its status", |r| {
+            r.iter().any(|x| {
+                x["pid"] == pid && x["source"] == "api" && x["verb"] == "list" && x["status"] == 200
+            })
+        });
+        let api_calls = k8s_of(&records, pid, "api");
+        assert!(
+            api_calls.iter().all(|r| r["status"].is_u64()),
+            "{label} agent: a call without its response:\n{}",
+            dump_refs(&api_calls)
+        );
+    }
+}
+
 /// Waits until the agent's log says the Go TLS probes are attached to `path`.
 fn wait_for_go_probes(agent: &Agent, path: &std::path::Path) {
     let start = std::time::Instant::now();

@@ -1,5 +1,6 @@
-//! End-to-end: nothing is lost silently. With a deliberately tiny ring buffer an exec storm
-//! overflows it, and every exec is either recorded or counted in a `loss` record.
+//! End-to-end: nothing is lost silently. With a deliberately tiny ring buffer and a paused
+//! consumer an exec storm overflows it, and every exec is either recorded or counted in a
+//! `loss` record.
 use std::time::{Duration, Instant};
 
 use recorder_tests::{Agent, Cgroup, argv, of_kind};
@@ -29,7 +30,13 @@ fn an_exec_storm_into_a_tiny_ring_buffer_is_recorded_or_counted_exactly() {
         "8",
     ]);
     let script = format!("for i in $(seq {EXECS}); do /bin/true; done");
+    // A consumer that cannot keep up, for certain: the agent is paused for the storm (woken as
+    // soon as an event is written, it could otherwise drain each exec before the next).
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(agent.pid() as i32, libc::SIGSTOP) };
     let out = cg.run("/bin/bash", &["-c", &script]);
+    // SAFETY: as above.
+    unsafe { libc::kill(agent.pid() as i32, libc::SIGCONT) };
     assert!(out.status.success());
     // bash itself, seq, and EXECS × true.
     let generated = EXECS + 2;

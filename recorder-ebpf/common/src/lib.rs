@@ -230,6 +230,15 @@ pub const DATA_TRUNCATED: u32 = 1;
 /// The socket is not known for these TLS bytes yet (no system call inside the TLS library was
 /// seen for this TLS connection).
 pub const DATA_NO_SOCKET: u32 = 2;
+/// `total` bytes moved on the socket with no user buffer to read them from (io_uring, sendfile,
+/// splice, a kernel thread): not captured. `syscall` says which system call the task was in.
+/// The event has no payload.
+pub const DATA_UNCAPTURED: u32 = 4;
+/// `total` received bytes were discarded by the kernel, not copied to the process (`MSG_TRUNC`
+/// on a TCP socket): not captured. The event has no payload.
+pub const DATA_DISCARDED: u32 = 8;
+/// `syscall` of a `DATA_UNCAPTURED` event made by a kernel thread or an io_uring worker.
+pub const SYSCALL_NONE: u32 = u32::MAX;
 
 /// A connection endpoint as the kernel's `sock_common` holds it.
 #[repr(C)]
@@ -237,6 +246,10 @@ pub const DATA_NO_SOCKET: u32 = 2;
 pub struct SockInfo {
     /// `struct sock *`, the connection's identity while it lives.
     pub sock: u64,
+    /// The socket's cookie: unique for the host's uptime, never reused, so it tells two
+    /// connections apart that the kernel placed at one address. 0 when not known (system-call
+    /// capture, or a socket no cookie was made for).
+    pub cookie: u64,
     /// AF_INET (2), AF_INET6 (10), AF_UNIX (1).
     pub family: u16,
     /// Local and remote ports, host byte order.
@@ -271,6 +284,9 @@ pub struct DataHead {
     pub offset: u32,
     /// Payload bytes in this event.
     pub len: u32,
+    /// The system call the task was in (its number on this architecture), or `SYSCALL_NONE`.
+    pub syscall: u32,
+    pub _pad: u32,
 }
 
 /// `data` event. Sent with only the first `head.len` bytes of `data`.
@@ -416,6 +432,52 @@ kernel_offsets! {
     skc_num: ["sock"."__sk_common", "sock_common"."skc_num"],
     skc_v6_daddr: ["sock"."__sk_common", "sock_common"."skc_v6_daddr"],
     skc_v6_rcv_saddr: ["sock"."__sk_common", "sock_common"."skc_v6_rcv_saddr"],
+    skc_cookie: ["sock"."__sk_common", "sock_common"."skc_cookie"],
+    sock_sk_type: ["sock"."sk_type"],
+    task_flags: ["task_struct"."flags"],
+}
+
+/// System call numbers the socket capture reads buffers for, and the ones its notices name, per
+/// architecture (the eBPF side picks by `bpf_target_arch`, the agent by `target_arch`).
+pub mod syscalls {
+    /// x86-64.
+    pub mod x86_64 {
+        pub const READ: u32 = 0;
+        pub const WRITE: u32 = 1;
+        pub const MMAP: u32 = 9;
+        pub const READV: u32 = 19;
+        pub const WRITEV: u32 = 20;
+        pub const SENDFILE: u32 = 40;
+        pub const SENDTO: u32 = 44;
+        pub const RECVFROM: u32 = 45;
+        pub const SENDMSG: u32 = 46;
+        pub const RECVMSG: u32 = 47;
+        pub const SPLICE: u32 = 275;
+        pub const RECVMMSG: u32 = 299;
+        pub const SENDMMSG: u32 = 307;
+        pub const PREADV2: u32 = 327;
+        pub const PWRITEV2: u32 = 328;
+        pub const IO_URING_ENTER: u32 = 426;
+    }
+    /// arm64 (the generic table).
+    pub mod aarch64 {
+        pub const READ: u32 = 63;
+        pub const WRITE: u32 = 64;
+        pub const MMAP: u32 = 222;
+        pub const READV: u32 = 65;
+        pub const WRITEV: u32 = 66;
+        pub const SENDFILE: u32 = 71;
+        pub const SENDTO: u32 = 206;
+        pub const RECVFROM: u32 = 207;
+        pub const SENDMSG: u32 = 211;
+        pub const RECVMSG: u32 = 212;
+        pub const SPLICE: u32 = 76;
+        pub const RECVMMSG: u32 = 243;
+        pub const SENDMMSG: u32 = 269;
+        pub const PREADV2: u32 = 286;
+        pub const PWRITEV2: u32 = 287;
+        pub const IO_URING_ENTER: u32 = 426;
+    }
 }
 
 /// The names both sides use for the object's maps, globals and programs. The eBPF side names
@@ -432,21 +494,39 @@ pub mod names {
     /// Per-CPU scratch maps, sized by the agent to the number of CPUs.
     pub const SCRATCH: &str = "SCRATCH";
     pub const DATA_SCRATCH: &str = "DATA_SCRATCH";
-    pub const IOV_SCRATCH: &str = "IOV_SCRATCH";
-    pub const PER_CPU_MAPS: [&str; 3] = [SCRATCH, DATA_SCRATCH, IOV_SCRATCH];
+    pub const CALL_SCRATCH: &str = "CALL_SCRATCH";
+    pub const PER_CPU_MAPS: [&str; 3] = [SCRATCH, DATA_SCRATCH, CALL_SCRATCH];
 
     /// Globals the agent writes before load.
     pub const OFFSETS: &str = "OFFSETS";
     pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
 
-    /// BTF-typed tracepoints, each named after its tracepoint.
+    /// Per-thread state of `sendmmsg`/`recvmmsg` calls (which message is next).
+    pub const MMSG_CALLS: &str = "MMSG_CALLS";
+    /// Globals the agent writes before load: whether socket cookies identify connections.
+    pub const USE_COOKIES: &str = "USE_COOKIES";
+
+    /// BTF-typed tracepoints attached in every mode, each named after its tracepoint.
     pub const BTF_TRACEPOINTS: [&str; 3] = [
         "sched_process_fork",
         "sched_process_exec",
         "sched_process_exit",
     ];
-    /// tracefs tracepoints: (category, name), the program named after its tracepoint.
-    pub const TRACEPOINTS: [(&str, &str); 11] = [
+    /// tracefs tracepoints attached in every mode: (category, name), the program named after it.
+    pub const TRACEPOINTS: [(&str, &str); 1] = [("io_uring", "io_uring_create")];
+
+    /// Socket capture off the system-call path (Linux 6.3 and later): the end of
+    /// `sock_sendmsg`/`sock_recvmsg`, BTF-typed; and the search for a mapping's address, where
+    /// a library being mapped is seen.
+    pub const SOCKET_TRACEPOINTS: [&str; 2] = ["sock_send_length", "sock_recv_length"];
+    pub const MAPPING_TRACEPOINT: (&str, &str) = ("mmap", "vm_unmapped_area");
+
+    /// The fallback for kernels without the socket tracepoints: system-call tracepoints, which
+    /// put every task of the host on the slow system-call path.
+    /// Where library mappings are seen when `vm_unmapped_area` is missing (also one of
+    /// `SYSCALL_TRACEPOINTS`).
+    pub const SYSCALL_MMAP_TRACEPOINT: (&str, &str) = ("syscalls", "sys_enter_mmap");
+    pub const SYSCALL_TRACEPOINTS: [(&str, &str); 10] = [
         ("syscalls", "sys_enter_close"),
         ("syscalls", "sys_exit_writev"),
         ("syscalls", "sys_exit_readv"),
@@ -457,7 +537,6 @@ pub mod names {
         ("syscalls", "sys_exit_read"),
         ("syscalls", "sys_exit_recvfrom"),
         ("syscalls", "sys_enter_mmap"),
-        ("io_uring", "io_uring_create"),
     ];
     /// OpenSSL entry probes, one per function (or per internal function the wrappers share),
     /// and the one return probe they all share.
@@ -551,9 +630,9 @@ mod tests {
         assert_eq!(size_of::<ExecEvent>(), EXEC_FIXED_LEN + ARGV_MAX);
         assert_eq!(core::mem::offset_of!(ExecEvent, argv), EXEC_FIXED_LEN);
         assert_eq!(size_of::<ExitEvent>(), 32 + 32 + 8);
-        assert_eq!(size_of::<KernelOffsets>(), 42 * 4);
-        assert_eq!(size_of::<SockInfo>(), 48);
-        assert_eq!(size_of::<DataHead>(), 32 + 32 + 48 + 8 + 16 + 8 + 8);
+        assert_eq!(size_of::<KernelOffsets>(), 45 * 4);
+        assert_eq!(size_of::<SockInfo>(), 56);
+        assert_eq!(size_of::<DataHead>(), 32 + 32 + 56 + 8 + 16 + 8 + 8 + 8);
         assert_eq!(size_of::<DataEvent>(), DATA_FIXED_LEN + DATA_CHUNK);
         assert_eq!(size_of::<ShellEvent>(), 32 + 32 + 8 + SHELL_LINE_MAX);
         assert_eq!(size_of::<ForkEvent>(), 32 + 8);

@@ -13,7 +13,7 @@ use aya_ebpf::{
 use recorder_common::{DATA_NO_SOCKET, DIR_EGRESS, DIR_INGRESS, DataHead, DataSource};
 
 use crate::{
-    data::{send_data, socket_of_fd},
+    data::{begin_call, file_of_fd, send_data, sock_info, sock_of_file},
     maps::{GO_READS, GoCallKey, GoRead, PROCS},
 };
 
@@ -36,7 +36,11 @@ pub fn go_tls_write(ctx: ProbeContext) -> u32 {
     if r.rcx == 0 {
         return 0;
     }
-    send_data(&info, tgid, head(r.rax, DIR_EGRESS), r.rbx, r.rcx);
+    let Some(call) = begin_call(&info, tgid) else {
+        return 0;
+    };
+    fill_head(&mut call.head, r.rax, DIR_EGRESS);
+    send_data(call, r.rbx, r.rcx);
     0
 }
 
@@ -87,35 +91,32 @@ pub fn go_tls_read_return(ctx: ProbeContext) -> u32 {
     let Some(info) = (unsafe { PROCS.get(&tgid) }).copied() else {
         return 0;
     };
-    send_data(
-        &info,
-        tgid,
-        head(call.conn, DIR_INGRESS),
-        call.buf,
-        count as u64,
-    );
+    let Some(send) = begin_call(&info, tgid) else {
+        return 0;
+    };
+    fill_head(&mut send.head, call.conn, DIR_INGRESS);
+    send_data(send, call.buf, count as u64);
     0
 }
 
-/// A data head for TLS connection `conn`, with its socket when the connection sits on a
+/// Fills the data head for TLS connection `conn`, with its socket when the connection sits on a
 /// `*net.TCPConn` (or any `net.Conn` whose first word leads to a `netFD`): `tls.Conn` starts
 /// with its `net.Conn` interface (type word, then data pointer); the connection value starts
 /// with its `*netFD`, whose `poll.FD` holds the file descriptor after a 16-byte mutex. These
 /// layouts have held since Go 1.9; a wrong guess yields an fd that is no stream socket, and
 /// the event then says `DATA_NO_SOCKET`.
 #[inline(always)]
-fn head(conn: u64, direction: u32) -> DataHead {
-    let mut head = DataHead {
-        tls: conn,
-        source: DataSource::GoTls as u32,
-        direction,
-        ..DataHead::default()
-    };
-    match go_conn_fd(conn).and_then(socket_of_fd) {
-        Some(sock) => head.sock = sock,
-        None => head.flags |= DATA_NO_SOCKET,
+fn fill_head(head: &mut DataHead, conn: u64, direction: u32) {
+    head.tls = conn;
+    head.source = DataSource::GoTls as u32;
+    head.direction = direction;
+    let found = go_conn_fd(conn)
+        .and_then(file_of_fd)
+        .and_then(sock_of_file)
+        .is_some_and(|sk| sock_info(sk, &mut head.sock));
+    if !found {
+        head.flags |= DATA_NO_SOCKET;
     }
-    head
 }
 
 #[inline(always)]

@@ -6,4 +6,5 @@ pub mod io_uring;
 pub mod library;
 pub mod shell;
 pub mod sock;
+pub mod sock_syscalls;
 pub mod tls;

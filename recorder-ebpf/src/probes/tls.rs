@@ -6,10 +6,10 @@ use aya_ebpf::{
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
-use recorder_common::{DATA_NO_SOCKET, DIR_EGRESS, DIR_INGRESS, DataHead, DataSource};
+use recorder_common::{DATA_NO_SOCKET, DIR_EGRESS, DIR_INGRESS, DataSource};
 
 use crate::{
-    data::send_data,
+    data::{begin_call, send_data},
     maps::{PROCS, TLS_CALLS, TLS_SOCKETS, TlsCall},
 };
 
@@ -92,20 +92,20 @@ fn leave(ctx: &RetProbeContext) -> u32 {
     let Some(info) = (unsafe { PROCS.get(&tgid) }).copied() else {
         return 0;
     };
-    let mut head = DataHead {
-        tls: call.ssl,
-        source: DataSource::OpenSsl as u32,
-        direction: call.direction,
-        ..DataHead::default()
+    let Some(send) = begin_call(&info, tgid) else {
+        return 0;
     };
-    // SAFETY: the value is copied out at once.
-    match unsafe { TLS_SOCKETS.get(&call.ssl) }.copied() {
+    send.head.tls = call.ssl;
+    send.head.source = DataSource::OpenSsl as u32;
+    send.head.direction = call.direction;
+    // SAFETY: a pointer into the map value, read at once.
+    match unsafe { TLS_SOCKETS.get(&call.ssl) } {
         Some(s) => {
-            head.sock = s.sock;
-            head.fd = s.fd;
+            send.head.sock = s.sock;
+            send.head.fd = s.fd;
         }
-        None => head.flags |= DATA_NO_SOCKET,
+        None => send.head.flags |= DATA_NO_SOCKET,
     }
-    send_data(&info, tgid, head, call.buf, count);
+    send_data(send, call.buf, count);
     0
 }

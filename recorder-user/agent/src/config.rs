@@ -38,6 +38,9 @@ pub struct AgentConfig {
     pub tls_probes: Option<TlsProbes>,
     /// The kernel BTF the struct offsets are read from (default `/sys/kernel/btf/vmlinux`).
     pub btf: Option<PathBuf>,
+    /// Where socket data is captured: `auto` (default: the socket tracepoints where the kernel
+    /// has them) or `syscalls` (the system-call tracepoints, as on kernels before 6.3).
+    pub socket_capture: Option<SocketCaptureSetting>,
     /// Watched identities.
     #[serde(rename = "identity")]
     pub identities: Vec<IdentityConfig>,
@@ -67,6 +70,31 @@ impl std::str::FromStr for TlsProbes {
             "all" => Ok(Self::All),
             "watched" => Ok(Self::Watched),
             _ => Err(format!("{s:?}: expected all or watched")),
+        }
+    }
+}
+
+/// Where socket data is captured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SocketCaptureSetting {
+    /// The socket tracepoints `sock_send_length`/`sock_recv_length` where the kernel has them
+    /// (Linux 6.3 and later): a process that is not watched pays one map lookup per socket
+    /// operation. The system-call tracepoints otherwise.
+    #[default]
+    Auto,
+    /// The system-call tracepoints, whatever the kernel offers: every system call of every
+    /// process on the host takes the slow path. For comparison and for testing the fallback.
+    Syscalls,
+}
+
+impl std::str::FromStr for SocketCaptureSetting {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "syscalls" => Ok(Self::Syscalls),
+            _ => Err(format!("{s:?}: expected auto or syscalls")),
         }
     }
 }

@@ -21,7 +21,9 @@ mod ship;
 mod sink;
 pub mod spool;
 
-pub use config::{AgentConfig, CollectorConfig, ConfigError, IdentityConfig, TlsProbes};
+pub use config::{
+    AgentConfig, CollectorConfig, ConfigError, IdentityConfig, SocketCaptureSetting, TlsProbes,
+};
 pub use plan::{AgentError, run};
 pub use ship::{ShipError, ShipFile, Shipped, Shipper, ship_file};
 

@@ -214,6 +214,8 @@ impl Pipeline {
                         direction = head.direction,
                         fd = head.fd,
                         sock = head.sock.sock,
+                        cookie = head.sock.cookie,
+                        syscall = head.syscall,
                         tls = head.tls,
                         total = head.total,
                         offset = head.offset,

@@ -14,9 +14,12 @@ use std::{
 use recorder_api::tls::{ClientTls, TlsError};
 
 use crate::{
-    config::{self, AgentConfig, CollectorConfig, ConfigError, IdentityConfig, TlsProbes},
+    config::{
+        self, AgentConfig, CollectorConfig, ConfigError, IdentityConfig, SocketCaptureSetting,
+        TlsProbes,
+    },
     identity::{Identities, IdentityError},
-    loader::{LoadError, Probes},
+    loader::{CaptureMode, LoadError, Probes, SocketCapture},
     pipeline::Pipeline,
     ship::Shipper,
     sink::{Sink, SinkError, jsonl::JsonlSink, spool::SpoolSink},
@@ -80,6 +83,7 @@ struct Plan {
     metrics_addr: Option<SocketAddr>,
     ring_buffer_kib: u32,
     tls_probes: TlsProbes,
+    socket_capture: SocketCaptureSetting,
     btf_path: PathBuf,
     sinks: Vec<Box<dyn Sink>>,
 }
@@ -134,6 +138,7 @@ fn plan(mut config: AgentConfig) -> Result<Plan, AgentError> {
         metrics_addr: config.metrics_addr,
         ring_buffer_kib,
         tls_probes: config.tls_probes.unwrap_or_default(),
+        socket_capture: config.socket_capture.unwrap_or_default(),
         btf_path: config.btf.unwrap_or_else(|| PathBuf::from(DEFAULT_BTF)),
         sinks,
     })
@@ -184,8 +189,13 @@ fn kernel_hostname() -> String {
 
 async fn run_plan(plan: Plan) -> Result<(), AgentError> {
     let identities = Identities::resolve(&plan.identities)?;
-    let (mut probes, ring) =
-        Probes::load(crate::EBPF_OBJECT, &plan.btf_path, plan.ring_buffer_kib)?;
+    let (mut probes, ring) = Probes::load(
+        crate::EBPF_OBJECT,
+        &plan.btf_path,
+        plan.ring_buffer_kib,
+        plan.socket_capture,
+    )?;
+    publish_capture_mode(probes.capture);
     probes
         .set_watched(&identities.watched())
         .map_err(AgentError::Watch)?;
@@ -241,4 +251,38 @@ async fn run_plan(plan: Plan) -> Result<(), AgentError> {
         .await
         .map_err(|_| AgentError::CapturePanicked)?
         .map_err(|_| AgentError::CapturePanicked)
+}
+
+/// Says on `/metrics` how this kernel lets the agent capture: `recorder_socket_capture{mode}` is
+/// 1 for the mode in use (`socket_tracepoints`, or `syscall_tracepoints`, which costs every
+/// process on the host), and `recorder_mapping_capture{mode}` likewise for library mappings.
+fn publish_capture_mode(capture: CaptureMode) {
+    let registry = recorder_api::metrics::Registry::global();
+    for mode in [SocketCapture::Tracepoints, SocketCapture::Syscalls] {
+        registry
+            .gauge(
+                "recorder_socket_capture",
+                "Where socket data is captured: 1 for the mode in use (socket_tracepoints, or \
+                 syscall_tracepoints on kernels without them, which slows every process).",
+                &[("mode", mode.name())],
+            )
+            .set(u64::from(capture.sockets == mode));
+    }
+    for (mode, used) in [
+        ("vm_unmapped_area", capture.mappings_off_syscalls),
+        ("sys_enter_mmap", !capture.mappings_off_syscalls),
+    ] {
+        registry
+            .gauge(
+                "recorder_mapping_capture",
+                "Where library mappings are seen: 1 for the tracepoint in use.",
+                &[("mode", mode)],
+            )
+            .set(u64::from(used));
+    }
+    tracing::info!(
+        sockets = capture.sockets.name(),
+        mappings_off_syscalls = capture.mappings_off_syscalls,
+        "capture mode"
+    );
 }

@@ -2,7 +2,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::Args;
-use recorder_agent::{AgentConfig, IdentityConfig, TlsProbes};
+use recorder_agent::{AgentConfig, IdentityConfig, SocketCaptureSetting, TlsProbes};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -64,6 +64,12 @@ pub(crate) struct AgentArgs {
     /// Spool size bound in MiB; when full, new records are dropped and a `loss` record counts them.
     #[arg(long, value_name = "MIB")]
     pub spool_max_mib: Option<u64>,
+    /// Where socket data is captured: auto (the socket tracepoints of Linux 6.3 and later,
+    /// which cost unwatched processes one map lookup per socket operation; the system-call
+    /// tracepoints on older kernels) or syscalls (the system-call tracepoints, which slow every
+    /// system call on the host; for comparison). Default: auto.
+    #[arg(long, value_name = "auto|syscalls")]
+    pub socket_capture: Option<SocketCaptureSetting>,
     /// Kernel BTF to read struct offsets from (default: /sys/kernel/btf/vmlinux).
     #[arg(long, value_name = "FILE")]
     pub btf: Option<PathBuf>,
@@ -90,6 +96,7 @@ fn config(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     set(args.ring_buffer_kib, &mut config.ring_buffer_kib);
     set(args.tls_probes, &mut config.tls_probes);
     set(args.btf, &mut config.btf);
+    set(args.socket_capture, &mut config.socket_capture);
     if args.collector.is_some()
         || args.tls_ca.is_some()
         || args.tls_cert.is_some()

@@ -1,10 +1,10 @@
 //! `pgbench -S` over plain TCP and over TLS: no agent, agent on with the client unwatched, and
 //! watched (every statement recorded); the agent's CPU and the kernel's eBPF run time per
 //! statement.
-use std::{process::Command, time::Duration};
+use std::{collections::BTreeMap, process::Command, time::Duration};
 
 use anyhow::{Context as _, bail};
-use recorder_tests::{Cgroup, postgres::Postgres};
+use recorder_tests::{Agent, Cgroup, postgres::Postgres};
 
 use super::{
     Builds, count, cpu_us, lost, start_agent,
@@ -142,8 +142,23 @@ struct Runs {
     watched: Samples,
     cpu_per_stmt: Samples,
     ebpf_per_stmt: Samples,
+    /// Nanoseconds of eBPF run time, by program, over the watched runs.
+    ebpf_by_program: BTreeMap<String, f64>,
     statements: u64,
     dropped: u64,
+}
+
+/// The kernel's run time of each eBPF program so far (nanoseconds), from the agent's metrics.
+fn program_ns(agent: &Agent) -> BTreeMap<String, f64> {
+    let metrics = agent.metrics();
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("recorder_bpf_program_run_ns{program=\""))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once("\"}")?;
+            Some((name.to_string(), rest.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// Each round: pgbench without the agent, then, for each build, with its agent: first outside
@@ -178,10 +193,15 @@ fn measure(
                 .push(pgbench(outside, &conninfo, run.clients, SECS)?);
             let cpu0 = cpu_us(agent.pid())?;
             let bpf0 = agent.metric_sum("recorder_bpf_program_run_ns");
+            let by_program0 = program_ns(&agent);
             r.watched.push(pgbench(cg, &conninfo, run.clients, SECS)?);
             std::thread::sleep(Duration::from_millis(500));
             let cpu1 = cpu_us(agent.pid())?;
             let bpf1 = agent.metric_sum("recorder_bpf_program_run_ns");
+            for (program, ns) in program_ns(&agent) {
+                let before = by_program0.get(&program).copied().unwrap_or(0.0);
+                *r.ebpf_by_program.entry(program).or_default() += ns - before;
+            }
             let records = agent.stop();
             let n = count(&records, "sql");
             r.statements += n;
@@ -238,6 +258,18 @@ fn measure(
             1,
             run.cpu_goal,
         );
+        let mut by_program: Vec<(&String, f64)> = r
+            .ebpf_by_program
+            .iter()
+            .map(|(p, ns)| (p, ns / 1000.0 / r.statements.max(1) as f64))
+            .filter(|(_, us)| *us >= 0.05)
+            .collect();
+        by_program.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let shown: Vec<String> = by_program
+            .iter()
+            .map(|(p, us)| format!("{p} {us:.2}"))
+            .collect();
+        println!("  eBPF us per statement by program: {}", shown.join(", "));
         println!(
             "  sql records {}, data events counted lost {}",
             r.statements, r.dropped

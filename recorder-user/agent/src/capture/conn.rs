@@ -3,8 +3,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use recorder_common::{
-    DATA_IOV_MAX, DATA_NO_SOCKET, DATA_SYSCALL_MAX, DATA_TRUNCATED, DIR_EGRESS, DataHead,
-    DataSource, ProcKey, SockInfo,
+    DATA_DISCARDED, DATA_IOV_MAX, DATA_NO_SOCKET, DATA_SYSCALL_MAX, DATA_TRUNCATED,
+    DATA_UNCAPTURED, DIR_EGRESS, DataHead, DataSource, ProcKey, SYSCALL_NONE, SockInfo,
 };
 
 use recorder_protocol::Direction;
@@ -29,44 +29,122 @@ pub(crate) fn socket_known(head: &DataHead) -> bool {
     !is_plaintext(head) || head.flags & DATA_NO_SOCKET == 0
 }
 
-/// The detail of a `data_truncated` notice when this event starts a call whose bytes were not
-/// all captured (past `DATA_SYSCALL_MAX`, or, for an event without payload, past the buffers of
-/// a vectored call), once per connection: `reported` remembers. `what` is what decodes after
-/// the gap may get wrong.
-pub(crate) fn truncation_notice(
+/// The gap notices a connection already gave: each is given once per connection.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct GapsReported {
+    truncated: bool,
+    uncaptured: bool,
+    discarded: bool,
+}
+
+/// A notice (reason, detail) when this event stands for bytes of the connection that were not
+/// captured, the first time the connection has such a gap: past `DATA_SYSCALL_MAX` or the
+/// buffers of a vectored call (`data_truncated`), moved with no user buffer to read
+/// (`data_uncaptured`: `io_uring`, sendfile, splice, a kernel thread), or discarded by the kernel
+/// (`data_discarded`). `what` is what decodes after the gap may get wrong.
+pub(crate) fn gap_notice(
     head: &DataHead,
     server: &str,
     what: &str,
-    reported: &mut bool,
-) -> Option<String> {
-    if head.flags & DATA_TRUNCATED == 0 || head.offset != 0 || *reported {
+    reported: &mut GapsReported,
+) -> Option<(&'static str, String)> {
+    let sent = direction(head) == Direction::ToServer;
+    let pid = head.header.pid;
+    let total = head.total;
+    if head.flags & DATA_UNCAPTURED != 0 {
+        if std::mem::replace(&mut reported.uncaptured, true) {
+            return None;
+        }
+        return Some((
+            "data_uncaptured",
+            format!(
+                "pid {pid} {} {total} bytes on its connection to {server} through {}, which \
+                 gives the agent no buffer to read them from: they are not recorded, nor are \
+                 later such transfers on this connection; {what} after them may not decode",
+                if sent { "sent" } else { "received" },
+                syscall_name(head.syscall),
+            ),
+        ));
+    }
+    if head.flags & DATA_DISCARDED != 0 {
+        if std::mem::replace(&mut reported.discarded, true) {
+            return None;
+        }
+        return Some((
+            "data_discarded",
+            format!(
+                "pid {pid} had {total} received bytes on its connection to {server} discarded \
+                 by the kernel (MSG_TRUNC) without reading them: they are not recorded; {what} \
+                 after them may not decode"
+            ),
+        ));
+    }
+    if head.flags & DATA_TRUNCATED == 0 || head.offset != 0 || reported.truncated {
         return None;
     }
-    *reported = true;
+    reported.truncated = true;
     let missing = if head.len == 0 {
         head.total
     } else {
         head.total.saturating_sub(DATA_SYSCALL_MAX as u64)
     };
-    Some(format!(
-        "{missing} bytes of one {} on the connection to {server} were not captured (one call is \
-         captured up to {DATA_SYSCALL_MAX} bytes, across up to {DATA_IOV_MAX} buffers); {what} \
-         after it on this connection may not decode",
-        if direction(head) == Direction::ToServer {
-            "write"
-        } else {
-            "read"
-        },
+    Some((
+        "data_truncated",
+        format!(
+            "{missing} bytes of one {} on the connection to {server} were not captured (one call \
+             is captured up to {DATA_SYSCALL_MAX} bytes, across up to {DATA_IOV_MAX} buffers); \
+             {what} after it on this connection may not decode",
+            if sent { "write" } else { "read" },
+        ),
     ))
 }
 
-/// The connection the bytes belong to: the `struct sock *`, or the TLS connection while its
-/// socket is not known.
-pub(crate) fn connection_id(head: &DataHead) -> u64 {
-    if socket_known(head) {
-        head.sock.sock
+/// How bytes moved with no user buffer, from the system call the task was in.
+fn syscall_name(syscall: u32) -> String {
+    #[cfg(target_arch = "aarch64")]
+    use recorder_common::syscalls::aarch64 as nr;
+    #[cfg(not(target_arch = "aarch64"))]
+    use recorder_common::syscalls::x86_64 as nr;
+    match syscall {
+        SYSCALL_NONE => "a kernel thread or an io_uring worker".to_string(),
+        nr::IO_URING_ENTER => "io_uring".to_string(),
+        nr::SENDFILE => "sendfile".to_string(),
+        nr::SPLICE => "splice".to_string(),
+        other => format!("system call {other}"),
+    }
+}
+
+/// The key a tracker keeps the connection of these bytes under: `(0, cookie)` when the socket's
+/// cookie is known (unique for the host's uptime, so a connection the kernel places where a
+/// closed one was is another one, and a socket passed to another process, by fork or over
+/// `SCM_RIGHTS`, stays the same connection); else `(tgid, struct sock *)` (system-call capture,
+/// which reports closes), or `(tgid, TLS connection)` while its socket is not known (pointers are
+/// only unique within a process).
+pub(crate) fn connection_key(head: &DataHead) -> (u32, u64) {
+    if !socket_known(head) {
+        (head.header.pid, head.tls)
+    } else if head.sock.cookie != 0 {
+        (0, head.sock.cookie)
     } else {
-        head.tls
+        (head.header.pid, head.sock.sock)
+    }
+}
+
+/// The processes that used a connection: it ends when the last of them exits.
+#[derive(Debug, Default)]
+pub(crate) struct Owners(Vec<u32>);
+
+impl Owners {
+    pub(crate) fn add(&mut self, tgid: u32) {
+        if !self.0.contains(&tgid) {
+            self.0.push(tgid);
+        }
+    }
+
+    /// `tgid` exited; whether no owner is left.
+    pub(crate) fn exited(&mut self, tgid: u32) -> bool {
+        self.0.retain(|&t| t != tgid);
+        self.0.is_empty()
     }
 }
 

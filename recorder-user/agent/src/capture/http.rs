@@ -13,7 +13,8 @@ use std::{
 use recorder_common::DataHead;
 
 use super::conn::{
-    Origin, connection_id, direction, is_plaintext, server_name, socket_known, truncation_notice,
+    GapsReported, Origin, Owners, connection_key, direction, gap_notice, is_plaintext, server_name,
+    socket_known,
 };
 use recorder_protocol::{
     Direction,
@@ -46,7 +47,7 @@ pub(crate) enum ApiOutput {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct StreamKey {
     tgid: u32,
-    /// `struct sock *`, or the TLS connection when its socket is not known.
+    /// See `connection_key`: the cookie (tgid 0), the `struct sock *`, or the TLS connection.
     id: u64,
     plaintext: bool,
 }
@@ -64,8 +65,9 @@ struct Stream {
     /// The origin of the latest request bytes: requests are attributed to it.
     last_origin: Origin,
     last_seen: Instant,
-    /// A `data_truncated` notice was given for this stream (once is enough).
-    truncated_reported: bool,
+    /// The gap notices given for this stream (once each is enough).
+    gaps_reported: GapsReported,
+    owners: Owners,
 }
 
 #[derive(Default)]
@@ -77,9 +79,10 @@ impl HttpTracker {
     pub(crate) fn on_data(&mut self, head: &DataHead, payload: &[u8], out: &mut Vec<ApiOutput>) {
         let origin = Origin::of(head);
         let plaintext = is_plaintext(head);
+        let (tgid, id) = connection_key(head);
         let key = StreamKey {
-            tgid: head.header.pid,
-            id: connection_id(head),
+            tgid,
+            id,
             plaintext,
         };
         let dir = direction(head);
@@ -88,24 +91,22 @@ impl HttpTracker {
             server: server_name(&head.sock, socket_known(head)),
             last_origin: origin,
             last_seen: Instant::now(),
-            truncated_reported: false,
+            gaps_reported: GapsReported::default(),
+            owners: Owners::default(),
         });
         stream.last_seen = Instant::now();
+        stream.owners.add(head.header.pid);
         if dir == Direction::ToServer {
             stream.last_origin = origin;
         }
         let mut outputs = Vec::new();
         if let State::Http(_) = stream.state
-            && let Some(detail) = truncation_notice(
-                head,
-                &stream.server,
-                "API calls",
-                &mut stream.truncated_reported,
-            )
+            && let Some((reason, detail)) =
+                gap_notice(head, &stream.server, "API calls", &mut stream.gaps_reported)
         {
             out.push(ApiOutput::Notice {
                 origin,
-                reason: "data_truncated".into(),
+                reason: reason.into(),
                 detail,
             });
         }
@@ -149,13 +150,12 @@ impl HttpTracker {
         }
     }
 
-    /// The process exited: every stream it had is over.
+    /// The process exited: every stream only it used is over.
     pub(crate) fn on_exit(&mut self, tgid: u32, out: &mut Vec<ApiOutput>) {
         let mut keys: Vec<StreamKey> = self
             .streams
-            .keys()
-            .filter(|k| k.tgid == tgid)
-            .copied()
+            .iter_mut()
+            .filter_map(|(k, s)| (s.owners.exited(tgid) || k.tgid == tgid).then_some(*k))
             .collect();
         // Deterministic order for the requests still pending.
         keys.sort_by_key(|k| (k.id, k.plaintext));

@@ -14,7 +14,8 @@ use std::{
 use recorder_common::DataHead;
 
 use super::conn::{
-    Origin, connection_id, direction, is_plaintext, server_name, socket_known, truncation_notice,
+    GapsReported, Origin, Owners, connection_key, direction, gap_notice, is_plaintext, server_name,
+    socket_known,
 };
 use recorder_protocol::{
     Direction,
@@ -127,9 +128,10 @@ struct Conn {
     /// Decoder of the OpenSSL plaintext, once any arrived.
     tls: Option<Plaintext>,
     tls_unhooked_reported: bool,
-    truncated_reported: bool,
+    gaps_reported: GapsReported,
     last_origin: Origin,
     last_seen: Instant,
+    owners: Owners,
 }
 
 #[derive(Default)]
@@ -143,32 +145,29 @@ impl SqlTracker {
         let origin = Origin::of(head);
         let dir = direction(head);
         let from_tls = is_plaintext(head);
-        let key = ConnKey {
-            tgid: h.pid,
-            id: connection_id(head),
-        };
+        let (tgid, id) = connection_key(head);
+        let key = ConnKey { tgid, id };
         let conn = self.conns.entry(key).or_insert_with(|| Conn {
             server: server_name(&head.sock, socket_known(head)),
             raw: RawState::Unknown(Vec::new()),
             tls: None,
             tls_unhooked_reported: false,
-            truncated_reported: false,
+            gaps_reported: GapsReported::default(),
             last_origin: origin,
             last_seen: Instant::now(),
+            owners: Owners::default(),
         });
         conn.last_seen = Instant::now();
+        conn.owners.add(h.pid);
         if dir == Direction::ToServer {
             conn.last_origin = origin;
         }
-        if let Some(detail) = truncation_notice(
-            head,
-            &conn.server,
-            "statements",
-            &mut conn.truncated_reported,
-        ) {
+        if let Some((reason, detail)) =
+            gap_notice(head, &conn.server, "statements", &mut conn.gaps_reported)
+        {
             out.push(SqlOutput::Notice {
                 origin,
-                reason: "data_truncated".into(),
+                reason: reason.into(),
                 detail,
             });
         }
@@ -235,13 +234,12 @@ impl SqlTracker {
         self.end(ConnKey { tgid, id: sock }, out);
     }
 
-    /// The process exited: every connection it had is over.
+    /// The process exited: every connection only it used is over.
     pub(crate) fn on_exit(&mut self, tgid: u32, out: &mut Vec<SqlOutput>) {
         let keys: Vec<ConnKey> = self
             .conns
-            .keys()
-            .filter(|k| k.tgid == tgid)
-            .copied()
+            .iter_mut()
+            .filter_map(|(k, c)| (c.owners.exited(tgid) || k.tgid == tgid).then_some(*k))
             .collect();
         for key in keys {
             self.end(key, out);

@@ -16,7 +16,7 @@ use std::{
 
 use recorder_common::DataHead;
 
-use super::conn::{Origin, direction, is_plaintext, server_name, socket_known};
+use super::conn::{Origin, connection_key, direction, is_plaintext, server_name, socket_known};
 use recorder_protocol::Direction;
 
 /// Plaintext from a probe follows the ciphertext within microseconds; this leaves room for a
@@ -59,7 +59,7 @@ struct Watched {
 
 #[derive(Default)]
 pub(crate) struct TlsWatch {
-    /// (tgid, sock) of client sockets that began with a TLS handshake and have no plaintext yet.
+    /// (tgid, connection) of client sockets that began with a TLS handshake and have no plaintext yet.
     sockets: HashMap<(u32, u64), Watched>,
     /// (tgid, sock) of sockets that had plaintext: never reported.
     hooked: HashMap<(u32, u64), Instant>,
@@ -71,7 +71,8 @@ pub(crate) struct TlsWatch {
 impl TlsWatch {
     pub(crate) fn on_data(&mut self, head: &DataHead, payload: &[u8], out: &mut Vec<UnhookedTls>) {
         let tgid = head.header.pid;
-        let key = (tgid, head.sock.sock);
+        // Per process, as the TLS connections whose socket is not known yet are.
+        let key = (tgid, connection_key(head).1);
         if is_plaintext(head) {
             if socket_known(head) {
                 if let Some(w) = self.sockets.remove(&key)
@@ -139,9 +140,9 @@ impl TlsWatch {
         self.other.retain(|k, _| k.0 != tgid);
         let mut gone: Vec<(u32, u64)> = self
             .sockets
-            .keys()
-            .filter(|k| k.0 == tgid)
-            .copied()
+            .iter()
+            .filter(|(k, _)| k.0 == tgid)
+            .map(|(k, _)| *k)
             .collect();
         gone.sort_unstable();
         for key in gone {

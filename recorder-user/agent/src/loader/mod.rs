@@ -12,7 +12,13 @@ use aya::{
 };
 use recorder_common::{KernelOffsets, LOSS_KINDS, MAX_IDENTITIES, Settings, names};
 
-use crate::probes::{gobin::GoTlsFunctions, openssl_sites::OpenSslEntry, reaper::Reaper};
+use crate::{
+    config::SocketCaptureSetting,
+    probes::{gobin::GoTlsFunctions, openssl_sites::OpenSslEntry, reaper::Reaper},
+};
+
+/// Where tracefs is (mounted there by the agent when the system did not).
+const TRACEFS: &str = "/sys/kernel/tracing";
 
 mod btf;
 
@@ -51,8 +57,80 @@ pub enum LoadError {
     Tracefs(std::io::Error),
 }
 
+/// How socket data is captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SocketCapture {
+    /// `sock_send_length`/`sock_recv_length` (Linux 6.3 and later): processes that are not
+    /// watched pay one map lookup per socket operation, and nothing per system call.
+    Tracepoints,
+    /// System-call tracepoints: every task of the host takes the slow system-call path.
+    Syscalls,
+}
+
+impl SocketCapture {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            SocketCapture::Tracepoints => "socket_tracepoints",
+            SocketCapture::Syscalls => "syscall_tracepoints",
+        }
+    }
+}
+
+/// What the running kernel lets the agent capture with, chosen at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CaptureMode {
+    pub(crate) sockets: SocketCapture,
+    /// Libraries being mapped are seen at `mmap:vm_unmapped_area` (else at `sys_enter_mmap`).
+    pub(crate) mappings_off_syscalls: bool,
+}
+
+impl CaptureMode {
+    /// The socket tracepoints where the kernel has them (and the configuration allows them);
+    /// the system-call tracepoints otherwise, said in the log.
+    fn choose(setting: SocketCaptureSetting) -> Self {
+        let events = Path::new(TRACEFS).join("events");
+        let has = |category: &str, name: &str| events.join(category).join(name).is_dir();
+        let sockets_available = names::SOCKET_TRACEPOINTS
+            .iter()
+            .all(|name| has("sock", name));
+        let (mmap_category, mmap_name) = names::MAPPING_TRACEPOINT;
+        let mappings_available = has(mmap_category, mmap_name);
+        let sockets = match setting {
+            SocketCaptureSetting::Auto if sockets_available => SocketCapture::Tracepoints,
+            SocketCaptureSetting::Auto => {
+                tracing::warn!(
+                    "this kernel has no sock:sock_send_length/sock_recv_length tracepoints \
+                     (Linux 6.3 and later have them): capturing socket data at the system-call \
+                     tracepoints, which slows every system call of every process on the host"
+                );
+                SocketCapture::Syscalls
+            }
+            SocketCaptureSetting::Syscalls => {
+                tracing::warn!(
+                    "socket_capture = \"syscalls\": capturing socket data at the system-call \
+                     tracepoints, which slows every system call of every process on the host"
+                );
+                SocketCapture::Syscalls
+            }
+        };
+        if sockets == SocketCapture::Tracepoints && !mappings_available {
+            tracing::warn!(
+                "this kernel has no mmap:vm_unmapped_area tracepoint: libraries being mapped are \
+                 seen at sys_enter_mmap, which slows every system call of every process"
+            );
+        }
+        Self {
+            sockets,
+            // The system-call capture has its own program for mappings.
+            mappings_off_syscalls: mappings_available && sockets == SocketCapture::Tracepoints,
+        }
+    }
+}
+
 /// The loaded, attached programs and the maps the agent uses.
 pub(crate) struct Probes {
+    /// How socket data and library mappings are captured on this kernel.
+    pub(crate) capture: CaptureMode,
     ebpf: Ebpf,
     watched: HashMap<MapData, u64, u32>,
     loss: Array<MapData, u64>,
@@ -87,9 +165,44 @@ fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
     KernelOffsets::resolve(|name, member| btf.member_offset(name, member))
 }
 
+/// Loads and attaches the tracepoint programs of `capture`'s mode: the BTF-typed ones, then
+/// the tracefs ones.
+fn attach_tracepoints(
+    ebpf: &mut Ebpf,
+    capture: CaptureMode,
+    aya_btf: &aya::Btf,
+) -> Result<(), LoadError> {
+    let mut btf_tracepoints = names::BTF_TRACEPOINTS.to_vec();
+    let mut tracepoints = names::TRACEPOINTS.to_vec();
+    match capture.sockets {
+        SocketCapture::Tracepoints => {
+            btf_tracepoints.extend(names::SOCKET_TRACEPOINTS);
+            tracepoints.push(if capture.mappings_off_syscalls {
+                names::MAPPING_TRACEPOINT
+            } else {
+                names::SYSCALL_MMAP_TRACEPOINT
+            });
+        }
+        SocketCapture::Syscalls => tracepoints.extend(names::SYSCALL_TRACEPOINTS),
+    }
+    for name in btf_tracepoints {
+        let program: &mut BtfTracePoint = program(ebpf, name)?;
+        let err = |source| LoadError::Program { name, source };
+        program.load(name, aya_btf).map_err(err)?;
+        program.attach().map_err(err)?;
+    }
+    for (category, name) in tracepoints {
+        let program: &mut TracePoint = program(ebpf, name)?;
+        let err = |source| LoadError::Program { name, source };
+        program.load().map_err(err)?;
+        program.attach(category, name).map_err(err)?;
+    }
+    Ok(())
+}
+
 /// aya attaches tracepoints and uprobes through tracefs; mount it where the system did not.
 pub(crate) fn ensure_tracefs() -> Result<(), LoadError> {
-    let dir = Path::new("/sys/kernel/tracing");
+    let dir = Path::new(TRACEFS);
     if dir.join("events").exists() {
         return Ok(());
     }
@@ -101,7 +214,7 @@ pub(crate) fn ensure_tracefs() -> Result<(), LoadError> {
         return Ok(());
     }
     let status = std::process::Command::new("mount")
-        .args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"])
+        .args(["-t", "tracefs", "tracefs", TRACEFS])
         .status()
         .map_err(LoadError::Tracefs)?;
     if !status.success() {
@@ -119,12 +232,15 @@ impl Probes {
         object: &[u8],
         btf_path: &Path,
         ring_buffer_kib: u32,
+        socket_capture: SocketCaptureSetting,
     ) -> Result<(Self, RingBuf<MapData>), LoadError> {
         if object.is_empty() {
             return Err(LoadError::NoObject);
         }
         let offsets = kernel_offsets(&Btf::from_file(btf_path)?)?;
         ensure_tracefs()?;
+        let capture = CaptureMode::choose(socket_capture);
+        let use_cookies = u8::from(capture.sockets == SocketCapture::Tracepoints);
         let cpus =
             aya::util::nr_cpus().map_err(|(what, e)| LoadError::Cpus(format!("{what}: {e}")))?;
         let wakeup_bytes = u64::from(ring_buffer_kib) * 1024 / 4;
@@ -132,24 +248,14 @@ impl Probes {
         loader
             .override_global(names::OFFSETS, &offsets, true)
             .override_global(names::WAKEUP_BYTES, &wakeup_bytes, true)
+            .override_global(names::USE_COOKIES, &use_cookies, true)
             .map_max_entries(names::EVENTS, ring_buffer_kib * 1024);
         for name in names::PER_CPU_MAPS {
             loader.map_max_entries(name, cpus as u32);
         }
         let mut ebpf = loader.load(object)?;
         let aya_btf = aya::Btf::parse_file(btf_path, aya::Endianness::default())?;
-        for name in names::BTF_TRACEPOINTS {
-            let program: &mut BtfTracePoint = program(&mut ebpf, name)?;
-            let err = |source| LoadError::Program { name, source };
-            program.load(name, &aya_btf).map_err(err)?;
-            program.attach().map_err(err)?;
-        }
-        for (category, name) in names::TRACEPOINTS {
-            let program: &mut TracePoint = program(&mut ebpf, name)?;
-            let err = |source| LoadError::Program { name, source };
-            program.load().map_err(err)?;
-            program.attach(category, name).map_err(err)?;
-        }
+        attach_tracepoints(&mut ebpf, capture, &aya_btf)?;
         // The OpenSSL probes are loaded now and attached per library as libraries are found.
         for name in names::UPROBES {
             let program: &mut UProbe = program(&mut ebpf, name)?;
@@ -194,6 +300,7 @@ impl Probes {
         let reaper = Reaper::start().map_err(LoadError::Thread)?;
         Ok((
             Self {
+                capture,
                 ebpf,
                 watched,
                 loss,
@@ -406,11 +513,18 @@ mod tests {
             names::LOSS,
             names::SETTINGS,
             names::TLS_HOOKED,
+            names::MMSG_CALLS,
         ];
-        let globals = [names::OFFSETS, names::WAKEUP_BYTES];
+        let globals = [names::OFFSETS, names::WAKEUP_BYTES, names::USE_COOKIES];
         let programs = names::BTF_TRACEPOINTS
             .into_iter()
+            .chain(names::SOCKET_TRACEPOINTS)
+            .chain([
+                names::MAPPING_TRACEPOINT.1,
+                names::SYSCALL_MMAP_TRACEPOINT.1,
+            ])
             .chain(names::TRACEPOINTS.map(|(_, name)| name))
+            .chain(names::SYSCALL_TRACEPOINTS.map(|(_, name)| name))
             .chain(names::UPROBES);
         for name in maps
             .into_iter()
