@@ -1,18 +1,18 @@
 //! Shared by the socket and TLS probes: which socket an fd is, and sending the bytes of one
 //! read/write call as `data` events (in chunks, under `bpf_loop`).
 use aya_ebpf::helpers::{
-    bpf_get_current_task, bpf_get_smp_processor_id,
+    bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
     generated::{bpf_loop, bpf_probe_read_user, bpf_ringbuf_output},
 };
 use recorder_common::{
     DATA_CHUNK, DATA_FIXED_LEN, DATA_IOV_MAX, DATA_SYSCALL_MAX, DATA_TRUNCATED, DataEvent,
-    DataHead, EventKind, ProcInfo, SockInfo,
+    EventKind, ProcInfo, SockInfo,
 };
 
 use crate::{
     emit::{count_loss, wakeup_flags},
     kernel::{off, read, read_into, read_ptr},
-    maps::{CALL_SCRATCH, DATA_SCRATCH, EVENTS, SendCall},
+    maps::{DATA_SCRATCH, EVENTS, SOCKETS},
 };
 
 const S_IFMT: u16 = 0o170000;
@@ -56,11 +56,56 @@ pub fn sock_of_file(file: *const u8) -> Option<*const u8> {
     read_ptr(socket, off!(socket_sk)).ok()
 }
 
-/// The stream socket that the open `file` is, if it is one.
+/// The stream socket that the open `file` is, if it is one, with the cookie it has.
 #[inline(always)]
 pub fn socket_of_file(file: *const u8) -> Option<SockInfo> {
+    let sk = sock_of_file(file)?;
     let mut info = SockInfo::default();
-    sock_info(sock_of_file(file)?, &mut info).then_some(info)
+    if !sock_info(sk, &mut info) {
+        return None;
+    }
+    info.cookie = stored_cookie(sk);
+    Some(info)
+}
+
+/// Whether descriptor `fd` of the current task is socket `sk` (its open file is the socket's).
+#[inline(always)]
+pub fn fd_is_socket(fd: u32, sk: *const u8) -> bool {
+    let Some(file) = file_of_fd(fd) else {
+        return false;
+    };
+    read_ptr(sk, off!(sock_sk_socket))
+        .and_then(|socket| read_ptr(socket, off!(socket_file)))
+        .is_ok_and(|socket_file| socket_file == file)
+}
+
+/// The endpoints of socket `sk`, whose cookie is `cookie`, into `info`: from the sockets
+/// already seen (keyed by cookie, which no other socket ever has, so no entry goes stale), else
+/// read from the socket and kept. False if it is no stream socket the agent decodes.
+#[inline(always)]
+pub fn socket_with_cookie(sk: *const u8, cookie: u64, info: &mut SockInfo) -> bool {
+    // SAFETY: the map value is copied out at once.
+    if let Some(known) = unsafe { SOCKETS.get(&cookie) } {
+        *info = *known;
+        return true;
+    }
+    if !sock_info(sk, info) {
+        return false;
+    }
+    info.cookie = cookie;
+    let _ = SOCKETS.insert(&cookie, info, 0);
+    true
+}
+
+/// The cookie socket `sk` has already been given (by the socket tracepoints), or 0 when the
+/// cookies are not in use.
+#[inline(always)]
+pub fn stored_cookie(sk: *const u8) -> u64 {
+    // SAFETY: a plain static; the volatile read keeps the unpatched 0 from being folded in.
+    if unsafe { core::ptr::read_volatile(&raw const USE_COOKIES) } == 0 {
+        return 0;
+    }
+    read(sk, off!(skc_cookie)).unwrap_or(0)
 }
 
 /// Whether socket cookies identify connections (patched by the loader: 1 with the socket
@@ -69,9 +114,9 @@ pub fn socket_of_file(file: *const u8) -> Option<SockInfo> {
 #[unsafe(no_mangle)]
 pub(crate) static USE_COOKIES: u8 = 0;
 
-/// Fills `info` with the endpoints of stream socket `sk`, with the cookie it already has;
-/// false if it is no stream socket of a family the agent decodes (TCP over IPv4/IPv6, Unix).
-/// Written in place: the struct is part of the call slot, not of the stack.
+/// Fills `info` with the endpoints of stream socket `sk` (not its cookie); false if it is no
+/// stream socket of a family the agent decodes (TCP over IPv4/IPv6, Unix). Written in place:
+/// the struct is part of the event being built, not of the stack.
 #[inline(always)]
 pub fn sock_info(sk: *const u8, info: &mut SockInfo) -> bool {
     sock_info_parts(sk, info).is_some()
@@ -86,10 +131,6 @@ fn sock_info_parts(sk: *const u8, info: &mut SockInfo) -> Option<()> {
     info.family = read(sk, off!(skc_family)).ok()?;
     info.sock = sk as u64;
     let family = info.family;
-    // SAFETY: a plain static; the volatile read keeps the unpatched 0 from being folded in.
-    if unsafe { core::ptr::read_volatile(&raw const USE_COOKIES) } != 0 {
-        info.cookie = read(sk, off!(skc_cookie)).unwrap_or(0);
-    }
     // The addresses are read straight into the struct: reading them into arrays and copying
     // them made the compiler move them byte by byte through the stack, whose frame then passed
     // the verifier's 512-byte bound for the vectored calls.
@@ -114,24 +155,30 @@ fn sock_info_parts(sk: *const u8, info: &mut SockInfo) -> Option<()> {
     Some(())
 }
 
-/// Starts the `data` events of one call of a tracked process: this CPU's call slot, with a
-/// blank head for the caller to fill (socket, source, direction, flags) in place. Large structs
-/// stay out of the programs' stacks, whose frames add up across the `bpf_loop` callbacks to a
-/// bound of 512 bytes.
+/// Starts the `data` events of one call of a tracked process: this CPU's event slot, its head
+/// blank but for the process, for the caller to fill (socket, source, direction, flags) in
+/// place; every event of the call is then sent from it. Large structs stay out of the programs'
+/// stacks, whose frames add up across the `bpf_loop` callbacks to a bound of 512 bytes.
 #[inline(always)]
-pub fn begin_call(info: &ProcInfo, tgid: u32) -> Option<&'static mut SendCall> {
+pub fn begin_call(info: &ProcInfo, tgid: u32) -> Option<&'static mut DataEvent> {
     // SAFETY: plain helper call.
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let Some(call) = CALL_SCRATCH.get_ptr_mut(cpu) else {
+    let Some(event) = DATA_SCRATCH.get_ptr_mut(cpu) else {
         count_loss(info.identity, EventKind::Data);
         return None;
     };
-    // SAFETY: this CPU's slot; programs on one CPU do not nest here.
-    let call = unsafe { &mut *call };
-    call.info = *info;
-    call.tgid = tgid;
-    call.head = DataHead::default();
-    Some(call)
+    // SAFETY: this CPU's slot; programs on one CPU do not nest here. The head is zeroed in
+    // place, not built on the stack and copied.
+    let ev = unsafe {
+        core::ptr::write_bytes(&raw mut (*event).head, 0, 1);
+        &mut *event
+    };
+    ev.head.header.kind = EventKind::Data as u32;
+    ev.head.header.identity = info.identity;
+    ev.head.header.pid = tgid;
+    ev.head.exec = info.exec;
+    ev.head.session = info.session;
+    Some(ev)
 }
 
 /// State of one chunked send, shared with the `bpf_loop` callback.
@@ -140,23 +187,17 @@ struct ChunkSend {
     event: *mut DataEvent,
     buf: u64,
     captured: u64,
-    identity: u32,
-    _pad: u32,
 }
 
-/// Sends the `total` bytes at user address `buf` as the data events of `call`.
+/// Sends the `total` bytes at user address `buf` as data events of the call in `ev`.
 #[inline(always)]
-pub fn send_data(call: &SendCall, buf: u64, total: u64) {
-    let identity = call.info.identity;
-    let Some(ev) = event_of(call) else {
-        return;
-    };
+pub fn send_data(ev: &mut DataEvent, buf: u64, total: u64) {
     let captured = if total > DATA_SYSCALL_MAX as u64 {
         DATA_SYSCALL_MAX as u64
     } else {
         total
     };
-    ev.head.total = total;
+    stamp(ev, total);
     if captured < total {
         ev.head.flags |= DATA_TRUNCATED;
     }
@@ -164,8 +205,6 @@ pub fn send_data(call: &SendCall, buf: u64, total: u64) {
         event: ev,
         buf,
         captured,
-        identity,
-        _pad: 0,
     };
     let send_ptr = (&raw mut send).cast::<core::ffi::c_void>();
     if captured <= DATA_CHUNK as u64 {
@@ -178,28 +217,19 @@ pub fn send_data(call: &SendCall, buf: u64, total: u64) {
     unsafe { bpf_loop(chunks, send_chunk as *mut _, send_ptr, 0) };
 }
 
-/// This CPU's event slot, its head copied from `call`'s and stamped now.
+/// Stamps the next run of events of the call: now, `total` bytes, no truncation yet.
 #[inline(always)]
-fn event_of(call: &SendCall) -> Option<&'static mut DataEvent> {
+fn stamp(ev: &mut DataEvent, total: u64) {
     // SAFETY: plain helper call.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
-    let Some(event) = DATA_SCRATCH.get_ptr_mut(cpu) else {
-        count_loss(call.info.identity, EventKind::Data);
-        return None;
-    };
-    // SAFETY: this CPU's slot; programs on one CPU do not nest here.
-    let ev = unsafe { &mut *event };
-    ev.head = call.head;
-    ev.head.header = crate::emit::header_now(EventKind::Data, call.info.identity, call.tgid);
-    ev.head.exec = call.info.exec;
-    ev.head.session = call.info.session;
-    Some(ev)
+    ev.head.header.ktime = unsafe { bpf_ktime_get_boot_ns() };
+    ev.head.total = total;
+    ev.head.flags &= !DATA_TRUNCATED;
 }
 
 /// State of one vectored send, shared with the `bpf_loop` callback.
 #[repr(C)]
 struct IovSend {
-    call: *const SendCall,
+    event: *mut DataEvent,
     iov: u64,
     /// Bytes of the call not yet sent, within `DATA_SYSCALL_MAX`.
     left: u64,
@@ -210,14 +240,14 @@ struct IovSend {
 /// the stream reads the same as if they had come from one `write`. Bytes past `DATA_IOV_MAX`
 /// buffers or `DATA_SYSCALL_MAX` bytes are reported as not captured.
 #[inline(always)]
-pub fn send_iovecs(call: &SendCall, iov: u64, iovcnt: u32, total: u64) {
+pub fn send_iovecs(ev: &mut DataEvent, iov: u64, iovcnt: u32, total: u64) {
     let budget = if total > DATA_SYSCALL_MAX as u64 {
         DATA_SYSCALL_MAX as u64
     } else {
         total
     };
     let mut send = IovSend {
-        call,
+        event: ev,
         iov,
         left: budget,
     };
@@ -230,7 +260,8 @@ pub fn send_iovecs(call: &SendCall, iov: u64, iovcnt: u32, total: u64) {
     unsafe { bpf_loop(buffers, send_iovec as *mut _, (&raw mut send).cast(), 0) };
     let sent = budget - send.left;
     if sent < total {
-        send_gap(call, total - sent, DATA_TRUNCATED);
+        // SAFETY: the event slot outlives the loop; the callback is done with it.
+        send_gap(unsafe { &mut *send.event }, total - sent, DATA_TRUNCATED);
     }
 }
 
@@ -260,26 +291,23 @@ extern "C" fn send_iovec(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
         vec[1]
     };
     if len > 0 {
-        // SAFETY: the call slot outlives the loop.
-        send_data(unsafe { &*send.call }, vec[0], len);
+        // SAFETY: the event slot outlives the loop.
+        send_data(unsafe { &mut *send.event }, vec[0], len);
         send.left -= len;
     }
     0
 }
 
-/// One event that stands for `total` bytes of `call` that moved but were not captured: `flags`
-/// says why (`DATA_TRUNCATED`: past the bounds of one call; `DATA_UNCAPTURED`: no user buffer;
-/// `DATA_DISCARDED`: the kernel copied nothing).
+/// One event that stands for `total` bytes of the call in `ev` that moved but were not
+/// captured: `flags` says why (`DATA_TRUNCATED`: past the bounds of one call;
+/// `DATA_UNCAPTURED`: no user buffer; `DATA_DISCARDED`: the kernel copied nothing).
 #[inline(always)]
-pub fn send_gap(call: &SendCall, total: u64, flags: u32) {
-    let identity = call.info.identity;
-    let Some(ev) = event_of(call) else {
-        return;
-    };
-    ev.head.total = total;
+pub fn send_gap(ev: &mut DataEvent, total: u64, flags: u32) {
+    stamp(ev, total);
     ev.head.flags |= flags;
     ev.head.offset = 0;
     ev.head.len = 0;
+    let identity = ev.head.header.identity;
     // SAFETY: the event is valid for DATA_FIXED_LEN bytes.
     let rc = unsafe {
         bpf_ringbuf_output(
@@ -333,7 +361,7 @@ extern "C" fn send_chunk(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
         )
     };
     if rc != 0 {
-        count_loss(send.identity, EventKind::Data);
+        count_loss(ev.head.header.identity, EventKind::Data);
     }
     0
 }

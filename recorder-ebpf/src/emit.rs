@@ -22,6 +22,18 @@ use crate::{
 #[unsafe(no_mangle)]
 pub(crate) static WAKEUP_BYTES: u64 = 0;
 
+/// 1 to make the data programs return at once (patched by the loader for `cargo xtask bench`'s
+/// floor runs: the cost of the hooks themselves, with nothing done in them).
+#[unsafe(no_mangle)]
+pub(crate) static FLOOR: u8 = 0;
+
+/// Whether this is a floor run (see `FLOOR`).
+#[inline(always)]
+pub fn floor() -> bool {
+    // SAFETY: a plain static; the volatile read keeps the unpatched 0 from being folded in.
+    unsafe { core::ptr::read_volatile(&raw const FLOOR) != 0 }
+}
+
 /// Ring buffer notification flags for one more event. The agent polls the ring every 50 ms
 /// anyway, so waking it for every event would only burn its CPU; it is woken early only when the
 /// ring is a quarter full, so bursts are drained before they overflow.

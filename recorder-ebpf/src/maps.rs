@@ -4,7 +4,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, RingBuf},
 };
 use recorder_common::{
-    DataEvent, DataHead, ExecEvent, LOSS_KINDS, MAX_IDENTITIES, ProcInfo, Settings, SockInfo,
+    DataEvent, ExecEvent, LOSS_KINDS, MAX_IDENTITIES, ProcInfo, Settings, SockInfo,
 };
 
 /// Events to user space. The loader sets its size (`ring_buffer_kib`).
@@ -70,20 +70,10 @@ pub static TLS_SOCKETS: LruHashMap<u64, TlsSocket> = LruHashMap::with_max_entrie
 #[map]
 pub static DATA_SCRATCH: Array<DataEvent> = Array::with_max_entries(1, 0);
 
-/// The call whose bytes are being sent, per CPU: the process and the head every event of the
-/// call starts from (too large for the stack beside the event being built). The loader sets
-/// max_entries to the CPU count.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SendCall {
-    pub info: ProcInfo,
-    pub head: DataHead,
-    pub tgid: u32,
-    pub _pad: u32,
-}
-
+/// The endpoints of the sockets tracked processes used, by cookie: read once per socket, not
+/// at every read and write. LRU: sockets long closed make room.
 #[map]
-pub static CALL_SCRATCH: Array<SendCall> = Array::with_max_entries(1, 0);
+pub static SOCKETS: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(16384, 0);
 
 /// The last message of a `sendmmsg`/`recvmmsg` call, per thread (keyed by pid_tgid): which
 /// array, the index of the next message, and the bytes the last one moved.

@@ -271,7 +271,9 @@ fn sendfile_to_a_watched_socket_gives_a_notice_never_garbage() {
 }
 
 /// Process A connects and starts the session, then passes the socket to process B (its child)
-/// over a Unix socket pair (`SCM_RIGHTS`) and exits; B runs the queries on it.
+/// over a Unix socket pair (`SCM_RIGHTS`) and exits; B runs the queries on it. Every read is
+/// preceded by a peek (`MSG_PEEK`) at the message header: peeked bytes are read again, and
+/// must be recorded once.
 const PASSED_SOCKET: &str = r#"
 import os, socket, struct, sys
 a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -287,6 +289,7 @@ else:
 def until_ready():
     buf = b""
     while True:
+        assert s.recv(5, socket.MSG_PEEK), "server closed"
         data = s.recv(65536)
         assert data, "server closed"
         buf += data
@@ -315,7 +318,7 @@ s.close()
 "#;
 
 #[test]
-fn a_socket_passed_to_another_process_is_still_decoded() {
+fn a_socket_passed_to_another_process_is_still_decoded_and_peeks_count_once() {
     let pg = Postgres::start();
     let cg = Cgroup::new("scm-rights");
     let agent = Agent::start(&["--identity", &cg.identity_flag("db-agent")]);

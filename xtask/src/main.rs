@@ -53,6 +53,10 @@ enum Task {
         /// after a change).
         #[arg(long, value_name = "BIN")]
         compare: Option<std::path::PathBuf>,
+        /// Also measure the floor: this build with its data programs returning at once, what the
+        /// hooks (tracepoints, uprobe traps) cost with nothing done in them.
+        #[arg(long)]
+        floor: bool,
     },
     /// The system-call loop `bench --only syscall` runs (internal).
     #[command(hide = true)]
@@ -77,9 +81,10 @@ fn main() {
             execs,
             rounds,
             compare,
+            floor,
         } => setup::run()
             .and_then(|()| util::build_release())
-            .and_then(|()| bench::run(&only, execs, rounds, compare)),
+            .and_then(|()| bench::run(&only, execs, rounds, compare, floor)),
         Task::SyscallLoop { calls } => {
             bench::getppid_loop(calls);
             Ok(())

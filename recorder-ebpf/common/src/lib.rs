@@ -434,6 +434,8 @@ kernel_offsets! {
     skc_v6_rcv_saddr: ["sock"."__sk_common", "sock_common"."skc_v6_rcv_saddr"],
     skc_cookie: ["sock"."__sk_common", "sock_common"."skc_cookie"],
     sock_sk_type: ["sock"."sk_type"],
+    sock_sk_socket: ["sock"."sk_socket"],
+    socket_file: ["socket"."file"],
     task_flags: ["task_struct"."flags"],
 }
 
@@ -494,8 +496,7 @@ pub mod names {
     /// Per-CPU scratch maps, sized by the agent to the number of CPUs.
     pub const SCRATCH: &str = "SCRATCH";
     pub const DATA_SCRATCH: &str = "DATA_SCRATCH";
-    pub const CALL_SCRATCH: &str = "CALL_SCRATCH";
-    pub const PER_CPU_MAPS: [&str; 3] = [SCRATCH, DATA_SCRATCH, CALL_SCRATCH];
+    pub const PER_CPU_MAPS: [&str; 2] = [SCRATCH, DATA_SCRATCH];
 
     /// Globals the agent writes before load.
     pub const OFFSETS: &str = "OFFSETS";
@@ -503,8 +504,10 @@ pub mod names {
 
     /// Per-thread state of `sendmmsg`/`recvmmsg` calls (which message is next).
     pub const MMSG_CALLS: &str = "MMSG_CALLS";
-    /// Globals the agent writes before load: whether socket cookies identify connections.
+    /// Globals the agent writes before load: whether socket cookies identify connections, and
+    /// whether the data programs return at once (the benchmark's floor).
     pub const USE_COOKIES: &str = "USE_COOKIES";
+    pub const FLOOR: &str = "FLOOR";
 
     /// BTF-typed tracepoints attached in every mode, each named after its tracepoint.
     pub const BTF_TRACEPOINTS: [&str; 3] = [
@@ -630,7 +633,7 @@ mod tests {
         assert_eq!(size_of::<ExecEvent>(), EXEC_FIXED_LEN + ARGV_MAX);
         assert_eq!(core::mem::offset_of!(ExecEvent, argv), EXEC_FIXED_LEN);
         assert_eq!(size_of::<ExitEvent>(), 32 + 32 + 8);
-        assert_eq!(size_of::<KernelOffsets>(), 45 * 4);
+        assert_eq!(size_of::<KernelOffsets>(), 47 * 4);
         assert_eq!(size_of::<SockInfo>(), 56);
         assert_eq!(size_of::<DataHead>(), 32 + 32 + 56 + 8 + 16 + 8 + 8 + 8);
         assert_eq!(size_of::<DataEvent>(), DATA_FIXED_LEN + DATA_CHUNK);

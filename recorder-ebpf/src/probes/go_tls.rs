@@ -13,7 +13,7 @@ use aya_ebpf::{
 use recorder_common::{DATA_NO_SOCKET, DIR_EGRESS, DIR_INGRESS, DataHead, DataSource};
 
 use crate::{
-    data::{begin_call, file_of_fd, send_data, sock_info, sock_of_file},
+    data::{begin_call, file_of_fd, send_data, sock_info, sock_of_file, stored_cookie},
     maps::{GO_READS, GoCallKey, GoRead, PROCS},
 };
 
@@ -26,6 +26,9 @@ fn regs(ctx: &ProbeContext) -> pt_regs {
 
 #[uprobe]
 pub fn go_tls_write(ctx: ProbeContext) -> u32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     let id = bpf_get_current_pid_tgid();
     let tgid = (id >> 32) as u32;
     // SAFETY: the map value is copied out at once.
@@ -46,6 +49,9 @@ pub fn go_tls_write(ctx: ProbeContext) -> u32 {
 
 #[uprobe]
 pub fn go_tls_read(ctx: ProbeContext) -> u32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: only tests presence.
     if unsafe { PROCS.get(&tgid) }.is_none() {
@@ -71,6 +77,9 @@ pub fn go_tls_read(ctx: ProbeContext) -> u32 {
 /// At a `RET` of `(*Conn).Read`: RAX holds the byte count.
 #[uprobe]
 pub fn go_tls_read_return(ctx: ProbeContext) -> u32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let r = regs(&ctx);
     let key = GoCallKey {
@@ -110,12 +119,10 @@ fn fill_head(head: &mut DataHead, conn: u64, direction: u32) {
     head.tls = conn;
     head.source = DataSource::GoTls as u32;
     head.direction = direction;
-    let found = go_conn_fd(conn)
-        .and_then(file_of_fd)
-        .and_then(sock_of_file)
-        .is_some_and(|sk| sock_info(sk, &mut head.sock));
-    if !found {
-        head.flags |= DATA_NO_SOCKET;
+    let sk = go_conn_fd(conn).and_then(file_of_fd).and_then(sock_of_file);
+    match sk {
+        Some(sk) if sock_info(sk, &mut head.sock) => head.sock.cookie = stored_cookie(sk),
+        _ => head.flags |= DATA_NO_SOCKET,
     }
 }
 

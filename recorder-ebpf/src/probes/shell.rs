@@ -15,6 +15,9 @@ use crate::{
 
 #[uretprobe]
 pub fn readline_return(ctx: RetProbeContext) -> u32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: the map value is copied out at once.
     let Some(info) = (unsafe { PROCS.get(&tgid) }).copied() else {

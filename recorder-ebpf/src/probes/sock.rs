@@ -21,12 +21,12 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use recorder_common::{
-    DATA_DISCARDED, DATA_UNCAPTURED, DIR_EGRESS, DIR_INGRESS, DataSource, SYSCALL_NONE,
+    DATA_DISCARDED, DATA_UNCAPTURED, DIR_EGRESS, DIR_INGRESS, DataEvent, DataSource, SYSCALL_NONE,
 };
 
 use crate::{
-    data::{begin_call, file_of_fd, send_data, send_gap, send_iovecs, sock_info, sock_of_file},
-    maps::{MMSG_CALLS, MmsgCall, PROCS, SendCall, TLS_CALLS, TLS_SOCKETS, TlsSocket},
+    data::{begin_call, fd_is_socket, send_data, send_gap, send_iovecs, socket_with_cookie},
+    maps::{MMSG_CALLS, MmsgCall, PROCS, TLS_CALLS, TLS_SOCKETS, TlsSocket},
     syscall::{self, nr},
 };
 
@@ -43,12 +43,18 @@ const MMSG_LEN: u64 = 56;
 
 #[btf_tracepoint(function = "sock_send_length")]
 pub fn sock_send_length(ctx: BtfTracePointContext) -> i32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     on_socket_io(&ctx, DIR_EGRESS);
     0
 }
 
 #[btf_tracepoint(function = "sock_recv_length")]
 pub fn sock_recv_length(ctx: BtfTracePointContext) -> i32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     on_socket_io(&ctx, DIR_INGRESS);
     0
 }
@@ -97,11 +103,11 @@ fn on_socket_io(ctx: &BtfTracePointContext, direction: u32) {
     let Some(call) = begin_call(&info, tgid) else {
         return;
     };
-    if !sock_info(sk, &mut call.head.sock) {
+    // SAFETY: `sk` is the tracepoint's `struct sock *` argument, a pointer the verifier knows.
+    let cookie = unsafe { bpf_get_socket_cookie(sk as *mut _) };
+    if !socket_with_cookie(sk, cookie, &mut call.head.sock) {
         return;
     }
-    // SAFETY: `sk` is the tracepoint's `struct sock *` argument, a pointer the verifier knows.
-    call.head.sock.cookie = unsafe { bpf_get_socket_cookie(sk as *mut _) };
     call.head.source = DataSource::Socket as u32;
     call.head.direction = direction;
     let total = ret as u64;
@@ -146,14 +152,9 @@ fn user_buffers(id: u64, sk: *const u8, direction: u32, flags: i32, total: u64) 
         },
         other => return Buffers::None { syscall: other },
     };
-    // The call's fd must be this socket: a call that reads one descriptor and moves bytes on
-    // another (sendfile, splice) has no buffer of this socket's bytes.
-    let same = u32::try_from(fd)
-        .ok()
-        .and_then(file_of_fd)
-        .and_then(sock_of_file)
-        .is_some_and(|s| s == sk);
-    if same {
+    // The call's fd must be this socket: a call that moves bytes on another descriptor has
+    // no buffer of this socket's bytes.
+    if u32::try_from(fd).is_ok_and(|fd| fd_is_socket(fd, sk)) {
         buffers
     } else {
         Buffers::None { syscall: call.nr }
@@ -195,7 +196,7 @@ fn next_message(id: u64, vec: u64, vlen: u64, flags: i32, total: u64) -> u64 {
 
 /// Sends the bytes of the message described by the user `msghdr` at `msg`.
 #[inline(always)]
-fn send_message(call: &SendCall, msg: u64, total: u64) {
+fn send_message(call: &mut DataEvent, msg: u64, total: u64) {
     // SAFETY: reads of user memory; a bad address fails the read, not the program.
     let (iov, count) = unsafe {
         (
@@ -218,11 +219,11 @@ fn learn_tls_socket(ssl: u64, sk: *const u8) {
         return;
     }
     let mut socket = TlsSocket::default();
-    if !sock_info(sk, &mut socket.sock) {
+    // SAFETY: `sk` is the tracepoint's `struct sock *` argument.
+    let cookie = unsafe { bpf_get_socket_cookie(sk as *mut _) };
+    if !socket_with_cookie(sk, cookie, &mut socket.sock) {
         return;
     }
-    // SAFETY: `sk` is the tracepoint's `struct sock *` argument.
-    socket.sock.cookie = unsafe { bpf_get_socket_cookie(sk as *mut _) };
     let _ = TLS_SOCKETS.insert(&ssl, &socket, 0);
 }
 

@@ -33,34 +33,58 @@ const MSG_IOVLEN: u64 = 24;
 
 #[tracepoint(category = "syscalls", name = "sys_exit_write")]
 pub fn sys_exit_write(ctx: TracePointContext) -> u32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     exit(&ctx, DIR_EGRESS, Buffers::One)
 }
 #[tracepoint(category = "syscalls", name = "sys_exit_sendto")]
 pub fn sys_exit_sendto(ctx: TracePointContext) -> u32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     exit(&ctx, DIR_EGRESS, Buffers::One)
 }
 #[tracepoint(category = "syscalls", name = "sys_exit_read")]
 pub fn sys_exit_read(ctx: TracePointContext) -> u32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     exit(&ctx, DIR_INGRESS, Buffers::One)
 }
 #[tracepoint(category = "syscalls", name = "sys_exit_recvfrom")]
 pub fn sys_exit_recvfrom(ctx: TracePointContext) -> u32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     exit(&ctx, DIR_INGRESS, Buffers::One)
 }
 #[tracepoint(category = "syscalls", name = "sys_exit_writev")]
 pub fn sys_exit_writev(ctx: TracePointContext) -> u32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     exit(&ctx, DIR_EGRESS, Buffers::Vector)
 }
 #[tracepoint(category = "syscalls", name = "sys_exit_readv")]
 pub fn sys_exit_readv(ctx: TracePointContext) -> u32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     exit(&ctx, DIR_INGRESS, Buffers::Vector)
 }
 #[tracepoint(category = "syscalls", name = "sys_exit_sendmsg")]
 pub fn sys_exit_sendmsg(ctx: TracePointContext) -> u32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     exit(&ctx, DIR_EGRESS, Buffers::Message)
 }
 #[tracepoint(category = "syscalls", name = "sys_exit_recvmsg")]
 pub fn sys_exit_recvmsg(ctx: TracePointContext) -> u32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     exit(&ctx, DIR_INGRESS, Buffers::Message)
 }
 

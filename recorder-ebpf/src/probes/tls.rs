@@ -15,24 +15,39 @@ use crate::{
 
 #[uprobe]
 pub fn ssl_write(ctx: ProbeContext) -> u32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     enter(&ctx, DIR_EGRESS, false)
 }
 #[uprobe]
 pub fn ssl_write_ex(ctx: ProbeContext) -> u32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     enter(&ctx, DIR_EGRESS, true)
 }
 #[uprobe]
 pub fn ssl_read(ctx: ProbeContext) -> u32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     enter(&ctx, DIR_INGRESS, false)
 }
 #[uprobe]
 pub fn ssl_read_ex(ctx: ProbeContext) -> u32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     enter(&ctx, DIR_INGRESS, true)
 }
 /// One return probe serves all four: `SSL_write`/`SSL_read` return the byte count, the `_ex`
 /// forms return 1 and store the count through their fourth argument.
 #[uretprobe]
 pub fn ssl_return(ctx: RetProbeContext) -> u32 {
+    if crate::emit::floor() {
+        return 0;
+    }
     leave(&ctx)
 }
 

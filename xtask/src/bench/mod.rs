@@ -18,11 +18,7 @@ mod sql;
 mod stats;
 mod syscall;
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    time::Instant,
-};
+use std::{path::PathBuf, process::Command, time::Instant};
 
 use anyhow::{Context, bail};
 use recorder_tests::{Agent, Cgroup};
@@ -32,26 +28,48 @@ pub use syscall::getppid_loop;
 
 use crate::util::{is_root, recorder_bin};
 
-/// The builds of `recorder` measured side by side.
-pub struct Builds(Vec<(String, PathBuf)>);
+/// One agent measured: a build of `recorder`, and whether its data programs return at once.
+pub struct Build {
+    label: String,
+    path: PathBuf,
+    floor: bool,
+}
+
+/// The agents measured side by side.
+pub struct Builds(Vec<Build>);
 
 impl Builds {
-    fn new(compare: Option<PathBuf>) -> anyhow::Result<Self> {
-        let mut builds = vec![("this build".to_string(), recorder_bin())];
+    fn new(compare: Option<PathBuf>, floor: bool) -> anyhow::Result<Self> {
+        let mut builds = vec![Build {
+            label: "this build".to_string(),
+            path: recorder_bin(),
+            floor: false,
+        }];
+        if floor {
+            builds.push(Build {
+                label: "floor: this build's hooks, programs returning at once".to_string(),
+                path: recorder_bin(),
+                floor: true,
+            });
+        }
         if let Some(path) = compare {
             let path = path
                 .canonicalize()
                 .with_context(|| format!("--compare {}", path.display()))?;
-            builds.push((format!("compare ({})", path.display()), path));
+            builds.push(Build {
+                label: format!("compare ({})", path.display()),
+                path,
+                floor: false,
+            });
         }
         Ok(Self(builds))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (usize, &str, &Path)> {
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &str, &Build)> {
         self.0
             .iter()
             .enumerate()
-            .map(|(i, (label, path))| (i, label.as_str(), path.as_path()))
+            .map(|(i, build)| (i, build.label.as_str(), build))
     }
 
     pub fn len(&self) -> usize {
@@ -60,9 +78,16 @@ impl Builds {
 }
 
 /// Starts `build`'s agent with `args` and waits until it is ready.
-pub fn start_agent(build: &Path, args: &[&str]) -> Agent {
+pub fn start_agent(build: &Build, args: &[&str]) -> Agent {
     // SAFETY: the benchmark is single-threaded when it starts an agent.
-    unsafe { std::env::set_var("RECORDER_BIN", build) };
+    unsafe {
+        std::env::set_var("RECORDER_BIN", &build.path);
+        if build.floor {
+            std::env::set_var("RECORDER_BENCH_FLOOR", "1");
+        } else {
+            std::env::remove_var("RECORDER_BENCH_FLOOR");
+        }
+    }
     Agent::start(args)
 }
 
@@ -72,11 +97,12 @@ pub fn run(
     execs: u64,
     rounds: u32,
     compare: Option<PathBuf>,
+    floor: bool,
 ) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the benchmark loads the agent's eBPF programs: run it as root");
     }
-    let builds = Builds::new(compare)?;
+    let builds = Builds::new(compare, floor)?;
     // The agent at its default log level, as it runs in production (the test harness asks for
     // debug).
     // SAFETY: setting an environment variable before any thread is started.

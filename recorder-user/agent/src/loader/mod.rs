@@ -17,6 +17,10 @@ use crate::{
     probes::{gobin::GoTlsFunctions, openssl_sites::OpenSslEntry, reaper::Reaper},
 };
 
+/// Set to 1, the data programs return at once: `cargo xtask bench --floor` measures what the
+/// hooks cost with nothing done in them.
+const FLOOR_ENV: &str = "RECORDER_BENCH_FLOOR";
+
 /// Where tracefs is (mounted there by the agent when the system did not).
 const TRACEFS: &str = "/sys/kernel/tracing";
 
@@ -241,6 +245,13 @@ impl Probes {
         ensure_tracefs()?;
         let capture = CaptureMode::choose(socket_capture);
         let use_cookies = u8::from(capture.sockets == SocketCapture::Tracepoints);
+        let floor = u8::from(std::env::var_os(FLOOR_ENV).is_some_and(|v| v == "1"));
+        if floor != 0 {
+            tracing::warn!(
+                "{FLOOR_ENV}=1: the data programs return at once and capture nothing (a \
+                 benchmark's floor: the cost of the hooks alone)"
+            );
+        }
         let cpus =
             aya::util::nr_cpus().map_err(|(what, e)| LoadError::Cpus(format!("{what}: {e}")))?;
         let wakeup_bytes = u64::from(ring_buffer_kib) * 1024 / 4;
@@ -249,6 +260,7 @@ impl Probes {
             .override_global(names::OFFSETS, &offsets, true)
             .override_global(names::WAKEUP_BYTES, &wakeup_bytes, true)
             .override_global(names::USE_COOKIES, &use_cookies, true)
+            .override_global(names::FLOOR, &floor, true)
             .map_max_entries(names::EVENTS, ring_buffer_kib * 1024);
         for name in names::PER_CPU_MAPS {
             loader.map_max_entries(name, cpus as u32);
@@ -515,7 +527,12 @@ mod tests {
             names::TLS_HOOKED,
             names::MMSG_CALLS,
         ];
-        let globals = [names::OFFSETS, names::WAKEUP_BYTES, names::USE_COOKIES];
+        let globals = [
+            names::OFFSETS,
+            names::WAKEUP_BYTES,
+            names::USE_COOKIES,
+            names::FLOOR,
+        ];
         let programs = names::BTF_TRACEPOINTS
             .into_iter()
             .chain(names::SOCKET_TRACEPOINTS)
