@@ -84,8 +84,15 @@ const RUNS: [Run; 5] = [
     },
 ];
 
-/// `pgbench -S` with `clients` for `secs` seconds in `cg`; returns transactions per second.
-fn pgbench(cg: &Cgroup, conninfo: &str, clients: u32, secs: u32) -> anyhow::Result<f64> {
+/// What one `pgbench` run did.
+struct PgbenchRun {
+    tps: f64,
+    /// Transactions processed: one statement each with `-S`.
+    transactions: u64,
+}
+
+/// `pgbench -S` with `clients` for `secs` seconds in `cg`.
+fn pgbench(cg: &Cgroup, conninfo: &str, clients: u32, secs: u32) -> anyhow::Result<PgbenchRun> {
     let clients = clients.to_string();
     let out = cg.run(
         "/usr/bin/pgbench",
@@ -105,11 +112,18 @@ fn pgbench(cg: &Cgroup, conninfo: &str, clients: u32, secs: u32) -> anyhow::Resu
     if !out.status.success() {
         bail!("pgbench failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    text.lines()
+    let tps = text
+        .lines()
         .find_map(|l| l.strip_prefix("tps = "))
         .and_then(|l| l.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .context("no tps line in pgbench's output")
+        .context("no tps line in pgbench's output")?;
+    let transactions = text
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|v| v.trim().parse().ok())
+        .context("no transaction count in pgbench's output")?;
+    Ok(PgbenchRun { tps, transactions })
 }
 
 pub fn bench(builds: &Builds, rounds: u32) -> anyhow::Result<()> {
@@ -145,6 +159,7 @@ struct Runs {
     /// Nanoseconds of eBPF run time, by program, over the watched runs.
     ebpf_by_program: BTreeMap<String, f64>,
     statements: u64,
+    transactions: u64,
     dropped: u64,
 }
 
@@ -176,7 +191,7 @@ fn measure(
     let mut runs = vec![Runs::default(); builds.len()];
     for round in 0..rounds {
         if round % 2 == 0 {
-            base.push(pgbench(cg, &conninfo, run.clients, SECS)?);
+            base.push(pgbench(cg, &conninfo, run.clients, SECS)?.tps);
         }
         for (b, _, build) in builds.iter() {
             let r = &mut runs[b];
@@ -190,11 +205,12 @@ fn measure(
                 ],
             );
             r.unwatched
-                .push(pgbench(outside, &conninfo, run.clients, SECS)?);
+                .push(pgbench(outside, &conninfo, run.clients, SECS)?.tps);
             let cpu0 = cpu_us(agent.pid())?;
             let bpf0 = agent.metric_sum("recorder_bpf_program_run_ns");
             let by_program0 = program_ns(&agent);
-            r.watched.push(pgbench(cg, &conninfo, run.clients, SECS)?);
+            let watched = pgbench(cg, &conninfo, run.clients, SECS)?;
+            r.watched.push(watched.tps);
             std::thread::sleep(Duration::from_millis(500));
             let cpu1 = cpu_us(agent.pid())?;
             let bpf1 = agent.metric_sum("recorder_bpf_program_run_ns");
@@ -211,7 +227,7 @@ fn measure(
                 .push((bpf1 - bpf0) / 1000.0 / n.max(1) as f64);
         }
         if round % 2 == 1 {
-            base.push(pgbench(cg, &conninfo, run.clients, SECS)?);
+            base.push(pgbench(cg, &conninfo, run.clients, SECS)?.tps);
         }
         eprintln!(
             "[bench] pgbench -S {}, {} clients, round {} of {rounds}",
@@ -261,7 +277,7 @@ fn measure(
         let mut by_program: Vec<(&String, f64)> = r
             .ebpf_by_program
             .iter()
-            .map(|(p, ns)| (p, ns / 1000.0 / r.statements.max(1) as f64))
+            .map(|(p, ns)| (p, ns / 1000.0 / r.transactions.max(1) as f64))
             .filter(|(_, us)| *us >= 0.05)
             .collect();
         by_program.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -271,8 +287,8 @@ fn measure(
             .collect();
         println!("  eBPF us per statement by program: {}", shown.join(", "));
         println!(
-            "  sql records {}, data events counted lost {}",
-            r.statements, r.dropped
+            "  statements run {}, sql records {}, data events counted lost {}",
+            r.transactions, r.statements, r.dropped
         );
     }
     Ok(())
