@@ -219,12 +219,13 @@ fn measure(
                 *r.ebpf_by_program.entry(program).or_default() += ns - before;
             }
             let records = agent.stop();
-            let n = count(&records, "sql");
-            r.statements += n;
+            r.statements += count(&records, "sql");
+            r.transactions += watched.transactions;
             r.dropped += lost(&records, "data");
-            r.cpu_per_stmt.push((cpu1 - cpu0) / n.max(1) as f64);
-            r.ebpf_per_stmt
-                .push((bpf1 - bpf0) / 1000.0 / n.max(1) as f64);
+            // Per statement run (a floor run records none).
+            let n = watched.transactions.max(1) as f64;
+            r.cpu_per_stmt.push((cpu1 - cpu0) / n);
+            r.ebpf_per_stmt.push((bpf1 - bpf0) / 1000.0 / n);
         }
         if round % 2 == 1 {
             base.push(pgbench(cg, &conninfo, run.clients, SECS)?.tps);
