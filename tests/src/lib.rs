@@ -3,6 +3,7 @@
 //! These tests need root (they load eBPF programs and create cgroups). Run them with
 //! `cargo xtask test`, which builds the binary first; they fail, loudly, when they cannot load.
 pub mod kube_api;
+pub mod kubelet;
 pub mod mariadb;
 pub mod postgres;
 pub mod pty;
@@ -92,18 +93,7 @@ impl Cgroup {
     /// A command that moves itself into this cgroup before it execs (so its exec is the first
     /// event of a new session).
     pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
-        let procs = self.path.join("cgroup.procs");
-        // SAFETY: the closure only writes a file between fork and exec (no allocation-heavy work
-        // in a multithreaded parent is needed beyond formatting a small number).
-        unsafe {
-            cmd.pre_exec(move || {
-                let mut f = std::fs::OpenOptions::new().write(true).open(&procs)?;
-                f.write_all(b"0")?;
-                Ok(())
-            });
-        }
-        cmd
+        command_in_cgroup(&self.path, program)
     }
 
     /// Runs `program args` in this cgroup and waits for it.
@@ -114,6 +104,22 @@ impl Cgroup {
             .output()
             .unwrap_or_else(|e| panic!("running {program}: {e}"))
     }
+}
+
+/// A command that moves itself into the cgroup directory `dir` before it execs.
+pub fn command_in_cgroup(dir: &Path, program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    let procs = dir.join("cgroup.procs");
+    // SAFETY: the closure only writes a file between fork and exec (no allocation-heavy work
+    // in a multithreaded parent is needed beyond formatting a small number).
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut f = std::fs::OpenOptions::new().write(true).open(&procs)?;
+            f.write_all(b"0")?;
+            Ok(())
+        });
+    }
+    cmd
 }
 
 impl Drop for Cgroup {

@@ -799,3 +799,93 @@ fn the_agent_checks_its_collector_flags_before_starting() {
         stderr(&o)
     );
 }
+
+/// Sessions recorded in Kubernetes pods: `sessions` and `replay` take a namespace and a pod.
+#[test]
+fn sessions_and_replay_by_namespace_and_pod() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let col = Collector::start(&pki, &tmp.path().join("data"), 0, &[]);
+    // records() makes sessions of 20 records: sess-0 and sess-1 in two pods, sess-2 on the host.
+    let pods = [
+        Some(("agents", "claude-1")),
+        Some(("agents", "claude-2")),
+        None,
+    ];
+    let lines: Vec<String> = records("web-1", 60)
+        .into_iter()
+        .enumerate()
+        .map(|(i, line)| match pods[i / 20] {
+            Some((namespace, pod)) => format!(
+                r#"{},"k8s.namespace.name":"{namespace}","k8s.pod.name":"{pod}","k8s.pod.uid":"u-{pod}","container.id":"c0ffee"}}"#,
+                line.strip_suffix('}').unwrap()
+            ),
+            None => line,
+        })
+        .collect();
+    let o = ship(&pki, col.port, tmp.path(), "pods", &lines, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let op = pki.client_args(col.port, "alice");
+
+    let listed = |filter: &[&str]| -> Vec<(String, String, String)> {
+        let mut head = vec!["sessions", "--format", "jsonl"];
+        head.extend_from_slice(filter);
+        let o = run(&args(&head, &op));
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let s = |k: &str| v[k].as_str().unwrap().to_string();
+                (s("session"), s("namespace"), s("pod"))
+            })
+            .collect()
+    };
+    let pod_1 = (
+        "sess-0".to_string(),
+        "agents".to_string(),
+        "claude-1".to_string(),
+    );
+    let pod_2 = (
+        "sess-1".to_string(),
+        "agents".to_string(),
+        "claude-2".to_string(),
+    );
+    assert_eq!(listed(&["--pod", "claude-1"]), std::slice::from_ref(&pod_1));
+    assert_eq!(listed(&["--namespace", "agents"]), [pod_2.clone(), pod_1]);
+    assert!(listed(&["--namespace", "other"]).is_empty());
+    assert_eq!(listed(&[]).len(), 3);
+    let o = run(&args(&["sessions"], &op));
+    assert!(
+        stdout(&o).contains("NAMESPACE/POD") && stdout(&o).contains("agents/claude-2"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Replay by pod, without a session id: that pod's records, byte for byte.
+    let o = run(&args(
+        &[
+            "replay",
+            "--namespace",
+            "agents",
+            "--pod",
+            "claude-2",
+            "--format",
+            "jsonl",
+        ],
+        &op,
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want: String = lines[20..40].iter().map(|l| format!("{l}\n")).collect();
+    assert_eq!(stdout(&o), want);
+    let o = run(&args(&["replay", "--pod", "nowhere"], &op));
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no session recorded in pod nowhere"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&args(&["replay"], &op));
+    assert!(!o.status.success(), "a session or a pod is needed");
+    col.stop();
+}

@@ -5,6 +5,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use recorder_kubernetes::{LabelSelector, PodSelector};
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,8 @@ pub struct AgentConfig {
     /// Watched identities.
     #[serde(rename = "identity")]
     pub identities: Vec<IdentityConfig>,
+    /// `[kubernetes]`: where the API server is, for identities selected by pod.
+    pub kubernetes: KubernetesConfig,
     /// `[collector]`: ship records to a remote collector through a local spool.
     pub collector: Option<CollectorConfig>,
 }
@@ -114,7 +117,23 @@ pub struct CollectorConfig {
     pub spool_max_mib: Option<u64>,
 }
 
-/// `[[identity]]`: a name and where its processes run. Exactly one of `cgroup` or `unit`.
+/// `[kubernetes]`: this node's pods come from the API server (only read when an identity has a
+/// `kubernetes` selector).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// This node's name, as the API server knows it (default: `$NODE_NAME`, which a DaemonSet
+    /// sets from the downward API).
+    pub node: Option<String>,
+    /// A kubeconfig file (default: the pod's service account when in a cluster, then
+    /// `$KUBECONFIG` and `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// Pod labels copied onto every record of a selected pod, as `k8s.pod.label.<key>`.
+    pub copy_labels: Vec<String>,
+}
+
+/// `[[identity]]`: a name and where its processes run. Exactly one of `cgroup`, `unit` or
+/// `kubernetes`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
@@ -123,6 +142,43 @@ pub struct IdentityConfig {
     pub cgroup: Option<String>,
     /// A systemd unit, e.g. `claude-agent.service`.
     pub unit: Option<String>,
+    /// The pods of this node it covers, e.g. `{ namespace = "agents", labels = "app=claude" }`.
+    pub kubernetes: Option<PodSelectorConfig>,
+}
+
+/// `kubernetes = { ... }` of an identity: every field given must hold for a pod (and container)
+/// to be selected.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PodSelectorConfig {
+    pub namespace: Option<String>,
+    /// A label selector as `kubectl get -l` takes it: `app=claude,tier in (ops,batch),!debug`.
+    pub labels: Option<String>,
+    pub service_account: Option<String>,
+    /// Only this container of the selected pods (default: all of them).
+    pub container: Option<String>,
+}
+
+impl PodSelectorConfig {
+    fn selector(&self) -> Result<PodSelector, String> {
+        let selector = PodSelector {
+            namespace: self.namespace.clone(),
+            labels: match &self.labels {
+                Some(text) => LabelSelector::parse(text)?,
+                None => LabelSelector::default(),
+            },
+            service_account: self.service_account.clone(),
+            container: self.container.clone(),
+        };
+        if selector == PodSelector::default() {
+            return Err(
+                "selects every pod of the node: give at least one of namespace, \
+                        labels, service_account or container"
+                    .into(),
+            );
+        }
+        Ok(selector)
+    }
 }
 
 /// Where an identity's processes live, as configured (resolved to cgroup ids by `identity`).
@@ -130,30 +186,43 @@ pub struct IdentityConfig {
 pub enum CgroupSpec {
     Path(String),
     Unit(String),
+    /// Containers of this node's pods, found through the API server.
+    Kubernetes(PodSelector),
 }
 
 impl IdentityConfig {
-    /// Parses the `--identity NAME=CGROUP` flag (`CGROUP` may be `unit:NAME.service`).
+    /// Parses the `--identity NAME=CGROUP` flag (`CGROUP` may be `unit:NAME.service`, or
+    /// `k8s:` and a pod selector's short form, `k8s:namespace=agents;labels=app=claude`).
     pub fn from_flag(spec: &str) -> Result<Self, ConfigError> {
         let err = |why: &str| ConfigError::Identity {
             spec: spec.to_string(),
             why: why.to_string(),
         };
-        let (name, target) = spec
-            .split_once('=')
-            .ok_or_else(|| err("expected NAME=CGROUP, e.g. claude=/sys/fs/cgroup/agents/claude or claude=unit:claude.service"))?;
-        let identity = match target.strip_prefix("unit:") {
-            Some(unit) => IdentityConfig {
-                name: name.to_string(),
-                cgroup: None,
-                unit: Some(unit.to_string()),
-            },
-            None => IdentityConfig {
-                name: name.to_string(),
-                cgroup: Some(target.to_string()),
-                unit: None,
-            },
+        let (name, target) = spec.split_once('=').ok_or_else(|| {
+            err(
+                "expected NAME=CGROUP, e.g. claude=/sys/fs/cgroup/agents/claude, \
+                 claude=unit:claude.service or claude=k8s:namespace=agents;labels=app=claude",
+            )
+        })?;
+        let mut identity = IdentityConfig {
+            name: name.to_string(),
+            cgroup: None,
+            unit: None,
+            kubernetes: None,
         };
+        if let Some(unit) = target.strip_prefix("unit:") {
+            identity.unit = Some(unit.to_string());
+        } else if let Some(selector) = target.strip_prefix("k8s:") {
+            let selector = PodSelector::parse_flag(selector).map_err(|why| err(&why))?;
+            identity.kubernetes = Some(PodSelectorConfig {
+                namespace: selector.namespace,
+                labels: (!selector.labels.is_empty()).then(|| selector.labels.to_string()),
+                service_account: selector.service_account,
+                container: selector.container,
+            });
+        } else {
+            identity.cgroup = Some(target.to_string());
+        }
         identity.spec().map_err(|e| match e {
             ConfigError::Identity { why, .. } => err(&why),
             other => other,
@@ -179,11 +248,17 @@ impl IdentityConfig {
                 "an identity name may only hold letters, digits and - _ . @",
             ));
         }
-        match (&self.cgroup, &self.unit) {
-            (Some(path), None) if !path.is_empty() => Ok(CgroupSpec::Path(path.clone())),
-            (None, Some(unit)) if !unit.is_empty() => Ok(CgroupSpec::Unit(unit.clone())),
-            (Some(_), Some(_)) => Err(err("give either a cgroup or a unit, not both")),
-            _ => Err(err("the cgroup (or unit) is empty")),
+        match (&self.cgroup, &self.unit, &self.kubernetes) {
+            (Some(path), None, None) if !path.is_empty() => Ok(CgroupSpec::Path(path.clone())),
+            (None, Some(unit), None) if !unit.is_empty() => Ok(CgroupSpec::Unit(unit.clone())),
+            (None, None, Some(pods)) => pods
+                .selector()
+                .map(CgroupSpec::Kubernetes)
+                .map_err(|why| err(&why)),
+            (None, None, None) => Err(err("give a cgroup, a unit or a kubernetes selector")),
+            (Some(p), None, None) if p.is_empty() => Err(err("the cgroup is empty")),
+            (None, Some(u), None) if u.is_empty() => Err(err("the unit is empty")),
+            _ => Err(err("give one of cgroup, unit or kubernetes, not several")),
         }
     }
 }
@@ -242,6 +317,13 @@ mod tests {
             [[identity]]
             name = "ops-bot"
             unit = "ops-bot.service"
+            [[identity]]
+            name = "k8s-claude"
+            kubernetes = { namespace = "agents", labels = "app=claude", service_account = "claude", container = "agent" }
+            [kubernetes]
+            node = "node-1"
+            kubeconfig = "/etc/recorder/kubeconfig"
+            copy_labels = ["app", "team"]
             [collector]
             url = "https://collector.example:7443"
             tls_ca = "/etc/recorder/ca.pem"
@@ -251,7 +333,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.host.as_deref(), Some("web-1"));
-        assert_eq!(c.identities.len(), 2);
+        assert_eq!(c.identities.len(), 3);
+        let CgroupSpec::Kubernetes(pods) = c.identities[2].spec().unwrap() else {
+            panic!("{:?}", c.identities[2])
+        };
+        assert_eq!(pods.service_account.as_deref(), Some("claude"));
+        assert_eq!(pods.container.as_deref(), Some("agent"));
+        assert_eq!(c.kubernetes.node.as_deref(), Some("node-1"));
+        assert_eq!(c.kubernetes.copy_labels, ["app", "team"]);
         assert_eq!(
             c.identities[0].spec().unwrap(),
             CgroupSpec::Path("agents/claude".into())
@@ -270,7 +359,28 @@ mod tests {
     #[test]
     fn rejects_bad_files_with_the_reason() {
         let e = AgentConfig::parse("[[identity]]\nname = \"x\"\n").unwrap_err();
-        assert!(e.contains("empty"), "{e}");
+        assert!(
+            e.contains("give a cgroup, a unit or a kubernetes selector"),
+            "{e}"
+        );
+        let e = AgentConfig::parse("[[identity]]\nname = \"x\"\ncgroup = \"\"\n").unwrap_err();
+        assert!(e.contains("the cgroup is empty"), "{e}");
+        let e = AgentConfig::parse(
+            "[[identity]]\nname = \"x\"\nunit = \"a.service\"\nkubernetes = { namespace = \"n\" }\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("not several"), "{e}");
+        let e = AgentConfig::parse("[[identity]]\nname = \"x\"\nkubernetes = {}\n").unwrap_err();
+        assert!(e.contains("selects every pod"), "{e}");
+        let e = AgentConfig::parse(
+            "[[identity]]\nname = \"x\"\nkubernetes = { labels = \"tier in ops\" }\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("parentheses"), "{e}");
+        let e =
+            AgentConfig::parse("[[identity]]\nname = \"x\"\nkubernetes = { namspace = \"n\" }\n")
+                .unwrap_err();
+        assert!(e.contains("unknown field"), "{e}");
         let e = AgentConfig::parse("idenity = 3").unwrap_err();
         assert!(e.contains("unknown field"), "{e}");
         let e = AgentConfig::parse("ring_buffer_kib = 1000").unwrap_err();
@@ -288,6 +398,15 @@ mod tests {
         );
         let i = IdentityConfig::from_flag("b=unit:b.service").unwrap();
         assert_eq!(i.spec().unwrap(), CgroupSpec::Unit("b.service".into()));
+        let i = IdentityConfig::from_flag("c=k8s:namespace=agents;labels=app=claude,tier in (ops)")
+            .unwrap();
+        let CgroupSpec::Kubernetes(pods) = i.spec().unwrap() else {
+            panic!("{i:?}")
+        };
+        assert_eq!(pods.namespace.as_deref(), Some("agents"));
+        assert_eq!(pods.labels.to_string(), "app=claude,tier=ops");
+        let e = IdentityConfig::from_flag("c=k8s:").unwrap_err().to_string();
+        assert!(e.contains("selects every pod"), "{e}");
         assert!(IdentityConfig::from_flag("nocgroup").is_err());
         assert!(IdentityConfig::from_flag("=x").is_err());
         assert!(IdentityConfig::from_flag("a b=x").is_err());

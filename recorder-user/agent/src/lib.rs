@@ -16,15 +16,18 @@ mod identity;
 mod loader;
 mod pipeline;
 mod plan;
+mod pods;
 mod probes;
 mod ship;
 mod sink;
 pub mod spool;
 
 pub use config::{
-    AgentConfig, CollectorConfig, ConfigError, IdentityConfig, SocketCaptureSetting, TlsProbes,
+    AgentConfig, CollectorConfig, ConfigError, IdentityConfig, KubernetesConfig, PodSelectorConfig,
+    SocketCaptureSetting, TlsProbes,
 };
 pub use plan::{AgentError, run};
+pub use pods::PodsError;
 pub use ship::{ShipError, ShipFile, Shipped, Shipper, ship_file};
 
 /// The compiled eBPF object (empty when built with `RECORDER_SKIP_EBPF=1`).

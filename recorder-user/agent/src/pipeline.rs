@@ -25,6 +25,7 @@ use crate::{
     config::TlsProbes,
     identity::Identities,
     loader::Probes,
+    pods::PodIdentities,
     probes::{openssl::OpenSslProbes, programs::ProgramProbes},
     sink::Sink,
 };
@@ -46,6 +47,8 @@ pub(crate) struct Pipeline {
     trackers: Trackers,
     openssl: OpenSslProbes,
     programs: ProgramProbes,
+    /// The pod watch, when identities are selected by pod.
+    pods: Option<PodIdentities>,
 }
 
 /// The connection trackers: every socket and TLS byte of watched processes goes to each, and
@@ -72,6 +75,7 @@ impl Pipeline {
         ring: RingBuf<MapData>,
         sinks: Vec<Box<dyn Sink>>,
         tls_probes: TlsProbes,
+        pods: Option<PodIdentities>,
     ) -> Self {
         // Before the agent says it is ready: the lines and TLS plaintext of bash and kubectl
         // processes that start right after readiness must not be missed.
@@ -109,12 +113,26 @@ impl Pipeline {
             trackers: Trackers::default(),
             openssl,
             programs,
+            pods,
             decode_errors: registry.counter(
                 "recorder_decode_errors_total",
                 "Ring buffer items that could not be decoded.",
                 &[],
             ),
         }
+    }
+
+    /// Takes the pod watch's news: containers to watch (before the caller says it is ready, so
+    /// the pods listed at start are watched from then on), and API server notices.
+    pub(crate) fn poll_pods(&mut self) -> bool {
+        let Some(pods) = &mut self.pods else {
+            return false;
+        };
+        let notices = pods.poll(&mut self.identities, &mut self.probes, &mut self.builder);
+        for notice in &notices {
+            self.sinks.emit(notice);
+        }
+        !notices.is_empty()
     }
 
     pub(crate) fn run(mut self, stop: &AtomicBool) {
@@ -132,6 +150,7 @@ impl Pipeline {
             // SAFETY: one valid pollfd; a timeout keeps the periodic work going when idle.
             unsafe { libc::poll(&raw mut pfd, 1, 50) };
             pending |= self.drain();
+            pending |= self.poll_pods();
             if stopping || last_loss.elapsed() >= LOSS_POLL_EVERY {
                 pending |= self.report_loss();
                 self.publish_program_stats();

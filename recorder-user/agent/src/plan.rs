@@ -15,12 +15,13 @@ use recorder_api::tls::{ClientTls, TlsError};
 
 use crate::{
     config::{
-        self, AgentConfig, CollectorConfig, ConfigError, IdentityConfig, SocketCaptureSetting,
-        TlsProbes,
+        self, AgentConfig, CollectorConfig, ConfigError, IdentityConfig, KubernetesConfig,
+        SocketCaptureSetting, TlsProbes,
     },
     identity::{Identities, IdentityError},
     loader::{CaptureMode, LoadError, Probes, SocketCapture},
     pipeline::Pipeline,
+    pods::{FIRST_LIST_WAIT, PodIdentities, PodsError},
     ship::Shipper,
     sink::{Sink, SinkError, jsonl::JsonlSink, spool::SpoolSink},
     spool::{Spool, SpoolError},
@@ -60,6 +61,8 @@ pub enum AgentError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error(transparent)]
+    Pods(#[from] PodsError),
     #[error("registering the watched cgroups: {0}")]
     Watch(LoadError),
     #[error("cannot listen on --metrics-addr {addr}: {source}")]
@@ -80,6 +83,7 @@ pub enum AgentError {
 struct Plan {
     host: String,
     identities: Vec<IdentityConfig>,
+    kubernetes: KubernetesConfig,
     metrics_addr: Option<SocketAddr>,
     ring_buffer_kib: u32,
     tls_probes: TlsProbes,
@@ -109,6 +113,9 @@ fn plan(mut config: AgentConfig) -> Result<Plan, AgentError> {
     if config.identities.is_empty() {
         return Err(AgentError::NoIdentity);
     }
+    if config.identities.len() > recorder_common::MAX_IDENTITIES as usize {
+        return Err(IdentityError::TooMany(config.identities.len()).into());
+    }
     let mut names = HashSet::new();
     for identity in &config.identities {
         identity.spec()?;
@@ -135,6 +142,7 @@ fn plan(mut config: AgentConfig) -> Result<Plan, AgentError> {
     Ok(Plan {
         host,
         identities: config.identities,
+        kubernetes: config.kubernetes,
         metrics_addr: config.metrics_addr,
         ring_buffer_kib,
         tls_probes: config.tls_probes.unwrap_or_default(),
@@ -189,6 +197,13 @@ fn kernel_hostname() -> String {
 
 async fn run_plan(plan: Plan) -> Result<(), AgentError> {
     let identities = Identities::resolve(&plan.identities)?;
+    // Before the kernel is touched: a missing node name or kubeconfig is a configuration error.
+    let selectors = identities.pod_selectors();
+    let pods = if selectors.is_empty() {
+        None
+    } else {
+        Some(PodIdentities::start(plan.kubernetes, selectors, identities.mount.clone()).await?)
+    };
     let (mut probes, ring) = Probes::load(
         crate::EBPF_OBJECT,
         &plan.btf_path,
@@ -203,7 +218,17 @@ async fn run_plan(plan: Plan) -> Result<(), AgentError> {
     // SAFETY: malloc_trim only releases free memory.
     unsafe { libc::malloc_trim(0) };
     for identity in &identities.list {
-        tracing::info!(identity = %identity.name, cgroup = %identity.dir.display(), cgroup_id = identity.cgroup_id, "watching");
+        match &identity.cgroup {
+            Some(cgroup) => {
+                tracing::info!(identity = %identity.name, cgroup = %cgroup.dir.display(), cgroup_id = cgroup.id, "watching");
+            }
+            None => {
+                tracing::info!(identity = %identity.name, "watching the containers of selected pods");
+            }
+        }
+    }
+    if let Some(pods) = &pods {
+        pods.first_list(FIRST_LIST_WAIT).await;
     }
 
     let ready = Arc::new(AtomicBool::new(false));
@@ -213,14 +238,17 @@ async fn run_plan(plan: Plan) -> Result<(), AgentError> {
             .map_err(|source| AgentError::Metrics { addr, source })?;
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let pipeline = Pipeline::new(
+    let mut pipeline = Pipeline::new(
         plan.host,
         identities,
         probes,
         ring,
         plan.sinks,
         plan.tls_probes,
+        pods,
     );
+    // The pods listed at start are watched before the agent says it is ready.
+    pipeline.poll_pods();
     let worker = {
         let stop = stop.clone();
         std::thread::Builder::new()
@@ -232,6 +260,7 @@ async fn run_plan(plan: Plan) -> Result<(), AgentError> {
             })?
     };
     ready.store(true, Ordering::SeqCst);
+    recorder_api::systemd::notify("READY=1");
     tracing::info!("agent ready: probes attached, identities resolved");
 
     let signal_error = |source| AgentError::Start {
@@ -245,6 +274,7 @@ async fn run_plan(plan: Plan) -> Result<(), AgentError> {
         _ = term.recv() => {}
     }
     tracing::info!("stopping: draining the ring buffer");
+    recorder_api::systemd::notify("STOPPING=1");
     ready.store(false, Ordering::SeqCst);
     stop.store(true, Ordering::SeqCst);
     tokio::task::spawn_blocking(move || worker.join())

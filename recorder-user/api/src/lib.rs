@@ -1,9 +1,10 @@
 //! What crosses between the recorder's processes: the gRPC API (`proto/recorder/v1`), the mutual
 //! TLS both ends speak, the PKI that issues their certificates, and the Prometheus metrics every
-//! process serves on one small HTTP endpoint.
+//! process serves on one small HTTP endpoint; and telling systemd when a process is ready.
 pub mod http;
 pub mod metrics;
 pub mod pki;
 pub mod proto;
 pub mod status;
+pub mod systemd;
 pub mod tls;

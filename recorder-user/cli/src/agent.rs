@@ -13,6 +13,11 @@ Examples:
   # a systemd unit, with metrics on :9464 (GET /metrics, GET /readyz)
   recorder agent --identity ops=unit:ops-bot.service --jsonl out.jsonl --metrics-addr 127.0.0.1:9464
 
+  # Kubernetes (a DaemonSet sets NODE_NAME): the containers of pods in namespace \"agents\"
+  # labelled app=claude, found through the API server; records carry k8s.pod.name and more
+  recorder agent --identity 'claude=k8s:namespace=agents;labels=app=claude,tier in (ops)' \\
+      --copy-label app --jsonl out.jsonl
+
   # ship to a remote collector (agent certificate named after this host), spooling meanwhile
   recorder agent --identity claude=agents/claude --collector https://collector.example:7443 \\
       --tls-ca ca.pem --tls-cert web-1.pem --tls-key web-1-key.pem --spool /var/lib/recorder/spool
@@ -22,7 +27,9 @@ another cgroup (a `notice` with reason `cgroup_migration` says so). Cgroups crea
 watched cgroup are watched too. Needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN).")]
 pub(crate) struct AgentArgs {
     /// Watch an identity: NAME=CGROUP, where CGROUP is a cgroup v2 directory (absolute, or
-    /// relative to the cgroup v2 mount) or unit:NAME.service. Repeatable; adds to the config file.
+    /// relative to the cgroup v2 mount), unit:NAME.service, or k8s:SELECTOR for the containers
+    /// of this node's pods, SELECTOR being `;`-separated namespace=, labels= (a label selector),
+    /// service-account= and container= terms. Repeatable; adds to the config file.
     #[arg(long = "identity", value_name = "NAME=CGROUP")]
     pub identities: Vec<String>,
     /// Append records to this file as JSON Lines.
@@ -70,6 +77,18 @@ pub(crate) struct AgentArgs {
     /// system call on the host; for comparison). Default: auto.
     #[arg(long, value_name = "auto|syscalls")]
     pub socket_capture: Option<SocketCaptureSetting>,
+    /// Kubernetes: this node's name (default: `NODE_NAME` from the environment, which a
+    /// DaemonSet sets from the downward API).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Kubernetes: a kubeconfig file (default: the pod's service account in a cluster, else
+    /// `KUBECONFIG` or ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubernetes: copy this pod label onto the records of selected pods, as
+    /// k8s.pod.label.<KEY>. Repeatable; adds to the config file.
+    #[arg(long = "copy-label", value_name = "KEY")]
+    pub copy_labels: Vec<String>,
     /// Kernel BTF to read struct offsets from (default: /sys/kernel/btf/vmlinux).
     #[arg(long, value_name = "FILE")]
     pub btf: Option<PathBuf>,
@@ -97,6 +116,9 @@ fn config(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     set(args.tls_probes, &mut config.tls_probes);
     set(args.btf, &mut config.btf);
     set(args.socket_capture, &mut config.socket_capture);
+    set(args.node_name, &mut config.kubernetes.node);
+    set(args.kubeconfig, &mut config.kubernetes.kubeconfig);
+    config.kubernetes.copy_labels.extend(args.copy_labels);
     if args.collector.is_some()
         || args.tls_ca.is_some()
         || args.tls_cert.is_some()

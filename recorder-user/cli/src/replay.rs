@@ -6,7 +6,7 @@ use serde_json::Value;
 use tokio_stream::StreamExt as _;
 
 use crate::client::{Format, TlsArgs, block_on, status};
-use recorder_api::proto::v1::{GetSessionRequest, StoredRecord};
+use recorder_api::proto::v1::{GetSessionRequest, ListSessionsRequest, StoredRecord};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -17,13 +17,23 @@ Examples:
   recorder replay 4f1c2a-17 --format jsonl > session.jsonl
   # and prove every record against the collector's latest signed checkpoint
   recorder replay 4f1c2a-17 --prove --public-key $(cat checkpoint-key.pub)
+  # every session recorded in one Kubernetes pod, oldest first
+  recorder replay --namespace agents --pod claude-7d9f5-x2k4q
 
 Each command shows its time, pid and text, then its result: the exit code (or signal) and
 duration of a process, joined to its exec by exec_id; the status and result of a SQL statement;
 the status of a Kubernetes call. Needs an operator certificate.")]
 pub(crate) struct ReplayArgs {
-    /// The session id (from `recorder sessions`).
-    pub session: String,
+    /// The session id (from `recorder sessions`). Without it, --pod or --namespace names the
+    /// sessions to replay.
+    #[arg(required_unless_present_any = ["pod", "namespace"])]
+    pub session: Option<String>,
+    /// Only records of this Kubernetes namespace; without SESSION, every session in it.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Only records of this Kubernetes pod; without SESSION, every session in it.
+    #[arg(long, value_name = "POD")]
+    pub pod: Option<String>,
     /// The host, when two hosts have a session of this id.
     #[arg(long)]
     pub host: Option<String>,
@@ -41,17 +51,44 @@ pub(crate) struct ReplayArgs {
 }
 
 pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
-    let req = GetSessionRequest {
-        session: args.session.clone(),
-        host: args.host.clone().unwrap_or_default(),
-    };
     let pinned = super::verify::pinned_key(args.public_key.as_deref())?;
+    let host = args.host.clone().unwrap_or_default();
+    let namespace = args.namespace.clone().unwrap_or_default();
+    let pod = args.pod.clone().unwrap_or_default();
     let (records, proof) = block_on(async {
         let mut client = args.tls.connect().await?;
-        let mut stream = client.get_session(req).await.map_err(status)?.into_inner();
+        // The sessions to replay: the one named, or those of the pod/namespace, oldest first.
+        let sessions = if let Some(session) = &args.session {
+            vec![(session.clone(), host.clone())]
+        } else {
+            let req = ListSessionsRequest {
+                host: host.clone(),
+                namespace: namespace.clone(),
+                pod: pod.clone(),
+                ..ListSessionsRequest::default()
+            };
+            let mut found = client
+                .list_sessions(req)
+                .await
+                .map_err(status)?
+                .into_inner()
+                .sessions;
+            if found.is_empty() {
+                anyhow::bail!("no session recorded in {}", where_(&namespace, &pod));
+            }
+            found.reverse();
+            found.into_iter().map(|s| (s.session, s.host)).collect()
+        };
         let mut out: Vec<StoredRecord> = Vec::new();
-        while let Some(r) = stream.next().await {
-            out.push(r.map_err(status)?);
+        for (session, host) in sessions {
+            let req = GetSessionRequest { session, host };
+            let mut stream = client.get_session(req).await.map_err(status)?.into_inner();
+            while let Some(r) = stream.next().await {
+                let r = r.map_err(status)?;
+                if in_workload(&r, &namespace, &pod) {
+                    out.push(r);
+                }
+            }
         }
         let proof = if args.prove {
             Some(super::prove::prove(&mut client, &out, pinned.as_deref()).await?)
@@ -83,6 +120,29 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `namespace NS, pod P` for messages.
+fn where_(namespace: &str, pod: &str) -> String {
+    match (namespace.is_empty(), pod.is_empty()) {
+        (false, false) => format!("namespace {namespace}, pod {pod}"),
+        (false, true) => format!("namespace {namespace}"),
+        _ => format!("pod {pod}"),
+    }
+}
+
+/// Whether a record ran in the namespace and pod asked for (empty: any). A session's records
+/// come from one pod, but a session may also hold host-wide records (a `loss`) without one.
+fn in_workload(record: &StoredRecord, namespace: &str, pod: &str) -> bool {
+    if namespace.is_empty() && pod.is_empty() {
+        return true;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&record.line) else {
+        return false;
+    };
+    let field =
+        |want: &str, key: &str| want.is_empty() || v.get(key).and_then(Value::as_str) == Some(want);
+    field(namespace, "k8s.namespace.name") && field(pod, "k8s.pod.name")
 }
 
 /// The human form: one line per command, with its result.

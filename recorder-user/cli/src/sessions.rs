@@ -9,6 +9,7 @@ use recorder_api::proto::v1::ListSessionsRequest;
 Examples:
   recorder sessions --identity claude --since 2026-11-28T00:00:00Z
   recorder sessions --host web-1 --format jsonl | jq .session
+  recorder sessions --namespace agents --pod claude-7d9f5-x2k4q
 
 Needs an operator certificate. Newest activity first. Then: recorder replay SESSION")]
 pub(crate) struct SessionsArgs {
@@ -18,6 +19,12 @@ pub(crate) struct SessionsArgs {
     /// Only sessions on this host.
     #[arg(long)]
     pub host: Option<String>,
+    /// Only sessions in this Kubernetes namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Only sessions in this Kubernetes pod.
+    #[arg(long)]
+    pub pod: Option<String>,
     /// Only sessions active at or after this time (RFC 3339).
     #[arg(long, value_name = "RFC3339")]
     pub since: Option<String>,
@@ -42,6 +49,8 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<()> {
         host: args.host.clone().unwrap_or_default(),
         since_unix_ns: since,
         limit: args.limit.unwrap_or(0),
+        namespace: args.namespace.clone().unwrap_or_default(),
+        pod: args.pod.clone().unwrap_or_default(),
     };
     let sessions = block_on(async {
         let mut client = args.tls.connect().await?;
@@ -58,19 +67,47 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<()> {
                     "session": s.session, "identity": s.identity, "host": s.host,
                     "first_time": s.first_time, "last_time": s.last_time,
                     "commands": s.commands, "records": s.records,
+                    "namespace": s.namespace, "pod": s.pod,
                 });
                 println!("{v}");
             }
         }
         Format::Table => {
+            // The pod column only when some session ran in one.
+            let pods = sessions.iter().any(|s| !s.pod.is_empty());
+            let pod_of = |namespace: &str, pod: &str| {
+                if pods && !pod.is_empty() {
+                    format!(" {:<40}", format!("{namespace}/{pod}"))
+                } else if pods {
+                    format!(" {:<40}", "-")
+                } else {
+                    String::new()
+                }
+            };
             println!(
-                "{:<28} {:<16} {:<16} {:<30} {:<30} {:>8}",
-                "SESSION", "IDENTITY", "HOST", "FIRST", "LAST", "COMMANDS"
+                "{:<28} {:<16} {:<16}{} {:<30} {:<30} {:>8}",
+                "SESSION",
+                "IDENTITY",
+                "HOST",
+                if pods {
+                    format!(" {:<40}", "NAMESPACE/POD")
+                } else {
+                    String::new()
+                },
+                "FIRST",
+                "LAST",
+                "COMMANDS"
             );
             for s in sessions {
                 println!(
-                    "{:<28} {:<16} {:<16} {:<30} {:<30} {:>8}",
-                    s.session, s.identity, s.host, s.first_time, s.last_time, s.commands
+                    "{:<28} {:<16} {:<16}{} {:<30} {:<30} {:>8}",
+                    s.session,
+                    s.identity,
+                    s.host,
+                    pod_of(&s.namespace, &s.pod),
+                    s.first_time,
+                    s.last_time,
+                    s.commands
                 );
             }
         }

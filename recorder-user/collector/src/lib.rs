@@ -79,6 +79,8 @@ pub fn run(plan: CollectorPlan) -> Result<(), CollectorError> {
     runtime.block_on(serve(plan, shutdown_signal(), |local| {
         // Tests and scripts read this line to learn the port when listening on :0.
         println!("listening on {local}");
+        // A `Type=notify` unit counts as started from here, not from the exec.
+        recorder_api::systemd::notify("READY=1");
     }))
 }
 
@@ -237,4 +239,6 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+    // The signal may not have come from systemd (a plain `kill`): say the stop has begun.
+    recorder_api::systemd::notify("STOPPING=1");
 }

@@ -15,7 +15,7 @@ use recorder_api::{
     tls,
 };
 use recorder_record::hex;
-use recorder_store::{Store, StoreError, StoredRecord, scan, segment};
+use recorder_store::{Store, StoreError, StoredRecord, index::SessionFilter, scan, segment};
 
 use crate::{Event, alerts::Engine, metrics::CollectorMetrics, wire::stored_record};
 
@@ -143,7 +143,13 @@ impl Collector for Service {
         let store = self.lock();
         let mut sessions: Vec<v1::Session> = store
             .sessions()
-            .list(&q.identity, &q.host, q.since_unix_ns)
+            .list(&SessionFilter {
+                identity: &q.identity,
+                host: &q.host,
+                since_unix_ns: q.since_unix_ns,
+                namespace: &q.namespace,
+                pod: &q.pod,
+            })
             .into_iter()
             .map(|s| v1::Session {
                 host: s.host.clone(),
@@ -153,6 +159,8 @@ impl Collector for Service {
                 last_time: s.last_time.to_string(),
                 commands: s.commands,
                 records: s.positions.len() as u64,
+                namespace: s.namespace.clone(),
+                pod: s.pod.clone(),
             })
             .collect();
         if q.limit > 0 {

@@ -15,30 +15,56 @@ enum Requirement {
 
 /// A parsed label selector; the empty selector matches every pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct LabelSelector(Vec<Requirement>);
+pub struct LabelSelector(Vec<Requirement>);
 
 impl LabelSelector {
     /// Parses a selector string; the error says what is wrong and where.
-    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, String> {
         let mut requirements = Vec::new();
         for part in split_top_level(text)? {
             let part = part.trim();
             if part.is_empty() {
                 return Err(format!("label selector {text:?}: an empty requirement"));
             }
-            requirements.push(requirement(part).map_err(|why| format!("label selector {text:?}: {why}"))?);
+            requirements
+                .push(requirement(part).map_err(|why| format!("label selector {text:?}: {why}"))?);
         }
         Ok(Self(requirements))
     }
 
+    /// Whether it has no requirement (and so selects every pod).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Whether a pod with these labels is selected.
-    pub(crate) fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.0.iter().all(|r| match r {
             Requirement::Exists(k) => labels.contains_key(k),
             Requirement::Absent(k) => !labels.contains_key(k),
             Requirement::In(k, values) => labels.get(k).is_some_and(|v| values.contains(v)),
             Requirement::NotIn(k, values) => labels.get(k).is_none_or(|v| !values.contains(v)),
         })
+    }
+}
+
+/// The selector in `kubectl`'s syntax (parses back to the same selector).
+impl std::fmt::Display for LabelSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, requirement) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            match requirement {
+                Requirement::Exists(k) => write!(f, "{k}")?,
+                Requirement::Absent(k) => write!(f, "!{k}")?,
+                Requirement::In(k, v) if v.len() == 1 => write!(f, "{k}={}", v[0])?,
+                Requirement::In(k, v) => write!(f, "{k} in ({})", v.join(","))?,
+                Requirement::NotIn(k, v) if v.len() == 1 => write!(f, "{k}!={}", v[0])?,
+                Requirement::NotIn(k, v) => write!(f, "{k} notin ({})", v.join(","))?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -75,10 +101,16 @@ fn requirement(part: &str) -> Result<Requirement, String> {
         return Ok(Requirement::Absent(key_of(key.trim())?));
     }
     if let Some((key, value)) = part.split_once("!=") {
-        return Ok(Requirement::NotIn(key_of(key.trim())?, vec![value_of(value.trim())?]));
+        return Ok(Requirement::NotIn(
+            key_of(key.trim())?,
+            vec![value_of(value.trim())?],
+        ));
     }
     if let Some((key, value)) = part.split_once("==").or_else(|| part.split_once('=')) {
-        return Ok(Requirement::In(key_of(key.trim())?, vec![value_of(value.trim())?]));
+        return Ok(Requirement::In(
+            key_of(key.trim())?,
+            vec![value_of(value.trim())?],
+        ));
     }
     let words: Vec<&str> = part.splitn(2, char::is_whitespace).collect();
     if let [key, rest] = words[..] {
@@ -150,16 +182,40 @@ mod tests {
     fn selects_as_kubernetes_does() {
         let s = LabelSelector::parse("app=claude,tier in (ops, batch),!debug,env!=prod").unwrap();
         assert!(s.matches(&labels(&[("app", "claude"), ("tier", "ops")])));
-        assert!(s.matches(&labels(&[("app", "claude"), ("tier", "batch"), ("env", "dev")])));
+        assert!(s.matches(&labels(&[
+            ("app", "claude"),
+            ("tier", "batch"),
+            ("env", "dev")
+        ])));
         assert!(!s.matches(&labels(&[("app", "claude"), ("tier", "web")])));
-        assert!(!s.matches(&labels(&[("app", "claude"), ("tier", "ops"), ("debug", "1")])));
-        assert!(!s.matches(&labels(&[("app", "claude"), ("tier", "ops"), ("env", "prod")])));
+        assert!(!s.matches(&labels(&[
+            ("app", "claude"),
+            ("tier", "ops"),
+            ("debug", "1")
+        ])));
+        assert!(!s.matches(&labels(&[
+            ("app", "claude"),
+            ("tier", "ops"),
+            ("env", "prod")
+        ])));
         assert!(!s.matches(&labels(&[("tier", "ops")])));
-        let s = LabelSelector::parse("example.com/team notin (a,b), app.kubernetes.io/name == x").unwrap();
+        let s = LabelSelector::parse("example.com/team notin (a,b), app.kubernetes.io/name == x")
+            .unwrap();
         assert!(s.matches(&labels(&[("app.kubernetes.io/name", "x")])));
-        assert!(!s.matches(&labels(&[("app.kubernetes.io/name", "x"), ("example.com/team", "a")])));
+        assert!(!s.matches(&labels(&[
+            ("app.kubernetes.io/name", "x"),
+            ("example.com/team", "a")
+        ])));
         assert!(LabelSelector::parse("").unwrap().matches(&labels(&[])));
-        assert!(LabelSelector::parse("gpu").unwrap().matches(&labels(&[("gpu", "")])));
+        assert!(
+            LabelSelector::parse("gpu")
+                .unwrap()
+                .matches(&labels(&[("gpu", "")]))
+        );
+        let text = "app=claude,tier in (ops,batch),!debug,env!=prod,team notin (a,b),gpu";
+        let s = LabelSelector::parse(text).unwrap();
+        assert_eq!(s.to_string(), text);
+        assert_eq!(LabelSelector::parse(&s.to_string()).unwrap(), s);
     }
 
     #[test]

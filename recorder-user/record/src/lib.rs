@@ -15,13 +15,15 @@ mod body;
 pub mod hex;
 pub mod ids;
 pub mod time;
+mod workload;
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 pub use body::{DbSystem, Exec, Exit, K8s, K8sSource, Loss, Notice, Shell, Sql, SqlStatus};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 pub use time::Timestamp;
+pub use workload::{LABEL_PREFIX, Workload};
 
 /// The longest record line anything accepts: longer lines are damage, not data (records are a
 /// few KiB; a 1 MiB SQL statement with its parameters may reach a few MiB). The agent reports a
@@ -149,6 +151,8 @@ pub struct Record {
     pub session: String,
     pub pid: u32,
     pub exec_id: String,
+    /// Where the process runs on Kubernetes, for identities selected by pod.
+    pub workload: Option<Arc<Workload>>,
     pub body: Body,
 }
 
@@ -175,7 +179,8 @@ impl Record {
     }
 }
 
-/// The line as written: the common fields first, `kind` leading, then the body's.
+/// The line as written: the common fields first, `kind` leading, then the workload's (when
+/// there is one), then the body's.
 #[derive(Serialize)]
 struct LineOut<'a> {
     kind: Kind,
@@ -185,6 +190,8 @@ struct LineOut<'a> {
     session: &'a str,
     pid: u32,
     exec_id: &'a str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    workload: Option<&'a Workload>,
     #[serde(flatten)]
     body: &'a Body,
 }
@@ -199,6 +206,7 @@ impl Serialize for Record {
             session: &self.session,
             pid: self.pid,
             exec_id: &self.exec_id,
+            workload: self.workload.as_deref(),
             body: &self.body,
         }
         .serialize(s)
@@ -225,7 +233,8 @@ struct LineIn {
 
 impl<'de> Deserialize<'de> for Record {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let line = LineIn::deserialize(d)?;
+        let mut line = LineIn::deserialize(d)?;
+        let workload = Workload::take_from(&mut line.fields).map(Arc::new);
         let body = Body::from_fields(line.kind, line.fields)
             .map_err(|e| serde::de::Error::custom(format_args!("{} record: {e}", line.kind)))?;
         Ok(Record {
@@ -235,6 +244,7 @@ impl<'de> Deserialize<'de> for Record {
             session: line.session,
             pid: line.pid,
             exec_id: line.exec_id,
+            workload,
             body,
         })
     }

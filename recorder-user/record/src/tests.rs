@@ -8,6 +8,7 @@ fn exec_record() -> Record {
         session: "s1".into(),
         pid: 42,
         exec_id: "e1".into(),
+        workload: None,
         body: Body::Exec(Exec {
             argv: vec!["ls".into(), "-l".into()],
             text: "ls -l".into(),
@@ -83,4 +84,26 @@ fn reading_is_lenient_on_body_fields_and_strict_on_the_common_ones() {
         let e = Record::parse(line).unwrap_err().to_string();
         assert!(e.contains(why), "{e} (expected {why})");
     }
+}
+
+#[test]
+fn a_workload_is_written_after_the_common_fields_and_read_back() {
+    let mut rec = exec_record();
+    rec.workload = Some(Arc::new(Workload {
+        container_id: "4f2a".into(),
+        container_image_name: "ghcr.io/acme/agent:1.2".into(),
+        container_name: "agent".into(),
+        namespace: "agents".into(),
+        node: "node-1".into(),
+        pod_name: "claude-7d9f".into(),
+        pod_uid: "0e6f8a7c-1b2d-4c3e-9f4a-5b6c7d8e9f01".into(),
+        service_account: "claude".into(),
+        labels: [("k8s.pod.label.app".to_string(), "claude".to_string())].into(),
+    }));
+    let line = rec.to_line();
+    assert!(
+        line.contains(r#""exec_id":"e1","container.id":"4f2a","container.image.name":"ghcr.io/acme/agent:1.2","k8s.container.name":"agent","k8s.namespace.name":"agents","k8s.node.name":"node-1","k8s.pod.name":"claude-7d9f","k8s.pod.uid":"0e6f8a7c-1b2d-4c3e-9f4a-5b6c7d8e9f01","k8s.serviceaccount.name":"claude","k8s.pod.label.app":"claude","argv":"#),
+        "{line}"
+    );
+    assert_eq!(Record::parse(line.as_bytes()).unwrap(), rec);
 }

@@ -12,8 +12,34 @@ pub struct SessionSummary {
     pub first_time: Timestamp,
     pub last_time: Timestamp,
     pub commands: u64,
+    /// The Kubernetes namespace and pod its processes ran in (empty off Kubernetes): taken
+    /// from the first record that names them.
+    pub namespace: String,
+    pub pod: String,
     /// Log indexes of the session's records, in log order.
     pub positions: Vec<u64>,
+}
+
+/// Which sessions `recorder sessions` lists: an empty field matches every session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFilter<'a> {
+    pub identity: &'a str,
+    pub host: &'a str,
+    /// Only sessions active at or after this time (Unix nanoseconds; 0 = no bound).
+    pub since_unix_ns: i64,
+    pub namespace: &'a str,
+    pub pod: &'a str,
+}
+
+impl SessionFilter<'_> {
+    fn matches(&self, s: &SessionSummary) -> bool {
+        let field = |want: &str, have: &str| want.is_empty() || want == have;
+        field(self.identity, &s.identity)
+            && field(self.host, &s.host)
+            && field(self.namespace, &s.namespace)
+            && field(self.pod, &s.pod)
+            && (self.since_unix_ns == 0 || s.last_time.unix_ns() >= i128::from(self.since_unix_ns))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -34,8 +60,16 @@ impl SessionIndex {
             first_time: record.time,
             last_time: record.time,
             commands: 0,
+            namespace: String::new(),
+            pod: String::new(),
             positions: Vec::new(),
         });
+        if s.pod.is_empty()
+            && let Some(workload) = &record.workload
+        {
+            s.namespace.clone_from(&workload.namespace);
+            s.pod.clone_from(&workload.pod_name);
+        }
         s.first_time = s.first_time.min(record.time);
         s.last_time = s.last_time.max(record.time);
         if record.kind().is_command() {
@@ -45,13 +79,11 @@ impl SessionIndex {
     }
 
     /// Sessions matching the filters, most recently active first.
-    pub fn list(&self, identity: &str, host: &str, since_unix_ns: i64) -> Vec<&SessionSummary> {
+    pub fn list(&self, filter: &SessionFilter<'_>) -> Vec<&SessionSummary> {
         let mut out: Vec<&SessionSummary> = self
             .sessions
             .values()
-            .filter(|s| identity.is_empty() || s.identity == identity)
-            .filter(|s| host.is_empty() || s.host == host)
-            .filter(|s| since_unix_ns == 0 || s.last_time.unix_ns() >= i128::from(since_unix_ns))
+            .filter(|s| filter.matches(s))
             .collect();
         out.sort_by(|a, b| {
             b.last_time
@@ -100,7 +132,7 @@ mod tests {
         for (i, l) in lines.iter().enumerate() {
             idx.add(i as u64, &Record::parse(l).unwrap());
         }
-        let all = idx.list("", "", 0);
+        let all = idx.list(&SessionFilter::default());
         assert_eq!(
             all.iter().map(|s| s.session.as_str()).collect::<Vec<_>>(),
             ["s2", "s1"]
@@ -109,7 +141,51 @@ mod tests {
         assert_eq!((s1.commands, s1.positions.clone()), (1, vec![0, 1]));
         assert_eq!(s1.last_time.to_string(), "2026-11-28T10:00:01.000000000Z");
         let since = recorder_record::time::parse_rfc3339("2026-11-28T10:30:00Z").unwrap() as i64;
-        assert_eq!(idx.list("", "", since).len(), 1);
-        assert!(idx.list("other", "", 0).is_empty());
+        let since = SessionFilter {
+            since_unix_ns: since,
+            ..SessionFilter::default()
+        };
+        assert_eq!(idx.list(&since).len(), 1);
+        let other = SessionFilter {
+            identity: "other",
+            ..SessionFilter::default()
+        };
+        assert!(idx.list(&other).is_empty());
+    }
+
+    #[test]
+    fn sessions_of_a_pod() {
+        let mut idx = SessionIndex::default();
+        let in_pod = |session: &str, pod: &str| {
+            let mut l = line("exec", "2026-11-28T10:00:00.000000000Z", session);
+            l.pop();
+            let l = format!(
+                r#"{},"k8s.namespace.name":"agents","k8s.pod.name":"{pod}"}}"#,
+                String::from_utf8(l).unwrap()
+            );
+            Record::parse(l.as_bytes()).unwrap()
+        };
+        idx.add(
+            0,
+            &Record::parse(&line("exec", "2026-11-28T10:00:00.000000000Z", "host")).unwrap(),
+        );
+        idx.add(1, &in_pod("a", "claude-1"));
+        idx.add(2, &in_pod("b", "claude-2"));
+        let pod = SessionFilter {
+            namespace: "agents",
+            pod: "claude-2",
+            ..SessionFilter::default()
+        };
+        let found = idx.list(&pod);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].session.as_str(), found[0].namespace.as_str()),
+            ("b", "agents")
+        );
+        let namespace = SessionFilter {
+            namespace: "agents",
+            ..SessionFilter::default()
+        };
+        assert_eq!(idx.list(&namespace).len(), 2);
     }
 }

@@ -33,7 +33,7 @@ fn storm(cg: &Cgroup, execs: u64) -> anyhow::Result<f64> {
 
 /// (total RSS, RSS of the ring buffer's mapping) in KiB. The ring buffer is kernel memory the
 /// agent maps (twice, by design of BPF ring buffers): it shows in RSS without being its heap.
-fn rss_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
+pub(super) fn rss_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
     let (mut total, mut ring, mut in_map) = (0, 0, false);
     for line in smaps.lines() {

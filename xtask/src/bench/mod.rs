@@ -9,11 +9,15 @@
 //!   recorded / lost, idle RSS.
 //! - sql: `pgbench -S` over plain TCP and TLS; agent CPU and eBPF run time per statement.
 //! - kube: Kubernetes API calls by kubectl (Go TLS, HTTP/2) and curl (OpenSSL).
+//! - pods: identities selected by Kubernetes pod with 100 pods on the node; agent RSS and CPU
+//!   against the same agent watching by cgroup path, and a new pod's first process to its
+//!   first record.
 //!
 //! `--compare BIN` measures another build of `recorder` in the same rounds, side by side with
 //! the one just built (before/after a change, in one run).
 mod exec;
 mod kube;
+mod pods;
 mod sql;
 mod stats;
 mod syscall;
@@ -119,6 +123,9 @@ pub fn run(
     }
     if wanted("kube") {
         kube::bench(&builds, rounds)?;
+    }
+    if wanted("pods") {
+        pods::bench(&builds, rounds)?;
     }
     Ok(())
 }

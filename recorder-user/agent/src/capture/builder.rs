@@ -17,7 +17,10 @@ use recorder_record::{
 };
 
 use super::text::{ExitStatus, command_line, exit_status, render_path, signal_name, split_argv};
-use super::{conn::Origin, http::ApiOutput, sql::SqlOutput, unhooked::UnhookedTls};
+use super::{
+    conn::Origin, http::ApiOutput, sql::SqlOutput, unhooked::UnhookedTls,
+    workloads::SessionWorkloads,
+};
 use crate::identity::Identities;
 
 /// Converts boot-clock nanoseconds (what the probes stamp) to Unix-epoch nanoseconds.
@@ -72,6 +75,8 @@ pub(crate) struct RecordBuilder {
     pub clock: Clock,
     /// (session, cgroup id) pairs already reported as a cgroup migration.
     migrations: HashSet<(ProcKey, u64)>,
+    /// The Kubernetes workload of each session of an identity selected by pod.
+    pub workloads: SessionWorkloads,
 }
 
 impl RecordBuilder {
@@ -81,6 +86,7 @@ impl RecordBuilder {
             boot,
             clock,
             migrations: HashSet::new(),
+            workloads: SessionWorkloads::default(),
         }
     }
 
@@ -117,6 +123,7 @@ impl RecordBuilder {
             session: self.session_id(session),
             pid,
             exec_id: self.exec_id(exec),
+            workload: self.workloads.get(session),
             body,
         }
     }
@@ -133,6 +140,13 @@ impl RecordBuilder {
         let h = head.header;
         let identity = identities.name(h.identity).to_string();
         let cgroup = identities.cgroup_path(h.cgroup_id);
+        // The first exec seen of a session (its root's, normally) says where the session runs.
+        if !head.session.is_none()
+            && !self.workloads.knows(&head.session)
+            && let Some(workload) = identities.workload(h.cgroup_id)
+        {
+            self.workloads.insert(head.session, workload);
+        }
         let mut out = Vec::with_capacity(2);
         if head.flags & EXEC_OUTSIDE_IDENTITY != 0
             && self.migrations.insert((head.session, h.cgroup_id))

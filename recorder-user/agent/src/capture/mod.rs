@@ -9,3 +9,4 @@ pub(crate) mod http;
 pub(crate) mod sql;
 pub(crate) mod text;
 pub(crate) mod unhooked;
+pub(crate) mod workloads;

@@ -1,14 +1,20 @@
 //! Identities: names given to sets of cgroups. Resolves the configured cgroup paths and systemd
 //! units to cgroup v2 ids (the inode numbers of the cgroup directories, which is what
-//! `bpf_get_current_cgroup_id()` returns), and cgroup ids back to paths for the records.
+//! `bpf_get_current_cgroup_id()` returns), and cgroup ids back to paths for the records. An
+//! identity selected by pod has no cgroup of its own: the containers of its pods come and go
+//! (`set_containers`), each with the workload its records carry.
 pub(crate) mod cgroupfs;
 
 use std::{
     collections::HashMap,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
+
+use recorder_kubernetes::{PodSelector, WatchedContainer};
+use recorder_record::Workload;
 
 use crate::config::{CgroupSpec, IdentityConfig};
 
@@ -49,10 +55,26 @@ pub enum IdentityError {
 pub(crate) struct Identity {
     pub name: String,
     pub spec: CgroupSpec,
-    /// Resolved directory, id and depth below the mount (root = 0).
+    /// The cgroup of an identity given by path or unit; none for one selected by pod.
+    pub cgroup: Option<Cgroup>,
+}
+
+/// A cgroup directory as the kernel knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cgroup {
     pub dir: PathBuf,
-    pub cgroup_id: u64,
+    /// The directory's inode number: what `bpf_get_current_ancestor_cgroup_id` returns.
+    pub id: u64,
+    /// Depth below the mount (the root is 0).
     pub level: u32,
+}
+
+/// A container of a selected pod: its cgroup, its identity, its workload.
+#[derive(Debug, Clone)]
+struct Container {
+    identity: u32,
+    cgroup: Cgroup,
+    workload: Arc<Workload>,
 }
 
 /// All identities, indexed as the kernel sees them (identity index = position).
@@ -60,6 +82,7 @@ pub(crate) struct Identities {
     pub mount: PathBuf,
     pub list: Vec<Identity>,
     paths: CgroupPaths,
+    containers: Vec<Container>,
 }
 
 impl Identities {
@@ -77,27 +100,104 @@ impl Identities {
                 path: String::new(),
                 mount: mount.display().to_string(),
             })?;
-            let dir = locate(&mount, &config.name, &spec)?;
-            let (cgroup_id, level) = id_and_level(&mount, &dir, &config.name)?;
+            let cgroup = locate(&mount, &config.name, &spec)?
+                .map(|dir| cgroup_of(&mount, dir, &config.name))
+                .transpose()?;
             list.push(Identity {
                 name: config.name.clone(),
                 spec,
-                dir,
-                cgroup_id,
-                level,
+                cgroup,
             });
         }
         let paths = CgroupPaths::new(mount.clone());
-        Ok(Self { mount, list, paths })
+        Ok(Self {
+            mount,
+            list,
+            paths,
+            containers: Vec::new(),
+        })
+    }
+
+    /// The identities selected by pod, by identity index.
+    pub(crate) fn pod_selectors(&self) -> Vec<(usize, PodSelector)> {
+        self.list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, identity)| match &identity.spec {
+                CgroupSpec::Kubernetes(selector) => Some((i, selector.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// `(cgroup id, level, identity index)` for the kernel's watched map.
     pub(crate) fn watched(&self) -> Vec<(u64, u32, u32)> {
-        self.list
+        let configured = self.list.iter().enumerate().filter_map(|(i, identity)| {
+            let cgroup = identity.cgroup.as_ref()?;
+            Some((cgroup.id, cgroup.level, i as u32))
+        });
+        let containers = self
+            .containers
             .iter()
-            .enumerate()
-            .map(|(i, id)| (id.cgroup_id, id.level, i as u32))
-            .collect()
+            .map(|c| (c.cgroup.id, c.cgroup.level, c.identity));
+        configured.chain(containers).collect()
+    }
+
+    /// Replaces the selected pods' containers with `watched` (from the pod watch). Returns true
+    /// when the watched cgroups changed. A container whose cgroup is gone already is left out.
+    pub(crate) fn set_containers(&mut self, watched: &[WatchedContainer]) -> bool {
+        let mut containers = Vec::with_capacity(watched.len());
+        for container in watched {
+            let name = self.name(container.identity as u32).to_string();
+            let Ok(cgroup) = cgroup_of(&self.mount, container.cgroup.clone(), &name) else {
+                continue;
+            };
+            containers.push(Container {
+                identity: container.identity as u32,
+                cgroup,
+                workload: container.workload.clone(),
+            });
+        }
+        let key = |c: &Container| (c.cgroup.id, c.identity);
+        let mut before: Vec<_> = self.containers.iter().map(key).collect();
+        let mut after: Vec<_> = containers.iter().map(key).collect();
+        before.sort_unstable();
+        after.sort_unstable();
+        for c in &containers {
+            if !before.contains(&key(c)) {
+                tracing::info!(identity = %self.name(c.identity), pod = %c.workload.pod_name, namespace = %c.workload.namespace, container = %c.workload.container_name, cgroup = %c.cgroup.dir.display(), "watching a container");
+            }
+        }
+        for c in &self.containers {
+            if !after.contains(&key(c)) {
+                tracing::info!(identity = %self.name(c.identity), pod = %c.workload.pod_name, namespace = %c.workload.namespace, container = %c.workload.container_name, "container no longer watched");
+            }
+        }
+        // Workloads may change without the cgroups changing (a label copied onto records).
+        self.containers = containers;
+        before != after
+    }
+
+    /// The workload of a process in cgroup `id`: the container whose cgroup is it or holds it.
+    pub(crate) fn workload(&mut self, id: u64) -> Option<Arc<Workload>> {
+        if self.containers.is_empty() {
+            return None;
+        }
+        if let Some(c) = self.containers.iter().find(|c| c.cgroup.id == id) {
+            return Some(c.workload.clone());
+        }
+        // A cgroup below a container's (made inside the container).
+        let path = self.paths.path(id);
+        let inside = self.mount.join(path.trim_start_matches('/'));
+        self.containers
+            .iter()
+            .find(|c| inside.starts_with(&c.cgroup.dir))
+            .map(|c| c.workload.clone())
+    }
+
+    /// The containers watched now.
+    pub(crate) fn container_count(&self) -> usize {
+        self.containers.len()
     }
 
     /// Re-resolves every identity (a restarted unit gets a new cgroup, hence a new id). Returns
@@ -105,20 +205,18 @@ impl Identities {
     pub(crate) fn refresh(&mut self) -> bool {
         let mut changed = false;
         for identity in &mut self.list {
-            let Ok(dir) = locate(&self.mount, &identity.name, &identity.spec) else {
+            let Some(known) = &mut identity.cgroup else {
+                continue; // selected by pod: the pod watch follows it
+            };
+            let Ok(Some(dir)) = locate(&self.mount, &identity.name, &identity.spec) else {
                 continue;
             };
-            let Ok((id, level)) = id_and_level(&self.mount, &dir, &identity.name) else {
+            let Ok(cgroup) = cgroup_of(&self.mount, dir, &identity.name) else {
                 continue;
             };
-            if id != identity.cgroup_id {
-                tracing::info!(identity = %identity.name, dir = %dir.display(), "identity cgroup re-created; watching the new one");
-                *identity = Identity {
-                    dir,
-                    cgroup_id: id,
-                    level,
-                    ..identity.clone()
-                };
+            if cgroup.id != known.id {
+                tracing::info!(identity = %identity.name, dir = %cgroup.dir.display(), "identity cgroup re-created; watching the new one");
+                *known = cgroup;
                 changed = true;
             }
         }
@@ -134,9 +232,11 @@ impl Identities {
             .map(|name| Identity {
                 name: (*name).to_string(),
                 spec: CgroupSpec::Path((*name).to_string()),
-                dir: mount.join(name),
-                cgroup_id: 0,
-                level: 1,
+                cgroup: Some(Cgroup {
+                    dir: mount.join(name),
+                    id: 0,
+                    level: 1,
+                }),
             })
             .collect();
         let mut paths_by_id = CgroupPaths::new(mount.clone());
@@ -149,6 +249,7 @@ impl Identities {
             mount,
             list,
             paths: paths_by_id,
+            containers: Vec::new(),
         }
     }
 
@@ -164,7 +265,8 @@ impl Identities {
     }
 }
 
-fn locate(mount: &Path, name: &str, spec: &CgroupSpec) -> Result<PathBuf, IdentityError> {
+/// The cgroup directory of an identity given by path or unit (none for one selected by pod).
+fn locate(mount: &Path, name: &str, spec: &CgroupSpec) -> Result<Option<PathBuf>, IdentityError> {
     let shown = mount.display().to_string();
     match spec {
         CgroupSpec::Path(path) => {
@@ -188,20 +290,24 @@ fn locate(mount: &Path, name: &str, spec: &CgroupSpec) -> Result<PathBuf, Identi
                     mount: shown,
                 });
             }
-            Ok(canonical)
+            Ok(Some(canonical))
         }
         CgroupSpec::Unit(unit) => {
-            cgroupfs::find_dir_named(mount, unit).ok_or_else(|| IdentityError::NoSuchUnit {
-                identity: name.to_string(),
-                unit: unit.clone(),
-                mount: shown,
-            })
+            cgroupfs::find_dir_named(mount, unit)
+                .map(Some)
+                .ok_or_else(|| IdentityError::NoSuchUnit {
+                    identity: name.to_string(),
+                    unit: unit.clone(),
+                    mount: shown,
+                })
         }
+        // Its cgroups are the containers of its pods, which come and go.
+        CgroupSpec::Kubernetes(_) => Ok(None),
     }
 }
 
-fn id_and_level(mount: &Path, dir: &Path, name: &str) -> Result<(u64, u32), IdentityError> {
-    let meta = std::fs::metadata(dir).map_err(|_| IdentityError::NoSuchCgroup {
+fn cgroup_of(mount: &Path, dir: PathBuf, name: &str) -> Result<Cgroup, IdentityError> {
+    let meta = std::fs::metadata(&dir).map_err(|_| IdentityError::NoSuchCgroup {
         identity: name.to_string(),
         path: dir.display().to_string(),
         mount: mount.display().to_string(),
@@ -209,7 +315,11 @@ fn id_and_level(mount: &Path, dir: &Path, name: &str) -> Result<(u64, u32), Iden
     let level = dir
         .strip_prefix(mount)
         .map_or(0, |rel| rel.components().count() as u32);
-    Ok((meta.ino(), level))
+    Ok(Cgroup {
+        dir,
+        id: meta.ino(),
+        level,
+    })
 }
 
 /// cgroup id -> path, from walks of the hierarchy (re-walked on a miss, at most twice a second).

@@ -217,14 +217,21 @@ pub(crate) fn ensure_tracefs() -> Result<(), LoadError> {
     {
         return Ok(());
     }
-    let status = std::process::Command::new("mount")
-        .args(["-t", "tracefs", "tracefs", TRACEFS])
-        .status()
-        .map_err(LoadError::Tracefs)?;
-    if !status.success() {
-        return Err(LoadError::Tracefs(std::io::Error::other(format!(
-            "mount exited with {status}"
-        ))));
+    // mount(2) itself, not the mount program: the container image holds nothing but the agent.
+    let fstype = c"tracefs";
+    let target = std::ffi::CString::new(TRACEFS).expect("the tracefs path has no NUL");
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(LoadError::Tracefs(std::io::Error::last_os_error()));
     }
     tracing::info!("mounted tracefs at /sys/kernel/tracing");
     Ok(())

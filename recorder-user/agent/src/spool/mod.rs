@@ -248,6 +248,7 @@ impl Spool {
             session: String::new(),
             pid: 0,
             exec_id: String::new(),
+            workload: None,
             body,
         }
     }
