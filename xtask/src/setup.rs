@@ -28,6 +28,13 @@ const APT_PACKAGES: &[&str] = &[
     "python3-pip",
     "procps",
     "iproute2",
+    // Deployment: `cargo xtask image` builds with buildah; tests/tests/deploy.rs runs the image
+    // with podman (runc as its runtime).
+    "podman",
+    "buildah",
+    "runc",
+    // The root filesystem of the container tests/tests/kubernetes.rs runs with runc.
+    "busybox-static",
 ];
 
 /// Python packages the end-to-end tests drive real servers with (psycopg ships its own libssl
