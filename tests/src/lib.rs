@@ -5,6 +5,7 @@
 pub mod kube_api;
 pub mod kubelet;
 pub mod mariadb;
+pub mod podman;
 pub mod postgres;
 pub mod pty;
 use std::{

@@ -19,7 +19,9 @@ use k8s_openapi::{
     },
 };
 use recorder_tests::{
-    Cgroup, argv, dump, free_port, http_get, read_jsonl, recorder_bin, require_root,
+    Cgroup, argv, dump, free_port, http_get,
+    podman::{self, Container, ensure_host_tracefs, image, ulimits},
+    read_jsonl, recorder_bin, require_root,
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -536,67 +538,6 @@ fn debian_package_installs_runs_and_purges_cleanly() {
 
 // ---- the container image ----------------------------------------------------------------------
 
-fn image() -> String {
-    let image =
-        std::env::var("RECORDER_IMAGE").unwrap_or_else(|_| format!("localhost/recorder:{VERSION}"));
-    let out = output(Command::new("podman").args(["image", "exists", &image]));
-    assert!(
-        out.status.success(),
-        "no image {image}: run `cargo xtask image` (cargo xtask test does)"
-    );
-    image
-}
-
-/// A running container, removed on drop.
-struct Container(String);
-
-impl Container {
-    fn logs(&self) -> String {
-        let out = output(Command::new("podman").args(["logs", &self.0]));
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = Command::new("podman")
-            .args(["rm", "-f", "-t", "5", &self.0])
-            .output();
-    }
-}
-
-/// aya finds tracepoints through tracefs. On a host the agent mounts it when missing; the
-/// image has no mount command, so the host mounts it, as systemd does at boot.
-fn ensure_host_tracefs() {
-    if !Path::new("/sys/kernel/tracing/events").exists() {
-        checked(Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]));
-    }
-}
-
-/// The rlimits podman sets by default (1048576 open files) can exceed this machine's hard
-/// limits, which a process without CAP_SYS_RESOURCE cannot raise: ask for what we have.
-fn ulimits() -> [String; 4] {
-    let mut nofile = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut nofile) },
-        0
-    );
-    [
-        "--ulimit".into(),
-        format!("nofile={0}:{0}", nofile.rlim_max),
-        "--ulimit".into(),
-        "nproc=4096:4096".into(),
-    ]
-}
-
 /// Runs the agent from the image as the DaemonSet does (`caps`: the exact capabilities; else
 /// `--privileged`) and checks that a process started on the host in a watched cgroup is
 /// recorded with its exact argv and identity.
@@ -609,10 +550,7 @@ fn agent_in_container_records_a_host_process(caps: bool) {
     let metrics = format!("127.0.0.1:{}", free_port());
     let name = format!("recorder-test-{}-{}", std::process::id(), u8::from(caps));
     let security: &[&str] = if caps {
-        &[
-            "--cap-drop=all",
-            "--cap-add=CAP_BPF,CAP_PERFMON,CAP_SYS_ADMIN,CAP_SYS_PTRACE,CAP_DAC_READ_SEARCH",
-        ]
+        &["--cap-drop=all", podman::DAEMONSET_CAPS]
     } else {
         &["--privileged"]
     };
