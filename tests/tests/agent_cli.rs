@@ -157,3 +157,90 @@ fn serves_readiness_and_metrics() {
         "{body}"
     );
 }
+
+/// Identities selected by pod need this node's name and a reachable configuration: refused at
+/// start with what to do, before any probe is loaded.
+#[test]
+fn a_pod_identity_without_a_node_name_is_a_clear_error() {
+    require_root();
+    let out = Command::new(recorder_bin())
+        .args([
+            "agent",
+            "--identity",
+            "c=k8s:namespace=agents",
+            "--jsonl",
+            "/dev/null",
+        ])
+        .env_remove("NODE_NAME")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running recorder");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && out.status.code() != Some(101),
+        "{err}"
+    );
+    assert!(
+        err.contains("NODE_NAME") && err.contains("--node-name"),
+        "{err}"
+    );
+    let err = agent_fails(&["--identity", "c=k8s:", "--jsonl", "/dev/null"]);
+    assert!(err.contains("selects every pod"), "{err}");
+    let err = agent_fails(&[
+        "--identity",
+        "c=k8s:labels=tier in ops",
+        "--jsonl",
+        "/dev/null",
+    ]);
+    assert!(err.contains("parentheses"), "{err}");
+    let err = agent_fails(&[
+        "--identity",
+        "c=k8s:namespace=agents",
+        "--node-name",
+        "node-1",
+        "--kubeconfig",
+        "/no/such/kubeconfig",
+        "--jsonl",
+        "/dev/null",
+    ]);
+    assert!(err.contains("/no/such/kubeconfig"), "{err}");
+}
+
+/// Under systemd (`Type=notify`) the agent says READY=1 only once its probes are attached:
+/// /readyz already answers 200 when the notification arrives.
+#[test]
+fn tells_systemd_it_is_ready_once_probes_are_attached() {
+    require_root();
+    let cg = Cgroup::new("notify");
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let metrics = format!("127.0.0.1:{}", recorder_tests::free_port());
+    let mut agent = Command::new(recorder_bin())
+        .args([
+            "agent",
+            "--identity",
+            &cg.identity_flag("n"),
+            "--jsonl",
+            "/dev/null",
+        ])
+        .args(["--metrics-addr", &metrics])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the agent");
+    let mut buf = [0u8; 128];
+    let n = socket.recv(&mut buf).expect("a notification within 60 s");
+    assert_eq!(&buf[..n], b"READY=1");
+    let (code, _) = http_get(&metrics, "/readyz").unwrap();
+    assert_eq!(code, 200, "READY=1 came before the probes were attached");
+    // SAFETY: sending SIGTERM to our own child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let n = socket.recv(&mut buf).expect("a stop notification");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert!(agent.wait().unwrap().success());
+}
