@@ -549,3 +549,89 @@ fn remove_v1_leftovers(test_root: &Path) {
         }
     }
 }
+
+/// A container's main process that never forks nor execs (a Python agent calling an API over
+/// TLS), running before its pod was known: adopted when the pod is selected, its calls recorded.
+#[test]
+fn a_containers_main_process_that_never_forks_is_adopted_and_its_tls_calls_recorded() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let api = KubeApi::start(dir.path());
+    let root = Cgroup::new("k8s-resident");
+    let mut pod = TestPod::new(
+        &root.path,
+        Driver::Systemd,
+        Qos::Guaranteed,
+        Runtime::CriO,
+        "claude-resident",
+    );
+    std::fs::create_dir_all(&pod.cgroup).unwrap();
+    let go = dir.path().join("go");
+    // OpenSSL loaded before the pod is known; one request once `go` exists; no fork, no exec.
+    let script = format!(
+        "import os, ssl, time, urllib.request\n\
+         ctx = ssl.create_default_context(cafile={ca:?})\n\
+         deadline = time.time() + 60\n\
+         while not os.path.exists({go:?}) and time.time() < deadline: time.sleep(0.05)\n\
+         urllib.request.urlopen({url:?}, context=ctx).read()\n\
+         time.sleep(30)\n",
+        ca = api.ca_cert().display().to_string(),
+        go = go.display().to_string(),
+        url = format!("{}/api/v1/namespaces/agents/pods", api.url()),
+    );
+    let main = KillOnDrop(
+        recorder_tests::command_in_cgroup(&pod.cgroup, "/usr/bin/python3")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("python3"),
+    );
+    let pid = main.0.id();
+    let agent = start_agent(&api);
+    api.put_pod(pod.object());
+    let records = agent.wait_for("the resident process adopted", |r| {
+        of_kind(r, "exec")
+            .iter()
+            .any(|e| e["pid"] == pid && e["adopted"] == true)
+    });
+    let adopted = of_kind(&records, "exec")
+        .into_iter()
+        .find(|e| e["pid"] == pid)
+        .unwrap();
+    assert_eq!(argv(adopted)[..2], ["/usr/bin/python3", "-c"], "{adopted}");
+    assert_workload(adopted, &pod);
+    std::fs::write(&go, "").unwrap();
+    let records = agent.wait_for("the resident process's API call", |r| {
+        r.iter()
+            .any(|x| x["kind"] == "k8s" && x["pid"] == pid && x["status"] == 200)
+    });
+    let call = records
+        .iter()
+        .find(|x| x["kind"] == "k8s" && x["pid"] == pid)
+        .unwrap();
+    assert_eq!(call["method"], "GET", "{call}");
+    assert_eq!(call["session"], adopted["session"], "{call}");
+    assert_workload(call, &pod);
+    drop(main);
+    pod.stop_container();
+    let records = agent.stop();
+    assert!(
+        of_kind(&records, "exec")
+            .iter()
+            .filter(|e| e["pid"] == pid)
+            .count()
+            == 1,
+        "adopted once, by the agent or the kernel: {}",
+        dump(&records)
+    );
+}
+
+/// A child process killed when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -490,6 +490,9 @@ pub mod names {
     /// Maps the agent opens.
     pub const EVENTS: &str = "EVENTS";
     pub const WATCHED: &str = "WATCHED";
+    /// The tracked processes (the agent adds those already running in a cgroup it starts to
+    /// watch).
+    pub const PROCS: &str = "PROCS";
     pub const LOSS: &str = "LOSS";
     pub const SETTINGS: &str = "SETTINGS";
     pub const TLS_HOOKED: &str = "TLS_HOOKED";

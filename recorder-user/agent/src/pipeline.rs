@@ -8,7 +8,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use recorder_common::{DataHead, EventKind};
+use recorder_common::{DataHead, EventKind, ExecHead};
 
 use recorder_api::metrics::{Counter, Registry};
 use recorder_record::{Kind, Record};
@@ -18,6 +18,7 @@ use crate::{
         builder::{Clock, RecordBuilder, boot_ns_now, boot_tag},
         decode::{RawEvent, decode},
         http::{ApiOutput, HttpTracker},
+        residents,
         sql::{SqlOutput, SqlTracker},
         text::render_path,
         unhooked::{TlsWatch, UnhookedTls},
@@ -29,6 +30,26 @@ use crate::{
     probes::{openssl::OpenSslProbes, programs::ProgramProbes},
     sink::Sink,
 };
+
+/// What an exec (from the kernel, or of a process adopted in place) touches.
+struct ExecParts<'a> {
+    builder: &'a mut RecordBuilder,
+    identities: &'a mut Identities,
+    sinks: &'a mut Sinks,
+    openssl: &'a mut OpenSslProbes,
+    programs: &'a mut ProgramProbes,
+    probes: &'a mut Probes,
+}
+
+/// An exec: the executable's probes considered, its records written.
+fn on_exec(head: &ExecHead, argv: &[u8], parts: &mut ExecParts<'_>) {
+    let exe = render_path(&head.exe);
+    parts.openssl.on_exec(parts.probes, head.header.pid, &exe);
+    parts.programs.on_exec(parts.probes, head.header.pid, &exe);
+    for record in parts.builder.exec(head, argv, parts.identities) {
+        parts.sinks.emit(&record);
+    }
+}
 
 /// Records reach the sinks' files at most this long after the event.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -128,11 +149,33 @@ impl Pipeline {
         let Some(pods) = &mut self.pods else {
             return false;
         };
-        let notices = pods.poll(&mut self.identities, &mut self.probes, &mut self.builder);
+        let (notices, new_containers) =
+            pods.poll(&mut self.identities, &mut self.probes, &mut self.builder);
         for notice in &notices {
             self.sinks.emit(notice);
         }
-        !notices.is_empty()
+        // Processes already running in a container just watched (its main process, always):
+        // adopted now, not at a fork that may never come.
+        let mut adopted = false;
+        for (dir, identity) in new_containers {
+            let mount = self.identities.mount.clone();
+            for resident in residents::adopt_all(&mut self.probes, &mount, &dir, identity) {
+                on_exec(
+                    &resident.head,
+                    &resident.argv,
+                    &mut ExecParts {
+                        builder: &mut self.builder,
+                        identities: &mut self.identities,
+                        sinks: &mut self.sinks,
+                        openssl: &mut self.openssl,
+                        programs: &mut self.programs,
+                        probes: &mut self.probes,
+                    },
+                );
+                adopted = true;
+            }
+        }
+        !notices.is_empty() || adopted
     }
 
     pub(crate) fn run(mut self, stop: &AtomicBool) {
@@ -202,14 +245,18 @@ impl Pipeline {
         let mut produced = false;
         while let Some(item) = ring.next() {
             match decode(&item) {
-                Ok(RawEvent::Exec(head, argv)) => {
-                    let exe = render_path(&head.exe);
-                    openssl.on_exec(probes, head.header.pid, &exe);
-                    programs.on_exec(probes, head.header.pid, &exe);
-                    for record in builder.exec(&head, argv, identities) {
-                        sinks.emit(&record);
-                    }
-                }
+                Ok(RawEvent::Exec(head, argv)) => on_exec(
+                    &head,
+                    argv,
+                    &mut ExecParts {
+                        builder,
+                        identities,
+                        sinks,
+                        openssl,
+                        programs,
+                        probes,
+                    },
+                ),
                 Ok(RawEvent::Exit(ev)) => {
                     // Statements and requests still pending on its connections come before its
                     // exit.

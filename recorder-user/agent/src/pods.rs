@@ -87,17 +87,19 @@ impl PodIdentities {
     }
 
     /// Takes what changed since the last call: the containers into `identities` and the
-    /// kernel's watched map, the API server's health into notices (returned). Cheap when
-    /// nothing changed.
+    /// kernel's watched map, the API server's health into notices. Returns the notices and the
+    /// containers newly watched (cgroup directory, identity), whose processes are to be
+    /// adopted. Cheap when nothing changed.
     pub(crate) fn poll(
         &mut self,
         identities: &mut Identities,
         probes: &mut Probes,
         builder: &mut RecordBuilder,
-    ) -> Vec<Record> {
+    ) -> (Vec<Record>, Vec<(PathBuf, u32)>) {
         let (version, api) = self.watch.version();
         let mut notices = Vec::new();
         let changed = api != self.api || version != self.version;
+        let mut new_containers = Vec::new();
         if api != self.api {
             notices = self.health_notices(&api, identities, builder);
             self.api = api;
@@ -105,10 +107,22 @@ impl PodIdentities {
         if version != self.version {
             self.version = version;
             let snapshot = self.watch.snapshot();
-            if identities.set_containers(&snapshot.containers)
-                && let Err(e) = probes.set_watched(&identities.watched())
-            {
-                tracing::error!("updating the watched cgroups: {e}");
+            let before: HashSet<PathBuf> = identities
+                .container_dirs()
+                .into_iter()
+                .map(|(dir, _)| dir)
+                .collect();
+            if identities.set_containers(&snapshot.containers) {
+                match probes.set_watched(&identities.watched()) {
+                    Ok(()) => {
+                        new_containers = identities
+                            .container_dirs()
+                            .into_iter()
+                            .filter(|(dir, _)| !before.contains(dir))
+                            .collect();
+                    }
+                    Err(e) => tracing::error!("updating the watched cgroups: {e}"),
+                }
             }
             let live: HashSet<&str> = snapshot
                 .containers
@@ -121,7 +135,7 @@ impl PodIdentities {
         if changed {
             self.publish(identities.container_count());
         }
-        notices
+        (notices, new_containers)
     }
 
     /// A `notice` per identity selected by pod when the API server goes away or comes back.

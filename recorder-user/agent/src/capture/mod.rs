@@ -6,6 +6,7 @@ pub(crate) mod decode;
 #[cfg(test)]
 mod golden;
 pub(crate) mod http;
+pub(crate) mod residents;
 pub(crate) mod sql;
 pub(crate) mod text;
 pub(crate) mod unhooked;

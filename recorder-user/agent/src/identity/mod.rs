@@ -195,6 +195,14 @@ impl Identities {
             .map(|c| c.workload.clone())
     }
 
+    /// The containers watched now: (cgroup directory, identity index).
+    pub(crate) fn container_dirs(&self) -> Vec<(PathBuf, u32)> {
+        self.containers
+            .iter()
+            .map(|c| (c.cgroup.dir.clone(), c.identity))
+            .collect()
+    }
+
     /// The containers watched now.
     pub(crate) fn container_count(&self) -> usize {
         self.containers.len()

@@ -10,7 +10,7 @@ use aya::{
         uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
     },
 };
-use recorder_common::{KernelOffsets, LOSS_KINDS, MAX_IDENTITIES, Settings, names};
+use recorder_common::{KernelOffsets, LOSS_KINDS, MAX_IDENTITIES, ProcInfo, Settings, names};
 
 use crate::{
     config::SocketCaptureSetting,
@@ -137,6 +137,7 @@ pub(crate) struct Probes {
     pub(crate) capture: CaptureMode,
     ebpf: Ebpf,
     watched: HashMap<MapData, u64, u32>,
+    procs: HashMap<MapData, u32, ProcInfo>,
     loss: Array<MapData, u64>,
     settings: Array<MapData, Settings>,
     tls_hooked: HashMap<MapData, u32, u32>,
@@ -299,6 +300,11 @@ impl Probes {
                 source,
             }
         })?;
+        let procs =
+            HashMap::try_from(map(&mut ebpf, names::PROCS)?).map_err(|source| LoadError::Map {
+                name: names::PROCS,
+                source,
+            })?;
         let loss =
             Array::try_from(map(&mut ebpf, names::LOSS)?).map_err(|source| LoadError::Map {
                 name: names::LOSS,
@@ -322,6 +328,7 @@ impl Probes {
                 capture,
                 ebpf,
                 watched,
+                procs,
                 loss,
                 settings,
                 tls_hooked,
@@ -329,6 +336,29 @@ impl Probes {
             },
             events,
         ))
+    }
+
+    /// Tracks process `pid` as `info` unless the kernel already does (it adopted the process at
+    /// a fork or exec meanwhile). Returns whether it was added.
+    pub(crate) fn track(&mut self, pid: u32, info: ProcInfo) -> Result<bool, LoadError> {
+        const BPF_NOEXIST: u64 = 1;
+        match self.procs.insert(pid, info, BPF_NOEXIST) {
+            Ok(()) => Ok(true),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                Ok(false)
+            }
+            Err(source) => Err(LoadError::Map {
+                name: names::PROCS,
+                source,
+            }),
+        }
+    }
+
+    /// Forgets process `pid` (added by [`Probes::track`], then found gone).
+    pub(crate) fn untrack(&mut self, pid: u32) {
+        let _ = self.procs.remove(&pid);
     }
 
     /// Replaces the watched set: `(cgroup id, cgroup level, identity index)`.
