@@ -363,6 +363,46 @@ fn adopts_a_process_that_was_in_the_cgroup_before_the_agent_started() {
     assert_eq!(echo["session"], bash["session"]);
 }
 
+/// A process that never forks nor execs again (a long-running client the agent was restarted
+/// under) is adopted when the agent starts, not at a fork that never comes.
+#[test]
+fn adopts_at_start_a_process_that_never_forks() {
+    let cg = Cgroup::new("adopt-resident");
+    let mut resident = cg
+        .command("/usr/bin/python3")
+        .args(["-c", "import time; time.sleep(60)"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let agent = Agent::start(&["--identity", &cg.identity_flag("resident")]);
+    let pid = resident.id();
+    // Adopted before the agent said it was ready: the record is there (within a flush).
+    let records = agent.wait_for("the resident's adopted exec", |r| {
+        r.iter()
+            .any(|x| x["kind"] == "exec" && x["pid"] == pid && x["adopted"] == true)
+    });
+    let exec = records.iter().find(|x| x["pid"] == pid).unwrap();
+    assert_eq!(
+        argv(exec),
+        ["/usr/bin/python3", "-c", "import time; time.sleep(60)"]
+    );
+    assert_eq!(exec["identity"], "resident");
+    assert_eq!(exec["parent_exec_id"], "");
+    // It is tracked: its end is recorded as its exit.
+    resident.kill().unwrap();
+    resident.wait().unwrap();
+    let records = agent.wait_for("the resident's exit", |r| {
+        r.iter().any(|x| x["kind"] == "exit" && x["pid"] == pid)
+    });
+    let exit = records
+        .iter()
+        .find(|x| x["kind"] == "exit" && x["pid"] == pid)
+        .unwrap();
+    assert_eq!(exit["exec_id"], exec["exec_id"]);
+    assert_eq!(exit["signal"], 9, "{exit}");
+}
+
 #[test]
 fn records_death_by_signal() {
     let cg = Cgroup::new("signal");

@@ -156,10 +156,25 @@ impl Pipeline {
         }
         // Processes already running in a container just watched (its main process, always):
         // adopted now, not at a fork that may never come.
+        let adopted = self.adopt_residents(&new_containers);
+        !notices.is_empty() || adopted
+    }
+
+    /// Adopts the processes already running in the identities' own cgroups (before the caller
+    /// says it is ready): a process that never forks again, such as an agent restarted under a
+    /// long-running client, is tracked from the start.
+    pub(crate) fn adopt_configured(&mut self) -> bool {
+        let dirs = self.identities.configured_dirs();
+        self.adopt_residents(&dirs)
+    }
+
+    /// Tracks the processes of `dirs` (cgroup directory, identity) and writes their adopted
+    /// exec records. Returns whether any was adopted.
+    fn adopt_residents(&mut self, dirs: &[(std::path::PathBuf, u32)]) -> bool {
         let mut adopted = false;
-        for (dir, identity) in new_containers {
-            let mount = self.identities.mount.clone();
-            for resident in residents::adopt_all(&mut self.probes, &mount, &dir, identity) {
+        let mount = self.identities.mount.clone();
+        for (dir, identity) in dirs {
+            for resident in residents::adopt_all(&mut self.probes, &mount, dir, *identity) {
                 on_exec(
                     &resident.head,
                     &resident.argv,
@@ -175,14 +190,15 @@ impl Pipeline {
                 adopted = true;
             }
         }
-        !notices.is_empty() || adopted
+        adopted
     }
 
     pub(crate) fn run(mut self, stop: &AtomicBool) {
         let fd = self.ring.as_raw_fd();
         let (mut last_flush, mut last_loss, mut last_refresh) =
             (Instant::now(), Instant::now(), Instant::now());
-        let mut pending = false;
+        // Records may wait from before the loop (processes adopted at start): flush them soon.
+        let mut pending = true;
         loop {
             let stopping = stop.load(Ordering::SeqCst);
             let mut pfd = libc::pollfd {

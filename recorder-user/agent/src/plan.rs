@@ -247,7 +247,9 @@ async fn run_plan(plan: Plan) -> Result<(), AgentError> {
         plan.tls_probes,
         pods,
     );
-    // The pods listed at start are watched before the agent says it is ready.
+    // What already runs in the watched cgroups, and the pods listed at start, are tracked
+    // before the agent says it is ready.
+    pipeline.adopt_configured();
     pipeline.poll_pods();
     let worker = {
         let stop = stop.clone();

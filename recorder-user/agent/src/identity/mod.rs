@@ -195,6 +195,15 @@ impl Identities {
             .map(|c| c.workload.clone())
     }
 
+    /// The identities' own cgroups (not the containers of selected pods): (directory, index).
+    pub(crate) fn configured_dirs(&self) -> Vec<(PathBuf, u32)> {
+        self.list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, identity)| Some((identity.cgroup.as_ref()?.dir.clone(), i as u32)))
+            .collect()
+    }
+
     /// The containers watched now: (cgroup directory, identity index).
     pub(crate) fn container_dirs(&self) -> Vec<(PathBuf, u32)> {
         self.containers
