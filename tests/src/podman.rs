@@ -1,15 +1,13 @@
 //! The container image under test, run with podman as a node runs it.
 use std::{path::Path, process::Command};
 
+use crate::output;
+
 /// The capabilities the DaemonSet gives the agent (deploy/kubernetes/agent-daemonset.yaml).
 pub const DAEMONSET_CAPS: &str =
     "--cap-add=CAP_BPF,CAP_PERFMON,CAP_SYS_ADMIN,CAP_SYS_PTRACE,CAP_DAC_READ_SEARCH";
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-fn output(cmd: &mut Command) -> std::process::Output {
-    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
-}
 
 /// The image `cargo xtask image` made (`RECORDER_IMAGE`, or this version's tag).
 pub fn image() -> String {

@@ -9,7 +9,6 @@
 //! What cannot run here: a kubelet and a real API server (the fixture and the test play them),
 //! cluster DNS (the Service name resolves through the container's /etc/hosts).
 use std::{
-    path::Path,
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
 };
@@ -19,16 +18,12 @@ use recorder_tests::{
     kube_api::{KubeApi, TOKEN},
     kubelet::{Driver, NODE, Qos, Runtime, TestPod},
     podman::{self, Container, ensure_host_tracefs, image, ulimits},
-    recorder_bin, require_root,
+    recorder_bin, repo_root, require_root,
 };
 use serde_json::Value;
 
 const SERVICE: &str = "recorder-collector.recorder.svc";
 const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
-}
 
 fn recorder(args: &[&str]) -> Output {
     Command::new(recorder_bin())
@@ -49,7 +44,7 @@ fn ok(out: Output) -> String {
 
 /// The agent container of the DaemonSet, as the manifest has it.
 fn daemonset_container() -> Value {
-    let text = std::fs::read_to_string(repo().join("deploy/kubernetes/agent-daemonset.yaml"))
+    let text = std::fs::read_to_string(repo_root().join("deploy/kubernetes/agent-daemonset.yaml"))
         .expect("the DaemonSet manifest");
     let daemonset: Value = serde_saphyr::from_str(&text).expect("the DaemonSet parses");
     daemonset["spec"]["template"]["spec"]["containers"][0].clone()
@@ -119,7 +114,7 @@ fn the_daemonset_records_a_selected_pod_in_cluster_and_ships_it() {
     let config = dir.path().join("config");
     std::fs::create_dir(&config).unwrap();
     std::fs::copy(
-        repo().join("deploy/kubernetes/agent.toml"),
+        repo_root().join("deploy/kubernetes/agent.toml"),
         config.join("agent.toml"),
     )
     .unwrap();

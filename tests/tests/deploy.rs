@@ -6,7 +6,7 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -19,26 +19,15 @@ use k8s_openapi::{
     },
 };
 use recorder_tests::{
-    Cgroup, argv, dump, free_port, http_get,
+    Cgroup, argv, dump, free_port, http_get, output,
     podman::{self, Container, ensure_host_tracefs, image, ulimits},
-    read_jsonl, recorder_bin, require_root,
+    read_jsonl, recorder_bin, repo_root, require_root,
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const UNITS: [&str; 2] = ["recorder-agent.service", "recorder-collector.service"];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn output(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
-}
 
 /// Runs `cmd`, fails the test with its output unless it succeeds, returns its stdout.
 fn checked(cmd: &mut Command) -> String {
@@ -62,7 +51,8 @@ fn units_in(dir: &Path) -> Vec<PathBuf> {
     UNITS
         .iter()
         .map(|unit| {
-            let text = std::fs::read_to_string(repo().join("deploy/systemd").join(unit)).unwrap();
+            let text =
+                std::fs::read_to_string(repo_root().join("deploy/systemd").join(unit)).unwrap();
             let path = dir.join(unit);
             let bin = recorder_bin();
             std::fs::write(
@@ -131,7 +121,7 @@ fn systemd_units_verify_and_are_hardened() {
 // ---- Kubernetes -------------------------------------------------------------------------------
 
 fn k8s_dir() -> PathBuf {
-    repo().join("deploy/kubernetes")
+    repo_root().join("deploy/kubernetes")
 }
 
 /// Every document of every manifest (kustomization.yaml aside), with its file name.
@@ -434,7 +424,7 @@ fn kubectl_client_dry_run_accepts_the_manifests() {
 
 fn deb_path() -> PathBuf {
     let path = std::env::var_os("RECORDER_DEB").map_or_else(
-        || repo().join(format!("target/debian/recorder_{VERSION}_amd64.deb")),
+        || repo_root().join(format!("target/debian/recorder_{VERSION}_amd64.deb")),
         PathBuf::from,
     );
     assert!(

@@ -107,20 +107,10 @@ impl PodIdentities {
         if version != self.version {
             self.version = version;
             let snapshot = self.watch.snapshot();
-            let before: HashSet<PathBuf> = identities
-                .container_dirs()
-                .into_iter()
-                .map(|(dir, _)| dir)
-                .collect();
-            if identities.set_containers(&snapshot.containers) {
+            let (cgroups_changed, added) = identities.set_containers(&snapshot.containers);
+            if cgroups_changed {
                 match probes.set_watched(&identities.watched()) {
-                    Ok(()) => {
-                        new_containers = identities
-                            .container_dirs()
-                            .into_iter()
-                            .filter(|(dir, _)| !before.contains(dir))
-                            .collect();
-                    }
+                    Ok(()) => new_containers = added,
                     Err(e) => tracing::error!("updating the watched cgroups: {e}"),
                 }
             }

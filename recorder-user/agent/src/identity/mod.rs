@@ -143,9 +143,13 @@ impl Identities {
         configured.chain(containers).collect()
     }
 
-    /// Replaces the selected pods' containers with `watched` (from the pod watch). Returns true
-    /// when the watched cgroups changed. A container whose cgroup is gone already is left out.
-    pub(crate) fn set_containers(&mut self, watched: &[WatchedContainer]) -> bool {
+    /// Replaces the selected pods' containers with `watched` (from the pod watch). Returns
+    /// whether the watched cgroups changed, and the containers newly watched (cgroup directory,
+    /// identity). A container whose cgroup is gone already is left out.
+    pub(crate) fn set_containers(
+        &mut self,
+        watched: &[WatchedContainer],
+    ) -> (bool, Vec<(PathBuf, u32)>) {
         let mut containers = Vec::with_capacity(watched.len());
         for container in watched {
             let name = self.name(container.identity as u32).to_string();
@@ -163,8 +167,10 @@ impl Identities {
         let mut after: Vec<_> = containers.iter().map(key).collect();
         before.sort_unstable();
         after.sort_unstable();
+        let mut added = Vec::new();
         for c in &containers {
             if !before.contains(&key(c)) {
+                added.push((c.cgroup.dir.clone(), c.identity));
                 tracing::info!(identity = %self.name(c.identity), pod = %c.workload.pod_name, namespace = %c.workload.namespace, container = %c.workload.container_name, cgroup = %c.cgroup.dir.display(), "watching a container");
             }
         }
@@ -175,7 +181,7 @@ impl Identities {
         }
         // Workloads may change without the cgroups changing (a label copied onto records).
         self.containers = containers;
-        before != after
+        (before != after, added)
     }
 
     /// The workload of a process in cgroup `id`: the container whose cgroup is it or holds it.
@@ -201,14 +207,6 @@ impl Identities {
             .iter()
             .enumerate()
             .filter_map(|(i, identity)| Some((identity.cgroup.as_ref()?.dir.clone(), i as u32)))
-            .collect()
-    }
-
-    /// The containers watched now: (cgroup directory, identity index).
-    pub(crate) fn container_dirs(&self) -> Vec<(PathBuf, u32)> {
-        self.containers
-            .iter()
-            .map(|c| (c.cgroup.dir.clone(), c.identity))
             .collect()
     }
 
