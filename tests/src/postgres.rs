@@ -102,6 +102,52 @@ impl Postgres {
         );
     }
 
+    /// Runs SQL as the superuser in database `db`; returns what psql printed (tuples only,
+    /// unaligned, `|` between columns).
+    pub fn query(&self, db: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.socket_dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Stops the server at once, as a crash would (no shutdown checkpoint; every client is
+    /// cut off), and starts it again on the same port.
+    pub fn restart_immediate(&self) {
+        let data = self.dir.path().join("data");
+        crate::run_ok(as_postgres(&format!("{BIN}/pg_ctl")).args([
+            "-D",
+            data.to_str().unwrap(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ]));
+        crate::run_ok(
+            as_postgres(&format!("{BIN}/pg_ctl"))
+                .args(["-D", data.to_str().unwrap(), "-l"])
+                .arg(self.dir.path().join("log"))
+                .args(["-w", "start"]),
+        );
+    }
+
     /// A libpq connection string over TCP with the given sslmode.
     pub fn tcp(&self, user: &str, db: &str, sslmode: &str) -> String {
         format!(

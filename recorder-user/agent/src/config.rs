@@ -106,8 +106,9 @@ impl std::str::FromStr for SocketCaptureSetting {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct CollectorConfig {
-    /// `https://HOST:PORT`
-    pub url: Option<String>,
+    /// `https://HOST:PORT`, or a list of them: the collectors of a group, tried in order.
+    #[serde(default)]
+    pub url: Urls,
     pub tls_ca: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -115,6 +116,27 @@ pub struct CollectorConfig {
     pub spool: Option<PathBuf>,
     /// Spool size bound in MiB.
     pub spool_max_mib: Option<u64>,
+}
+
+/// One collector URL or several (`url = "https://a:7443"` or `url = ["https://a:7443",
+/// "https://b:7443"]`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Urls {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Urls {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Urls::None => Vec::new(),
+            Urls::One(u) => vec![u],
+            Urls::Many(v) => v,
+        }
+    }
 }
 
 /// `[kubernetes]`: this node's pods come from the API server (only read when an identity has a
@@ -350,7 +372,10 @@ mod tests {
             CgroupSpec::Unit("ops-bot.service".into())
         );
         let col = c.collector.unwrap();
-        assert_eq!(col.url.as_deref(), Some("https://collector.example:7443"));
+        assert_eq!(
+            col.url.into_vec(),
+            ["https://collector.example:7443".to_string()]
+        );
         assert_eq!(col.spool_max_mib, Some(512));
         let e = AgentConfig::parse("[collector]\nurll = \"x\"\n").unwrap_err();
         assert!(e.contains("unknown field"), "{e}");

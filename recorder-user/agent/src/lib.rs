@@ -24,7 +24,7 @@ pub mod spool;
 
 pub use config::{
     AgentConfig, CollectorConfig, ConfigError, IdentityConfig, KubernetesConfig, PodSelectorConfig,
-    SocketCaptureSetting, TlsProbes,
+    SocketCaptureSetting, TlsProbes, Urls,
 };
 pub use plan::{AgentError, run};
 pub use pods::PodsError;

@@ -157,19 +157,29 @@ fn collector_sink(
     config: CollectorConfig,
     host: &str,
 ) -> Result<Option<Box<dyn Sink>>, AgentError> {
-    let Some(url) = config.url else {
+    let urls = config.url.into_vec();
+    if urls.is_empty() {
         return Ok(None);
-    };
+    }
     let need =
         |value: Option<PathBuf>, flag, key| value.ok_or(AgentError::CollectorNeeds { flag, key });
-    let tls = ClientTls {
-        url,
-        ca: need(config.tls_ca, "tls-ca", "tls_ca")?,
-        cert: need(config.tls_cert, "tls-cert", "tls_cert")?,
-        key: need(config.tls_key, "tls-key", "tls_key")?,
-    };
-    // Fail now on an unusable URL or unreadable certificate, not in the shipper later.
-    tls.endpoint()?;
+    let (ca, cert, key) = (
+        need(config.tls_ca, "tls-ca", "tls_ca")?,
+        need(config.tls_cert, "tls-cert", "tls_cert")?,
+        need(config.tls_key, "tls-key", "tls_key")?,
+    );
+    let mut targets = Vec::new();
+    for url in urls {
+        let tls = ClientTls {
+            url,
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        // Fail now on an unusable URL or unreadable certificate, not in the shipper later.
+        tls.endpoint()?;
+        targets.push(tls);
+    }
     let spool_dir = need(config.spool, "spool", "spool")?;
     let max_mib = config.spool_max_mib.unwrap_or(DEFAULT_SPOOL_MAX_MIB).max(1);
     let (spool, recovered) = Spool::open(&spool_dir, host, max_mib * 1024 * 1024)?;
@@ -177,7 +187,7 @@ fn collector_sink(
         tracing::warn!(%problem, "spool damaged; recovered what was valid (a notice record says so)");
     }
     let shipper = Shipper::new(
-        tls,
+        targets,
         spool.reader(),
         host.to_string(),
         spool.boot().to_string(),

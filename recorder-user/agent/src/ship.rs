@@ -3,6 +3,11 @@
 //! as durably stored. Any failure closes the stream and reconnects with backoff; it resumes from
 //! the first unacknowledged record (the collector drops what it already has).
 //!
+//! Given several collectors (a group on one database), it sends to one and, when that one
+//! fails, to the next at once; it backs off only once every one failed in turn. The group
+//! stores each (host, boot, sequence) once whichever collector receives it, so the spool's
+//! acknowledgements stay exactly-once across collectors.
+//!
 //! [`ship_file`] sends a JSON Lines file of records the same way (`recorder ship`).
 use std::{
     io::BufRead as _,
@@ -88,9 +93,11 @@ fn classify(status: Status) -> ShipError {
     }
 }
 
-/// Sends a spool to a collector.
+/// Sends a spool to a collector, or to the first that answers of a group.
 pub struct Shipper {
-    tls: ClientTls,
+    targets: Vec<ClientTls>,
+    /// The collector sent to now (an index into `targets`).
+    current: std::sync::atomic::AtomicUsize,
     reader: SpoolReader,
     host: String,
     boot: String,
@@ -98,14 +105,17 @@ pub struct Shipper {
 }
 
 impl Shipper {
-    pub fn new(tls: ClientTls, reader: SpoolReader, host: String, boot: String) -> Self {
+    /// `targets`: the collectors, in the order they are tried (at least one).
+    pub fn new(targets: Vec<ClientTls>, reader: SpoolReader, host: String, boot: String) -> Self {
+        assert!(!targets.is_empty(), "a shipper needs a collector");
         let errors = Registry::global().counter(
             "recorder_send_errors_total",
             "Failed connections or streams to the collector.",
             &[],
         );
         Self {
-            tls,
+            targets,
+            current: std::sync::atomic::AtomicUsize::new(0),
             reader,
             host,
             boot,
@@ -123,6 +133,8 @@ impl Shipper {
     ) -> Result<(), ShipError> {
         let start = tokio::time::Instant::now();
         let mut backoff = Duration::from_millis(200);
+        // Collectors that failed in a row: back off only once each of them did.
+        let mut failed_in_turn = 0usize;
         loop {
             let before = self.reader.acked_next();
             match self.session(until).await {
@@ -134,6 +146,17 @@ impl Shipper {
                     }
                     if self.reader.acked_next() > before {
                         backoff = Duration::from_millis(200);
+                        failed_in_turn = 0;
+                    }
+                    failed_in_turn += 1;
+                    if self.targets.len() > 1 {
+                        let from = self.target().url.clone();
+                        let next = self.fail_over();
+                        tracing::warn!(error = %e, from = %from, to = %next, depth = self.reader.depth(), "sending to the collector failed; trying the next one");
+                        if failed_in_turn < self.targets.len() {
+                            continue;
+                        }
+                        failed_in_turn = 0;
                     }
                     if let Some(limit) = deadline
                         && start.elapsed() + backoff > limit
@@ -149,6 +172,20 @@ impl Shipper {
         }
     }
 
+    fn target(&self) -> &ClientTls {
+        let at = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        &self.targets[at % self.targets.len()]
+    }
+
+    /// Moves on to the next collector; returns its URL.
+    fn fail_over(&self) -> String {
+        let at = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        let next = (at + 1) % self.targets.len();
+        self.current
+            .store(next, std::sync::atomic::Ordering::Relaxed);
+        self.targets[next].url.clone()
+    }
+
     fn done(&self, until: Option<u64>) -> bool {
         until.is_some_and(|u| self.reader.acked_next() >= u)
     }
@@ -158,7 +195,7 @@ impl Shipper {
         if self.done(until) {
             return Ok(());
         }
-        let channel = self.tls.connect().await?;
+        let channel = self.target().connect().await?;
         let mut client = CollectorClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
         let (tx, rx) = mpsc::channel::<IngestBatch>(WINDOW);
         // The first batch goes before the call so the stream opens with data.
@@ -246,7 +283,8 @@ pub struct ShipFile {
     pub host: Option<String>,
     /// Give up after failing to reach the collector for this long (`None`: keep trying).
     pub timeout: Option<Duration>,
-    pub tls: ClientTls,
+    /// The collectors, tried in this order (at least one).
+    pub tls: Vec<ClientTls>,
 }
 
 /// What [`ship_file`] did.

@@ -53,8 +53,10 @@ pub(crate) struct AgentArgs {
     #[arg(long, value_name = "all|watched")]
     pub tls_probes: Option<TlsProbes>,
     /// Send records to this collector (https://HOST:PORT) over mutual TLS, through --spool.
+    /// Give it once per collector of a group: records go to the first that answers, and to the
+    /// next when it fails.
     #[arg(long, value_name = "URL")]
-    pub collector: Option<String>,
+    pub collector: Vec<String>,
     /// CA certificate that signed the collector's certificate (PEM).
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
@@ -119,7 +121,7 @@ fn config(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     set(args.node_name, &mut config.kubernetes.node);
     set(args.kubeconfig, &mut config.kubernetes.kubeconfig);
     config.kubernetes.copy_labels.extend(args.copy_labels);
-    if args.collector.is_some()
+    if !args.collector.is_empty()
         || args.tls_ca.is_some()
         || args.tls_cert.is_some()
         || args.tls_key.is_some()
@@ -127,7 +129,9 @@ fn config(args: AgentArgs) -> anyhow::Result<AgentConfig> {
         || args.spool_max_mib.is_some()
     {
         let collector = config.collector.get_or_insert_with(Default::default);
-        set(args.collector, &mut collector.url);
+        if !args.collector.is_empty() {
+            collector.url = recorder_agent::Urls::Many(args.collector);
+        }
         set(args.tls_ca, &mut collector.tls_ca);
         set(args.tls_cert, &mut collector.tls_cert);
         set(args.tls_key, &mut collector.tls_key);

@@ -108,6 +108,7 @@ fn through_collector(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
     rt.block_on(async {
         let plan = CollectorPlan {
             listen: "127.0.0.1:0".parse()?,
+            store: recorder_collector::StoreLocation::Embedded,
             data: tmp.join("data"),
             ca: pki_dir.join("ca.pem"),
             cert: pki_dir.join("collector.pem"),
@@ -159,7 +160,7 @@ async fn shipped_throughput(
     spool.flush()?;
     let until = spool.next_sequence();
     let shipper = Shipper::new(
-        client_tls("bench-1"),
+        vec![client_tls("bench-1")],
         spool.reader(),
         "bench-1".into(),
         spool.boot().to_string(),
@@ -191,7 +192,7 @@ async fn watch_latency(
         .into_inner();
     let (mut spool, _) = Spool::open(&tmp.join("spool2"), "bench-1", 1 << 30)?;
     let shipper = Arc::new(Shipper::new(
-        client_tls("bench-1"),
+        vec![client_tls("bench-1")],
         spool.reader(),
         "bench-1".into(),
         spool.boot().to_string(),

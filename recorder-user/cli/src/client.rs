@@ -12,9 +12,16 @@ use recorder_api::{
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct TlsArgs {
-    /// The collector, e.g. <https://collector.example:7443>
-    #[arg(long, value_name = "URL", env = "RECORDER_COLLECTOR")]
-    pub collector: String,
+    /// The collector, e.g. <https://collector.example:7443>. Several (the flag again, or a
+    /// comma-separated list) are tried in turn: any collector of a group answers the same.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RECORDER_COLLECTOR",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub collector: Vec<String>,
     /// CA certificate that signed the collector's certificate (PEM).
     #[arg(long, value_name = "FILE", env = "RECORDER_TLS_CA")]
     pub tls_ca: PathBuf,
@@ -28,18 +35,33 @@ pub(crate) struct TlsArgs {
 }
 
 impl TlsArgs {
-    pub(crate) fn client_tls(&self) -> ClientTls {
-        ClientTls {
-            url: self.collector.clone(),
-            ca: self.tls_ca.clone(),
-            cert: self.tls_cert.clone(),
-            key: self.tls_key.clone(),
-        }
+    /// One client setting per collector named, in order.
+    pub(crate) fn client_tls(&self) -> Vec<ClientTls> {
+        self.collector
+            .iter()
+            .map(|url| ClientTls {
+                url: url.clone(),
+                ca: self.tls_ca.clone(),
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+            })
+            .collect()
     }
 
+    /// The first collector that accepts the connection.
     pub(crate) async fn connect(&self) -> anyhow::Result<CollectorClient<Channel>> {
-        let channel = self.client_tls().connect().await?;
-        Ok(CollectorClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+        let mut failures = Vec::new();
+        for tls in self.client_tls() {
+            match tls.connect().await {
+                Ok(channel) => {
+                    return Ok(
+                        CollectorClient::new(channel).max_decoding_message_size(64 * 1024 * 1024)
+                    );
+                }
+                Err(e) => failures.push(format!("{}: {e}", tls.url)),
+            }
+        }
+        anyhow::bail!("no collector answered: {}", failures.join("; "))
     }
 }
 

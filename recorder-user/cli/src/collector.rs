@@ -2,7 +2,9 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Args;
-use recorder_collector::{CheckpointPolicy, CollectorPlan, DEFAULT_SEGMENT_BYTES};
+use recorder_collector::{
+    CheckpointPolicy, CollectorPlan, DEFAULT_SEGMENT_BYTES, StoreLocation, is_postgres_url,
+};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -15,14 +17,32 @@ Examples:
 Clients must present a certificate signed by --tls-ca: agents (OU=agent) may only send records
 for the host named by their CN; operators (OU=operator) may only read. There is no plaintext
 listener. The data directory holds the append-only log, signed checkpoints and the signing key
-(created on first start); see docs/collector.md.")]
+(created on first start); see docs/collector.md.
+
+Several collectors on one PostgreSQL database (each with the same signing key: copy
+checkpoint-key.p8 from the first one's data directory):
+  RECORDER_STORE='postgres://recorder:PASSWORD@db.example/recorder' \
+  recorder collector --listen 0.0.0.0:7443 --data /var/lib/recorder --tls-ca ... --tls-cert ... --tls-key ...
+Agents then name every collector: --collector https://c1:7443 --collector https://c2:7443.")]
 pub(crate) struct CollectorArgs {
     /// Address for gRPC over mutual TLS (port 0 picks a free port; the chosen address is printed).
     #[arg(long, value_name = "ADDR")]
     pub listen: SocketAddr,
-    /// Data directory (created if missing).
+    /// Data directory (created if missing): the embedded log, and the checkpoint signing key.
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
+    /// Where the log lives: `embedded` (segment files in --data, one collector) or a
+    /// PostgreSQL connection string (`postgres://user:password@host:port/db`, shared by a
+    /// group of collectors). Prefer the environment variable: a password on the command line
+    /// is visible to every user of the host.
+    #[arg(
+        long,
+        value_name = "embedded|URL",
+        env = "RECORDER_STORE",
+        default_value = "embedded",
+        hide_env_values = true
+    )]
+    pub store: String,
     /// CA certificate that client certificates must chain to (PEM).
     #[arg(long, value_name = "FILE")]
     pub tls_ca: PathBuf,
@@ -51,8 +71,16 @@ pub(crate) struct CollectorArgs {
 
 pub(crate) fn run(args: CollectorArgs) -> anyhow::Result<()> {
     let defaults = CheckpointPolicy::default();
+    let store = match args.store.as_str() {
+        "embedded" => StoreLocation::Embedded,
+        url if is_postgres_url(url) => StoreLocation::Postgres(url.to_string()),
+        other => anyhow::bail!(
+            "--store {other:?}: give `embedded` or a postgres:// (or postgresql://) connection string"
+        ),
+    };
     let plan = CollectorPlan {
         listen: args.listen,
+        store,
         data: args.data,
         ca: args.tls_ca,
         cert: args.tls_cert,

@@ -21,6 +21,8 @@ use recorder_store::{
 Examples:
   # offline, on a data directory (or a copy of one); pin the key an auditor recorded earlier
   recorder verify --data /var/lib/recorder --public-key 3b6a27bc…
+  # directly on a group's PostgreSQL database (read only; ingest goes on meanwhile)
+  recorder verify --store 'postgres://auditor@db.example/recorder' --public-key 3b6a27bc…
   # online, through the collector (operator certificate)
   recorder verify --collector https://collector.example:7443 --tls-ca ca.pem --tls-cert alice.pem --tls-key alice-key.pem
   # ...and prove that today's log extends the one seen last time (kept in the file)
@@ -32,8 +34,11 @@ Merkle root of every signed checkpoint and every signature. Prints each problem 
 there is any; exits 0 and prints a summary if the log is intact.")]
 pub(crate) struct VerifyArgs {
     /// The collector's data directory (offline check).
-    #[arg(long, value_name = "DIR", conflicts_with = "collector")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["collector", "store"])]
     pub data: Option<PathBuf>,
+    /// A PostgreSQL log, checked directly in one snapshot (read only): `postgres://…`.
+    #[arg(long, value_name = "URL", conflicts_with = "collector")]
+    pub store: Option<String>,
     /// Expected checkpoint public key (hex, or a file holding it); default: the data
     /// directory's checkpoint-key.pub, or the key the collector reports.
     #[arg(long, value_name = "HEX|FILE")]
@@ -71,6 +76,9 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     let pinned = pinned_key(args.public_key.as_deref())?;
     if let Some(dir) = &args.data {
         return offline(dir, pinned.as_deref());
+    }
+    if let Some(url) = &args.store {
+        return offline_postgres(url, pinned);
     }
     let (Some(url), Some(ca), Some(cert), Some(key)) =
         (&args.collector, &args.tls_ca, &args.tls_cert, &args.tls_key)
@@ -237,6 +245,38 @@ fn offline(dir: &std::path::Path, pinned: Option<&[u8]>) -> anyhow::Result<()> {
         scan.leaves.len() as u64,
         scan.checkpoints.len() as u64,
         latest,
+    )
+}
+
+fn offline_postgres(url: &str, pinned: Option<Vec<u8>>) -> anyhow::Result<()> {
+    use recorder_store_postgres::{PgLog, is_postgres_url, redact};
+    if !is_postgres_url(url) {
+        bail!("--store {url:?}: give a postgres:// (or postgresql://) connection string");
+    }
+    let (v, latest, was_pinned) = block_on(async {
+        let (log, was_pinned) = PgLog::open_to_read(url, pinned)
+            .await
+            .with_context(|| redact(url))?;
+        let v = log.verify().await.with_context(|| redact(url))?;
+        let latest = log.latest_checkpoint().await?;
+        Ok::<_, anyhow::Error>((v, latest, was_pinned))
+    })??;
+    if !was_pinned {
+        eprintln!(
+            "recorder: checkpoints checked against the key the database names; pin the key with --public-key to rule out a changed key"
+        );
+    }
+    if v.waiting > 0 {
+        eprintln!(
+            "recorder: {} records are stored but not yet placed in the log by a sequencer (not checked)",
+            v.waiting
+        );
+    }
+    report(
+        &v.problems,
+        v.records,
+        v.checkpoints,
+        latest.map(|c| (c.tree_size, c.root)),
     )
 }
 

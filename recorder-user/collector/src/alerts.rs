@@ -65,8 +65,14 @@ impl Engine {
         }
     }
 
-    /// Never blocks: webhook delivery is queued.
-    pub(crate) fn evaluate(&self, rec: &Arc<StoredRecord>, events: &broadcast::Sender<Arc<Event>>) {
+    /// Never blocks: webhook delivery is queued. `deliver` is false on the collectors of a group
+    /// that do not sequence: they show alerts to their watchers, the sequencer sends them.
+    pub(crate) fn evaluate(
+        &self,
+        rec: &Arc<StoredRecord>,
+        events: &broadcast::Sender<Arc<Event>>,
+        deliver: bool,
+    ) {
         for rule in self.rules.iter().filter(|r| r.matches(&rec.record)) {
             let alert = Alert {
                 rule: rule.name.clone(),
@@ -83,7 +89,7 @@ impl Engine {
                 )
                 .inc();
             tracing::info!(rule = %rule.name, index = rec.index, "alert");
-            if !self.queues.is_empty() {
+            if deliver && !self.queues.is_empty() {
                 let body = serde_json::to_vec(&alert.to_json()).unwrap_or_default();
                 for q in &self.queues {
                     q.push(body.clone());

@@ -3,9 +3,11 @@
 //! a timer and on shutdown. Each incoming line is read into its record once, by the store; the
 //! record then goes to the session index, the alert rules and the watch stream.
 mod alerts;
+mod log;
 mod metrics;
 mod rules;
 mod service;
+mod tail;
 mod webhook;
 mod wire;
 
@@ -25,8 +27,12 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use recorder_api::{proto::v1::collector_server::CollectorServer, tls};
 pub use recorder_store::CheckpointPolicy;
-use recorder_store::{Store, StoreError, StoredRecord};
+use recorder_store::{Store, StoreError, StoredRecord, integrity::checkpoint::Signer};
+use recorder_store_postgres::{PgError, PgLog, Sequencer};
+pub use recorder_store_postgres::{is_postgres_url, redact};
 pub use rules::RulesError;
+
+use crate::log::Log;
 
 /// What the watch stream carries.
 #[derive(Debug)]
@@ -39,6 +45,8 @@ enum Event {
 pub enum CollectorError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{}: {source}", redact(.url))]
+    Postgres { url: String, source: PgError },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
@@ -55,9 +63,20 @@ pub enum CollectorError {
 /// Segment file size when the configuration does not say.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Where the log lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// Segment files in the data directory: one collector.
+    Embedded,
+    /// A PostgreSQL database shared by a group of collectors (a `postgres://` URL).
+    Postgres(String),
+}
+
 /// Everything `recorder collector` was asked to do.
 pub struct CollectorPlan {
     pub listen: SocketAddr,
+    pub store: StoreLocation,
+    /// The data directory: the embedded log, and the checkpoint signing key (both stores).
     pub data: PathBuf,
     pub ca: PathBuf,
     pub cert: PathBuf,
@@ -95,16 +114,11 @@ pub async fn serve(
         Some(path) => Some(rules::Rules::load(path)?),
         None => None,
     };
-    let data = plan.data.clone();
-    let (segment_bytes, policy) = (plan.segment_bytes, plan.checkpoint);
-    let store = tokio::task::spawn_blocking(move || Store::open(&data, segment_bytes, policy))
-        .await
-        .map_err(|e| CollectorError::Serve(e.to_string()))??;
-    let metrics = metrics::CollectorMetrics::new();
-    metrics.records.set(store.len());
-    let store = Arc::new(Mutex::new(store));
     let (events, _) = broadcast::channel(4096);
     let engine = rules.map(|r| Arc::new(alerts::Engine::start(r)));
+    let metrics = metrics::CollectorMetrics::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (log, sequencer) = open_log(&plan, &metrics, &events, engine.as_ref(), &stop_rx).await?;
     if let Some(addr) = plan.metrics_addr {
         // Ready from the start: the store is open, and a collector serves as soon as it listens.
         recorder_api::http::spawn(addr, Arc::new(std::sync::atomic::AtomicBool::new(true)))
@@ -125,14 +139,16 @@ pub async fn serve(
             source,
         })?;
     on_listen(local);
-    tracing::info!(%local, data = %plan.data.display(), "collector listening (mTLS only)");
+    tracing::info!(%local, data = %plan.data.display(), store = ?redact_location(&plan.store), "collector listening (mTLS only)");
 
     let (conn_tx, conn_rx) = tokio::sync::mpsc::channel(64);
     spawn_acceptor(listener, TlsAcceptor::from(config), conn_tx);
-    spawn_checkpoint_ticker(store.clone());
+    if let Log::Embedded(store) = &log {
+        spawn_checkpoint_ticker(store.clone());
+    }
 
     let service = service::Service {
-        store: store.clone(),
+        log: log.clone(),
         events,
         alerts: engine,
         metrics,
@@ -140,7 +156,6 @@ pub async fn serve(
     };
     // Stop accepting on the signal; give open streams (watchers) a few seconds, then stop anyway
     // so the final checkpoint is always written.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -159,15 +174,105 @@ pub async fn serve(
         served = server => served.map_err(|e| CollectorError::Serve(tls::error_chain(&e)))?,
         () = grace => tracing::warn!("streams still open 5 s after the stop signal; stopping anyway"),
     }
-    let result = store
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .checkpoint();
-    if let Ok(Some(cp)) = &result {
-        tracing::info!(tree_size = cp.tree_size, root = %cp.root, "final checkpoint written");
+    match log {
+        Log::Embedded(store) => {
+            let result = store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .checkpoint();
+            if let Ok(Some(cp)) = &result {
+                tracing::info!(tree_size = cp.tree_size, root = %cp.root, "final checkpoint written");
+            }
+            result?;
+        }
+        Log::Postgres(_) => {
+            // The stop signal reached the sequencer too: it publishes the final checkpoint if
+            // it holds the lease, and hands the lease over.
+            if let Some(task) = sequencer {
+                let _ = task.await;
+            }
+        }
     }
-    result?;
     Ok(())
+}
+
+fn redact_location(store: &StoreLocation) -> String {
+    match store {
+        StoreLocation::Embedded => "embedded".to_string(),
+        StoreLocation::Postgres(url) => redact(url),
+    }
+}
+
+/// Opens the log; on PostgreSQL also starts this collector's sequencer (stopped by `stop`) and
+/// the tail that brings every collector's records to this one's watchers and alert rules.
+async fn open_log(
+    plan: &CollectorPlan,
+    metrics: &metrics::CollectorMetrics,
+    events: &broadcast::Sender<Arc<Event>>,
+    engine: Option<&Arc<alerts::Engine>>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<(Log, Option<tokio::task::JoinHandle<()>>), CollectorError> {
+    let data = plan.data.clone();
+    match &plan.store {
+        StoreLocation::Embedded => {
+            let (segment_bytes, policy) = (plan.segment_bytes, plan.checkpoint);
+            let store =
+                tokio::task::spawn_blocking(move || Store::open(&data, segment_bytes, policy))
+                    .await
+                    .map_err(|e| CollectorError::Serve(e.to_string()))??;
+            metrics.records.set(store.len());
+            Ok((Log::Embedded(Arc::new(Mutex::new(store))), None))
+        }
+        StoreLocation::Postgres(url) => {
+            std::fs::create_dir_all(&data).map_err(|source| StoreError::Io {
+                path: data.clone(),
+                source,
+            })?;
+            let signer = Signer::load_or_create(&data).map_err(StoreError::from)?;
+            let pg = PgLog::open(url, signer, plan.checkpoint)
+                .await
+                .map_err(|source| CollectorError::Postgres {
+                    url: url.clone(),
+                    source,
+                })?;
+            let size = pg
+                .placed()
+                .await
+                .map_err(|source| CollectorError::Postgres {
+                    url: url.clone(),
+                    source,
+                })?;
+            metrics.records.set(size);
+            let leading = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let sequencer =
+                Sequencer::new(pg.clone(), collector_name(plan.listen), leading.clone()).map_err(
+                    |source| CollectorError::Postgres {
+                        url: url.clone(),
+                        source,
+                    },
+                )?;
+            let task = tokio::spawn(sequencer.run(stop.clone()));
+            tail::spawn(
+                pg.clone(),
+                size,
+                events.clone(),
+                engine.cloned(),
+                leading,
+                metrics.clone(),
+            );
+            tracing::info!(records = size, "PostgreSQL store opened");
+            Ok((Log::Postgres(pg), Some(task)))
+        }
+    }
+}
+
+/// How the lease names this collector: host name, process and port, so an operator reading
+/// the lease row knows which one sequences.
+fn collector_name(listen: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!("{host}:{}:{}", std::process::id(), listen.port())
 }
 
 /// Accepts connections and passes each on to `conn_tx` once its TLS handshake is done. Every

@@ -32,11 +32,13 @@ impl CollectorMetrics {
         }
     }
 
-    pub(crate) fn batch(&self, stored: u64, duplicates: u64) {
+    /// A batch: `placed` of its records are in the log already (the embedded store places at
+    /// once; on PostgreSQL the tail counts them as the sequencer places them).
+    pub(crate) fn batch(&self, stored: u64, duplicates: u64, placed: u64) {
         self.batches.inc();
         self.stored.add(stored);
         self.duplicates.add(duplicates);
-        self.records.set(self.records.get() + stored);
+        self.records.set(self.records.get() + placed);
     }
 
     /// Counts a refusal. The counter of each reason is registered the first time it happens.

@@ -1,9 +1,6 @@
 //! The gRPC service. Every call first establishes who is calling from the verified client
 //! certificate (role = OU, name = CN) and refuses what that role may not do.
-use std::{
-    pin::Pin,
-    sync::{Arc, Mutex, MutexGuard},
-};
+use std::{pin::Pin, sync::Arc};
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -15,12 +12,12 @@ use recorder_api::{
     tls,
 };
 use recorder_record::hex;
-use recorder_store::{Store, StoreError, StoredRecord, index::SessionFilter, scan, segment};
+use recorder_store::{StoredRecord, index::SessionFilter};
 
-use crate::{Event, alerts::Engine, metrics::CollectorMetrics, wire::stored_record};
+use crate::{Event, alerts::Engine, log::Log, metrics::CollectorMetrics, wire::stored_record};
 
 pub(crate) struct Service {
-    pub store: Arc<Mutex<Store>>,
+    pub log: Log,
     pub events: broadcast::Sender<Arc<Event>>,
     pub alerts: Option<Arc<Engine>>,
     pub metrics: CollectorMetrics,
@@ -65,21 +62,6 @@ impl Service {
         }
         Ok(who)
     }
-
-    fn lock(&self) -> MutexGuard<'_, Store> {
-        self.store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-#[expect(
-    clippy::needless_pass_by_value,
-    reason = "made to be passed to `map_err`, which hands over the error by value"
-)]
-fn internal(e: StoreError) -> Status {
-    tracing::error!(error = %e, "store error");
-    Status::internal(e.to_string())
 }
 
 #[tonic::async_trait]
@@ -93,8 +75,8 @@ impl Collector for Service {
         let who = self.require(&req, Role::Agent, "ingest")?;
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
-        let (store, events, alerts, metrics) = (
-            self.store.clone(),
+        let (log, events, alerts, metrics) = (
+            self.log.clone(),
             self.events.clone(),
             self.alerts.clone(),
             self.metrics.clone(),
@@ -109,7 +91,7 @@ impl Collector for Service {
                         break;
                     }
                 };
-                let reply = ingest_batch(&who, batch, &store, &metrics).await;
+                let reply = ingest_batch(&who, batch, &log, &metrics).await;
                 match reply {
                     Ok((ack, stored)) => {
                         for rec in stored {
@@ -117,7 +99,7 @@ impl Collector for Service {
                             // The record first, then the alerts it raises. No watcher is not an error.
                             let _ = events.send(Arc::new(Event::Record(rec.clone())));
                             if let Some(engine) = &alerts {
-                                engine.evaluate(&rec, &events);
+                                engine.evaluate(&rec, &events, true);
                             }
                         }
                         if tx.send(Ok(ack)).await.is_err() {
@@ -140,32 +122,30 @@ impl Collector for Service {
     ) -> Result<Response<v1::ListSessionsResponse>, Status> {
         self.require(&req, Role::Operator, "listing sessions")?;
         let q = req.into_inner();
-        let store = self.lock();
-        let mut sessions: Vec<v1::Session> = store
-            .sessions()
-            .list(&SessionFilter {
-                identity: &q.identity,
-                host: &q.host,
-                since_unix_ns: q.since_unix_ns,
-                namespace: &q.namespace,
-                pod: &q.pod,
-            })
+        let filter = SessionFilter {
+            identity: &q.identity,
+            host: &q.host,
+            since_unix_ns: q.since_unix_ns,
+            namespace: &q.namespace,
+            pod: &q.pod,
+        };
+        let sessions = self
+            .log
+            .sessions(&filter, q.limit)
+            .await?
             .into_iter()
             .map(|s| v1::Session {
-                host: s.host.clone(),
-                session: s.session.clone(),
-                identity: s.identity.clone(),
+                host: s.host,
+                session: s.session,
+                identity: s.identity,
                 first_time: s.first_time.to_string(),
                 last_time: s.last_time.to_string(),
                 commands: s.commands,
-                records: s.positions.len() as u64,
-                namespace: s.namespace.clone(),
-                pod: s.pod.clone(),
+                records: s.records,
+                namespace: s.namespace,
+                pod: s.pod,
             })
             .collect();
-        if q.limit > 0 {
-            sessions.truncate(q.limit as usize);
-        }
         Ok(Response::new(v1::ListSessionsResponse { sessions }))
     }
 
@@ -177,29 +157,13 @@ impl Collector for Service {
     ) -> Result<Response<Self::GetSessionStream>, Status> {
         self.require(&req, Role::Operator, "replay")?;
         let q = req.into_inner();
-        let store = self.store.clone();
-        let records = tokio::task::spawn_blocking(move || {
-            let mut store = store
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let positions = match store.sessions().find(&q.session, &q.host) {
-                Ok(Some(s)) => s.positions.clone(),
-                Ok(None) => return Err(Status::not_found(format!("no session {:?}", q.session))),
-                Err(hosts) => {
-                    return Err(Status::failed_precondition(format!(
-                        "session {:?} exists on several hosts ({}); name one with --host",
-                        q.session,
-                        hosts.join(", ")
-                    )));
-                }
-            };
-            positions
-                .into_iter()
-                .map(|i| store.read(i).map(|r| stored_record(&r)).map_err(internal))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))??;
+        let records: Vec<v1::StoredRecord> = self
+            .log
+            .session(q.session, q.host)
+            .await?
+            .iter()
+            .map(stored_record)
+            .collect();
         Ok(Response::new(Box::pin(tokio_stream::iter(
             records.into_iter().map(Ok),
         ))))
@@ -214,39 +178,27 @@ impl Collector for Service {
         self.require(&req, Role::Operator, "export")?;
         let q = req.into_inner();
         let (tx, rx) = mpsc::channel(4);
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut next = q.from_index;
-            let end = |len: u64| {
-                if q.limit == 0 {
-                    len
-                } else {
-                    len.min(q.from_index.saturating_add(q.limit))
-                }
+        let log = self.log.clone();
+        tokio::spawn(async move {
+            let end = match q.limit {
+                0 => u64::MAX,
+                n => q.from_index.saturating_add(n),
             };
-            loop {
-                // Read in chunks so ingest is not held up by a long export.
-                let chunk: Result<Vec<_>, Status> = {
-                    let mut store = store
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let stop = end(store.len()).min(next + 1000);
-                    (next..stop)
-                        .map(|i| store.read(i).map(|r| stored_record(&r)).map_err(internal))
-                        .collect()
-                };
-                match chunk {
+            let mut next = q.from_index;
+            // In chunks, so a long export holds up no ingest; it ends where the log ended when
+            // the chunk was read.
+            while next < end {
+                let chunk = match log.read_range(next, end.min(next + 1000)).await {
                     Ok(c) if c.is_empty() => break,
-                    Ok(c) => {
-                        next += c.len() as u64;
-                        for r in c {
-                            if tx.blocking_send(Ok(r)).is_err() {
-                                return;
-                            }
-                        }
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
                     }
-                    Err(s) => {
-                        let _ = tx.blocking_send(Err(s));
+                };
+                next += chunk.len() as u64;
+                for r in &chunk {
+                    if tx.send(Ok(stored_record(r))).await.is_err() {
                         return;
                     }
                 }
@@ -310,16 +262,17 @@ impl Collector for Service {
         req: Request<v1::GetCheckpointRequest>,
     ) -> Result<Response<v1::Checkpoint>, Status> {
         self.require(&req, Role::Operator, "reading checkpoints")?;
-        let store = self.lock();
-        let cp = store
+        let cp = self
+            .log
             .latest_checkpoint()
+            .await?
             .ok_or_else(|| Status::not_found("no checkpoint yet: nothing stored"))?;
         Ok(Response::new(v1::Checkpoint {
             tree_size: cp.tree_size,
             root: cp.root_hash().map(|h| h.to_vec()).unwrap_or_default(),
             time: cp.time.clone(),
             signature: hex::decode(&cp.signature).unwrap_or_default(),
-            public_key: store.public_key(),
+            public_key: self.log.public_key(),
         }))
     }
 
@@ -330,8 +283,9 @@ impl Collector for Service {
         self.require(&req, Role::Operator, "reading proofs")?;
         let q = req.into_inner();
         let (leaf, path) = self
-            .lock()
+            .log
             .inclusion_proof(q.index, q.tree_size)
+            .await?
             .ok_or_else(|| {
                 Status::out_of_range(format!(
                     "no record {} in a tree of size {}",
@@ -353,8 +307,9 @@ impl Collector for Service {
         self.require(&req, Role::Operator, "reading proofs")?;
         let q = req.into_inner();
         let path = self
-            .lock()
+            .log
             .consistency_proof(q.old_size, q.new_size)
+            .await?
             .ok_or_else(|| {
                 Status::out_of_range(format!(
                     "no consistency proof from {} to {}",
@@ -373,43 +328,13 @@ impl Collector for Service {
         req: Request<v1::VerifyRequest>,
     ) -> Result<Response<v1::VerifyResponse>, Status> {
         self.require(&req, Role::Operator, "verify")?;
-        let store = self.store.clone();
-        let resp = tokio::task::spawn_blocking(move || {
-            // Holding the store keeps the files still while they are read.
-            let store = store
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let key = store.public_key();
-            let scan = scan::scan(store.dir(), Some(&key), |_, _| {})
-                .map_err(|e| Status::internal(e.to_string()))?;
-            let mut problems: Vec<String> = scan
-                .problems
-                .iter()
-                .map(std::string::ToString::to_string)
-                .collect();
-            if let Some((seg, off)) = scan.torn_tail {
-                problems.push(format!(
-                    "segments/{} byte offset {off}: incomplete record at the end",
-                    segment::segment_name(seg)
-                ));
-            }
-            if scan.leaves.len() as u64 != store.len() {
-                problems.push(format!(
-                    "the log on disk holds {} records but the collector stored {}",
-                    scan.leaves.len(),
-                    store.len()
-                ));
-            }
-            Ok::<_, Status>(v1::VerifyResponse {
-                ok: problems.is_empty(),
-                records: scan.leaves.len() as u64,
-                checkpoints: scan.checkpoints.len() as u64,
-                problems,
-            })
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))??;
-        Ok(Response::new(resp))
+        let v = self.log.verify().await?;
+        Ok(Response::new(v1::VerifyResponse {
+            ok: v.problems.is_empty(),
+            records: v.records,
+            checkpoints: v.checkpoints,
+            problems: v.problems,
+        }))
     }
 }
 
@@ -417,7 +342,7 @@ impl Collector for Service {
 async fn ingest_batch(
     who: &Peer,
     batch: v1::IngestBatch,
-    store: &Arc<Mutex<Store>>,
+    log: &Log,
     metrics: &CollectorMetrics,
 ) -> Result<(v1::IngestAck, Vec<StoredRecord>), Status> {
     if batch.host != who.name {
@@ -434,19 +359,15 @@ async fn ingest_batch(
             "the batch's boot (stream id) must be 1 to 128 characters",
         ));
     }
-    let store = store.clone();
     let n = batch.lines.len() as u64;
-    let outcome = tokio::task::spawn_blocking(move || {
-        let mut store = store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let host = batch.host.clone();
-        let out = store.append(
-            &batch.host,
-            &batch.boot,
+    let host = batch.host.clone();
+    let out = log
+        .append(
+            batch.host,
+            batch.boot.clone(),
             batch.first_sequence,
-            &batch.lines,
-            |record| {
+            batch.lines,
+            move |record| {
                 if record.host == host {
                     Ok(())
                 } else {
@@ -456,29 +377,21 @@ async fn ingest_batch(
                     ))
                 }
             },
-        );
-        let acked = store.acked(&batch.host, &batch.boot);
-        (out, acked, batch.boot)
-    })
-    .await
-    .map_err(|e| Status::internal(e.to_string()))?;
-    let (out, acked, boot) = outcome;
-    let out = match out {
-        Ok(o) => o,
-        Err(e @ StoreError::BadRecord { .. }) => {
-            CollectorMetrics::rejected("invalid");
-            return Err(Status::invalid_argument(e.to_string()));
-        }
-        Err(e) => return Err(internal(e)),
-    };
-    metrics.batch(out.stored.len() as u64, out.duplicates);
-    debug_assert_eq!(out.stored.len() as u64 + out.duplicates, n);
+        )
+        .await
+        .inspect_err(|e| {
+            if e.is_bad_record() {
+                CollectorMetrics::rejected("invalid");
+            }
+        })?;
+    metrics.batch(out.stored, out.duplicates, out.placed.len() as u64);
+    debug_assert_eq!(out.stored + out.duplicates, n);
     let ack = v1::IngestAck {
-        boot,
-        acked_sequence: acked.unwrap_or(0),
-        stored_any: acked.is_some(),
-        stored: out.stored.len() as u64,
+        boot: batch.boot,
+        acked_sequence: out.acked.unwrap_or(0),
+        stored_any: out.acked.is_some(),
+        stored: out.stored,
         duplicates: out.duplicates,
     };
-    Ok((ack, out.stored))
+    Ok((ack, out.placed))
 }

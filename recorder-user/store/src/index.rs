@@ -12,11 +12,14 @@ pub struct SessionSummary {
     pub first_time: Timestamp,
     pub last_time: Timestamp,
     pub commands: u64,
+    /// Records of the session.
+    pub records: u64,
     /// The Kubernetes namespace and pod its processes ran in (empty off Kubernetes): taken
     /// from the first record that names them.
     pub namespace: String,
     pub pod: String,
-    /// Log indexes of the session's records, in log order.
+    /// Log indexes of the session's records, in log order (the embedded store's index; a store
+    /// that reads them from its database leaves this empty).
     pub positions: Vec<u64>,
 }
 
@@ -60,6 +63,7 @@ impl SessionIndex {
             first_time: record.time,
             last_time: record.time,
             commands: 0,
+            records: 0,
             namespace: String::new(),
             pod: String::new(),
             positions: Vec::new(),
@@ -75,6 +79,7 @@ impl SessionIndex {
         if record.kind().is_command() {
             s.commands += 1;
         }
+        s.records += 1;
         s.positions.push(index);
     }
 

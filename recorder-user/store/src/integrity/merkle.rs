@@ -1,7 +1,15 @@
 //! The RFC 6962 Merkle tree over the whole log: leaf hash = SHA-256(0x00 || entry), node hash =
 //! SHA-256(0x01 || left || right), a tree of n leaves split at the largest power of two below n.
 //! `Frontier` keeps only the roots of the perfect subtrees of the current size, so appending and
-//! computing the root cost O(log n); proofs are computed from the stored leaf hashes.
+//! computing the root cost O(log n).
+//!
+//! Proofs: every hash of an RFC 6962 proof is the tree head of a range of leaves, and every such
+//! range starts at a multiple of a power of two at least its length, so it is the fold of at most
+//! log n perfect subtrees ([`NodeId`]). A store that keeps its perfect subtrees' hashes (the
+//! leaves, and each node once both its children exist) serves a proof by reading O(log n) of
+//! them: [`inclusion_ranges`]/[`consistency_ranges`] say which ranges, [`nodes_of`] which nodes,
+//! [`assemble`] folds what was read into the proof. The slice functions below compute the same
+//! from all leaves and are kept as the reference the tests compare with.
 use sha2::{Digest, Sha256};
 
 pub type Hash = [u8; 32];
@@ -40,16 +48,45 @@ impl Frontier {
     }
 
     pub fn push(&mut self, leaf: Hash) {
+        self.push_with(leaf, |_, _| {});
+    }
+
+    /// Appends a leaf and hands every node it completes (level 1 and up) to `completed`.
+    pub fn push_with(&mut self, leaf: Hash, mut completed: impl FnMut(NodeId, &Hash)) {
         let mut node = leaf;
         let mut size = self.size;
+        let mut level = 0u8;
         // Merge with equal-sized peaks, as a binary counter carries.
         while size & 1 == 1 {
             let left = self.peaks.pop().unwrap_or(node);
             node = node_hash(&left, &node);
             size >>= 1;
+            level += 1;
+            completed(
+                NodeId {
+                    level,
+                    index: self.size >> level,
+                },
+                &node,
+            );
         }
         self.peaks.push(node);
         self.size += 1;
+    }
+
+    /// The perfect subtrees a tree of `size` leaves is made of, largest first: what a store reads
+    /// back to resume appending without reading every leaf.
+    pub fn peak_nodes(size: u64) -> Vec<NodeId> {
+        nodes_of(0, size)
+    }
+
+    /// The frontier of a tree of `size` leaves from the hashes of its [`Frontier::peak_nodes`].
+    pub fn from_peaks(size: u64, peaks: Vec<Hash>) -> Option<Self> {
+        (peaks.len() == size.count_ones() as usize).then_some(Self { size, peaks })
+    }
+
+    pub fn peaks(&self) -> &[Hash] {
+        &self.peaks
     }
 
     /// The RFC 6962 tree head of the leaves pushed so far.
@@ -60,6 +97,115 @@ impl Frontier {
         };
         iter.fold(*last, |acc, peak| node_hash(peak, &acc))
     }
+}
+
+/// A perfect subtree: the leaves `index << level .. (index + 1) << level`. Level 0 is a leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId {
+    pub level: u8,
+    pub index: u64,
+}
+
+/// The perfect subtrees that make up the leaves `lo..hi`, left to right. For the ranges of a
+/// proof (and for `0..n`) their fold is the range's tree head.
+pub fn nodes_of(mut lo: u64, hi: u64) -> Vec<NodeId> {
+    let mut out = Vec::new();
+    while lo < hi {
+        let len = hi - lo;
+        // The largest power of two that both divides `lo` and fits in what is left.
+        let fits = len.ilog2();
+        let level = if lo == 0 {
+            fits
+        } else {
+            fits.min(lo.trailing_zeros())
+        };
+        out.push(NodeId {
+            level: level as u8,
+            index: lo >> level,
+        });
+        lo += 1 << level;
+    }
+    out
+}
+
+/// The tree head of perfect subtrees given left to right (the fold `Frontier::root` does).
+pub fn fold(nodes: &[Hash]) -> Hash {
+    let mut iter = nodes.iter().rev();
+    let Some(last) = iter.next() else {
+        return empty_root();
+    };
+    iter.fold(*last, |acc, left| node_hash(left, &acc))
+}
+
+/// The leaf ranges whose tree heads make the audit path of leaf `index` in a tree of `size`
+/// leaves, in the path's order; None if the leaf is outside the tree.
+pub fn inclusion_ranges(index: u64, size: u64) -> Option<Vec<(u64, u64)>> {
+    fn rec(lo: u64, hi: u64, m: u64, out: &mut Vec<(u64, u64)>) {
+        if hi - lo <= 1 {
+            return;
+        }
+        let k = lo + split(hi - lo);
+        if m < k {
+            rec(lo, k, m, out);
+            out.push((k, hi));
+        } else {
+            rec(k, hi, m, out);
+            out.push((lo, k));
+        }
+    }
+    if index >= size {
+        return None;
+    }
+    let mut out = Vec::new();
+    rec(0, size, index, &mut out);
+    Some(out)
+}
+
+/// The leaf ranges whose tree heads make the consistency proof from `old` to `size` leaves.
+pub fn consistency_ranges(old: u64, size: u64) -> Option<Vec<(u64, u64)>> {
+    fn rec(lo: u64, hi: u64, m: u64, complete: bool, out: &mut Vec<(u64, u64)>) {
+        if m == hi {
+            if !complete {
+                out.push((lo, hi));
+            }
+            return;
+        }
+        let k = lo + split(hi - lo);
+        if m <= k {
+            rec(lo, k, m, complete, out);
+            out.push((k, hi));
+        } else {
+            rec(k, hi, m, false, out);
+            out.push((lo, k));
+        }
+    }
+    if old > size {
+        return None;
+    }
+    let mut out = Vec::new();
+    if old > 0 && old < size {
+        rec(0, size, old, true, &mut out);
+    }
+    Some(out)
+}
+
+/// Every node the ranges need, each once, sorted.
+pub fn nodes_for(ranges: &[(u64, u64)]) -> Vec<NodeId> {
+    let mut ids: Vec<NodeId> = ranges.iter().flat_map(|&(a, b)| nodes_of(a, b)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// The proof from the ranges and the nodes read for them; None if `node` lacks one.
+pub fn assemble(ranges: &[(u64, u64)], node: impl Fn(NodeId) -> Option<Hash>) -> Option<Vec<Hash>> {
+    ranges
+        .iter()
+        .map(|&(a, b)| {
+            let hashes: Option<Vec<Hash>> = nodes_of(a, b).into_iter().map(&node).collect();
+            hashes.map(|h| fold(&h))
+        })
+        .collect()
 }
 
 /// MTH(D[lo..hi]) over stored leaf hashes.
@@ -248,6 +394,63 @@ mod tests {
 
     fn leaves() -> Vec<Hash> {
         LEAVES.iter().map(|l| leaf_hash(l)).collect()
+    }
+
+    /// Every node of the tree over `leaves`, as a store keeps them.
+    fn stored_nodes(leaves: &[Hash]) -> std::collections::HashMap<NodeId, Hash> {
+        let mut nodes = std::collections::HashMap::new();
+        let mut f = Frontier::default();
+        for (i, leaf) in leaves.iter().enumerate() {
+            nodes.insert(
+                NodeId {
+                    level: 0,
+                    index: i as u64,
+                },
+                *leaf,
+            );
+            f.push_with(*leaf, |id, h| {
+                nodes.insert(id, *h);
+            });
+        }
+        nodes
+    }
+
+    #[test]
+    fn proofs_from_stored_nodes_equal_proofs_from_all_leaves() {
+        let all: Vec<Hash> = (0..70u32).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+        let nodes = stored_nodes(&all);
+        let read = |id: NodeId| nodes.get(&id).copied();
+        for n in 1..=all.len() as u64 {
+            let leaves = &all[..n as usize];
+            let peaks: Vec<Hash> = Frontier::peak_nodes(n)
+                .into_iter()
+                .map(|id| read(id).unwrap())
+                .collect();
+            assert_eq!(fold(&peaks), subtree_root(leaves), "root {n}");
+            let resumed = Frontier::from_peaks(n, peaks).unwrap();
+            assert_eq!(resumed.root(), subtree_root(leaves));
+            for i in 0..n {
+                let ranges = inclusion_ranges(i, n).unwrap();
+                // O(log n): at most one range is not a single perfect subtree.
+                let log = 64 - n.leading_zeros() as usize;
+                assert!(nodes_for(&ranges).len() <= 2 * log, "{i}/{n}");
+                assert_eq!(
+                    assemble(&ranges, read),
+                    inclusion_proof(leaves, i),
+                    "inclusion {i}/{n}"
+                );
+            }
+            for m in 0..=n {
+                let ranges = consistency_ranges(m, n).unwrap();
+                assert_eq!(
+                    assemble(&ranges, read),
+                    consistency_proof(leaves, m),
+                    "consistency {m}->{n}"
+                );
+            }
+        }
+        assert_eq!(inclusion_ranges(5, 5), None);
+        assert_eq!(consistency_ranges(6, 5), None);
     }
 
     #[test]

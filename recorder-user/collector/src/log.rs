@@ -1,0 +1,299 @@
+//! The log behind the service: the embedded store (one collector, one data directory) or the
+//! PostgreSQL store (a group of collectors on one database). The service asks this one type;
+//! the differences stay here.
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use recorder_record::Record;
+use recorder_store::{
+    Store, StoreError, StoredRecord,
+    index::{SessionFilter, SessionSummary},
+    integrity::{Hash, checkpoint::Checkpoint},
+    scan, segment,
+};
+use recorder_store_postgres::{PgError, PgLog};
+use tonic::Status;
+
+#[derive(Clone)]
+pub(crate) enum Log {
+    Embedded(Arc<Mutex<Store>>),
+    Postgres(PgLog),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LogError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    #[error("{0}")]
+    Task(String),
+}
+
+impl LogError {
+    pub(crate) fn is_bad_record(&self) -> bool {
+        matches!(
+            self,
+            LogError::Store(StoreError::BadRecord { .. }) | LogError::Pg(PgError::BadRecord { .. })
+        )
+    }
+}
+
+impl From<LogError> for Status {
+    fn from(e: LogError) -> Self {
+        if e.is_bad_record() {
+            return Status::invalid_argument(e.to_string());
+        }
+        tracing::error!(error = %e, "store error");
+        match e {
+            // The database may come back: the agent keeps its records and retries (or fails
+            // over to another collector).
+            LogError::Pg(PgError::Db(_)) => Status::unavailable(e.to_string()),
+            _ => Status::internal(e.to_string()),
+        }
+    }
+}
+
+/// What one batch did.
+#[derive(Debug, Default)]
+pub(crate) struct Ingested {
+    pub stored: u64,
+    pub duplicates: u64,
+    /// The stream's highest stored sequence.
+    pub acked: Option<u64>,
+    /// The records placed in the log by this call (embedded store; on PostgreSQL records are
+    /// placed later by the sequencer and reach watchers from the tail).
+    pub placed: Vec<StoredRecord>,
+}
+
+/// What `verify` found.
+pub(crate) struct Verified {
+    pub records: u64,
+    pub checkpoints: u64,
+    pub problems: Vec<String>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, LogError> + Send + 'static,
+) -> Result<T, LogError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| LogError::Task(e.to_string()))?
+}
+
+fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
+    store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Log {
+    pub(crate) async fn append(
+        &self,
+        host: String,
+        boot: String,
+        first_sequence: u64,
+        lines: Vec<Vec<u8>>,
+        check: impl Fn(&Record) -> Result<(), String> + Send + 'static,
+    ) -> Result<Ingested, LogError> {
+        match self {
+            Log::Embedded(store) => {
+                let store = store.clone();
+                blocking(move || {
+                    let mut store = lock(&store);
+                    let out = store.append(&host, &boot, first_sequence, &lines, check)?;
+                    Ok(Ingested {
+                        stored: out.stored.len() as u64,
+                        duplicates: out.duplicates,
+                        acked: store.acked(&host, &boot),
+                        placed: out.stored,
+                    })
+                })
+                .await
+            }
+            Log::Postgres(pg) => {
+                let out = pg
+                    .append(&host, &boot, first_sequence, &lines, check)
+                    .await?;
+                Ok(Ingested {
+                    stored: out.stored,
+                    duplicates: out.duplicates,
+                    acked: out.acked,
+                    placed: Vec::new(),
+                })
+            }
+        }
+    }
+
+    pub(crate) async fn sessions(
+        &self,
+        filter: &SessionFilter<'_>,
+        limit: u32,
+    ) -> Result<Vec<SessionSummary>, LogError> {
+        match self {
+            Log::Embedded(store) => {
+                let store = lock(store);
+                let mut list: Vec<SessionSummary> =
+                    store.sessions().list(filter).into_iter().cloned().collect();
+                if limit > 0 {
+                    list.truncate(limit as usize);
+                }
+                Ok(list)
+            }
+            Log::Postgres(pg) => Ok(pg.sessions(filter, limit).await?),
+        }
+    }
+
+    /// A session's records in log order; the Status says what is wrong with the request.
+    pub(crate) async fn session(
+        &self,
+        session: String,
+        host: String,
+    ) -> Result<Vec<StoredRecord>, Status> {
+        let not_found = || Status::not_found(format!("no session {session:?}"));
+        let ambiguous = |hosts: &[String]| {
+            Status::failed_precondition(format!(
+                "session {session:?} exists on several hosts ({}); name one with --host",
+                hosts.join(", ")
+            ))
+        };
+        match self {
+            Log::Embedded(store) => {
+                let store = store.clone();
+                let (session_, host_) = (session.clone(), host.clone());
+                let found = blocking(move || {
+                    let mut store = lock(&store);
+                    let positions = match store.sessions().find(&session_, &host_) {
+                        Ok(Some(s)) => s.positions.clone(),
+                        Ok(None) => return Ok(Err(None)),
+                        Err(hosts) => return Ok(Err(Some(hosts))),
+                    };
+                    let records: Result<Vec<_>, StoreError> =
+                        positions.into_iter().map(|i| store.read(i)).collect();
+                    Ok(Ok(records?))
+                })
+                .await?;
+                match found {
+                    Ok(records) => Ok(records),
+                    Err(None) => Err(not_found()),
+                    Err(Some(hosts)) => Err(ambiguous(&hosts)),
+                }
+            }
+            Log::Postgres(pg) => {
+                let hosts = pg
+                    .session_hosts(&session, &host)
+                    .await
+                    .map_err(LogError::from)?;
+                match hosts.as_slice() {
+                    [] => Err(not_found()),
+                    [one] => Ok(pg
+                        .session_records(one, &session)
+                        .await
+                        .map_err(LogError::from)?),
+                    more => Err(ambiguous(more)),
+                }
+            }
+        }
+    }
+
+    /// Placed records `from..to` (fewer at the end of the log).
+    pub(crate) async fn read_range(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<StoredRecord>, LogError> {
+        match self {
+            Log::Embedded(store) => {
+                let store = store.clone();
+                blocking(move || {
+                    let mut store = lock(&store);
+                    let to = to.min(store.len());
+                    Ok((from..to)
+                        .map(|i| store.read(i))
+                        .collect::<Result<Vec<_>, _>>()?)
+                })
+                .await
+            }
+            Log::Postgres(pg) => Ok(pg.read_range(from, to).await?),
+        }
+    }
+
+    pub(crate) async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, LogError> {
+        match self {
+            Log::Embedded(store) => Ok(lock(store).latest_checkpoint().cloned()),
+            Log::Postgres(pg) => Ok(pg.latest_checkpoint().await?),
+        }
+    }
+
+    pub(crate) fn public_key(&self) -> Vec<u8> {
+        match self {
+            Log::Embedded(store) => lock(store).public_key(),
+            Log::Postgres(pg) => pg.public_key(),
+        }
+    }
+
+    pub(crate) async fn inclusion_proof(
+        &self,
+        index: u64,
+        tree_size: u64,
+    ) -> Result<Option<(Hash, Vec<Hash>)>, LogError> {
+        match self {
+            Log::Embedded(store) => Ok(lock(store).inclusion_proof(index, tree_size)),
+            Log::Postgres(pg) => Ok(pg.inclusion_proof(index, tree_size).await?),
+        }
+    }
+
+    pub(crate) async fn consistency_proof(
+        &self,
+        old: u64,
+        new: u64,
+    ) -> Result<Option<Vec<Hash>>, LogError> {
+        match self {
+            Log::Embedded(store) => Ok(lock(store).consistency_proof(old, new)),
+            Log::Postgres(pg) => Ok(pg.consistency_proof(old, new).await?),
+        }
+    }
+
+    pub(crate) async fn verify(&self) -> Result<Verified, LogError> {
+        match self {
+            Log::Embedded(store) => {
+                let store = store.clone();
+                blocking(move || {
+                    // Holding the store keeps the files still while they are read.
+                    let store = lock(&store);
+                    let key = store.public_key();
+                    let scan =
+                        scan::scan(store.dir(), Some(&key), |_, _| {}).map_err(StoreError::from)?;
+                    let mut problems: Vec<String> =
+                        scan.problems.iter().map(ToString::to_string).collect();
+                    if let Some((seg, off)) = scan.torn_tail {
+                        problems.push(format!(
+                            "segments/{} byte offset {off}: incomplete record at the end",
+                            segment::segment_name(seg)
+                        ));
+                    }
+                    if scan.leaves.len() as u64 != store.len() {
+                        problems.push(format!(
+                            "the log on disk holds {} records but the collector stored {}",
+                            scan.leaves.len(),
+                            store.len()
+                        ));
+                    }
+                    Ok(Verified {
+                        records: scan.leaves.len() as u64,
+                        checkpoints: scan.checkpoints.len() as u64,
+                        problems,
+                    })
+                })
+                .await
+            }
+            Log::Postgres(pg) => {
+                let v = pg.verify().await?;
+                Ok(Verified {
+                    records: v.records,
+                    checkpoints: v.checkpoints,
+                    problems: v.problems,
+                })
+            }
+        }
+    }
+}

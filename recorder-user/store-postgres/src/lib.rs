@@ -1,0 +1,254 @@
+//! The log on PostgreSQL, for a group of collectors that share one database.
+//!
+//! One log, several writers: every collector inserts the batches it receives as they come
+//! (the agent is acknowledged once that transaction committed; the unique (host, boot, seq)
+//! drops a batch sent again to another collector), and one of them, the sequencer, places
+//! them: in one transaction it gives each waiting record its log index, hash-chain link and
+//! Merkle leaf, stores the tree nodes they complete, and signs the new tree head. The
+//! sequencer holds a lease renewed every second; when it dies another collector takes the
+//! lease within [`LEASE`] and goes on from the stored head. Correctness never rests on the
+//! lease: each round locks the head row, so two sequencers would only take turns.
+//!
+//! Nothing grows in memory with the log: the frontier is read from the head row, proofs read
+//! O(log n) stored nodes, `verify` streams the records of one snapshot.
+mod ingest;
+mod read;
+mod schema;
+mod sequencer;
+mod verify;
+
+use std::{sync::Arc, time::Duration};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use recorder_store::{
+    CheckpointPolicy,
+    integrity::checkpoint::{CheckpointError, Signer},
+};
+use tokio_postgres::NoTls;
+
+pub use ingest::Appended;
+pub use sequencer::{LEASE, Sequencer};
+pub use verify::Verified;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("PostgreSQL: {0}")]
+    Db(String),
+    #[error("{0} is not a PostgreSQL connection string: {1}")]
+    Url(String, String),
+    #[error(
+        "the database holds schema version {found}; this collector knows versions up to {known}: run the newer collector"
+    )]
+    SchemaTooNew { found: i32, known: i32 },
+    #[error(
+        "this collector's signing key ({mine}) is not the group's ({theirs}): every collector writing to one database signs with the same key (copy checkpoint-key.p8 from the data directory of the first)"
+    )]
+    KeyMismatch { mine: String, theirs: String },
+    #[error("record with sequence {sequence}: {why}")]
+    BadRecord { sequence: u64, why: String },
+    #[error("log index {0} is not stored")]
+    NoSuchRecord(u64),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(
+        "the database has no recorder log (no schema_migrations table): is this the right database?"
+    )]
+    NotALog,
+    #[error("opened to read only: this collector cannot sequence")]
+    ReadOnly,
+}
+
+impl From<tokio_postgres::Error> for PgError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // The server's message (and its detail) says more than the client's wrapper.
+        match e.as_db_error() {
+            Some(db) => PgError::Db(match db.detail() {
+                Some(detail) => format!("{} ({detail})", db.message()),
+                None => db.message().to_string(),
+            }),
+            None => PgError::Db(error_chain(&e)),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for PgError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => PgError::Db(format!("connection pool: {other}")),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// Whether a `--store` value names a PostgreSQL database.
+pub fn is_postgres_url(store: &str) -> bool {
+    store.starts_with("postgres://") || store.starts_with("postgresql://")
+}
+
+/// The log in one PostgreSQL database, as one collector of the group sees it.
+#[derive(Clone)]
+pub struct PgLog {
+    pool: Pool,
+    /// The key checkpoints are checked against.
+    public_key: Vec<u8>,
+    /// The group's signing key: a collector has it, a reader (`verify --store`) does not.
+    signer: Option<Arc<Signer>>,
+    policy: CheckpointPolicy,
+}
+
+fn pool(url: &str) -> Result<Pool, PgError> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| PgError::Url(redact(url), e.to_string()))?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(16)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| PgError::Db(format!("connection pool: {e}")))
+}
+
+impl PgLog {
+    /// Connects, brings the schema up to date and checks that `signer` is the group's key (the
+    /// first collector to start records its public half).
+    pub async fn open(
+        url: &str,
+        signer: Signer,
+        policy: CheckpointPolicy,
+    ) -> Result<Self, PgError> {
+        let log = Self {
+            pool: pool(url)?,
+            public_key: signer.public_key(),
+            signer: Some(Arc::new(signer)),
+            policy,
+        };
+        let signer = log.signer()?;
+        let mut client = log.pool.get().await?;
+        schema::migrate(&mut client).await?;
+        log.claim_key(&client).await?;
+        sequencer::init_head(&client, &signer).await?;
+        Ok(log)
+    }
+
+    /// Connects to read only (an auditor's `verify --store`): changes nothing in the database.
+    /// Checkpoints are checked against `public_key`, or, when none is given, against the key
+    /// the database names (which proves less: whoever can change the database can change it;
+    /// the second value says which was used).
+    pub async fn open_to_read(
+        url: &str,
+        public_key: Option<Vec<u8>>,
+    ) -> Result<(Self, bool), PgError> {
+        let pool = pool(url)?;
+        let client = pool.get().await?;
+        let has_log = client
+            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+            .await?
+            .get::<_, bool>(0);
+        if !has_log {
+            return Err(PgError::NotALog);
+        }
+        let pinned = public_key.is_some();
+        let public_key = if let Some(k) = public_key {
+            k
+        } else {
+            let hex: String = client
+                .query_one("SELECT public_key FROM signing_key WHERE id = 1", &[])
+                .await?
+                .get(0);
+            recorder_record::hex::decode(&hex).unwrap_or_default()
+        };
+        drop(client);
+        Ok((
+            Self {
+                pool,
+                public_key,
+                signer: None,
+                policy: CheckpointPolicy::default(),
+            },
+            pinned,
+        ))
+    }
+
+    pub(crate) fn signer(&self) -> Result<Arc<Signer>, PgError> {
+        self.signer.clone().ok_or(PgError::ReadOnly)
+    }
+
+    async fn claim_key(&self, client: &tokio_postgres::Client) -> Result<(), PgError> {
+        let mine = recorder_record::hex::encode(&self.public_key);
+        client
+            .execute(
+                "INSERT INTO signing_key (id, public_key) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+                &[&mine],
+            )
+            .await?;
+        let theirs: String = client
+            .query_one("SELECT public_key FROM signing_key WHERE id = 1", &[])
+            .await?
+            .get(0);
+        if theirs == mine {
+            Ok(())
+        } else {
+            Err(PgError::KeyMismatch { mine, theirs })
+        }
+    }
+
+    pub fn public_key(&self) -> Vec<u8> {
+        self.public_key.clone()
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, PgError> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+/// The connection string with its password replaced, for messages and logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            redact("postgres://rec:s3cret@db:5432/log"),
+            "postgres://rec:***@db:5432/log"
+        );
+        assert_eq!(redact("postgres://rec@db/log"), "postgres://rec@db/log");
+        assert!(is_postgres_url("postgresql://x/y"));
+        assert!(!is_postgres_url("/var/lib/recorder"));
+    }
+}

@@ -1,0 +1,360 @@
+//! A group of collectors on one PostgreSQL 15 (Debian's, started on loopback by the tests):
+//! agents that fail over when a collector is killed, a database restarted mid-stream, and
+//! tampering in the database found by `verify`, which names the record. Real `recorder`
+//! processes, real certificates, mutual TLS; root only to run PostgreSQL as its own user.
+mod collector_support;
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use collector_support::*;
+use recorder_tests::postgres::Postgres;
+
+/// A new database on `pg`, as a connection string for `--store`.
+fn database(pg: &Postgres, name: &str) -> String {
+    pg.psql_admin(&format!("CREATE DATABASE {name}"));
+    format!("postgres://postgres@127.0.0.1:{}/{name}", pg.port)
+}
+
+fn count(pg: &Postgres, db: &str, sql: &str) -> u64 {
+    pg.query(db, sql).parse().unwrap_or(0)
+}
+
+/// A collector of the group: `--store URL`, checkpoints every second.
+fn group_collector(pki: &Pki, data: &Path, store: &str) -> Collector {
+    Collector::start(
+        pki,
+        data,
+        free_port(),
+        &["--store", store, "--checkpoint-secs", "1"],
+    )
+}
+
+/// The group's signing key, given to a second collector before it starts.
+fn share_key(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::copy(from.join("checkpoint-key.p8"), to.join("checkpoint-key.p8")).unwrap();
+}
+
+/// `recorder ship` of `lines` as agent `host`, to the collectors in this order.
+fn start_ship(pki: &Pki, dir: &Path, host: &str, lines: &[String], ports: &[u16]) -> Child {
+    let file = dir.join(format!("{host}.jsonl"));
+    write_lines(&file, lines);
+    let mut cmd = Command::new(recorder());
+    cmd.args(["ship", "--jsonl", file.to_str().unwrap(), "--spool"])
+        .arg(dir.join(format!("{host}-spool")))
+        .args(["--timeout", "180"]);
+    for port in ports {
+        cmd.args(["--collector", &format!("https://127.0.0.1:{port}")]);
+    }
+    cmd.args(["--tls-ca", &pki.path("ca.pem")])
+        .args(["--tls-cert", &pki.path(&format!("{host}.pem"))])
+        .args(["--tls-key", &pki.path(&format!("{host}-key.pem"))])
+        .env("RECORDER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish_ship(mut child: Child, n: usize) -> String {
+    let status = child.wait().unwrap();
+    let out = read_all(child.stdout.take().unwrap());
+    let err = read_all(child.stderr.take().unwrap());
+    assert!(status.success(), "ship failed: {out}{err}");
+    assert_eq!(
+        out,
+        format!("shipped {n} records; everything in the spool is stored\n")
+    );
+    err
+}
+
+fn operator(pki: &Pki, port: u16, head: &[&str]) -> std::process::Output {
+    let mut args: Vec<String> = head.iter().map(|s| s.to_string()).collect();
+    args.extend(pki.client_args(port, "alice"));
+    run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The port the lease holder listens on (its name ends with it).
+fn sequencer_port(pg: &Postgres, db: &str) -> Option<u16> {
+    pg.query(
+        db,
+        "SELECT holder FROM sequencer_lease WHERE expires > now()",
+    )
+    .rsplit(':')
+    .next()
+    .and_then(|p| p.parse().ok())
+}
+
+#[test]
+fn two_collectors_one_database_agents_fail_over_and_every_record_is_stored_once() {
+    let pg = Postgres::start();
+    let store = database(&pg, "recorder");
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    pki.issue("agent", "web-2");
+    pki.issue("agent", "web-3");
+    let first = group_collector(&pki, &tmp.path().join("c1"), &store);
+    share_key(&tmp.path().join("c1"), &tmp.path().join("c2"));
+    let second = group_collector(&pki, &tmp.path().join("c2"), &store);
+    assert!(
+        wait_for(Duration::from_secs(10), || sequencer_port(&pg, "recorder")
+            .is_some()),
+        "no collector took the sequencer lease: {}",
+        first.log()
+    );
+    // Every agent sends to the sequencer first: killing it cuts off the agents and the
+    // sequencing at once.
+    let leader_port = sequencer_port(&pg, "recorder").unwrap();
+    let (leader, survivor) = if leader_port == first.port {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    let order = [leader.port, survivor.port];
+    let hosts = [("web-1", 66_667), ("web-2", 66_667), ("web-3", 66_666)];
+    let inputs: Vec<Vec<String>> = hosts.iter().map(|(h, n)| records(h, *n)).collect();
+    let ships: Vec<Child> = hosts
+        .iter()
+        .zip(&inputs)
+        .map(|((h, _), lines)| start_ship(&pki, tmp.path(), h, lines, &order))
+        .collect();
+    assert!(
+        wait_for(Duration::from_secs(120), || count(
+            &pg,
+            "recorder",
+            "SELECT count(*) FROM records WHERE log_index IS NOT NULL"
+        ) > 30_000),
+        "nothing placed: {}",
+        leader.log()
+    );
+    let signed_before = count(
+        &pg,
+        "recorder",
+        "SELECT coalesce(max(tree_size), 0) FROM checkpoints",
+    );
+    let killed_at = Instant::now();
+    leader.kill9();
+    // The survivor takes the lease and signs a checkpoint beyond what was signed before.
+    assert!(
+        wait_for(Duration::from_secs(30), || count(
+            &pg,
+            "recorder",
+            "SELECT coalesce(max(tree_size), 0) FROM checkpoints"
+        ) > signed_before),
+        "no checkpoint after the sequencer died: {}",
+        survivor.log()
+    );
+    let took_over = killed_at.elapsed();
+    eprintln!("checkpoints signed again {took_over:?} after the sequencer was killed");
+    assert_eq!(sequencer_port(&pg, "recorder"), Some(survivor.port));
+    // Within the lease (3 s), a sequencing round and the checkpoint interval (1 s), with room
+    // for a loaded machine.
+    assert!(took_over < Duration::from_secs(15), "{took_over:?}");
+    let mut failed_over = 0;
+    for (ship, (_, n)) in ships.into_iter().zip(&hosts) {
+        let err = finish_ship(ship, *n);
+        failed_over += usize::from(err.contains("trying the next one"));
+    }
+    assert_eq!(failed_over, 3, "every agent failed over to the survivor");
+
+    // Every record once, each host's in its order, byte for byte.
+    assert!(
+        wait_for(Duration::from_secs(30), || count(
+            &pg,
+            "recorder",
+            "SELECT count(*) FROM records WHERE log_index IS NULL"
+        ) == 0),
+        "records left unplaced"
+    );
+    assert_eq!(
+        count(&pg, "recorder", "SELECT count(*) FROM records"),
+        200_000
+    );
+    let stored = export(&pki, survivor.port);
+    assert_eq!(stored.len(), 200_000, "every record exactly once");
+    for ((host, _), input) in hosts.iter().zip(&inputs) {
+        let tag = format!("\"host\":\"{host}\"");
+        let of_host: Vec<&String> = stored.iter().filter(|l| l.contains(&tag)).collect();
+        assert!(
+            of_host.iter().copied().eq(input.iter()),
+            "{host}: not its records in order"
+        );
+    }
+
+    // verify through the survivor, and directly on the database with the pinned key.
+    let o = operator(&pki, survivor.port, &["verify"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("ok: 200000 records"), "{}", stdout(&o));
+    let key = std::fs::read_to_string(tmp.path().join("c1/checkpoint-key.pub")).unwrap();
+    let o = run(&["verify", "--store", &store, "--public-key", key.trim()]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).starts_with("ok: 200000 records"),
+        "{}",
+        stdout(&o)
+    );
+
+    // A session replayed through the survivor, every record proved against the signed
+    // checkpoint with proofs read from the stored tree nodes.
+    let o = operator(
+        &pki,
+        survivor.port,
+        &["replay", "sess-7", "--host", "web-2", "--prove"],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("echo 140"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("proved: 20 record(s) are in the log signed at tree size 200000"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    survivor.stop();
+}
+
+#[test]
+fn postgres_restarted_mid_stream_loses_and_duplicates_nothing() {
+    let pg = Postgres::start();
+    let store = database(&pg, "recorder");
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let col = group_collector(&pki, &tmp.path().join("c1"), &store);
+    let lines = records("web-1", 100_000);
+    let ship = start_ship(&pki, tmp.path(), "web-1", &lines, &[col.port]);
+    assert!(
+        wait_for(Duration::from_secs(120), || count(
+            &pg,
+            "recorder",
+            "SELECT count(*) FROM records"
+        ) > 20_000),
+        "nothing stored: {}",
+        col.log()
+    );
+    pg.restart_immediate();
+    finish_ship(ship, lines.len());
+    assert!(
+        wait_for(Duration::from_secs(30), || count(
+            &pg,
+            "recorder",
+            "SELECT count(*) FROM records WHERE log_index IS NOT NULL"
+        ) == 100_000),
+        "records left unplaced: {}",
+        col.log()
+    );
+    let stored = export(&pki, col.port);
+    assert_eq!(stored.len(), lines.len(), "every record exactly once");
+    assert!(stored == lines, "in order and byte for byte");
+    let o = operator(&pki, col.port, &["verify"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        col.log().contains("sequencing failed") || col.log().contains("store error"),
+        "the outage went unreported: {}",
+        col.log()
+    );
+    col.stop();
+}
+
+#[test]
+fn tampering_in_the_database_is_found_and_names_the_record() {
+    let pg = Postgres::start();
+    let store = database(&pg, "signed");
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let data = tmp.path().join("c1");
+    let col = group_collector(&pki, &data, &store);
+    finish_ship(
+        start_ship(
+            &pki,
+            tmp.path(),
+            "web-1",
+            &records("web-1", 1000),
+            &[col.port],
+        ),
+        1000,
+    );
+    assert!(wait_for(Duration::from_secs(30), || count(
+        &pg,
+        "signed",
+        "SELECT count(*) FROM records WHERE log_index IS NOT NULL"
+    ) == 1000));
+    // The final checkpoint covers all 1000.
+    col.stop();
+    assert_eq!(
+        count(&pg, "signed", "SELECT max(tree_size) FROM checkpoints"),
+        1000
+    );
+    let key = std::fs::read_to_string(data.join("checkpoint-key.pub")).unwrap();
+    let verify = |db: &str| {
+        run(&[
+            "verify",
+            "--store",
+            &format!("postgres://postgres@127.0.0.1:{}/{db}", pg.port),
+            "--public-key",
+            key.trim(),
+        ])
+    };
+    let o = verify("signed");
+    assert!(
+        o.status.success(),
+        "untouched: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+
+    let cases: [(&str, &str, &[&str]); 6] = [
+        (
+            "text",
+            "UPDATE records SET line = convert_to(replace(convert_from(line, 'UTF8'), '\"echo\",\"100\"', '\"echo\",\"999\"'), 'UTF8') WHERE log_index = 100",
+            &["log index 100 (host web-1", "content or place changed"],
+        ),
+        (
+            "deleted",
+            "DELETE FROM records WHERE log_index = 200",
+            &["log index 200: missing"],
+        ),
+        (
+            "swapped",
+            "UPDATE records SET log_index = -1 WHERE log_index = 300;
+             UPDATE records SET log_index = 300 WHERE log_index = 301;
+             UPDATE records SET log_index = 301 WHERE log_index = -1",
+            &["log index 300 (host web-1", "log index 301 (host web-1"],
+        ),
+        (
+            "checkpoint",
+            "UPDATE checkpoints SET time = '2020-01-01T00:00:00.000000000Z' WHERE tree_size = 1000",
+            &["checkpoint at tree size 1000", "bad signature"],
+        ),
+        (
+            "tree_node",
+            "UPDATE tree_nodes SET hash = sha256(hash) WHERE level = 3 AND idx = 7",
+            &["tree node level 3 index 7: differs from the hashes of its children"],
+        ),
+        (
+            "inserted",
+            "INSERT INTO records (host, boot, seq, line, session, identity, kind, time_ns, namespace, pod, log_index, prev, leaf)
+             SELECT host, boot, seq + 1, line, session, identity, kind, time_ns, namespace, pod, 1000, leaf, leaf
+             FROM records WHERE log_index = 999",
+            &["log index 1000 (host web-1", "beyond the signed head"],
+        ),
+    ];
+    for (name, sql, expect) in cases {
+        let db = format!("tampered_{name}");
+        pg.psql_admin(&format!("CREATE DATABASE {db} TEMPLATE signed"));
+        pg.query(&db, sql);
+        let o = verify(&db);
+        let out = stdout(&o);
+        eprintln!("{name}:\n{out}");
+        assert!(!o.status.success(), "{name}: verify passed:\n{out}");
+        for e in expect {
+            assert!(
+                out.lines()
+                    .any(|l| l.starts_with("TAMPERED: ") && l.contains(e)),
+                "{name}: no problem naming {e:?}:\n{out}"
+            );
+        }
+    }
+}
