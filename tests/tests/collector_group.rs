@@ -126,7 +126,7 @@ fn two_collectors_one_database_agents_fail_over_and_every_record_is_stored_once(
         wait_for(Duration::from_secs(120), || count(
             &pg,
             "recorder",
-            "SELECT count(*) FROM records WHERE log_index IS NOT NULL"
+            "SELECT count(*) FROM placed"
         ) > 30_000),
         "nothing placed: {}",
         leader.log()
@@ -166,7 +166,7 @@ fn two_collectors_one_database_agents_fail_over_and_every_record_is_stored_once(
         wait_for(Duration::from_secs(30), || count(
             &pg,
             "recorder",
-            "SELECT count(*) FROM records WHERE log_index IS NULL"
+            "SELECT count(*) FROM waiting"
         ) == 0),
         "records left unplaced"
     );
@@ -240,7 +240,7 @@ fn postgres_restarted_mid_stream_loses_and_duplicates_nothing() {
         wait_for(Duration::from_secs(30), || count(
             &pg,
             "recorder",
-            "SELECT count(*) FROM records WHERE log_index IS NOT NULL"
+            "SELECT count(*) FROM placed"
         ) == 100_000),
         "records left unplaced: {}",
         col.log()
@@ -279,7 +279,7 @@ fn tampering_in_the_database_is_found_and_names_the_record() {
     assert!(wait_for(Duration::from_secs(30), || count(
         &pg,
         "signed",
-        "SELECT count(*) FROM records WHERE log_index IS NOT NULL"
+        "SELECT count(*) FROM placed"
     ) == 1000));
     // The final checkpoint covers all 1000.
     col.stop();
@@ -305,22 +305,28 @@ fn tampering_in_the_database_is_found_and_names_the_record() {
         stderr(&o)
     );
 
-    let cases: [(&str, &str, &[&str]); 6] = [
+    let cases: [(&str, &str, &[&str]); 7] = [
         (
             "text",
-            "UPDATE records SET line = convert_to(replace(convert_from(line, 'UTF8'), '\"echo\",\"100\"', '\"echo\",\"999\"'), 'UTF8') WHERE log_index = 100",
+            "UPDATE records SET line = convert_to(replace(convert_from(line, 'UTF8'), '\"echo\",\"100\"', '\"echo\",\"999\"'), 'UTF8')
+             WHERE id = (SELECT record_id FROM placed WHERE log_index = 100)",
             &["log index 100 (host web-1", "content or place changed"],
         ),
         (
             "deleted",
-            "DELETE FROM records WHERE log_index = 200",
+            "DELETE FROM records WHERE id = (SELECT record_id FROM placed WHERE log_index = 200)",
             &["log index 200: missing"],
         ),
         (
+            "unplaced",
+            "DELETE FROM placed WHERE log_index = 250",
+            &["log index 250: missing", "sequence 251 (row id", "neither in the log nor waiting"],
+        ),
+        (
             "swapped",
-            "UPDATE records SET log_index = -1 WHERE log_index = 300;
-             UPDATE records SET log_index = 300 WHERE log_index = 301;
-             UPDATE records SET log_index = 301 WHERE log_index = -1",
+            "UPDATE placed SET log_index = -1 WHERE log_index = 300;
+             UPDATE placed SET log_index = 300 WHERE log_index = 301;
+             UPDATE placed SET log_index = 301 WHERE log_index = -1",
             &["log index 300 (host web-1", "log index 301 (host web-1"],
         ),
         (
@@ -335,9 +341,14 @@ fn tampering_in_the_database_is_found_and_names_the_record() {
         ),
         (
             "inserted",
-            "INSERT INTO records (host, boot, seq, line, session, identity, kind, time_ns, namespace, pod, log_index, prev, leaf)
-             SELECT host, boot, seq + 1, line, session, identity, kind, time_ns, namespace, pod, 1000, leaf, leaf
-             FROM records WHERE log_index = 999",
+            "WITH last AS (SELECT * FROM placed WHERE log_index = 999),
+                  copy AS (
+                      INSERT INTO records (host, boot, seq, line, session, identity, kind, time_ns, namespace, pod)
+                      SELECT host, boot, seq + 1, line, session, identity, kind, time_ns, namespace, pod
+                      FROM records WHERE id = (SELECT record_id FROM last)
+                      RETURNING id)
+             INSERT INTO placed (log_index, record_id, prev, leaf)
+             SELECT 1000, copy.id, last.leaf, last.leaf FROM copy, last",
             &["log index 1000 (host web-1", "beyond the signed head"],
         ),
     ];
@@ -357,4 +368,95 @@ fn tampering_in_the_database_is_found_and_names_the_record() {
             );
         }
     }
+}
+
+#[test]
+fn an_embedded_store_migrated_to_postgres_verifies_with_the_same_roots_and_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let data = tmp.path().join("data");
+    let embedded = Collector::start(&pki, &data, free_port(), &[]);
+    finish_ship(
+        start_ship(
+            &pki,
+            tmp.path(),
+            "web-1",
+            &records("web-1", 5000),
+            &[embedded.port],
+        ),
+        5000,
+    );
+    embedded.stop();
+    let checkpoints = std::fs::read_to_string(data.join("checkpoints.jsonl")).unwrap();
+    let last: serde_json::Value =
+        serde_json::from_str(checkpoints.lines().last().unwrap()).unwrap();
+    assert_eq!(last["tree_size"], 5000);
+    let root = last["root"].as_str().unwrap().to_string();
+
+    let pg = Postgres::start();
+    let store = database(&pg, "migrated");
+    let o = run(&["migrate", "--data", data.to_str().unwrap(), "--to", &store]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).starts_with("migrated 5000 records and ")
+            && stdout(&o).contains(&format!("tree size 5000, root {root}")),
+        "{}",
+        stdout(&o)
+    );
+    let key = std::fs::read_to_string(data.join("checkpoint-key.pub")).unwrap();
+    let o = run(&["verify", "--store", &store, "--public-key", key.trim()]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).starts_with("ok: 5000 records")
+            && stdout(&o).contains(&format!("tree size 5000, root {root}")),
+        "{}",
+        stdout(&o)
+    );
+    // Once only: the database holds a log now.
+    let o = run(&["migrate", "--data", data.to_str().unwrap(), "--to", &store]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("already holds 5000 records"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A collector of the group goes on from the copy: the new log extends the migrated one
+    // (a consistency proof from the embedded store's last checkpoint), sessions replay.
+    let col = group_collector(&pki, &data, &store);
+    finish_ship(
+        start_ship(
+            &pki,
+            tmp.path(),
+            "web-1",
+            &records("web-1", 1000),
+            &[col.port],
+        ),
+        1000,
+    );
+    assert!(wait_for(Duration::from_secs(30), || count(
+        &pg,
+        "migrated",
+        "SELECT coalesce(max(tree_size), 0) FROM checkpoints"
+    ) == 6000));
+    let kept = tmp.path().join("kept-checkpoint.json");
+    std::fs::write(&kept, checkpoints.lines().last().unwrap()).unwrap();
+    let o = operator(
+        &pki,
+        col.port,
+        &[
+            "verify",
+            "--public-key",
+            key.trim(),
+            "--checkpoint-file",
+            kept.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("ok: 6000 records"), "{}", stdout(&o));
+    let o = operator(&pki, col.port, &["replay", "sess-3", "--format", "jsonl"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Session sess-3 of both shipments: 20 records from the copy, 20 from the new stream.
+    assert_eq!(stdout(&o).lines().count(), 40, "{}", stdout(&o));
+    col.stop();
 }

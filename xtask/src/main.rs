@@ -46,10 +46,13 @@ enum Task {
     },
     /// Benchmarks, as ratios within one run: system-call loops, exec storm (agent CPU per exec,
     /// loss, idle RSS), pgbench over TLS and plain TCP, Kubernetes API calls by kubectl and
-    /// curl, 100 pods on the node with 5 selected. Each figure is printed with its spread over the rounds and its goal.
+    /// curl, 100 pods on the node with 5 selected, the collector's ingest on the embedded store
+    /// and on PostgreSQL with one and two collectors. Each figure is printed with its spread over
+    /// the rounds and its goal.
     Bench {
-        /// Which benchmarks to run (repeatable): syscall, exec, sql, kube, pods. Default: all.
-        #[arg(long = "only", value_parser = ["syscall", "exec", "sql", "kube", "pods"])]
+        /// Which benchmarks to run (repeatable): syscall, exec, sql, kube, pods, store. Default:
+        /// all.
+        #[arg(long = "only", value_parser = ["syscall", "exec", "sql", "kube", "pods", "store"])]
         only: Vec<String>,
         /// Execs per measured run.
         #[arg(long, default_value_t = 4000)]

@@ -1,7 +1,9 @@
-//! `recorder bench-collector` (hidden): the collector's ingest throughput with hashing, chains,
-//! Merkle tree, fsync and signed checkpoints, and the end-to-end figures through a real
-//! collector over mutual TLS: throughput of a shipped spool and the latency from spool append to
-//! an operator's watch stream under light load. Run it with a release build.
+//! `recorder bench-collector` (hidden): the embedded store's ingest throughput with hashing,
+//! chains, Merkle tree, fsync and signed checkpoints, and the end-to-end figures through real
+//! collectors over mutual TLS, on either store (`--store`, `--collectors`): throughput of
+//! full spools shipped by several streams at once, the latency from spool append to the
+//! collector's acknowledgement under light load, and to an operator's watch stream. Run it
+//! with a release build (`cargo xtask bench --only store` runs it on both stores).
 use std::{
     path::Path,
     sync::Arc,
@@ -18,7 +20,7 @@ use recorder_api::{
     proto::v1::{WatchRequest, collector_client::CollectorClient, watch_event::Event},
     tls::ClientTls,
 };
-use recorder_collector::{CheckpointPolicy, CollectorPlan};
+use recorder_collector::{CheckpointPolicy, CollectorPlan, StoreLocation};
 use recorder_store::Store;
 
 #[derive(Debug, Args)]
@@ -32,12 +34,25 @@ pub(crate) struct BenchArgs {
     /// Samples for the latency run (one record every 10 ms).
     #[arg(long, default_value_t = 300)]
     pub samples: usize,
+    /// `embedded` or a PostgreSQL connection string.
+    #[arg(long, default_value = "embedded")]
+    pub store: String,
+    /// Collectors sharing the store (PostgreSQL).
+    #[arg(long, default_value_t = 1)]
+    pub collectors: usize,
+    /// Agents shipping at once, each its own host and spool, spread over the collectors.
+    #[arg(long, default_value_t = 3)]
+    pub streams: usize,
 }
 
-/// A realistic exec record line of about 330 bytes.
+/// A realistic exec record line of about 330 bytes, of host bench-1.
 fn line(i: u64) -> Vec<u8> {
+    line_of("bench-1", i)
+}
+
+fn line_of(host: &str, i: u64) -> Vec<u8> {
     format!(
-        r#"{{"kind":"exec","time":"2026-11-28T10:{:02}:{:02}.{:09}Z","host":"bench-1","identity":"claude","session":"s{}","pid":{},"exec_id":"b1-{i}","argv":["git","commit","-m","change {i}"],"argv_truncated":false,"cgroup":"/agents/claude","cwd":"/home/agent/repo","exe":"/usr/bin/git","parent_exec_id":"b1-1","ppid":4242,"text":"git commit -m 'change {i}'","uid":1000}}"#,
+        r#"{{"kind":"exec","time":"2026-11-28T10:{:02}:{:02}.{:09}Z","host":"{host}","identity":"claude","session":"s{}","pid":{},"exec_id":"b1-{i}","argv":["git","commit","-m","change {i}"],"argv_truncated":false,"cgroup":"/agents/claude","cwd":"/home/agent/repo","exe":"/usr/bin/git","parent_exec_id":"b1-1","ppid":4242,"text":"git commit -m 'change {i}'","uid":1000}}"#,
         (i / 60_000_000) % 60,
         (i / 1_000_000) % 60,
         i % 1_000_000_000,
@@ -56,7 +71,9 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 fn bench(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
-    store_ingest(args, tmp)?;
+    if args.store == "embedded" {
+        store_ingest(args, tmp)?;
+    }
     through_collector(args, tmp)
 }
 
@@ -95,86 +112,182 @@ fn store_ingest(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// 2. and 3. Through a real collector over mutual TLS.
+/// 2. and 3. Through real collectors over mutual TLS.
 fn through_collector(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
     let pki_dir = tmp.join("pki");
     pki::init(&pki_dir, &[], 1)?;
-    pki::issue(&pki_dir, Role::Agent, "bench-1", 1)?;
+    for n in 1..=args.streams.max(1) {
+        pki::issue(&pki_dir, Role::Agent, &format!("bench-{n}"), 1)?;
+    }
     pki::issue(&pki_dir, Role::Operator, "bench-op", 1)?;
+    let store = match args.store.as_str() {
+        "embedded" => StoreLocation::Embedded,
+        url if recorder_collector::is_postgres_url(url) => StoreLocation::Postgres(url.into()),
+        other => anyhow::bail!("--store {other:?}: embedded or postgres://…"),
+    };
+    let collectors = if store == StoreLocation::Embedded {
+        1
+    } else {
+        args.collectors.max(1)
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let plan = CollectorPlan {
-            listen: "127.0.0.1:0".parse()?,
-            store: recorder_collector::StoreLocation::Embedded,
-            data: tmp.join("data"),
-            ca: pki_dir.join("ca.pem"),
-            cert: pki_dir.join("collector.pem"),
-            key: pki_dir.join("collector-key.pem"),
-            rules: None,
-            metrics_addr: None,
-            segment_bytes: 64 << 20,
-            checkpoint: CheckpointPolicy::default(),
+        let mut stops = Vec::new();
+        let mut servers = Vec::new();
+        let mut urls = Vec::new();
+        for c in 0..collectors {
+            let data = tmp.join(format!("data{c}"));
+            if c > 0 {
+                // The group signs with one key.
+                std::fs::create_dir_all(&data)?;
+                std::fs::copy(
+                    tmp.join("data0")
+                        .join(recorder_store::integrity::checkpoint::KEY_FILE),
+                    data.join(recorder_store::integrity::checkpoint::KEY_FILE),
+                )?;
+            }
+            let plan = CollectorPlan {
+                listen: "127.0.0.1:0".parse()?,
+                store: store.clone(),
+                data,
+                ca: pki_dir.join("ca.pem"),
+                cert: pki_dir.join("collector.pem"),
+                key: pki_dir.join("collector-key.pem"),
+                rules: None,
+                metrics_addr: None,
+                segment_bytes: 64 << 20,
+                checkpoint: CheckpointPolicy::default(),
+            };
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+            servers.push(tokio::spawn(recorder_collector::serve(
+                plan,
+                async {
+                    let _ = stop_rx.await;
+                },
+                move |a| {
+                    let _ = addr_tx.send(a);
+                },
+            )));
+            stops.push(stop_tx);
+            let addr = addr_rx.await.context("the collector did not start")?;
+            urls.push(format!("https://127.0.0.1:{}", addr.port()));
+        }
+        // Stream n sends to collector n first, then the others in turn.
+        let client_tls = |name: &str, first: usize| -> Vec<ClientTls> {
+            (0..urls.len())
+                .map(|k| ClientTls {
+                    url: urls[(first + k) % urls.len()].clone(),
+                    ca: pki_dir.join("ca.pem"),
+                    cert: pki_dir.join(format!("{name}.pem")),
+                    key: pki_dir.join(format!("{name}-key.pem")),
+                })
+                .collect()
         };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        let server = tokio::spawn(recorder_collector::serve(
-            plan,
-            async {
-                let _ = stop_rx.await;
-            },
-            move |a| {
-                let _ = addr_tx.send(a);
-            },
-        ));
-        let addr = addr_rx.await.context("the collector did not start")?;
-        let url = format!("https://127.0.0.1:{}", addr.port());
-        let client_tls = |name: &str| ClientTls {
-            url: url.clone(),
-            ca: pki_dir.join("ca.pem"),
-            cert: pki_dir.join(format!("{name}.pem")),
-            key: pki_dir.join(format!("{name}-key.pem")),
+        let what = match &store {
+            StoreLocation::Embedded => "embedded store".to_string(),
+            StoreLocation::Postgres(_) => format!("PostgreSQL, {collectors} collector(s)"),
         };
-
-        shipped_throughput(args, tmp, &client_tls).await?;
+        shipped_throughput(args, tmp, &what, &client_tls).await?;
+        ack_latency(args, tmp, &what, &client_tls).await?;
         watch_latency(args, tmp, &client_tls).await?;
-        // The latency run's watch stream closed when it returned, so the collector stops at once.
-        let _ = stop_tx.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        for stop in stops {
+            let _ = stop.send(());
+        }
+        for server in servers {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        }
         Ok::<_, anyhow::Error>(())
     })
 }
 
-/// 2. Throughput: a full spool shipped.
+/// 2. Throughput: full spools, one per stream, shipped at once.
 async fn shipped_throughput(
     args: &BenchArgs,
     tmp: &Path,
-    client_tls: &impl Fn(&str) -> ClientTls,
+    what: &str,
+    client_tls: &impl Fn(&str, usize) -> Vec<ClientTls>,
 ) -> anyhow::Result<()> {
-    let (mut spool, _) = Spool::open(&tmp.join("spool"), "bench-1", 8 << 30)?;
-    for i in 1..=args.records {
-        spool.append(&line(i))?;
+    let streams = args.streams.max(1);
+    let per_stream = args.records / streams as u64;
+    let mut shippers = Vec::new();
+    for n in 1..=streams {
+        let host = format!("bench-{n}");
+        let (mut spool, _) = Spool::open(&tmp.join(format!("spool-{n}")), &host, 8 << 30)?;
+        for i in 1..=per_stream {
+            spool.append(&line_of(&host, i))?;
+        }
+        spool.flush()?;
+        let until = spool.next_sequence();
+        let shipper = Shipper::new(
+            client_tls(&host, n - 1),
+            spool.reader(),
+            host,
+            spool.boot().to_string(),
+        );
+        shippers.push((shipper, until));
     }
-    spool.flush()?;
-    let until = spool.next_sequence();
-    let shipper = Shipper::new(
-        vec![client_tls("bench-1")],
+    let start = Instant::now();
+    let runs = shippers
+        .iter()
+        .map(|(s, until)| s.run(Some(*until), true, Some(Duration::from_mins(10))));
+    for done in futures::future::join_all(runs).await {
+        done?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let total = per_stream * streams as u64;
+    println!(
+        "end to end, {what}, {streams} streams (spool -> gRPC/mTLS -> stored, acknowledged): {total} records in {secs:.2} s = {:.0} records/s",
+        total as f64 / secs
+    );
+    Ok(())
+}
+
+/// 3a. Latency under light load: one record every 10 ms, from spool append to the collector's
+/// acknowledgement (stored, and on PostgreSQL committed).
+async fn ack_latency(
+    args: &BenchArgs,
+    tmp: &Path,
+    what: &str,
+    client_tls: &impl Fn(&str, usize) -> Vec<ClientTls>,
+) -> anyhow::Result<()> {
+    let (mut spool, _) = Spool::open(&tmp.join("spool-ack"), "bench-1", 1 << 30)?;
+    let reader = spool.reader();
+    let shipper = Arc::new(Shipper::new(
+        client_tls("bench-1", 0),
         spool.reader(),
         "bench-1".into(),
         spool.boot().to_string(),
-    );
-    let start = Instant::now();
-    shipper
-        .run(Some(until), true, Some(Duration::from_mins(10)))
-        .await?;
-    let secs = start.elapsed().as_secs_f64();
+    ));
+    let bg = shipper.clone();
+    let task = tokio::spawn(async move { bg.run(None, false, None).await });
+    let mut samples = Vec::with_capacity(args.samples);
+    for i in 0..args.samples as u64 {
+        let t0 = Instant::now();
+        spool.append(&line(2_000_000_000 + i))?;
+        spool.flush()?;
+        let want = spool.next_sequence();
+        while reader.acked_next() < want {
+            if t0.elapsed() > Duration::from_secs(10) {
+                anyhow::bail!("no acknowledgement within 10 s");
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        samples.push(t0.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task.abort();
+    samples.sort();
+    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
     println!(
-        "end to end (spool -> gRPC/mTLS -> store, acknowledged): {} records in {:.2} s = {:.0} records/s",
-        until - 1,
-        secs,
-        (until - 1) as f64 / secs
+        "latency spool append -> stored and acknowledged, {what} ({} records, 1 per 10 ms): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        samples.len(),
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        samples.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
     Ok(())
 }
@@ -183,16 +296,16 @@ async fn shipped_throughput(
 async fn watch_latency(
     args: &BenchArgs,
     tmp: &Path,
-    client_tls: &impl Fn(&str) -> ClientTls,
+    client_tls: &impl Fn(&str, usize) -> Vec<ClientTls>,
 ) -> anyhow::Result<()> {
-    let channel = client_tls("bench-op").connect().await?;
+    let channel = client_tls("bench-op", 0)[0].connect().await?;
     let mut watch = CollectorClient::new(channel)
         .watch(WatchRequest::default())
         .await?
         .into_inner();
     let (mut spool, _) = Spool::open(&tmp.join("spool2"), "bench-1", 1 << 30)?;
     let shipper = Arc::new(Shipper::new(
-        vec![client_tls("bench-1")],
+        client_tls("bench-1", 0),
         spool.reader(),
         "bench-1".into(),
         spool.boot().to_string(),

@@ -6,6 +6,7 @@ mod bench;
 mod client;
 mod collector;
 mod export;
+mod migrate;
 mod pki;
 mod prove;
 mod replay;
@@ -47,6 +48,8 @@ enum Command {
     Ship(ship::ShipArgs),
     /// Create a CA and certificates for the collector, agents and operators.
     Pki(pki::PkiArgs),
+    /// Copy an embedded store into a PostgreSQL database, proofs intact.
+    Migrate(migrate::MigrateArgs),
     /// Measure the collector's ingest throughput and end-to-end latency (release build).
     #[command(hide = true)]
     BenchCollector(bench::BenchArgs),
@@ -64,6 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => export::run(&args),
         Command::Ship(args) => ship::run(args),
         Command::Pki(args) => pki::run(args),
+        Command::Migrate(args) => migrate::run(&args),
         Command::BenchCollector(args) => bench::run(&args),
     }
 }

@@ -223,7 +223,7 @@ fn check_extends(
 }
 
 fn offline(dir: &std::path::Path, pinned: Option<&[u8]>) -> anyhow::Result<()> {
-    let scan = scan::scan(dir, pinned, |_, _| {})?;
+    let scan = scan::scan(dir, pinned, |_| {})?;
     let mut problems: Vec<String> = scan
         .problems
         .iter()
@@ -242,7 +242,7 @@ fn offline(dir: &std::path::Path, pinned: Option<&[u8]>) -> anyhow::Result<()> {
         .map(|c| (c.tree_size, c.root.clone()));
     report(
         &problems,
-        scan.leaves.len() as u64,
+        scan.records,
         scan.checkpoints.len() as u64,
         latest,
     )

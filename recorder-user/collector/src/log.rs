@@ -162,14 +162,12 @@ impl Log {
                 let (session_, host_) = (session.clone(), host.clone());
                 let found = blocking(move || {
                     let mut store = lock(&store);
-                    let positions = match store.sessions().find(&session_, &host_) {
-                        Ok(Some(s)) => s.positions.clone(),
+                    let last = match store.sessions().find(&session_, &host_) {
+                        Ok(Some(s)) => s.last_index,
                         Ok(None) => return Ok(Err(None)),
                         Err(hosts) => return Ok(Err(Some(hosts))),
                     };
-                    let records: Result<Vec<_>, StoreError> =
-                        positions.into_iter().map(|i| store.read(i)).collect();
-                    Ok(Ok(records?))
+                    Ok(Ok(store.session_records(last)?))
                 })
                 .await?;
                 match found {
@@ -237,7 +235,7 @@ impl Log {
         tree_size: u64,
     ) -> Result<Option<(Hash, Vec<Hash>)>, LogError> {
         match self {
-            Log::Embedded(store) => Ok(lock(store).inclusion_proof(index, tree_size)),
+            Log::Embedded(store) => Ok(lock(store).inclusion_proof(index, tree_size)?),
             Log::Postgres(pg) => Ok(pg.inclusion_proof(index, tree_size).await?),
         }
     }
@@ -248,7 +246,7 @@ impl Log {
         new: u64,
     ) -> Result<Option<Vec<Hash>>, LogError> {
         match self {
-            Log::Embedded(store) => Ok(lock(store).consistency_proof(old, new)),
+            Log::Embedded(store) => Ok(lock(store).consistency_proof(old, new)?),
             Log::Postgres(pg) => Ok(pg.consistency_proof(old, new).await?),
         }
     }
@@ -256,13 +254,20 @@ impl Log {
     pub(crate) async fn verify(&self) -> Result<Verified, LogError> {
         match self {
             Log::Embedded(store) => {
-                let store = store.clone();
+                // The log as it is now, read without holding the store: segments are only
+                // appended to, so what lies before this end stays still while ingest goes on.
+                let (dir, key, until, size) = {
+                    let store = lock(store);
+                    (
+                        store.dir().to_path_buf(),
+                        store.public_key(),
+                        store.end(),
+                        store.len(),
+                    )
+                };
                 blocking(move || {
-                    // Holding the store keeps the files still while they are read.
-                    let store = lock(&store);
-                    let key = store.public_key();
-                    let scan =
-                        scan::scan(store.dir(), Some(&key), |_, _| {}).map_err(StoreError::from)?;
+                    let scan = scan::scan_part(&dir, Some(&key), None, Some(until), |_| {})
+                        .map_err(StoreError::from)?;
                     let mut problems: Vec<String> =
                         scan.problems.iter().map(ToString::to_string).collect();
                     if let Some((seg, off)) = scan.torn_tail {
@@ -271,15 +276,14 @@ impl Log {
                             segment::segment_name(seg)
                         ));
                     }
-                    if scan.leaves.len() as u64 != store.len() {
+                    if scan.records != size {
                         problems.push(format!(
-                            "the log on disk holds {} records but the collector stored {}",
-                            scan.leaves.len(),
-                            store.len()
+                            "the log on disk holds {} records but the collector stored {size}",
+                            scan.records
                         ));
                     }
                     Ok(Verified {
-                        records: scan.leaves.len() as u64,
+                        records: scan.records,
                         checkpoints: scan.checkpoints.len() as u64,
                         problems,
                     })

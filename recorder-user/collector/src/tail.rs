@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 use crate::{Event, alerts::Engine, metrics::CollectorMetrics};
 
 const POLL: Duration = Duration::from_millis(100);
-const CHUNK: u64 = 5000;
+const CHUNK: u64 = 1000;
 
 pub(crate) fn spawn(
     pg: PgLog,

@@ -1,10 +1,9 @@
 -- The log in PostgreSQL. Plain SQL that CockroachDB and YugabyteDB also accept, except where
 -- a comment says otherwise. Applied once, in a transaction, by the first collector to start.
 
--- Every record as an agent sent it. Ingest inserts it (committed before the agent is
--- acknowledged); the sequencer later gives it its place in the log (log_index), its hash-chain
--- link (prev) and its Merkle leaf hash (leaf). The unique (host, boot, seq) is the
--- deduplication across every collector of the group.
+-- Every record as an agent sent it, inserted by ingest and committed before the agent is
+-- acknowledged, and never updated afterwards (grant the collectors INSERT and SELECT only).
+-- The unique (host, boot, seq) is the deduplication across every collector of the group.
 CREATE TABLE records (
     id         BIGSERIAL PRIMARY KEY,
     host       TEXT NOT NULL,
@@ -17,17 +16,28 @@ CREATE TABLE records (
     time_ns    BIGINT NOT NULL,
     namespace  TEXT NOT NULL,
     pod        TEXT NOT NULL,
-    log_index  BIGINT UNIQUE,
-    prev       BYTEA,
-    leaf       BYTEA,
     UNIQUE (host, boot, seq)
 );
--- What the sequencer has still to place, in arrival order (a partial index: small).
-CREATE INDEX records_pending ON records (id) WHERE log_index IS NULL;
--- A session's records in log order (replay).
-CREATE INDEX records_session ON records (host, session, log_index);
+-- A session's records (replay).
+CREATE INDEX records_session ON records (host, session, id);
 
--- The Merkle tree's nodes above the leaves (level >= 1; level 0 is records.leaf): node
+-- Records stored but not yet placed in the log, oldest first: written in the same statement as
+-- the record, deleted by the sequencer in the transaction that places it. Small: it holds what
+-- arrived since the last round.
+CREATE TABLE waiting (
+    id BIGINT PRIMARY KEY
+);
+
+-- The log: each placed record's index, its hash-chain link (the leaf hash of its stream's
+-- previous record) and its Merkle leaf hash, written once by the sequencer.
+CREATE TABLE placed (
+    log_index BIGINT PRIMARY KEY,
+    record_id BIGINT NOT NULL UNIQUE,
+    prev      BYTEA NOT NULL,
+    leaf      BYTEA NOT NULL
+);
+
+-- The Merkle tree's nodes above the leaves (level >= 1; level 0 is placed.leaf): node
 -- (level, idx) is the tree head of leaves idx*2^level .. (idx+1)*2^level - 1, written once both
 -- children exist. A proof reads O(log n) of them.
 CREATE TABLE tree_nodes (

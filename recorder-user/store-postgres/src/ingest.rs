@@ -1,5 +1,5 @@
-//! Ingest: a batch of one stream inserted in one statement, committed before it is
-//! acknowledged. Its records wait for the sequencer to give them their place in the log.
+//! Ingest: a batch of one stream inserted in one statement (the records, and their ids in
+//! `waiting`), committed before it is acknowledged. The sequencer places them later.
 use recorder_record::{MAX_LINE, Record};
 
 use crate::{PgError, PgLog};
@@ -78,12 +78,15 @@ impl PgLog {
         }
         let inserted = client
             .query(
-                "INSERT INTO records (host, boot, seq, line, session, identity, kind, time_ns, namespace, pod)
-                 SELECT $1, $2, u.seq, u.line, u.session, u.identity, u.kind, u.time_ns, u.namespace, u.pod
-                 FROM unnest($3::bigint[], $4::bytea[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[])
-                      AS u(seq, line, session, identity, kind, time_ns, namespace, pod)
-                 ON CONFLICT (host, boot, seq) DO NOTHING
-                 RETURNING seq",
+                "WITH stored AS (
+                     INSERT INTO records (host, boot, seq, line, session, identity, kind, time_ns, namespace, pod)
+                     SELECT $1, $2, u.seq, u.line, u.session, u.identity, u.kind, u.time_ns, u.namespace, u.pod
+                     FROM unnest($3::bigint[], $4::bytea[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[])
+                          AS u(seq, line, session, identity, kind, time_ns, namespace, pod)
+                     ON CONFLICT (host, boot, seq) DO NOTHING
+                     RETURNING id, seq),
+                 queued AS (INSERT INTO waiting (id) SELECT id FROM stored)
+                 SELECT seq FROM stored",
                 &[
                     &host,
                     &boot,

@@ -12,6 +12,7 @@
 //! Nothing grows in memory with the log: the frontier is read from the head row, proofs read
 //! O(log n) stored nodes, `verify` streams the records of one snapshot.
 mod ingest;
+mod migrate;
 mod read;
 mod schema;
 mod sequencer;
@@ -27,6 +28,7 @@ use recorder_store::{
 use tokio_postgres::NoTls;
 
 pub use ingest::Appended;
+pub use migrate::Migrated;
 pub use sequencer::{LEASE, Sequencer};
 pub use verify::Verified;
 
@@ -56,6 +58,8 @@ pub enum PgError {
     NotALog,
     #[error("opened to read only: this collector cannot sequence")]
     ReadOnly,
+    #[error("migrate: {0}")]
+    Migrate(String),
 }
 
 impl From<tokio_postgres::Error> for PgError {
@@ -122,7 +126,7 @@ fn pool(url: &str) -> Result<Pool, PgError> {
         },
     );
     Pool::builder(manager)
-        .max_size(16)
+        .max_size(8)
         .wait_timeout(Some(Duration::from_secs(10)))
         .create_timeout(Some(Duration::from_secs(10)))
         .runtime(deadpool_postgres::Runtime::Tokio1)

@@ -1,6 +1,5 @@
 //! What operators read: records by log index, sessions, checkpoints and proofs. Only placed
-//! records (with a log index) are visible; records waiting for the sequencer are not yet in
-//! the log.
+//! records are visible; records waiting for the sequencer are not yet in the log.
 use std::collections::HashMap;
 
 use recorder_record::{Record, Timestamp};
@@ -17,14 +16,17 @@ use tokio_postgres::{Client, Row};
 
 use crate::{PgError, PgLog};
 
-/// The columns `stored` reads, in its order.
-pub(crate) const RECORD_COLUMNS: &str = "log_index, host, boot, seq, prev, line, leaf";
+/// The columns `stored` reads, in its order, from `placed p JOIN records r`.
+pub(crate) const RECORD_COLUMNS: &str =
+    "p.log_index, r.host, r.boot, r.seq, p.prev, r.line, p.leaf";
+/// The placed records.
+pub(crate) const PLACED: &str = "placed p JOIN records r ON r.id = p.record_id";
 
 /// A placed record from a row of `RECORD_COLUMNS`.
 pub(crate) fn stored(row: &Row) -> Result<StoredRecord, PgError> {
     let index = row.get::<_, i64>(0) as u64;
     let sequence = row.get::<_, i64>(3) as u64;
-    let prev: Option<&[u8]> = row.get(4);
+    let prev: &[u8] = row.get(4);
     let line: Vec<u8> = row.get(5);
     let record = Record::parse(&line).map_err(|e| PgError::BadRecord {
         sequence,
@@ -35,9 +37,7 @@ pub(crate) fn stored(row: &Row) -> Result<StoredRecord, PgError> {
         host: row.get(1),
         boot: row.get(2),
         sequence,
-        prev: prev
-            .and_then(|p| Hash::try_from(p).ok())
-            .unwrap_or_default(),
+        prev: Hash::try_from(prev).unwrap_or_default(),
         record,
         line,
     })
@@ -75,7 +75,7 @@ impl PgLog {
         let row = self
             .client()
             .await?
-            .query_one("SELECT count(*) FROM records WHERE log_index IS NULL", &[])
+            .query_one("SELECT count(*) FROM waiting", &[])
             .await?;
         Ok(row.get::<_, i64>(0) as u64)
     }
@@ -87,7 +87,7 @@ impl PgLog {
             .await?
             .query(
                 &format!(
-                    "SELECT {RECORD_COLUMNS} FROM records WHERE log_index >= $1 AND log_index < $2 ORDER BY log_index"
+                    "SELECT {RECORD_COLUMNS} FROM {PLACED} WHERE p.log_index >= $1 AND p.log_index < $2 ORDER BY p.log_index"
                 ),
                 &[&(from as i64), &(to as i64)],
             )
@@ -137,7 +137,7 @@ impl PgLog {
                 records: r.get::<_, i64>(6) as u64,
                 namespace: r.get(7),
                 pod: r.get(8),
-                positions: Vec::new(),
+                last_index: 0,
             })
             .collect())
     }
@@ -166,8 +166,8 @@ impl PgLog {
             .await?
             .query(
                 &format!(
-                    "SELECT {RECORD_COLUMNS} FROM records
-                     WHERE host = $1 AND session = $2 AND log_index IS NOT NULL ORDER BY log_index"
+                    "SELECT {RECORD_COLUMNS} FROM {PLACED}
+                     WHERE r.host = $1 AND r.session = $2 ORDER BY p.log_index"
                 ),
                 &[&host, &session],
             )
@@ -223,7 +223,7 @@ impl PgLog {
         Ok(merkle::assemble(&ranges, |id| nodes.get(&id).copied()))
     }
 
-    /// Reads stored nodes: leaves from the records, the rest from `tree_nodes`. None if the
+    /// Reads stored nodes: leaves from `placed`, the rest from `tree_nodes`. None if the
     /// log is smaller than `tree_size`.
     async fn nodes(
         &self,
@@ -258,7 +258,7 @@ impl PgLog {
         };
         for r in client
             .query(
-                "SELECT log_index, leaf FROM records WHERE log_index = ANY($1)",
+                "SELECT log_index, leaf FROM placed WHERE log_index = ANY($1)",
                 &[&leaves],
             )
             .await?

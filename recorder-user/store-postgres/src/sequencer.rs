@@ -34,7 +34,7 @@ const RENEW: Duration = Duration::from_secs(1);
 /// A collector without the lease asks for it this often.
 const SEEK: Duration = Duration::from_millis(500);
 /// Records placed per round, at most.
-const ROUND_MAX: i64 = 20_000;
+const ROUND_MAX: i64 = 5_000;
 /// Pause when nothing waits.
 const IDLE: Duration = Duration::from_millis(20);
 
@@ -208,7 +208,7 @@ impl Sequencer {
             }
             return Ok(None);
         }
-        client
+        let written = client
             .execute(
                 "INSERT INTO checkpoints (tree_size, root, time, signature)
                  VALUES ($1, $2, $3, $4) ON CONFLICT (tree_size) DO NOTHING",
@@ -221,7 +221,8 @@ impl Sequencer {
             )
             .await?;
         self.last_checkpoint = Some((head.tree_size, Instant::now()));
-        Ok(Some(head))
+        // Another sequencer may have published this head already.
+        Ok((written == 1).then_some(head))
     }
 }
 
@@ -274,8 +275,8 @@ async fn place(client: &mut Client, signer: &Signer) -> Result<usize, PgError> {
     })?;
     let rows = tx
         .query(
-            "SELECT id, host, boot, seq, line, session, identity, kind, time_ns, namespace, pod
-             FROM records WHERE log_index IS NULL ORDER BY id LIMIT $1",
+            "SELECT r.id, r.host, r.boot, r.seq, r.line, r.session, r.identity, r.kind, r.time_ns, r.namespace, r.pod
+             FROM waiting w JOIN records r ON r.id = w.id ORDER BY w.id LIMIT $1",
             &[&ROUND_MAX],
         )
         .await?;
@@ -416,11 +417,12 @@ async fn write_round(
     streams: &HashMap<(String, String), (i64, Hash)>,
     sessions: &HashMap<(String, String), SessionSums>,
 ) -> Result<(), PgError> {
+    tx.execute("DELETE FROM waiting WHERE id = ANY($1)", &[&placed.ids])
+        .await?;
     tx.execute(
-        "UPDATE records r SET log_index = u.log_index, prev = u.prev, leaf = u.leaf
-         FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[]) AS u(id, log_index, prev, leaf)
-         WHERE r.id = u.id",
-        &[&placed.ids, &placed.indexes, &placed.prevs, &placed.leaves],
+        "INSERT INTO placed (log_index, record_id, prev, leaf)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[])",
+        &[&placed.indexes, &placed.ids, &placed.prevs, &placed.leaves],
     )
     .await?;
     if !placed.node_levels.is_empty() {

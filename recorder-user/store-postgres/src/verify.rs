@@ -94,16 +94,18 @@ impl PgLog {
         let checkpoints = checkpoints(&tx, &key, &mut out).await?;
         out.checkpoints = checkpoints.len() as u64;
         out.waiting = tx
-            .query_one("SELECT count(*) FROM records WHERE log_index IS NULL", &[])
+            .query_one("SELECT count(*) FROM waiting", &[])
             .await?
             .get::<_, i64>(0) as u64;
+        orphans(&tx, &mut out).await?;
         tx.batch_execute(&format!(
             "DECLARE verify_records NO SCROLL CURSOR FOR
-                 SELECT {} FROM records WHERE log_index IS NOT NULL ORDER BY log_index;
+                 SELECT {} FROM {} ORDER BY p.log_index;
              DECLARE verify_nodes NO SCROLL CURSOR FOR
                  SELECT level, idx, hash FROM tree_nodes
                  ORDER BY (idx + 1) * (1::bigint << level), level",
-            read::RECORD_COLUMNS
+            read::RECORD_COLUMNS,
+            read::PLACED,
         ))
         .await?;
         let mut nodes = StoredNodes {
@@ -150,6 +152,29 @@ impl PgLog {
         tx.commit().await?;
         Ok(out)
     }
+}
+
+/// Records neither in the log nor waiting for it: their place was deleted.
+async fn orphans(tx: &Transaction<'_>, out: &mut Verified) -> Result<(), PgError> {
+    let rows = tx
+        .query(
+            "SELECT r.id, r.host, r.boot, r.seq FROM records r
+             WHERE NOT EXISTS (SELECT 1 FROM placed p WHERE p.record_id = r.id)
+               AND NOT EXISTS (SELECT 1 FROM waiting w WHERE w.id = r.id)
+             ORDER BY r.id LIMIT 100",
+            &[],
+        )
+        .await?;
+    for r in &rows {
+        out.problems.push(format!(
+            "record of host {}, stream {}, sequence {} (row id {}): stored, but neither in the log nor waiting for it (its place was deleted)",
+            r.get::<_, String>(1),
+            r.get::<_, String>(2),
+            r.get::<_, i64>(3),
+            r.get::<_, i64>(0)
+        ));
+    }
+    Ok(())
 }
 
 /// The checkpoints, in size order, with bad signatures and backwards steps noted.
@@ -302,12 +327,9 @@ impl<I: Iterator<Item = Checkpoint>> Walk<I> {
         let host: &str = row.get(1);
         let boot: &str = row.get(2);
         let sequence = row.get::<_, i64>(3) as u64;
-        let prev = row
-            .get::<_, Option<&[u8]>>(4)
-            .and_then(|p| Hash::try_from(p).ok())
-            .unwrap_or_default();
+        let prev = Hash::try_from(row.get::<_, &[u8]>(4)).unwrap_or_default();
         let line: &[u8] = row.get(5);
-        let stored_leaf: Option<&[u8]> = row.get(6);
+        let stored_leaf: Option<&[u8]> = Some(row.get(6));
         let name = format!("log index {index} (host {host}, stream {boot}, sequence {sequence})");
         if index > expected {
             out.problems.push(format!(

@@ -1,10 +1,12 @@
-//! The session index, kept in memory and rebuilt from the log on start: which records belong to
-//! which session, and a summary per session for `recorder sessions`.
+//! The session index: a summary per session for `recorder sessions`, kept in memory (one per
+//! session, not per record) and saved with the store's state. A session's records are found
+//! from its last one through the record index's links.
 use std::collections::HashMap;
 
 use recorder_record::{Record, Timestamp};
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionSummary {
     pub host: String,
     pub session: String,
@@ -18,9 +20,9 @@ pub struct SessionSummary {
     /// from the first record that names them.
     pub namespace: String,
     pub pod: String,
-    /// Log indexes of the session's records, in log order (the embedded store's index; a store
-    /// that reads them from its database leaves this empty).
-    pub positions: Vec<u64>,
+    /// The log index of the session's last record (the embedded store follows the links back
+    /// from it; a store that queries its database leaves it 0).
+    pub last_index: u64,
 }
 
 /// Which sessions `recorder sessions` lists: an empty field matches every session.
@@ -51,9 +53,24 @@ pub struct SessionIndex {
 }
 
 impl SessionIndex {
-    pub fn add(&mut self, index: u64, record: &Record) {
+    pub fn from_summaries(list: Vec<SessionSummary>) -> Self {
+        Self {
+            sessions: list
+                .into_iter()
+                .map(|s| ((s.host.clone(), s.session.clone()), s))
+                .collect(),
+        }
+    }
+
+    pub fn summaries(&self) -> impl Iterator<Item = &SessionSummary> {
+        self.sessions.values()
+    }
+
+    /// Counts the record in its session; returns the log index of the session's previous
+    /// record (None for its first, or for a record of no session).
+    pub fn add(&mut self, index: u64, record: &Record) -> Option<u64> {
         if record.session.is_empty() {
-            return;
+            return None;
         }
         let key = (record.host.clone(), record.session.clone());
         let s = self.sessions.entry(key).or_insert_with(|| SessionSummary {
@@ -66,8 +83,9 @@ impl SessionIndex {
             records: 0,
             namespace: String::new(),
             pod: String::new(),
-            positions: Vec::new(),
+            last_index: index,
         });
+        let previous = (s.records > 0).then_some(s.last_index);
         if s.pod.is_empty()
             && let Some(workload) = &record.workload
         {
@@ -80,7 +98,8 @@ impl SessionIndex {
             s.commands += 1;
         }
         s.records += 1;
-        s.positions.push(index);
+        s.last_index = index;
+        previous
     }
 
     /// Sessions matching the filters, most recently active first.
@@ -143,7 +162,7 @@ mod tests {
             ["s2", "s1"]
         );
         let s1 = idx.find("s1", "").unwrap().unwrap();
-        assert_eq!((s1.commands, s1.positions.clone()), (1, vec![0, 1]));
+        assert_eq!((s1.commands, s1.records, s1.last_index), (1, 2, 1));
         assert_eq!(s1.last_time.to_string(), "2026-11-28T10:00:01.000000000Z");
         let since = recorder_record::time::parse_rfc3339("2026-11-28T10:30:00Z").unwrap() as i64;
         let since = SessionFilter {

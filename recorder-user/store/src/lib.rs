@@ -2,10 +2,18 @@
 //! record stored once, with the integrity structures (see `segment` for the format, `scan` for
 //! the checks) and the session index. Appends are written as one buffer per batch and fsynced
 //! before the batch is acknowledged.
+//!
+//! Memory does not grow with the log: the tree's nodes (`tree`) and each record's place
+//! (`record_index`) are files beside the segments, read back with `pread`; in memory are the
+//! tree's frontier, each stream's end and each session's summary. A start reads the state saved
+//! with the last checkpoint (`state`) and only the records appended after it.
 pub mod index;
 pub mod integrity;
+pub mod record_index;
 pub mod scan;
 pub mod segment;
+pub mod state;
+pub mod tree;
 
 use std::{
     collections::HashMap,
@@ -17,14 +25,17 @@ use std::{
 };
 
 use index::SessionIndex;
+use record_index::RecordIndex;
 use recorder_record::{MAX_LINE, Record, Timestamp};
-use scan::{CHECKPOINTS_FILE, SEGMENT_DIR, ScanError, StreamState};
+use scan::{CHECKPOINTS_FILE, SEGMENT_DIR, Scan, ScanError, ScanFrom, StreamState, Visit};
 use segment::{Entry, HEADER};
+use state::SavedState;
+use tree::{TreeError, TreeFiles};
 
 use crate::integrity::{
     Hash,
     checkpoint::{Checkpoint, CheckpointError, Signer},
-    merkle::{self, Frontier},
+    merkle::{self, NodeId},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +57,8 @@ pub enum StoreError {
     BadRecord { sequence: u64, why: String },
     #[error("log index {0} is not stored")]
     NoSuchRecord(u64),
+    #[error(transparent)]
+    Tree(#[from] TreeError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -116,9 +129,8 @@ pub struct Store {
     current_seg: u32,
     current_len: u64,
     readers: HashMap<u32, File>,
-    leaves: Vec<Hash>,
-    positions: Vec<(u32, u64)>,
-    frontier: Frontier,
+    tree: TreeFiles,
+    records: RecordIndex,
     streams: HashMap<(String, String), StreamState>,
     index: SessionIndex,
     signer: Signer,
@@ -129,9 +141,11 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`, checking the whole log first. A log that fails any
-    /// check is refused; an incomplete last record (a crash in the middle of a write, so never
-    /// acknowledged) is cut off.
+    /// Opens (or creates) the store in `dir`. With a saved state, only the records appended
+    /// after it are read and checked (the signed checkpoint of the saved size must match the
+    /// stored tree); without one, the whole log. A log that fails a check is refused; an
+    /// incomplete last record (a crash in the middle of a write, so never acknowledged) is cut
+    /// off.
     pub fn open(
         dir: &Path,
         segment_max: u64,
@@ -140,12 +154,12 @@ impl Store {
         let seg_dir = dir.join(SEGMENT_DIR);
         fs::create_dir_all(&seg_dir).map_err(io(&seg_dir))?;
         let signer = Signer::load_or_create(dir)?;
-        let mut index = SessionIndex::default();
-        let scan = scan::scan(dir, Some(&signer.public_key()), |i, entry| {
-            if let Ok(record) = Record::parse(entry.line) {
-                index.add(i, &record);
-            }
-        })?;
+        let Loaded {
+            tree,
+            records,
+            index,
+            scan,
+        } = load(dir, &signer.public_key())?;
         if let Some(first) = scan.problems.first() {
             return Err(StoreError::Damaged {
                 dir: dir.to_path_buf(),
@@ -178,12 +192,9 @@ impl Store {
             sync_dir(&seg_dir)?;
             current_len = HEADER.len() as u64;
         }
-        let mut frontier = Frontier::default();
-        for leaf in &scan.leaves {
-            frontier.push(*leaf);
-        }
         tracing::info!(
-            records = scan.leaves.len(),
+            records = tree.size(),
+            read_on_start = scan.records,
             streams = scan.streams.len(),
             "store opened"
         );
@@ -194,9 +205,8 @@ impl Store {
             current_seg,
             current_len,
             readers: HashMap::new(),
-            leaves: scan.leaves,
-            positions: scan.positions,
-            frontier,
+            tree,
+            records,
             streams: scan.streams,
             index,
             signer,
@@ -208,11 +218,19 @@ impl Store {
     }
 
     pub fn len(&self) -> u64 {
-        self.leaves.len() as u64
+        self.tree.size()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.leaves.is_empty()
+        self.len() == 0
+    }
+
+    /// Where the log ends now (segment, length): what an online `verify` reads up to.
+    pub fn end(&self) -> scan::ScanUntil {
+        scan::ScanUntil {
+            segment: self.current_seg,
+            len: self.current_len,
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -242,12 +260,12 @@ impl Store {
         let mut state = self.streams.get(&key).cloned().unwrap_or_default();
         let mut out = AppendOutcome::default();
         let mut new_leaves = Vec::new();
-        let mut new_positions = Vec::new();
+        let mut new_offsets = Vec::new();
         self.buf.clear();
         if self.current_len >= self.segment_max {
             self.rotate()?;
         }
-        let base_index = self.leaves.len() as u64;
+        let base_index = self.len();
         for (i, line) in lines.iter().enumerate() {
             let line = line.as_ref();
             let sequence = first_sequence + i as u64;
@@ -284,7 +302,7 @@ impl Store {
             state.last_leaf = leaf;
             state.records += 1;
             new_leaves.push(leaf);
-            new_positions.push((self.current_seg, offset));
+            new_offsets.push(offset);
             out.stored.push(StoredRecord {
                 index,
                 host: host.to_string(),
@@ -308,14 +326,21 @@ impl Store {
             }
             self.current_len += self.buf.len() as u64;
         }
-        for (rec, leaf) in out.stored.iter().zip(&new_leaves) {
-            self.frontier.push(*leaf);
-            self.index.add(rec.index, &rec.record);
+        for ((rec, leaf), offset) in out.stored.iter().zip(&new_leaves).zip(new_offsets) {
+            self.tree.push(*leaf);
+            let previous = self.index.add(rec.index, &rec.record);
+            self.records.push(record_index::Place {
+                segment: self.current_seg,
+                offset,
+                session_prev: previous.unwrap_or(record_index::NONE),
+            });
         }
-        self.leaves.extend(new_leaves);
-        self.positions.extend(new_positions);
         out.acked_sequence = state.last_sequence;
         self.streams.insert(key, state);
+        // The derived files need no fsync here: a crash leaves the segment as the truth, and a
+        // start makes them again from it past the saved state.
+        self.tree.flush(false)?;
+        self.records.flush(false).map_err(io(self.records.path()))?;
         if self.len() - self.latest.as_ref().map_or(0, |c| c.tree_size) >= self.policy.every_records
         {
             self.checkpoint()?;
@@ -358,7 +383,7 @@ impl Store {
             return Ok(None);
         }
         let time = Timestamp::now().to_string();
-        let cp = self.signer.sign(self.len(), &self.frontier.root(), time);
+        let cp = self.signer.sign(self.len(), &self.tree.root(), time);
         let path = self.dir.join(CHECKPOINTS_FILE);
         let mut file = OpenOptions::new()
             .create(true)
@@ -370,7 +395,25 @@ impl Store {
             .and_then(|()| file.sync_data())
             .map_err(io(&path))?;
         self.latest = Some(cp.clone());
+        self.save_state()?;
         Ok(Some(cp))
+    }
+
+    /// Saves the state a start resumes from: the derived files made durable first, so the
+    /// state never names more than they hold.
+    fn save_state(&mut self) -> Result<(), StoreError> {
+        self.tree.flush(true)?;
+        self.records.flush(true).map_err(io(self.records.path()))?;
+        let state = SavedState {
+            version: SavedState::version(),
+            tree_size: self.len(),
+            end_segment: self.current_seg,
+            end_offset: self.current_len,
+            streams: SavedState::saved_streams(&self.streams),
+            sessions: self.index.summaries().cloned().collect(),
+        };
+        let dir = self.dir.join(record_index::INDEX_DIR);
+        state.save(&self.dir).map_err(io(&dir))
     }
 
     /// A checkpoint if the time policy says one is due.
@@ -395,10 +438,15 @@ impl Store {
 
     /// Reads one record back from disk.
     pub fn read(&mut self, index: u64) -> Result<StoredRecord, StoreError> {
-        let &(seg, offset) = self
-            .positions
-            .get(index as usize)
+        if index >= self.len() {
+            return Err(StoreError::NoSuchRecord(index));
+        }
+        let place = self
+            .records
+            .get(index)
+            .map_err(io(self.records.path()))?
             .ok_or(StoreError::NoSuchRecord(index))?;
+        let (seg, offset) = (place.segment, place.offset);
         let path = self.segment_path(seg);
         let file = match self.readers.entry(seg) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -438,17 +486,159 @@ impl Store {
         })
     }
 
-    /// The audit path of a record in the tree of the first `tree_size` records.
-    pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Option<(Hash, Vec<Hash>)> {
-        let leaves = self.leaves.get(..tree_size as usize)?;
-        Some((
-            *leaves.get(index as usize)?,
-            merkle::inclusion_proof(leaves, index)?,
-        ))
+    /// A session's records in log order, from the links back from its last record.
+    pub fn session_records(&mut self, last_index: u64) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut indexes = vec![last_index];
+        loop {
+            let at = *indexes.last().unwrap_or(&last_index);
+            let place = self
+                .records
+                .get(at)
+                .map_err(io(self.records.path()))?
+                .ok_or(StoreError::NoSuchRecord(at))?;
+            if place.session_prev == record_index::NONE {
+                break;
+            }
+            if place.session_prev >= at {
+                return Err(StoreError::BadRecord {
+                    sequence: 0,
+                    why: format!(
+                        "log index {at}: its session link points forward; rebuild the index (remove index/ and restart)"
+                    ),
+                });
+            }
+            indexes.push(place.session_prev);
+        }
+        indexes.reverse();
+        indexes.into_iter().map(|i| self.read(i)).collect()
     }
 
-    pub fn consistency_proof(&self, old: u64, new: u64) -> Option<Vec<Hash>> {
-        merkle::consistency_proof(self.leaves.get(..new as usize)?, old)
+    /// The leaf hash and audit path of a record in the tree of the first `tree_size` records,
+    /// from O(log n) stored nodes; None if that tree does not hold it.
+    pub fn inclusion_proof(
+        &self,
+        index: u64,
+        tree_size: u64,
+    ) -> Result<Option<(Hash, Vec<Hash>)>, StoreError> {
+        if tree_size > self.len() {
+            return Ok(None);
+        }
+        let Some(ranges) = merkle::inclusion_ranges(index, tree_size) else {
+            return Ok(None);
+        };
+        let leaf = self.tree.node(NodeId { level: 0, index })?;
+        Ok(Some((leaf, self.prove(&ranges)?)))
+    }
+
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Option<Vec<Hash>>, StoreError> {
+        if new > self.len() {
+            return Ok(None);
+        }
+        let Some(ranges) = merkle::consistency_ranges(old, new) else {
+            return Ok(None);
+        };
+        Ok(Some(self.prove(&ranges)?))
+    }
+
+    fn prove(&self, ranges: &[(u64, u64)]) -> Result<Vec<Hash>, StoreError> {
+        let nodes: HashMap<NodeId, Hash> = merkle::nodes_for(ranges)
+            .into_iter()
+            .map(|id| self.tree.node(id).map(|h| (id, h)))
+            .collect::<Result<_, _>>()?;
+        Ok(merkle::assemble(ranges, |id| nodes.get(&id).copied()).unwrap_or_default())
+    }
+}
+
+/// What a start reads.
+struct Loaded {
+    tree: TreeFiles,
+    records: RecordIndex,
+    index: SessionIndex,
+    scan: Scan,
+}
+
+/// The indexes from the saved state and the records after it; else from the whole log.
+fn load(dir: &Path, key: &[u8]) -> Result<Loaded, StoreError> {
+    if let Some(saved) = SavedState::load(dir)
+        && let Some(loaded) = resume(dir, key, saved)?
+    {
+        return Ok(loaded);
+    }
+    tracing::info!(dir = %dir.display(), "reading the whole log to index it");
+    TreeFiles::remove(dir)?;
+    let mut loaded = Loaded {
+        tree: TreeFiles::open(dir, 0)?,
+        records: RecordIndex::create(dir).map_err(io(dir))?,
+        index: SessionIndex::default(),
+        scan: Scan::default(),
+    };
+    let mut failed = None;
+    loaded.scan = scan::scan(dir, Some(key), |v| loaded.index_record(v, &mut failed))?;
+    finish(loaded, failed)
+}
+
+fn resume(dir: &Path, key: &[u8], saved: SavedState) -> Result<Option<Loaded>, StoreError> {
+    let Some(streams) = saved.streams() else {
+        return Ok(None);
+    };
+    let tree = match TreeFiles::open(dir, saved.tree_size) {
+        Ok(t) => t,
+        Err(TreeError::Short { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(records) = RecordIndex::open(dir, saved.tree_size).map_err(io(dir))? else {
+        return Ok(None);
+    };
+    let from = ScanFrom {
+        segment: saved.end_segment,
+        offset: saved.end_offset,
+        frontier: tree.frontier().clone(),
+        streams,
+    };
+    let mut loaded = Loaded {
+        tree,
+        records,
+        index: SessionIndex::from_summaries(saved.sessions),
+        scan: Scan::default(),
+    };
+    let mut failed = None;
+    loaded.scan = scan::scan_part(dir, Some(key), Some(from), None, |v| {
+        loaded.index_record(v, &mut failed);
+    })?;
+    finish(loaded, failed).map(Some)
+}
+
+fn finish(mut loaded: Loaded, failed: Option<StoreError>) -> Result<Loaded, StoreError> {
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    loaded.tree.flush(false)?;
+    let path = loaded.records.path().to_path_buf();
+    loaded.records.flush(false).map_err(io(&path))?;
+    Ok(loaded)
+}
+
+impl Loaded {
+    fn index_record(&mut self, v: &Visit<'_>, failed: &mut Option<StoreError>) {
+        let previous = match Record::parse(v.entry.line) {
+            Ok(record) => self.index.add(v.index, &record),
+            Err(_) => None,
+        };
+        self.records.push(record_index::Place {
+            segment: v.segment,
+            offset: v.offset,
+            session_prev: previous.unwrap_or(record_index::NONE),
+        });
+        self.tree.push(v.leaf);
+        // Keep what waits to be written small on a long read.
+        if v.index % 65_536 == 65_535 {
+            if let Err(e) = self.tree.flush(false) {
+                failed.get_or_insert(e.into());
+            }
+            if let Err(e) = self.records.flush(false) {
+                failed.get_or_insert(io(self.records.path())(e));
+            }
+        }
     }
 }
 

@@ -1,7 +1,9 @@
-//! Reads the whole log back and checks it: frames, stored leaf hashes, log indexes, the hash
-//! chain of every (host, boot) stream, and every signed checkpoint against the Merkle tree of
-//! the records below it. The collector runs it on start (and refuses a damaged log); `verify`
-//! prints what it finds.
+//! Reads the log back and checks it: frames, stored leaf hashes, log indexes, the hash chain of
+//! every (host, boot) stream, and every signed checkpoint against the Merkle tree of the records
+//! below it. `verify` reads it all and prints what it finds; the collector, on start, reads
+//! only what was appended after its last saved state ([`ScanFrom`]) and refuses a damaged
+//! log; an online `verify` stops where the log ended when it began ([`ScanUntil`]), so ingest
+//! goes on meanwhile. Memory stays flat: the tree is a frontier, not the leaves.
 use std::{
     collections::HashMap,
     fmt, fs,
@@ -26,17 +28,25 @@ pub const CHECKPOINTS_FILE: &str = "checkpoints.jsonl";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
     pub segment: String,
-    pub record: u64,
+    /// The record's number in its segment (None when a scan began inside the segment).
+    pub record: Option<u64>,
     pub offset: u64,
 }
 
 impl fmt::Display for Place {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{} record {} (byte offset {})",
-            SEGMENT_DIR, self.segment, self.record, self.offset
-        )
+        match self.record {
+            Some(record) => write!(
+                f,
+                "{}/{} record {record} (byte offset {})",
+                SEGMENT_DIR, self.segment, self.offset
+            ),
+            None => write!(
+                f,
+                "{}/{} byte offset {}",
+                SEGMENT_DIR, self.segment, self.offset
+            ),
+        }
     }
 }
 
@@ -58,12 +68,42 @@ pub struct StreamState {
     pub records: u64,
 }
 
+/// Where a scan starts when it does not start at the beginning: the end of the log as a saved
+/// state knew it, with the tree and the streams as they were there.
+#[derive(Debug, Clone)]
+pub struct ScanFrom {
+    pub segment: u32,
+    pub offset: u64,
+    pub frontier: Frontier,
+    pub streams: HashMap<(String, String), StreamState>,
+}
+
+/// Where a scan stops: the end of the log when an online `verify` began.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanUntil {
+    pub segment: u32,
+    pub len: u64,
+}
+
+/// One record as the scan reads it.
+pub struct Visit<'a> {
+    pub index: u64,
+    pub entry: &'a Entry<'a>,
+    /// Its leaf hash, recomputed from the entry.
+    pub leaf: Hash,
+    pub segment: u32,
+    pub offset: u64,
+}
+
 /// The log as found.
 #[derive(Debug, Default)]
 pub struct Scan {
-    pub leaves: Vec<Hash>,
-    /// (segment number, byte offset of the frame) per log index.
-    pub positions: Vec<(u32, u64)>,
+    /// Records read (from the start, or from `ScanFrom`).
+    pub records: u64,
+    /// The tree of every record up to where the scan ended.
+    pub frontier: Frontier,
+    /// Where the log ends: segment number and length.
+    pub end: (u32, u64),
     pub streams: HashMap<(String, String), StreamState>,
     pub segments: Vec<u32>,
     pub checkpoints: Vec<Checkpoint>,
@@ -113,25 +153,59 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u32>, ScanError> {
     Ok(out)
 }
 
-/// Scans the data directory. `visit` sees every readable entry with its log index (the store
-/// builds its session index from it). `public_key` pins the checkpoint key; by default the one
-/// in the data directory is used.
+/// Scans the data directory from the start. `visit` sees every readable entry (the store
+/// builds its indexes from it). `public_key` pins the checkpoint key; by default the one in the
+/// data directory is used.
 pub fn scan(
     dir: &Path,
     public_key: Option<&[u8]>,
-    mut visit: impl FnMut(u64, &Entry<'_>),
+    visit: impl FnMut(&Visit<'_>),
+) -> Result<Scan, ScanError> {
+    scan_part(dir, public_key, None, None, visit)
+}
+
+/// Scans from `from` (the start if None) to `until` (the end if None). Checkpoints above
+/// `until` are left out; those below `from` are checked for their signature only.
+pub fn scan_part(
+    dir: &Path,
+    public_key: Option<&[u8]>,
+    from: Option<ScanFrom>,
+    until: Option<ScanUntil>,
+    mut visit: impl FnMut(&Visit<'_>),
 ) -> Result<Scan, ScanError> {
     let mut out = Scan {
         segments: list_segments(dir)?,
         ..Scan::default()
     };
+    if let Some(until) = until {
+        out.segments.retain(|&s| s <= until.segment);
+    }
+    let (start_seg, start_offset) = match &from {
+        Some(f) => (f.segment, f.offset),
+        None => (0, 0),
+    };
+    if let Some(f) = from {
+        out.frontier = f.frontier;
+        out.streams = f.streams;
+    }
+    let mut roots = RootCheck::load(dir, public_key, &mut out)?;
+    roots.at(&mut out);
     let seg_dir = dir.join(SEGMENT_DIR);
     let mut last_place: HashMap<(String, String), (Place, u64)> = HashMap::new();
     for (si, &seg) in out.segments.clone().iter().enumerate() {
         let is_last = si + 1 == out.segments.len();
         let name = segment::segment_name(seg);
         let path = seg_dir.join(&name);
-        let data = fs::read(&path).map_err(io(&path))?;
+        if seg < start_seg {
+            continue;
+        }
+        let mut data = fs::read(&path).map_err(io(&path))?;
+        if let Some(until) = until
+            && until.segment == seg
+        {
+            data.truncate(until.len as usize);
+        }
+        out.end = (seg, data.len() as u64);
         if si > 0 && out.segments[si - 1] + 1 != seg {
             out.problems.push(Problem(format!(
                 "{SEGMENT_DIR}/{}: missing before it (segment files are numbered without gaps)",
@@ -148,7 +222,12 @@ pub fn scan(
             continue;
         }
         let mut offset = HEADER.len();
-        let mut record = 0u64;
+        let mut record = Some(0u64);
+        if seg == start_seg && start_offset > offset as u64 {
+            offset = start_offset as usize;
+            // Records before it in this segment are not counted: the place names the offset.
+            record = None;
+        }
         while offset < data.len() {
             let place = Place {
                 segment: name.clone(),
@@ -169,16 +248,23 @@ pub fn scan(
                     break;
                 }
             };
-            let index = out.leaves.len() as u64;
+            let index = out.frontier.size();
             let leaf = check_record(&mut out, &mut last_place, place, &frame);
-            visit(index, &frame.entry);
-            out.leaves.push(leaf);
-            out.positions.push((seg, offset as u64));
+            visit(&Visit {
+                index,
+                entry: &frame.entry,
+                leaf,
+                segment: seg,
+                offset: offset as u64,
+            });
+            out.frontier.push(leaf);
+            out.records += 1;
+            roots.at(&mut out);
             offset += frame.len;
-            record += 1;
+            record = record.map(|r| r + 1);
         }
     }
-    check_checkpoints(dir, public_key, &mut out)?;
+    roots.finish(until.is_some(), &mut out);
     Ok(out)
 }
 
@@ -192,7 +278,7 @@ fn check_record(
     frame: &Frame<'_>,
 ) -> Hash {
     let entry = &frame.entry;
-    let index = out.leaves.len() as u64;
+    let index = out.frontier.size();
     let leaf = frame.computed_leaf();
     let stream = format!(
         "host {} stream {} sequence {}",
@@ -217,7 +303,11 @@ fn check_record(
                 "the stream's previous stored record (sequence {s}, {p}) hashes to {}",
                 short(&state.last_leaf)
             ),
-            None => "it is the first stored record of its stream".to_string(),
+            None if state.records == 0 => "it is the first stored record of its stream".to_string(),
+            None => format!(
+                "the stream's previous stored record hashes to {}",
+                short(&state.last_leaf)
+            ),
         };
         out.problems.push(Problem(format!(
             "{place}, log index {index}, {stream}: hash chain broken: it links to {}, but {before} (records deleted, changed or reordered)",
@@ -243,82 +333,107 @@ fn short(h: &Hash) -> String {
     format!("{}…", hex::encode(&h[..8]))
 }
 
-/// Every checkpoint: signature, growing sizes, and the Merkle root of the first `tree_size`
-/// records as stored now.
-fn check_checkpoints(
-    dir: &Path,
-    public_key: Option<&[u8]>,
-    out: &mut Scan,
-) -> Result<(), ScanError> {
-    let path = dir.join(CHECKPOINTS_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(io(&path)(e)),
-    };
-    let key = match public_key {
-        Some(k) => Some(k.to_vec()),
-        None => fs::read_to_string(dir.join(PUBLIC_KEY_FILE))
-            .ok()
-            .and_then(|s| hex::decode(&s)),
-    };
-    if key.is_none() && !text.trim().is_empty() {
-        out.problems.push(Problem(format!(
-            "{PUBLIC_KEY_FILE}: missing or unreadable, checkpoint signatures cannot be checked"
-        )));
-    }
-    let mut frontier = Frontier::default();
-    let mut prev: Option<Checkpoint> = None;
-    for (n, line) in text.lines().enumerate() {
-        let place = format!("{CHECKPOINTS_FILE} line {}", n + 1);
-        if line.trim().is_empty() {
-            continue;
+/// The checkpoints, read first and checked as the scan's tree reaches each one's size:
+/// signature, growing sizes and times, and the Merkle root of the first `tree_size` records as
+/// stored now.
+struct RootCheck {
+    /// (place in the file, checkpoint), by growing tree size.
+    pending: std::collections::VecDeque<(String, Checkpoint)>,
+}
+
+impl RootCheck {
+    fn load(dir: &Path, public_key: Option<&[u8]>, out: &mut Scan) -> Result<Self, ScanError> {
+        let path = dir.join(CHECKPOINTS_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let key = match public_key {
+            Some(k) => Some(k.to_vec()),
+            None => fs::read_to_string(dir.join(PUBLIC_KEY_FILE))
+                .ok()
+                .and_then(|s| hex::decode(&s)),
+        };
+        if key.is_none() && !text.trim().is_empty() {
+            out.problems.push(Problem(format!(
+                "{PUBLIC_KEY_FILE}: missing or unreadable, checkpoint signatures cannot be checked"
+            )));
         }
-        let cp: Checkpoint = match serde_json::from_str(line) {
-            Ok(cp) => cp,
-            Err(e) => {
-                out.problems
-                    .push(Problem(format!("{place}: unreadable checkpoint ({e})")));
+        let mut pending = std::collections::VecDeque::new();
+        let mut prev: Option<Checkpoint> = None;
+        for (n, line) in text.lines().enumerate() {
+            let place = format!("{CHECKPOINTS_FILE} line {}", n + 1);
+            if line.trim().is_empty() {
                 continue;
             }
-        };
-        if let Some(key) = &key
-            && !cp.verify(key)
-        {
-            out.problems.push(Problem(format!(
-                "{place} (tree size {}): bad signature",
-                cp.tree_size
-            )));
-        }
-        if let Some(p) = &prev
-            && (cp.tree_size < p.tree_size || cp.time < p.time)
-        {
-            out.problems.push(Problem(format!(
-                "{place}: tree size or time goes backwards from the previous checkpoint"
-            )));
-        }
-        if cp.tree_size > out.leaves.len() as u64 {
-            out.problems.push(Problem(format!(
-                "{place}: signed tree size {} but the log holds {} records (records removed from the end)",
-                cp.tree_size,
-                out.leaves.len()
-            )));
-        } else if cp.tree_size >= frontier.size() {
-            while frontier.size() < cp.tree_size {
-                frontier.push(out.leaves[frontier.size() as usize]);
+            // A line being written while an online verify reads: not a checkpoint yet.
+            if n + 1 == text.lines().count() && !text.ends_with('\n') {
+                break;
             }
-            if Some(frontier.root()) != cp.root_hash() {
-                let from = prev.as_ref().map_or(0, |p| p.tree_size.min(cp.tree_size));
+            let cp: Checkpoint = match serde_json::from_str(line) {
+                Ok(cp) => cp,
+                Err(e) => {
+                    out.problems
+                        .push(Problem(format!("{place}: unreadable checkpoint ({e})")));
+                    continue;
+                }
+            };
+            if let Some(key) = &key
+                && !cp.verify(key)
+            {
                 out.problems.push(Problem(format!(
-                    "{place} (tree size {}, {}): Merkle root differs from the records stored now: a record at log index {from}..{} was changed, removed or moved",
+                    "{place} (tree size {}): bad signature",
+                    cp.tree_size
+                )));
+            }
+            if let Some(p) = &prev
+                && (cp.tree_size < p.tree_size || cp.time < p.time)
+            {
+                out.problems.push(Problem(format!(
+                    "{place}: tree size or time goes backwards from the previous checkpoint"
+                )));
+            }
+            prev = Some(cp.clone());
+            out.checkpoints.push(cp.clone());
+            pending.push_back((place, cp));
+        }
+        Ok(Self { pending })
+    }
+
+    /// Checks the checkpoints of the tree's current size; drops those below it (a scan that
+    /// starts at a saved state leaves the older ones to `verify`).
+    fn at(&mut self, out: &mut Scan) {
+        let tree = &out.frontier;
+        let size = tree.size();
+        while let Some((place, cp)) = self.pending.front() {
+            if cp.tree_size > size {
+                break;
+            }
+            if cp.tree_size == size && Some(tree.root()) != cp.root_hash() {
+                out.problems.push(Problem(format!(
+                    "{place} (tree size {}, {}): Merkle root differs from the records stored now: a record at log index 0..{} was changed, removed or moved",
                     cp.tree_size,
                     cp.time,
                     cp.tree_size.saturating_sub(1)
                 )));
             }
+            self.pending.pop_front();
         }
-        prev = Some(cp.clone());
-        out.checkpoints.push(cp);
     }
-    Ok(())
+
+    /// Checkpoints beyond the end: records removed from the end, unless the scan stopped early
+    /// on purpose (they were signed after it began).
+    fn finish(self, stopped_early: bool, out: &mut Scan) {
+        if stopped_early {
+            return;
+        }
+        for (place, cp) in self.pending {
+            out.problems.push(Problem(format!(
+                "{place}: signed tree size {} but the log holds {} records (records removed from the end)",
+                cp.tree_size,
+                out.frontier.size()
+            )));
+        }
+    }
 }

@@ -20,6 +20,7 @@ mod kube;
 mod pods;
 mod sql;
 mod stats;
+mod store;
 mod syscall;
 
 use std::{path::PathBuf, process::Command, time::Instant};
@@ -126,6 +127,9 @@ pub fn run(
     }
     if wanted("pods") {
         pods::bench(&builds, rounds)?;
+    }
+    if wanted("store") {
+        store::bench(rounds)?;
     }
     Ok(())
 }
