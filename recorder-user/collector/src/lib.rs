@@ -45,8 +45,8 @@ enum Event {
 pub enum CollectorError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{}: {source}", redact(.url))]
-    Postgres { url: String, source: PgError },
+    #[error("{}: {error}", redact(.url))]
+    Postgres { url: String, error: PgError },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
@@ -231,24 +231,24 @@ async fn open_log(
             let signer = Signer::load_or_create(&data).map_err(StoreError::from)?;
             let pg = PgLog::open(url, signer, plan.checkpoint)
                 .await
-                .map_err(|source| CollectorError::Postgres {
+                .map_err(|error| CollectorError::Postgres {
                     url: url.clone(),
-                    source,
+                    error,
                 })?;
             let size = pg
                 .placed()
                 .await
-                .map_err(|source| CollectorError::Postgres {
+                .map_err(|error| CollectorError::Postgres {
                     url: url.clone(),
-                    source,
+                    error,
                 })?;
             metrics.records.set(size);
             let leading = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let sequencer =
                 Sequencer::new(pg.clone(), collector_name(plan.listen), leading.clone()).map_err(
-                    |source| CollectorError::Postgres {
+                    |error| CollectorError::Postgres {
                         url: url.clone(),
-                        source,
+                        error,
                     },
                 )?;
             let task = tokio::spawn(sequencer.run(stop.clone()));

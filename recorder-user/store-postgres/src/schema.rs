@@ -13,8 +13,12 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<(), PgError> {
         version INT PRIMARY KEY,
         name TEXT NOT NULL,
         applied_at TIMESTAMPTZ NOT NULL DEFAULT now())";
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await?
+        .get(0);
     // Two collectors creating it at the same instant: one of them fails; the table exists.
-    if client.batch_execute(create).await.is_err() {
+    if !exists && client.batch_execute(create).await.is_err() {
         client.batch_execute(create).await?;
     }
     let tx = client.transaction().await?;
