@@ -23,6 +23,12 @@ fn as_postgres(program: &str) -> Command {
 
 impl Postgres {
     pub fn start() -> Self {
+        Self::start_with_cert(None)
+    }
+
+    /// Started with this certificate and key (PEM) as its TLS identity instead of a
+    /// self-signed one for `localhost` (which names the host in its CN only).
+    pub fn start_with_cert(identity: Option<(&Path, &Path)>) -> Self {
         crate::require_root();
         let dir = tempfile::Builder::new()
             .prefix("recorder-pg-")
@@ -31,7 +37,13 @@ impl Postgres {
         let root = dir.path();
         crate::run_ok(Command::new("chmod").args(["755", root.to_str().unwrap()]));
         let data = root.join("data");
-        crate::self_signed_cert(root);
+        match identity {
+            Some((cert, key)) => {
+                std::fs::copy(cert, root.join("server.crt")).unwrap();
+                std::fs::copy(key, root.join("server.key")).unwrap();
+            }
+            None => crate::self_signed_cert(root),
+        }
         crate::run_ok(Command::new("chown").args([
             "-R",
             "postgres:postgres",

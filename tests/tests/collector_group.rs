@@ -13,10 +13,14 @@ use std::{
 use collector_support::*;
 use recorder_tests::postgres::Postgres;
 
-/// A new database on `pg`, as a connection string for `--store`.
+/// A new database on `pg`, as a connection string for `--store` (without TLS: the test
+/// server's certificate names its host in the CN only, which no client should accept).
 fn database(pg: &Postgres, name: &str) -> String {
     pg.psql_admin(&format!("CREATE DATABASE {name}"));
-    format!("postgres://postgres@127.0.0.1:{}/{name}", pg.port)
+    format!(
+        "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
+        pg.port
+    )
 }
 
 fn count(pg: &Postgres, db: &str, sql: &str) -> u64 {
@@ -292,7 +296,10 @@ fn tampering_in_the_database_is_found_and_names_the_record() {
         run(&[
             "verify",
             "--store",
-            &format!("postgres://postgres@127.0.0.1:{}/{db}", pg.port),
+            &format!(
+                "postgres://postgres@127.0.0.1:{}/{db}?sslmode=disable",
+                pg.port
+            ),
             "--public-key",
             key.trim(),
         ])
@@ -458,5 +465,78 @@ fn an_embedded_store_migrated_to_postgres_verifies_with_the_same_roots_and_goes_
     assert!(o.status.success(), "{}", stderr(&o));
     // Session sess-3 of both shipments: 20 records from the copy, 20 from the new stream.
     assert_eq!(stdout(&o).lines().count(), 40, "{}", stdout(&o));
+    col.stop();
+}
+
+#[test]
+fn the_database_is_reached_over_tls_with_its_certificate_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    // The database's certificate: one our CA signed for localhost and 127.0.0.1.
+    let pg = Postgres::start_with_cert(Some((
+        &pki.dir.join("collector.pem"),
+        &pki.dir.join("collector-key.pem"),
+    )));
+    pg.psql_admin("CREATE DATABASE recorder");
+    let store = format!(
+        "postgres://postgres@localhost:{}/recorder?sslmode=require",
+        pg.port
+    );
+    // Not trusted by the system's CAs: refused, and said why.
+    let o = run(&[
+        "collector",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        tmp.path().join("refused").to_str().unwrap(),
+        "--store",
+        &store,
+        "--tls-ca",
+        &pki.path("ca.pem"),
+        "--tls-cert",
+        &pki.path("collector.pem"),
+        "--tls-key",
+        &pki.path("collector-key.pem"),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("certificate"), "{}", stderr(&o));
+    let col = Collector::start(
+        &pki,
+        &tmp.path().join("c1"),
+        free_port(),
+        &["--store", &store, "--store-ca", &pki.path("ca.pem")],
+    );
+    finish_ship(
+        start_ship(
+            &pki,
+            tmp.path(),
+            "web-1",
+            &records("web-1", 100),
+            &[col.port],
+        ),
+        100,
+    );
+    let encrypted = count(
+        &pg,
+        "postgres",
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND datname = 'recorder'",
+    );
+    let plain = count(
+        &pg,
+        "postgres",
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE NOT ssl AND datname = 'recorder'",
+    );
+    assert!(
+        encrypted > 0 && plain == 0,
+        "{encrypted} over TLS, {plain} plain"
+    );
+    let o = run(&[
+        "verify",
+        "--store",
+        &store,
+        "--store-ca",
+        &pki.path("ca.pem"),
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     col.stop();
 }

@@ -327,6 +327,9 @@ fn embedded_store_at_a_million_records() {
 fn postgres_store_at_a_million_records() {
     let pg = Postgres::start();
     pg.psql_admin("CREATE DATABASE recorder");
-    let url = format!("postgres://postgres@127.0.0.1:{}/recorder", pg.port);
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/recorder?sslmode=disable",
+        pg.port
+    );
     at_a_million("postgres", &["--store", &url]);
 }

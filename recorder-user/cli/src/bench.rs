@@ -122,7 +122,10 @@ fn through_collector(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
     pki::issue(&pki_dir, Role::Operator, "bench-op", 1)?;
     let store = match args.store.as_str() {
         "embedded" => StoreLocation::Embedded,
-        url if recorder_collector::is_postgres_url(url) => StoreLocation::Postgres(url.into()),
+        url if recorder_collector::is_postgres_url(url) => StoreLocation::Postgres {
+            url: url.into(),
+            ca: None,
+        },
         other => anyhow::bail!("--store {other:?}: embedded or postgres://…"),
     };
     let collectors = if store == StoreLocation::Embedded {
@@ -189,7 +192,7 @@ fn through_collector(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
         };
         let what = match &store {
             StoreLocation::Embedded => "embedded store".to_string(),
-            StoreLocation::Postgres(_) => format!("PostgreSQL, {collectors} collector(s)"),
+            StoreLocation::Postgres { .. } => format!("PostgreSQL, {collectors} collector(s)"),
         };
         shipped_throughput(args, tmp, &what, &client_tls).await?;
         ack_latency(args, tmp, &what, &client_tls).await?;

@@ -43,6 +43,11 @@ pub(crate) struct CollectorArgs {
         hide_env_values = true
     )]
     pub store: String,
+    /// The CA certificate (PEM) of the database's server certificate, checked whenever the
+    /// connection uses TLS (`sslmode=require` in the connection string makes TLS required;
+    /// default `prefer`). Default: the system's CAs.
+    #[arg(long, value_name = "FILE", env = "RECORDER_STORE_CA")]
+    pub store_ca: Option<PathBuf>,
     /// CA certificate that client certificates must chain to (PEM).
     #[arg(long, value_name = "FILE")]
     pub tls_ca: PathBuf,
@@ -73,7 +78,10 @@ pub(crate) fn run(args: CollectorArgs) -> anyhow::Result<()> {
     let defaults = CheckpointPolicy::default();
     let store = match args.store.as_str() {
         "embedded" => StoreLocation::Embedded,
-        url if is_postgres_url(url) => StoreLocation::Postgres(url.to_string()),
+        url if is_postgres_url(url) => StoreLocation::Postgres {
+            url: url.to_string(),
+            ca: args.store_ca.clone(),
+        },
         other => anyhow::bail!(
             "--store {other:?}: give `embedded` or a postgres:// (or postgresql://) connection string"
         ),

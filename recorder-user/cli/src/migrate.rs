@@ -34,6 +34,9 @@ pub(crate) struct MigrateArgs {
         hide_env_values = true
     )]
     pub to: String,
+    /// The CA certificate (PEM) of the database's server certificate (default: the system's).
+    #[arg(long, value_name = "FILE", env = "RECORDER_STORE_CA")]
+    pub store_ca: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: &MigrateArgs) -> anyhow::Result<()> {
@@ -53,6 +56,7 @@ pub(crate) fn run(args: &MigrateArgs) -> anyhow::Result<()> {
     let migrated = block_on(async {
         let log = PgLog::open(
             &args.to,
+            args.store_ca.as_deref(),
             signer,
             recorder_store::CheckpointPolicy::default(),
         )

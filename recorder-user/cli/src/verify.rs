@@ -39,6 +39,10 @@ pub(crate) struct VerifyArgs {
     /// A PostgreSQL log, checked directly in one snapshot (read only): `postgres://…`.
     #[arg(long, value_name = "URL", conflicts_with = "collector")]
     pub store: Option<String>,
+    /// With --store: the CA certificate (PEM) of the database's server certificate (default:
+    /// the system's CAs).
+    #[arg(long, value_name = "FILE", requires = "store")]
+    pub store_ca: Option<PathBuf>,
     /// Expected checkpoint public key (hex, or a file holding it); default: the data
     /// directory's checkpoint-key.pub, or the key the collector reports.
     #[arg(long, value_name = "HEX|FILE")]
@@ -78,7 +82,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<()> {
         return offline(dir, pinned.as_deref());
     }
     if let Some(url) = &args.store {
-        return offline_postgres(url, pinned);
+        return offline_postgres(url, args.store_ca.as_deref(), pinned);
     }
     let (Some(url), Some(ca), Some(cert), Some(key)) =
         (&args.collector, &args.tls_ca, &args.tls_cert, &args.tls_key)
@@ -248,13 +252,17 @@ fn offline(dir: &std::path::Path, pinned: Option<&[u8]>) -> anyhow::Result<()> {
     )
 }
 
-fn offline_postgres(url: &str, pinned: Option<Vec<u8>>) -> anyhow::Result<()> {
+fn offline_postgres(
+    url: &str,
+    ca: Option<&std::path::Path>,
+    pinned: Option<Vec<u8>>,
+) -> anyhow::Result<()> {
     use recorder_store_postgres::{PgLog, is_postgres_url, redact};
     if !is_postgres_url(url) {
         bail!("--store {url:?}: give a postgres:// (or postgresql://) connection string");
     }
     let (v, latest, was_pinned) = block_on(async {
-        let (log, was_pinned) = PgLog::open_to_read(url, pinned)
+        let (log, was_pinned) = PgLog::open_to_read(url, ca, pinned)
             .await
             .with_context(|| redact(url))?;
         let v = log.verify().await.with_context(|| redact(url))?;

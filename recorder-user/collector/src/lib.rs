@@ -68,8 +68,9 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 pub enum StoreLocation {
     /// Segment files in the data directory: one collector.
     Embedded,
-    /// A PostgreSQL database shared by a group of collectors (a `postgres://` URL).
-    Postgres(String),
+    /// A PostgreSQL database shared by a group of collectors (a `postgres://` URL), and the CA
+    /// of its server certificate (default: the system's).
+    Postgres { url: String, ca: Option<PathBuf> },
 }
 
 /// Everything `recorder collector` was asked to do.
@@ -199,7 +200,7 @@ pub async fn serve(
 fn redact_location(store: &StoreLocation) -> String {
     match store {
         StoreLocation::Embedded => "embedded".to_string(),
-        StoreLocation::Postgres(url) => redact(url),
+        StoreLocation::Postgres { url, .. } => redact(url),
     }
 }
 
@@ -223,13 +224,13 @@ async fn open_log(
             metrics.records.set(store.len());
             Ok((Log::Embedded(Arc::new(Mutex::new(store))), None))
         }
-        StoreLocation::Postgres(url) => {
+        StoreLocation::Postgres { url, ca } => {
             std::fs::create_dir_all(&data).map_err(|source| StoreError::Io {
                 path: data.clone(),
                 source,
             })?;
             let signer = Signer::load_or_create(&data).map_err(StoreError::from)?;
-            let pg = PgLog::open(url, signer, plan.checkpoint)
+            let pg = PgLog::open(url, ca.as_deref(), signer, plan.checkpoint)
                 .await
                 .map_err(|error| CollectorError::Postgres {
                     url: url.clone(),

@@ -18,14 +18,15 @@ mod schema;
 mod sequencer;
 mod verify;
 
-use std::{sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use recorder_store::{
     CheckpointPolicy,
     integrity::checkpoint::{CheckpointError, Signer},
 };
-use tokio_postgres::NoTls;
+use rustls_pki_types::{CertificateDer, pem::PemObject as _};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use ingest::Appended;
 pub use migrate::Migrated;
@@ -60,6 +61,8 @@ pub enum PgError {
     ReadOnly,
     #[error("migrate: {0}")]
     Migrate(String),
+    #[error("TLS to the database: {0}")]
+    Tls(String),
 }
 
 impl From<tokio_postgres::Error> for PgError {
@@ -114,13 +117,45 @@ pub struct PgLog {
     policy: CheckpointPolicy,
 }
 
-fn pool(url: &str) -> Result<Pool, PgError> {
+/// The CAs trusted for the database's certificate when none is given.
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// TLS to the database, as the connection string's `sslmode` asks (`prefer` by default,
+/// `require`, `disable`). When TLS is used the server's certificate is always checked: against
+/// `ca` (PEM), else the system's CAs, and for the host name connected to.
+fn tls(ca: Option<&Path>) -> Result<MakeRustlsConnect, PgError> {
+    let path = ca.unwrap_or(Path::new(SYSTEM_ROOTS));
+    let mut roots = rustls::RootCertStore::empty();
+    match std::fs::read(path) {
+        Ok(pem) => {
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| PgError::Tls(format!("{}: {e}", path.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| PgError::Tls(format!("{}: {e}", path.display())))?;
+            }
+        }
+        // No system bundle: TLS then fails on its first handshake, and says so.
+        Err(e) if ca.is_none() && e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(PgError::Tls(format!("{}: {e}", path.display()))),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| PgError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+fn pool(url: &str, ca: Option<&Path>) -> Result<Pool, PgError> {
     let config: tokio_postgres::Config = url
         .parse()
         .map_err(|e: tokio_postgres::Error| PgError::Url(redact(url), e.to_string()))?;
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls(ca)?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -135,15 +170,17 @@ fn pool(url: &str) -> Result<Pool, PgError> {
 }
 
 impl PgLog {
-    /// Connects, brings the schema up to date and checks that `signer` is the group's key (the
-    /// first collector to start records its public half).
+    /// Connects (`ca`: the CA of the database's certificate, see [`tls`]), brings the schema up
+    /// to date and checks that `signer` is the group's key (the first collector to start
+    /// records its public half).
     pub async fn open(
         url: &str,
+        ca: Option<&Path>,
         signer: Signer,
         policy: CheckpointPolicy,
     ) -> Result<Self, PgError> {
         let log = Self {
-            pool: pool(url)?,
+            pool: pool(url, ca)?,
             public_key: signer.public_key(),
             signer: Some(Arc::new(signer)),
             policy,
@@ -162,9 +199,10 @@ impl PgLog {
     /// the second value says which was used).
     pub async fn open_to_read(
         url: &str,
+        ca: Option<&Path>,
         public_key: Option<Vec<u8>>,
     ) -> Result<(Self, bool), PgError> {
-        let pool = pool(url)?;
+        let pool = pool(url, ca)?;
         let client = pool.get().await?;
         let has_log = client
             .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
