@@ -540,3 +540,154 @@ fn the_database_is_reached_over_tls_with_its_certificate_checked() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     col.stop();
 }
+
+/// Names `addresses` as `name` in /etc/hosts for as long as it lives: a DNS name with several
+/// addresses, as a group of collectors behind one name has.
+struct HostsEntry {
+    marker: String,
+}
+
+impl HostsEntry {
+    fn add(name: &str, addresses: &[&str]) -> Self {
+        let marker = format!("# recorder test {}", std::process::id());
+        let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap();
+        if !hosts.ends_with('\n') {
+            hosts.push('\n');
+        }
+        for a in addresses {
+            hosts.push_str(&format!("{a} {name} {marker}\n"));
+        }
+        std::fs::write("/etc/hosts", hosts).unwrap();
+        Self { marker }
+    }
+}
+
+impl Drop for HostsEntry {
+    fn drop(&mut self) {
+        if let Ok(hosts) = std::fs::read_to_string("/etc/hosts") {
+            let kept: String = hosts
+                .lines()
+                .filter(|l| !l.ends_with(&self.marker))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let _ = std::fs::write("/etc/hosts", kept);
+        }
+    }
+}
+
+/// Batches a collector received, from its /metrics.
+fn batches(metrics_port: u16) -> u64 {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", metrics_port)) else {
+        return 0;
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines()
+        .find_map(|l| l.strip_prefix("recorder_collector_batches_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn one_name_with_two_addresses_fails_over_between_its_collectors() {
+    let name = format!("group-{}.recorder.test", std::process::id());
+    let _hosts = HostsEntry::add(&name, &["127.0.0.1", "127.0.0.2"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pki");
+    let o = run(&[
+        "pki",
+        "init",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--san",
+        &name,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pki = Pki { dir };
+    pki.issue("agent", "web-1");
+    pki.issue("operator", "alice");
+    let pg = Postgres::start();
+    let store = database(&pg, "recorder");
+    let port = free_port();
+    let metrics = free_port();
+    let first = Collector::start_on(
+        &pki,
+        &tmp.path().join("c1"),
+        &format!("127.0.0.1:{port}"),
+        &[
+            "--store",
+            &store,
+            "--metrics-addr",
+            &format!("127.0.0.1:{metrics}"),
+        ],
+    );
+    share_key(&tmp.path().join("c1"), &tmp.path().join("c2"));
+    let second = Collector::start_on(
+        &pki,
+        &tmp.path().join("c2"),
+        &format!("127.0.0.2:{port}"),
+        &["--store", &store],
+    );
+    let lines = records("web-1", 100_000);
+    let file = tmp.path().join("web-1.jsonl");
+    write_lines(&file, &lines);
+    let url = format!("https://{name}:{port}");
+    let mut ship = Command::new(recorder())
+        .args(["ship", "--jsonl", file.to_str().unwrap(), "--spool"])
+        .arg(tmp.path().join("spool"))
+        .args(["--timeout", "120", "--collector", &url])
+        .args(["--tls-ca", &pki.path("ca.pem")])
+        .args([
+            "--tls-cert",
+            &pki.path("web-1.pem"),
+            "--tls-key",
+            &pki.path("web-1-key.pem"),
+        ])
+        .env("RECORDER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The name's first address receives; it dies mid-stream.
+    assert!(
+        wait_for(Duration::from_secs(60), || batches(metrics) >= 5),
+        "the first address received nothing: {}",
+        first.log()
+    );
+    first.kill9();
+    let status = ship.wait().unwrap();
+    let err = read_all(ship.stderr.take().unwrap());
+    assert!(status.success(), "{err}");
+    assert!(
+        wait_for(Duration::from_secs(30), || count(
+            &pg,
+            "recorder",
+            "SELECT count(*) FROM waiting"
+        ) == 0
+            && count(&pg, "recorder", "SELECT count(*) FROM placed")
+                == 100_000),
+        "not every record placed once: {}",
+        second.log()
+    );
+    assert_eq!(
+        count(&pg, "recorder", "SELECT count(*) FROM records"),
+        100_000
+    );
+    // The operator names the group too, and reaches the survivor.
+    let o = run(&[
+        "verify",
+        "--collector",
+        &url,
+        "--tls-ca",
+        &pki.path("ca.pem"),
+        "--tls-cert",
+        &pki.path("alice.pem"),
+        "--tls-key",
+        &pki.path("alice-key.pem"),
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("ok: 100000 records"), "{}", stdout(&o));
+    second.stop();
+}

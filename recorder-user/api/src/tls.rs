@@ -164,6 +164,20 @@ pub struct ClientTls {
 impl ClientTls {
     /// A lazily connecting channel (connection errors surface on the first call).
     pub fn endpoint(&self) -> Result<Endpoint, TlsError> {
+        self.endpoint_at(None)
+    }
+
+    /// The URL's host and port.
+    fn host_port(&self) -> Option<(&str, u16)> {
+        let rest = self.url.strip_prefix("https://")?;
+        let authority = rest.split('/').next()?;
+        let (host, port) = authority.rsplit_once(':')?;
+        Some((host, port.parse().ok()?))
+    }
+
+    /// The endpoint, dialled at `address` when given (one address of the URL's name; the
+    /// certificate is still checked for the name).
+    fn endpoint_at(&self, address: Option<std::net::SocketAddr>) -> Result<Endpoint, TlsError> {
         let url_err = |why: &str| TlsError::Url {
             url: self.url.clone(),
             why: why.to_string(),
@@ -187,7 +201,11 @@ impl ClientTls {
             .ca_certificate(Certificate::from_pem(read(&self.ca)?))
             .identity(Identity::from_pem(read(&self.cert)?, read(&self.key)?))
             .domain_name(host.trim_start_matches('[').trim_end_matches(']'));
-        Endpoint::from_shared(self.url.clone())
+        let url = match address {
+            Some(a) => format!("https://{a}"),
+            None => self.url.clone(),
+        };
+        Endpoint::from_shared(url)
             .map_err(|e| url_err(&e.to_string()))?
             .tls_config(tls)
             .map_err(|e| TlsError::Config(e.to_string()))
@@ -197,8 +215,53 @@ impl ClientTls {
             })
     }
 
+    /// Connects. A name with several addresses (a group of collectors behind one DNS name) is
+    /// tried address by address until one answers.
     pub async fn connect(&self) -> Result<Channel, ConnectError> {
-        self.endpoint()?.connect().await.map_err(|e| {
+        let addresses = self.addresses().await;
+        if addresses.len() <= 1 {
+            return self.connect_at(None).await;
+        }
+        let mut failed = Vec::new();
+        for a in addresses {
+            match self.connect_at(Some(a)).await {
+                Ok(channel) => return Ok(channel),
+                Err(ConnectError::Connect { why, .. }) => failed.push(format!("{a}: {why}")),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ConnectError::Connect {
+            url: self.url.clone(),
+            why: failed.join("; "),
+        })
+    }
+
+    /// The addresses of the URL's host when it is a name (none for an address: it is dialled
+    /// as it is).
+    async fn addresses(&self) -> Vec<std::net::SocketAddr> {
+        let Some((host, port)) = self.host_port() else {
+            return Vec::new();
+        };
+        if host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok()
+        {
+            return Vec::new();
+        }
+        let mut found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map(Iterator::collect)
+            .unwrap_or_default();
+        found.dedup();
+        found
+    }
+
+    async fn connect_at(
+        &self,
+        address: Option<std::net::SocketAddr>,
+    ) -> Result<Channel, ConnectError> {
+        self.endpoint_at(address)?.connect().await.map_err(|e| {
             let chain = error_chain(&e);
             let why = match explain_tls(&chain) {
                 Some(plain) => format!("{plain} ({chain})"),

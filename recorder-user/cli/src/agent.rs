@@ -54,7 +54,7 @@ pub(crate) struct AgentArgs {
     pub tls_probes: Option<TlsProbes>,
     /// Send records to this collector (https://HOST:PORT) over mutual TLS, through --spool.
     /// Give it once per collector of a group: records go to the first that answers, and to the
-    /// next when it fails.
+    /// next when it fails. A name with several addresses is tried address by address.
     #[arg(long, value_name = "URL")]
     pub collector: Vec<String>,
     /// CA certificate that signed the collector's certificate (PEM).

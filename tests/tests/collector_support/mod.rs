@@ -138,15 +138,20 @@ pub struct Collector {
 
 impl Collector {
     pub fn start(pki: &Pki, data: &Path, port: u16, extra: &[&str]) -> Self {
+        Self::start_on(pki, data, &format!("127.0.0.1:{port}"), extra)
+    }
+
+    /// Listening on `listen` (ADDRESS:PORT).
+    pub fn start_on(pki: &Pki, data: &Path, listen: &str, extra: &[&str]) -> Self {
         let log = data.with_extension(format!(
             "{}.log",
-            Instant::now().elapsed().as_nanos() ^ u128::from(port)
+            Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id())
         ));
         let mut child = Command::new(recorder())
             .args([
                 "collector",
                 "--listen",
-                &format!("127.0.0.1:{port}"),
+                listen,
                 "--data",
                 data.to_str().unwrap(),
             ])
@@ -167,7 +172,7 @@ impl Collector {
             .read_line(&mut first)
             .unwrap();
         assert!(
-            first.starts_with("listening on 127.0.0.1:"),
+            first.starts_with("listening on "),
             "collector did not start: {first:?} {}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
