@@ -304,10 +304,16 @@ fn report(
         Some((size, root)) => println!(
             "ok: {records} records, {checkpoints} signed checkpoint{}; latest checkpoint: tree size {size}, root {root}{}",
             if checkpoints == 1 { "" } else { "s" },
-            if size < records {
-                format!(" ({} records since)", records - size)
-            } else {
-                String::new()
+            match size.cmp(&records) {
+                std::cmp::Ordering::Less => format!(" ({} records since)", records - size),
+                // Online, ingest went on while the log was read.
+                std::cmp::Ordering::Greater => {
+                    format!(
+                        " (signed while the verify ran, {} records past those checked)",
+                        size - records
+                    )
+                }
+                std::cmp::Ordering::Equal => String::new(),
             }
         ),
         None => println!("ok: {records} records, no checkpoint yet"),
