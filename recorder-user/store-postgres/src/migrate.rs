@@ -17,7 +17,7 @@ use recorder_store::{
 use tokio::sync::mpsc;
 use tokio_postgres::Transaction;
 
-use crate::{PgError, PgLog};
+use crate::{PgError, PgLog, sequencer::Placed};
 
 /// Records per statement.
 const CHUNK: usize = 5000;
@@ -166,6 +166,7 @@ struct Copy {
 impl Copy {
     async fn write(&mut self, tx: &Transaction<'_>, rows: Vec<Row>) -> Result<(), PgError> {
         let mut c = Columns::default();
+        let mut placed = Placed::default();
         for row in rows {
             let index = self.frontier.size();
             let record = Record::parse(&row.line).map_err(|e| {
@@ -174,7 +175,8 @@ impl Copy {
             self.sessions.add(index, &record);
             let workload = record.workload.as_deref();
             c.id.push(index as i64 + 1);
-            c.index.push(index as i64);
+            placed.ids.push(index as i64 + 1);
+            placed.indexes.push(index as i64);
             c.seq.push(row.seq);
             c.session.push(record.session.clone());
             c.identity.push(record.identity.clone());
@@ -184,12 +186,12 @@ impl Copy {
                 .push(workload.map(|w| w.namespace.clone()).unwrap_or_default());
             c.pod
                 .push(workload.map(|w| w.pod_name.clone()).unwrap_or_default());
-            c.prev.push(row.prev.to_vec());
-            c.leaf.push(row.leaf.to_vec());
+            placed.prevs.push(row.prev.to_vec());
+            placed.leaves.push(row.leaf.to_vec());
             self.frontier.push_with(row.leaf, |id, hash| {
-                c.node_level.push(i16::from(id.level));
-                c.node_index.push(id.index as i64);
-                c.node_hash.push(hash.to_vec());
+                placed.node_levels.push(i16::from(id.level));
+                placed.node_indexes.push(id.index as i64);
+                placed.node_hashes.push(hash.to_vec());
             });
             self.streams
                 .insert((row.host.clone(), row.boot.clone()), (row.seq, row.leaf));
@@ -206,18 +208,7 @@ impl Copy {
             ],
         )
         .await?;
-        tx.execute(
-            "INSERT INTO placed (log_index, record_id, prev, leaf)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[])",
-            &[&c.index, &c.id, &c.prev, &c.leaf],
-        )
-        .await?;
-        tx.execute(
-            "INSERT INTO tree_nodes (level, idx, hash)
-             SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])",
-            &[&c.node_level, &c.node_index, &c.node_hash],
-        )
-        .await?;
+        placed.insert(tx).await?;
         Ok(())
     }
 
@@ -252,11 +243,10 @@ impl Copy {
     }
 }
 
-/// A chunk's columns, for `unnest`.
+/// A chunk's record columns, for `unnest` (their placements are a `Placed`).
 #[derive(Default)]
 struct Columns {
     id: Vec<i64>,
-    index: Vec<i64>,
     host: Vec<String>,
     boot: Vec<String>,
     seq: Vec<i64>,
@@ -267,9 +257,4 @@ struct Columns {
     time_ns: Vec<i64>,
     namespace: Vec<String>,
     pod: Vec<String>,
-    prev: Vec<Vec<u8>>,
-    leaf: Vec<Vec<u8>>,
-    node_level: Vec<i16>,
-    node_index: Vec<i64>,
-    node_hash: Vec<Vec<u8>>,
 }

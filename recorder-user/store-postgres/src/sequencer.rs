@@ -237,16 +237,38 @@ struct SessionSums {
     pod: String,
 }
 
-/// The columns a round writes, for `unnest`.
+/// Records given their place and the tree nodes they complete, one vector per column, for
+/// `unnest`: what a round writes, and what `recorder migrate` writes for the records it copies.
 #[derive(Default)]
-struct Placed {
-    ids: Vec<i64>,
-    indexes: Vec<i64>,
-    prevs: Vec<Vec<u8>>,
-    leaves: Vec<Vec<u8>>,
-    node_levels: Vec<i16>,
-    node_indexes: Vec<i64>,
-    node_hashes: Vec<Vec<u8>>,
+pub(crate) struct Placed {
+    pub(crate) ids: Vec<i64>,
+    pub(crate) indexes: Vec<i64>,
+    pub(crate) prevs: Vec<Vec<u8>>,
+    pub(crate) leaves: Vec<Vec<u8>>,
+    pub(crate) node_levels: Vec<i16>,
+    pub(crate) node_indexes: Vec<i64>,
+    pub(crate) node_hashes: Vec<Vec<u8>>,
+}
+
+impl Placed {
+    /// Writes the placements and the tree nodes.
+    pub(crate) async fn insert(&self, tx: &Transaction<'_>) -> Result<(), PgError> {
+        tx.execute(
+            "INSERT INTO placed (log_index, record_id, prev, leaf)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[])",
+            &[&self.indexes, &self.ids, &self.prevs, &self.leaves],
+        )
+        .await?;
+        if !self.node_levels.is_empty() {
+            tx.execute(
+                "INSERT INTO tree_nodes (level, idx, hash)
+                 SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])",
+                &[&self.node_levels, &self.node_indexes, &self.node_hashes],
+            )
+            .await?;
+        }
+        Ok(())
+    }
 }
 
 /// One round: places up to `ROUND_MAX` waiting records. Returns how many.
@@ -419,24 +441,7 @@ async fn write_round(
 ) -> Result<(), PgError> {
     tx.execute("DELETE FROM waiting WHERE id = ANY($1)", &[&placed.ids])
         .await?;
-    tx.execute(
-        "INSERT INTO placed (log_index, record_id, prev, leaf)
-         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[])",
-        &[&placed.indexes, &placed.ids, &placed.prevs, &placed.leaves],
-    )
-    .await?;
-    if !placed.node_levels.is_empty() {
-        tx.execute(
-            "INSERT INTO tree_nodes (level, idx, hash)
-             SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])",
-            &[
-                &placed.node_levels,
-                &placed.node_indexes,
-                &placed.node_hashes,
-            ],
-        )
-        .await?;
-    }
+    placed.insert(tx).await?;
     let (mut hosts, mut boots, mut seqs, mut leaves) = (vec![], vec![], vec![], vec![]);
     for ((host, boot), (seq, leaf)) in streams {
         hosts.push(host.as_str());
