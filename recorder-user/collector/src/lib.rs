@@ -51,6 +51,7 @@ pub enum CollectorError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Rules(#[from] RulesError),
+
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -245,13 +246,14 @@ async fn open_log(
                 })?;
             metrics.records.set(size);
             let leading = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (feed, fed) = tokio::sync::mpsc::channel(tail::FEED_ROUNDS);
             let sequencer =
-                Sequencer::new(pg.clone(), collector_name(plan.listen), leading.clone()).map_err(
-                    |error| CollectorError::Postgres {
+                Sequencer::new(pg.clone(), collector_name(plan.listen), leading.clone())
+                    .map_err(|error| CollectorError::Postgres {
                         url: url.clone(),
                         error,
-                    },
-                )?;
+                    })?
+                    .feeding(feed);
             let task = tokio::spawn(sequencer.run(stop.clone()));
             tail::spawn(
                 pg.clone(),
@@ -260,6 +262,7 @@ async fn open_log(
                 engine.cloned(),
                 leading,
                 metrics.clone(),
+                fed,
             );
             tracing::info!(records = size, "PostgreSQL store opened");
             Ok((Log::Postgres(pg), Some(task)))

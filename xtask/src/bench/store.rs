@@ -3,7 +3,7 @@
 //! agent's spool to an acknowledged record. Each round runs `recorder bench-collector` once per
 //! store, interleaved, against a PostgreSQL 15 started here with its default durability
 //! (fsync and synchronous commit on: an acknowledged record is on disk, as in the embedded
-//! store). Medians over the rounds.
+//! store), shared_buffers 1 GiB. Medians over the rounds.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -52,8 +52,11 @@ impl Postgres {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        // shared_buffers as PostgreSQL's documentation advises for a database server (a
+        // quarter of memory, here capped at 1 GiB): the default 128 MiB is smaller than one
+        // run's records and indexes, and would measure backends writing out pages instead.
         let conf = format!(
-            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n",
+            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nshared_buffers = '1GB'\n",
             dir.display()
         );
         let path = data.join("postgresql.conf");
