@@ -8,6 +8,7 @@ pub mod mariadb;
 pub mod podman;
 pub mod postgres;
 pub mod pty;
+pub mod rsyslog;
 use std::{
     io::{Read, Write},
     net::TcpStream,

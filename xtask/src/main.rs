@@ -52,7 +52,7 @@ enum Task {
     Bench {
         /// Which benchmarks to run (repeatable): syscall, exec, sql, kube, pods, store. Default:
         /// all.
-        #[arg(long = "only", value_parser = ["syscall", "exec", "sql", "kube", "pods", "store"])]
+        #[arg(long = "only", value_parser = ["syscall", "exec", "sql", "kube", "pods", "store", "export"])]
         only: Vec<String>,
         /// Execs per measured run.
         #[arg(long, default_value_t = 4000)]

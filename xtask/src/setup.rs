@@ -28,6 +28,10 @@ const APT_PACKAGES: &[&str] = &[
     "python3-pip",
     "procps",
     "iproute2",
+    // The syslog exporter's receiver in tests/tests/export.rs: rsyslog over TCP and TLS.
+    "rsyslog",
+    "rsyslog-openssl",
+    "gzip",
     // Deployment: `cargo xtask image` builds with buildah; tests/tests/deploy.rs runs the image
     // with podman (runc as its runtime).
     "podman",

@@ -43,6 +43,10 @@ pub(crate) struct BenchArgs {
     /// Agents shipping at once, each its own host and spool, spread over the collectors.
     #[arg(long, default_value_t = 3)]
     pub streams: usize,
+    /// A collector configuration whose `[[export]]` tables the first collector runs; each
+    /// exporter's delivery rate is printed after the throughput run.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// A realistic exec record line of about 330 bytes, of host bench-1.
@@ -133,6 +137,11 @@ fn through_collector(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
     } else {
         args.collectors.max(1)
     };
+    let exports = match &args.config {
+        Some(path) => recorder_export::config::parse(&std::fs::read_to_string(path)?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        None => Vec::new(),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -163,6 +172,7 @@ fn through_collector(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
                 metrics_addr: None,
                 segment_bytes: 64 << 20,
                 checkpoint: CheckpointPolicy::default(),
+                exports: if c == 0 { exports.clone() } else { Vec::new() },
             };
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
             let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
@@ -194,7 +204,10 @@ fn through_collector(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
             StoreLocation::Embedded => "embedded store".to_string(),
             StoreLocation::Postgres { .. } => format!("PostgreSQL, {collectors} collector(s)"),
         };
-        shipped_throughput(args, tmp, &what, &client_tls).await?;
+        let (start, total) = shipped_throughput(args, tmp, &what, &client_tls).await?;
+        for export in &exports {
+            exporter_rate(&tmp.join("data0"), &export.name, start, total).await?;
+        }
         ack_latency(args, tmp, &what, &client_tls).await?;
         watch_latency(args, tmp, &client_tls).await?;
         for stop in stops {
@@ -213,7 +226,7 @@ async fn shipped_throughput(
     tmp: &Path,
     what: &str,
     client_tls: &impl Fn(&str, usize) -> Vec<ClientTls>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(Instant, u64)> {
     let streams = args.streams.max(1);
     let per_stream = args.records / streams as u64;
     let mut shippers = Vec::new();
@@ -244,6 +257,32 @@ async fn shipped_throughput(
     let total = per_stream * streams as u64;
     println!(
         "end to end, {what}, {streams} streams (spool -> gRPC/mTLS -> stored, acknowledged): {total} records in {secs:.2} s = {:.0} records/s",
+        total as f64 / secs
+    );
+    Ok((start, total))
+}
+
+/// How fast an exporter delivered the throughput run's records: from the start of ingest
+/// until its cursor passed them.
+async fn exporter_rate(data: &Path, name: &str, start: Instant, total: u64) -> anyhow::Result<()> {
+    let cursors = recorder_export::Exporter::cursor_dir(data);
+    loop {
+        let next = recorder_export::cursor::Cursor::open(&cursors, name)
+            .map_err(anyhow::Error::msg)?
+            .position
+            .next;
+        if next >= total {
+            break;
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_mins(10),
+            "exporter {name} delivered {next} of {total} records in 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "exporter {name}: {total} records delivered {secs:.2} s after ingest began = {:.0} records/s",
         total as f64 / secs
     );
     Ok(())

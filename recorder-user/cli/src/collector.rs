@@ -60,6 +60,10 @@ pub(crate) struct CollectorArgs {
     /// Alert rules and webhooks (TOML; see docs/collector.md).
     #[arg(long, value_name = "FILE")]
     pub alerts: Option<PathBuf>,
+    /// The collector's configuration file (TOML): `[[export]]` tables that deliver the log to
+    /// syslog receivers and rotated JSON Lines files (see docs/export.md).
+    #[arg(long, value_name = "FILE", env = "RECORDER_COLLECTOR_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Serve Prometheus /metrics on this address (plain HTTP).
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -86,6 +90,15 @@ pub(crate) fn run(args: CollectorArgs) -> anyhow::Result<()> {
             "--store {other:?}: give `embedded` or a postgres:// (or postgresql://) connection string"
         ),
     };
+    let exports = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            recorder_export::config::parse(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => Vec::new(),
+    };
     let plan = CollectorPlan {
         listen: args.listen,
         store,
@@ -106,6 +119,7 @@ pub(crate) fn run(args: CollectorArgs) -> anyhow::Result<()> {
                 .checkpoint_secs
                 .map_or(defaults.every, |s| Duration::from_secs(s.max(1))),
         },
+        exports,
     };
     Ok(recorder_collector::run(plan)?)
 }

@@ -3,6 +3,7 @@
 //! a timer and on shutdown. Each incoming line is read into its record once, by the store; the
 //! record then goes to the session index, the alert rules and the watch stream.
 mod alerts;
+mod export;
 mod log;
 mod metrics;
 mod rules;
@@ -51,7 +52,8 @@ pub enum CollectorError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Rules(#[from] RulesError),
-
+    #[error(transparent)]
+    Export(#[from] recorder_export::ConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -88,6 +90,8 @@ pub struct CollectorPlan {
     pub metrics_addr: Option<SocketAddr>,
     pub segment_bytes: u64,
     pub checkpoint: CheckpointPolicy,
+    /// The `[[export]]` tables of the configuration file.
+    pub exports: Vec<recorder_export::ExportConfig>,
 }
 
 /// Runs until SIGINT/SIGTERM; writes a final checkpoint on the way out.
@@ -121,6 +125,7 @@ pub async fn serve(
     let metrics = metrics::CollectorMetrics::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (log, sequencer) = open_log(&plan, &metrics, &events, engine.as_ref(), &stop_rx).await?;
+    let exporters = export::start(&plan.exports, &plan.data, &log, &metrics, &stop_rx)?;
     if let Some(addr) = plan.metrics_addr {
         // Ready from the start: the store is open, and a collector serves as soon as it listens.
         recorder_api::http::spawn(addr, Arc::new(std::sync::atomic::AtomicBool::new(true)))
@@ -175,6 +180,10 @@ pub async fn serve(
     tokio::select! {
         served = server => served.map_err(|e| CollectorError::Serve(tls::error_chain(&e)))?,
         () = grace => tracing::warn!("streams still open 5 s after the stop signal; stopping anyway"),
+    }
+    // Each exporter saves its cursor on the way out.
+    for task in exporters {
+        let _ = task.await;
     }
     match log {
         Log::Embedded(store) => {

@@ -202,12 +202,18 @@ impl Log {
         match self {
             Log::Embedded(store) => {
                 let store = store.clone();
+                // The lock is taken per record: readers (exporters, replays) never hold ingest
+                // up for more than one record's read.
                 blocking(move || {
-                    let mut store = lock(&store);
-                    let to = to.min(store.len());
-                    Ok((from..to)
-                        .map(|i| store.read(i))
-                        .collect::<Result<Vec<_>, _>>()?)
+                    let mut out = Vec::new();
+                    for i in from..to {
+                        let mut store = lock(&store);
+                        if i >= store.len() {
+                            break;
+                        }
+                        out.push(store.read(i)?);
+                    }
+                    Ok(out)
                 })
                 .await
             }

@@ -13,9 +13,14 @@
 //!   against the same agent watching by cgroup path, and a new pod's first process to its
 //!   first record.
 //!
+//! - store: the collector's ingest on the embedded store and on PostgreSQL (one and two
+//!   collectors), and the latency from the spool to an acknowledged record.
+//! - export: ingest with a syslog and a file exporter on against none; each one's delivery rate.
+//!
 //! `--compare BIN` measures another build of `recorder` in the same rounds, side by side with
 //! the one just built (before/after a change, in one run).
 mod exec;
+mod export;
 mod kube;
 mod pods;
 mod sql;
@@ -130,6 +135,9 @@ pub fn run(
     }
     if wanted("store") {
         store::bench(rounds)?;
+    }
+    if wanted("export") {
+        export::bench(rounds)?;
     }
     Ok(())
 }

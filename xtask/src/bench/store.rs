@@ -29,7 +29,7 @@ fn as_postgres(program: &str) -> Command {
     cmd
 }
 
-fn checked(cmd: &mut Command) -> anyhow::Result<String> {
+pub(super) fn checked(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -108,6 +108,20 @@ impl Drop for Postgres {
     }
 }
 
+/// The number after `key` in `text` (`... = 123.4 records/s`).
+pub(super) fn number_after(text: &str, key: &str) -> anyhow::Result<f64> {
+    let at = text
+        .find(key)
+        .with_context(|| format!("no {key:?} in {text}"))?
+        + key.len();
+    let digits: String = text[at..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    Ok(digits.parse()?)
+}
+
 /// The figures of one run of `recorder bench-collector`.
 struct Run {
     rate: f64,
@@ -127,18 +141,6 @@ fn bench_collector(bin: &Path, extra: &[&str]) -> anyhow::Result<Run> {
             .find(|l| l.starts_with(prefix))
             .map(str::to_string)
             .with_context(|| format!("no {prefix:?} line in:\n{out}"))
-    };
-    let number_after = |text: &str, key: &str| -> anyhow::Result<f64> {
-        let at = text
-            .find(key)
-            .with_context(|| format!("no {key:?} in {text}"))?
-            + key.len();
-        let digits: String = text[at..]
-            .trim_start()
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '.')
-            .collect();
-        Ok(digits.parse()?)
     };
     let end_to_end = find("end to end")?;
     let rate = number_after(&end_to_end, " s = ")?;

@@ -1,0 +1,267 @@
+//! Exporters: the collector's log delivered, in log order, to where teams already look (a
+//! SIEM's syslog input, files a shipper tails). Each exporter is its own task reading the
+//! stored log from its own durable cursor, so ingest never waits for one, a receiver's outage
+//! or a collector restart loses nothing, and a record is delivered at least once with a stable
+//! event id (`host/boot/sequence`) receivers can drop duplicates by.
+pub mod config;
+pub mod cursor;
+mod ecs;
+mod file;
+mod syslog;
+
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+pub use config::{ConfigError, ExportConfig, SinkConfig};
+use cursor::{Cursor, Position};
+use recorder_api::metrics::{Counter, Gauge, Registry};
+use recorder_store::StoredRecord;
+use tokio::sync::watch;
+
+/// Records read from the log per batch.
+const CHUNK: u64 = 1000;
+/// Pause when the exporter has caught up with the log.
+const IDLE: Duration = Duration::from_millis(100);
+/// The cursor is saved at most this often while records flow (and whenever the exporter
+/// stops or catches up); after a crash at most this much is sent again.
+const SAVE_EVERY: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// The log an exporter reads.
+pub trait Source: Send + Sync + 'static {
+    /// Records placed in the log so far.
+    fn size(&self) -> u64;
+    /// Placed records `from..to`.
+    fn read(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> impl Future<Output = Result<Vec<StoredRecord>, String>> + Send;
+}
+
+enum Sink {
+    Syslog(syslog::SyslogSink),
+    File(file::FileSink),
+}
+
+impl Sink {
+    async fn send(
+        &mut self,
+        records: &[&StoredRecord],
+        next: u64,
+        cursor: &mut Cursor,
+    ) -> Result<(), String> {
+        match self {
+            Sink::Syslog(s) => s.send(records, next).await,
+            Sink::File(f) => f.send(records, next, cursor),
+        }
+    }
+
+    fn confirmed(&mut self) -> Result<Option<Position>, String> {
+        match self {
+            Sink::Syslog(s) => s.confirmed(),
+            Sink::File(f) => Ok(Some(f.confirmed())),
+        }
+    }
+
+    fn reset(&mut self, at: Position, cfg: &SinkConfig) -> Result<(), String> {
+        match (self, cfg) {
+            (Sink::Syslog(s), _) => {
+                s.reset();
+                Ok(())
+            }
+            (sink @ Sink::File(_), SinkConfig::File(c)) => {
+                *sink = Sink::File(file::FileSink::open(c, at)?);
+                Ok(())
+            }
+            (Sink::File(_), SinkConfig::Syslog(_)) => Ok(()),
+        }
+    }
+}
+
+struct Metrics {
+    delivered: Counter,
+    failed: Counter,
+    lag: Gauge,
+    cursor: Gauge,
+}
+
+impl Metrics {
+    fn new(name: &str) -> Self {
+        let r = Registry::global();
+        let labels = [("export", name)];
+        Self {
+            delivered: r.counter(
+                "recorder_export_delivered_total",
+                "Records written to the exporter's receiver (again after an outage included).",
+                &labels,
+            ),
+            failed: r.counter(
+                "recorder_export_failed_total",
+                "Failed attempts to reach or write to the exporter's receiver.",
+                &labels,
+            ),
+            lag: r.gauge(
+                "recorder_export_lag_records",
+                "Records in the log not yet delivered by the exporter.",
+                &labels,
+            ),
+            cursor: r.gauge(
+                "recorder_export_cursor",
+                "The log index the exporter has delivered up to.",
+                &labels,
+            ),
+        }
+    }
+}
+
+/// An exporter ready to run: its configuration checked, its cursor and receiver set up.
+pub struct Exporter {
+    cfg: ExportConfig,
+    cursor: Cursor,
+    /// The furthest the receiver has confirmed, saved to the cursor at intervals.
+    confirmed: Position,
+    sink: Sink,
+    metrics: Metrics,
+}
+
+impl Exporter {
+    /// Checks what can be checked before the collector starts (certificates, the directory,
+    /// the cursor); the receiver is reached later, and retried.
+    pub fn open(cfg: ExportConfig, cursors: &Path) -> Result<Self, ConfigError> {
+        let bad = |why: String| ConfigError::Export {
+            name: cfg.name.clone(),
+            why,
+        };
+        let cursor = Cursor::open(cursors, &cfg.name).map_err(bad)?;
+        let sink = match &cfg.sink {
+            SinkConfig::Syslog(c) => Sink::Syslog(syslog::SyslogSink::new(c).map_err(bad)?),
+            SinkConfig::File(c) => {
+                Sink::File(file::FileSink::open(c, cursor.position).map_err(bad)?)
+            }
+        };
+        let metrics = Metrics::new(&cfg.name);
+        metrics.cursor.set(cursor.position.next);
+        Ok(Self {
+            cfg,
+            confirmed: cursor.position,
+            cursor,
+            sink,
+            metrics,
+        })
+    }
+
+    /// Where exporters keep their cursors, under the collector's data directory.
+    pub fn cursor_dir(data: &Path) -> PathBuf {
+        data.join("exports")
+    }
+
+    /// Delivers the log from the cursor on, until `stop` turns true.
+    pub async fn run(mut self, source: impl Source, mut stop: watch::Receiver<bool>) {
+        let name = self.cfg.name.clone();
+        tracing::info!(export = %name, kind = self.cfg.sink.kind(), from = self.cursor.position.next, "exporter started");
+        let mut sent = self.cursor.position.next;
+        let mut saved_at = Instant::now();
+        let mut outage: Option<(Instant, Duration)> = None;
+        while !*stop.borrow() {
+            let size = source.size();
+            let step = self.step(&source, &mut sent, size).await;
+            let result = step.and_then(|()| self.confirm(sent >= size, &mut saved_at));
+            match result {
+                Ok(()) => {
+                    if let Some((since, _)) = outage.take() {
+                        tracing::info!(export = %name, after = ?since.elapsed(), "exporter delivering again");
+                    }
+                }
+                Err(e) => {
+                    self.metrics.failed.inc();
+                    let backoff =
+                        outage.map_or(Duration::from_secs(1), |(_, b)| (b * 2).min(BACKOFF_MAX));
+                    if outage.is_none() {
+                        tracing::warn!(export = %name, error = %e, "exporter cannot deliver; records wait in the log and are sent again from the cursor");
+                    }
+                    outage = Some((outage.map_or_else(Instant::now, |(s, _)| s), backoff));
+                    if let Err(e) = self.sink.reset(self.cursor.position, &self.cfg.sink) {
+                        tracing::warn!(export = %name, error = %e, "exporter cannot reopen its output");
+                    }
+                    self.confirmed = self.cursor.position;
+                    sent = self.cursor.position.next;
+                    sleep_or_stop(backoff, &mut stop).await;
+                    continue;
+                }
+            }
+            self.metrics
+                .lag
+                .set(source.size().saturating_sub(self.cursor.position.next));
+            if sent >= source.size() {
+                sleep_or_stop(IDLE, &mut stop).await;
+            }
+        }
+        // Deliveries confirmed by now are kept; the rest is sent again next time.
+        if let Ok(Some(at)) = self.sink.confirmed() {
+            self.confirmed = at;
+        }
+        if self.confirmed != self.cursor.position {
+            let _ = self.cursor.save(self.confirmed);
+        }
+        tracing::info!(export = %name, cursor = self.cursor.position.next, "exporter stopped");
+    }
+
+    /// Sends the next chunk of the log, if any.
+    async fn step(
+        &mut self,
+        source: &impl Source,
+        sent: &mut u64,
+        size: u64,
+    ) -> Result<(), String> {
+        if *sent >= size {
+            return Ok(());
+        }
+        let to = size.min(*sent + CHUNK);
+        let records = source
+            .read(*sent, to)
+            .await
+            .map_err(|e| format!("reading the log: {e}"))?;
+        let Some(last) = records.last() else {
+            return Ok(());
+        };
+        let next = last.index + 1;
+        let chosen: Vec<&StoredRecord> = records
+            .iter()
+            .filter(|r| self.cfg.filter.matches(&r.record))
+            .collect();
+        self.sink.send(&chosen, next, &mut self.cursor).await?;
+        self.metrics.delivered.add(chosen.len() as u64);
+        *sent = next;
+        Ok(())
+    }
+
+    /// Saves what the receiver has confirmed, at most every `SAVE_EVERY` unless caught up.
+    fn confirm(&mut self, caught_up: bool, saved_at: &mut Instant) -> Result<(), String> {
+        if let Some(at) = self.sink.confirmed()? {
+            self.confirmed = at;
+        }
+        let at = self.confirmed;
+        if at == self.cursor.position {
+            return Ok(());
+        }
+        if caught_up || saved_at.elapsed() >= SAVE_EVERY {
+            self.cursor
+                .save(at)
+                .map_err(|e| format!("cannot save the cursor: {e}"))?;
+            self.metrics.cursor.set(at.next);
+            *saved_at = Instant::now();
+        }
+        Ok(())
+    }
+}
+
+async fn sleep_or_stop(pause: Duration, stop: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        () = tokio::time::sleep(pause) => {}
+        _ = stop.changed() => {}
+    }
+}
