@@ -635,7 +635,7 @@ fn sql(i: usize, text: &str) -> String {
 }
 
 #[test]
-fn alerts_reach_watch_and_signed_webhooks_even_after_the_receiver_was_down() {
+fn alerts_reach_watch_and_signed_webhooks_after_the_receiver_was_down_and_the_collector_killed() {
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::new(&tmp.path().join("pki"));
     let hook_port = free_port();
@@ -713,6 +713,23 @@ fn alerts_reach_watch_and_signed_webhooks_even_after_the_receiver_was_down() {
         wait_for(Duration::from_secs(5), || col
             .log()
             .contains("webhook delivery failed")),
+        "{}",
+        col.log()
+    );
+    // The collector is killed before it could deliver: the queued alert is on disk, and the
+    // next start sends it first.
+    col.kill9();
+    let col = Collector::start(
+        &pki,
+        &tmp.path().join("data"),
+        0,
+        &["--alerts", rules.to_str().unwrap()],
+    );
+    assert!(
+        col.log().contains("alerts of an earlier run to deliver")
+            || wait_for(Duration::from_secs(5), || col
+                .log()
+                .contains("alerts of an earlier run to deliver")),
         "{}",
         col.log()
     );

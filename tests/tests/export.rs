@@ -338,3 +338,119 @@ fn a_broken_export_configuration_stops_the_collector_with_the_reason() {
         assert!(err.contains("siem") && err.contains(reason), "{err}");
     }
 }
+
+#[test]
+fn a_webhook_receives_the_chosen_records_in_signed_batches_after_an_outage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let hook_port = free_port();
+    let config = tmp.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[export]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/records\"\n\
+             secret = \"s3cret\"\nfilter = {{ kinds = [\"exit\"] }}\n"
+        ),
+    )
+    .unwrap();
+    let col = Collector::start(
+        &pki,
+        &tmp.path().join("data"),
+        0,
+        &["--config", config.to_str().unwrap()],
+    );
+    // The receiver is down while the records arrive.
+    let lines = records("web-1", 5000);
+    let o = ship(&pki, col.port, tmp.path(), "a", &lines, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        wait_for(Duration::from_secs(10), || col
+            .log()
+            .contains("exporter cannot deliver")),
+        "{}",
+        col.log()
+    );
+    let out = tmp.path().join("hooks.jsonl");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/webhook_receiver.py");
+    let mut receiver = std::process::Command::new("python3")
+        .arg(script)
+        .arg(hook_port.to_string())
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    let requests = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let exits: Vec<(usize, &String)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains(r#""kind":"exit""#))
+        .collect();
+    let delivered = |reqs: &[serde_json::Value]| -> usize {
+        reqs.iter()
+            .map(|r| {
+                serde_json::from_str::<serde_json::Value>(r["body"].as_str().unwrap()).unwrap()
+                    ["records"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+            })
+            .sum()
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || delivered(&requests())
+            >= exits.len()),
+        "{} of {}\n{}",
+        delivered(&requests()),
+        exits.len(),
+        col.log()
+    );
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    let reqs = requests();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"s3cret");
+    let mut got = Vec::new();
+    for r in &reqs {
+        assert_eq!(r["path"], "/records");
+        assert_eq!(r["content_type"], "application/json");
+        let body = r["body"].as_str().unwrap();
+        let expect: String = ring::hmac::sign(&key, body.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(r["signature"], format!("sha256={expect}"), "signature");
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        for item in body["records"].as_array().unwrap() {
+            got.push(item.clone());
+        }
+    }
+    assert_eq!(got.len(), exits.len(), "each exit record once");
+    for (item, (i, line)) in got.iter().zip(&exits) {
+        let seq: usize = item["event_id"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(seq, i + 1);
+        assert_eq!(item["log_index"], *i as u64);
+        assert_eq!(
+            item["record"],
+            serde_json::from_str::<serde_json::Value>(line).unwrap()
+        );
+    }
+    println!(
+        "webhook: {} exit records of {} in {} signed batches, after the receiver came up",
+        got.len(),
+        lines.len(),
+        reqs.len()
+    );
+    col.stop();
+}

@@ -47,6 +47,9 @@ const PIP_PACKAGES: &[(&str, &str)] = &[
     ("psycopg[binary]", "psycopg"),
     ("PyMySQL", "pymysql"),
     ("mysql-connector-python", "mysql.connector"),
+    // The OTLP receiver of tests/tests/export_otlp.rs: the official generated classes, gRPC.
+    ("grpcio", "grpc"),
+    ("opentelemetry-proto", "opentelemetry.proto"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

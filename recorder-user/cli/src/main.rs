@@ -2,6 +2,7 @@
 //! per subcommand; each parses its flags and calls one entry point of the crate that does the
 //! work (`recorder-agent`, `recorder-collector`, the collector's gRPC API).
 mod agent;
+mod alerts;
 mod bench;
 mod client;
 mod collector;
@@ -50,6 +51,8 @@ enum Command {
     Pki(pki::PkiArgs),
     /// Copy an embedded store into a PostgreSQL database, proofs intact.
     Migrate(migrate::MigrateArgs),
+    /// Try alert rules on a stored log: what would have fired.
+    Alerts(alerts::AlertsArgs),
     /// Measure the collector's ingest throughput and end-to-end latency (release build).
     #[command(hide = true)]
     BenchCollector(bench::BenchArgs),
@@ -68,6 +71,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ship(args) => ship::run(args),
         Command::Pki(args) => pki::run(args),
         Command::Migrate(args) => migrate::run(&args),
+        Command::Alerts(args) => alerts::run(&args),
         Command::BenchCollector(args) => bench::run(&args),
     }
 }

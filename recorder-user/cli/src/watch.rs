@@ -16,7 +16,7 @@ Examples:
   recorder watch --alerts-only
 
 Prints each record as it is stored (its JSON line) and each alert as a JSON object
-{\"alert\": {rule, severity, description, time}, \"record\": {...}}. Runs until interrupted.
+{\"alert\": {rule, severity, description, time, detail, records}, \"record\": {...}}. Runs until interrupted.
 Needs an operator certificate.")]
 pub(crate) struct WatchArgs {
     /// Only this identity (repeatable).
@@ -56,7 +56,7 @@ pub(crate) fn run(args: &WatchArgs) -> anyhow::Result<()> {
                         .and_then(|r| serde_json::from_slice(&r.line).ok())
                         .unwrap_or_default();
                     let v = serde_json::json!({
-                        "alert": {"rule": a.rule, "severity": a.severity, "description": a.description, "time": a.time},
+                        "alert": {"rule": a.rule, "severity": a.severity, "description": a.description, "time": a.time, "detail": a.detail, "records": a.records},
                         "record": record,
                     });
                     writeln!(out, "{v}")?;

@@ -9,7 +9,10 @@ mod metrics;
 mod rules;
 mod service;
 mod tail;
+mod triggers;
+mod try_rules;
 mod webhook;
+mod webhook_queue;
 mod wire;
 
 use std::{
@@ -32,6 +35,7 @@ use recorder_store::{Store, StoreError, StoredRecord, integrity::checkpoint::Sig
 use recorder_store_postgres::{PgError, PgLog, Sequencer};
 pub use recorder_store_postgres::{is_postgres_url, redact};
 pub use rules::RulesError;
+pub use try_rules::{Tried, TrySource, try_rules};
 
 use crate::log::Log;
 
@@ -54,6 +58,8 @@ pub enum CollectorError {
     Rules(#[from] RulesError),
     #[error(transparent)]
     Export(#[from] recorder_export::ConfigError),
+    #[error("{0}")]
+    Webhook(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -121,7 +127,13 @@ pub async fn serve(
         None => None,
     };
     let (events, _) = broadcast::channel(4096);
-    let engine = rules.map(|r| Arc::new(alerts::Engine::start(r)));
+    let engine = match rules {
+        Some(r) => Some(Arc::new(
+            alerts::Engine::start(r, &plan.data.join("webhooks"))
+                .map_err(CollectorError::Webhook)?,
+        )),
+        None => None,
+    };
     let metrics = metrics::CollectorMetrics::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (log, sequencer) = open_log(&plan, &metrics, &events, engine.as_ref(), &stop_rx).await?;
@@ -232,7 +244,9 @@ async fn open_log(
                     .await
                     .map_err(|e| CollectorError::Serve(e.to_string()))??;
             metrics.records.set(store.len());
-            Ok((Log::Embedded(Arc::new(Mutex::new(store))), None))
+            let log = Log::Embedded(Arc::new(Mutex::new(store)));
+            learn(&log, engine, metrics.records.get()).await?;
+            Ok((log, None))
         }
         StoreLocation::Postgres { url, ca } => {
             std::fs::create_dir_all(&data).map_err(|source| StoreError::Io {
@@ -254,6 +268,7 @@ async fn open_log(
                     error,
                 })?;
             metrics.records.set(size);
+            learn(&Log::Postgres(pg.clone()), engine, size).await?;
             let leading = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let (feed, fed) = tokio::sync::mpsc::channel(tail::FEED_ROUNDS);
             let sequencer =
@@ -277,6 +292,35 @@ async fn open_log(
             Ok((Log::Postgres(pg), Some(task)))
         }
     }
+}
+
+/// Rules that learn from the stored log (`first_seen`) read it up to `size` before any new
+/// record is evaluated.
+async fn learn(
+    log: &Log,
+    engine: Option<&Arc<alerts::Engine>>,
+    size: u64,
+) -> Result<(), CollectorError> {
+    let Some(engine) = engine.filter(|e| e.learns()) else {
+        return Ok(());
+    };
+    let started = std::time::Instant::now();
+    let mut next = 0;
+    while next < size {
+        let records = log
+            .read_range(next, size.min(next + 10_000))
+            .await
+            .map_err(|e| {
+                CollectorError::Serve(format!("reading the log for the alert rules: {e}"))
+            })?;
+        let Some(last) = records.last() else { break };
+        next = last.index + 1;
+        for rec in &records {
+            engine.learn(rec);
+        }
+    }
+    tracing::info!(records = next, took = ?started.elapsed(), "alert rules learned from the stored log");
+    Ok(())
 }
 
 /// How the lease names this collector: host name, process and port, so an operator reading

@@ -1,5 +1,6 @@
 //! Alert rules: a TOML file of `[[rule]]`s matched against every stored record, and
-//! `[[webhook]]`s that receive each alert. A rule matches when every condition it names holds.
+//! `[[webhook]]`s that receive each alert. A rule matches when every condition it names holds;
+//! its `type` (triggers.rs) says whether each match fires or what about the matches does.
 //!
 //! ```toml
 //! [[rule]]
@@ -15,6 +16,14 @@
 //! kubectl_verb = ["delete"]
 //! namespace = ["prod"]
 //!
+//! [[rule]]
+//! name = "many-selects"
+//! type = "threshold"                  # or "schedule", "first_seen"; default "match"
+//! kind = ["sql"]
+//! pattern = "(?i)^\\s*select"
+//! count = 500
+//! window_secs = 60
+//!
 //! [[webhook]]
 //! url = "http://alerts.example:8080/recorder"
 //! secret = "shared HMAC key"          # or secret_file = "/etc/recorder/webhook.key"
@@ -26,7 +35,10 @@ use recorder_record::{Body, DbSystem, Kind, Record};
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::webhook::{Webhook, WebhookConfig};
+use crate::{
+    triggers::{Per, RuleType, Seen, Trigger, TriggerConfig},
+    webhook::{Webhook, WebhookConfig},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
@@ -67,6 +79,17 @@ struct RuleConfig {
     kubectl_verb: Vec<String>,
     #[serde(default)]
     namespace: Vec<String>,
+    // When it fires (triggers.rs).
+    #[serde(default, rename = "type")]
+    kind_of_rule: RuleType,
+    count: Option<u64>,
+    window_secs: Option<u64>,
+    per: Option<Per>,
+    days: Option<Vec<String>>,
+    hours: Option<String>,
+    timezone: Option<String>,
+    of: Option<Seen>,
+    learning_days: Option<u64>,
 }
 
 fn default_severity() -> String {
@@ -105,6 +128,7 @@ pub(crate) struct Rule {
     sql_class: Vec<SqlClass>,
     kubectl_verb: Vec<String>,
     namespace: Vec<String>,
+    pub(crate) trigger: Trigger,
 }
 
 #[derive(Debug)]
@@ -148,7 +172,21 @@ impl Rules {
                 ),
                 None => None,
             };
+            let trigger = TriggerConfig {
+                kind: r.kind_of_rule,
+                count: r.count,
+                window_secs: r.window_secs,
+                per: r.per,
+                days: r.days,
+                hours: r.hours,
+                timezone: r.timezone,
+                of: r.of,
+                learning_days: r.learning_days,
+            }
+            .build()
+            .map_err(|e| format!("rule {:?}: {e}", r.name))?;
             rules.push(Rule {
+                trigger,
                 name: r.name,
                 description: r.description,
                 severity: r.severity,

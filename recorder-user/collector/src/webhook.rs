@@ -1,10 +1,10 @@
 //! Webhook delivery: each body pushed (an alert, as JSON) is `POSTed` with `X-Recorder-Signature: sha256=<hex
 //! HMAC-SHA256 of the body under the webhook's secret>`. One queue and one task per webhook:
 //! pushing never blocks ingest; delivery is in order and retried with backoff (0.5 s doubling to
-//! 30 s) until the receiver answers 2xx. The queue holds up to `MAX_QUEUED` alerts in memory;
-//! beyond that the oldest are dropped and counted.
+//! 30 s) until the receiver answers 2xx. The queue is on disk (`webhook_queue.rs`): alerts
+//! not yet delivered survive a restart or a crash of the collector. It holds up to
+//! `MAX_QUEUED` alerts; beyond that the oldest are dropped, counted and logged.
 use std::{
-    collections::VecDeque,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
@@ -17,6 +17,7 @@ use tokio::{
     sync::Notify,
 };
 
+use crate::webhook_queue::DiskQueue;
 use recorder_api::metrics::{Counter, Registry};
 use recorder_record::hex;
 
@@ -101,15 +102,31 @@ pub(crate) fn sign(secret: &[u8], body: &[u8]) -> String {
     )
 }
 
+type Shared = Arc<(Mutex<DiskQueue>, Notify)>;
+
+fn lock(q: &Mutex<DiskQueue>) -> std::sync::MutexGuard<'_, DiskQueue> {
+    q.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The handle ingest pushes bodies into.
 pub(crate) struct Queue {
-    inner: Arc<(Mutex<VecDeque<Vec<u8>>>, Notify)>,
+    inner: Shared,
     dropped: Counter,
 }
 
 impl Queue {
-    pub(crate) fn start(hook: Webhook) -> Self {
-        let inner = Arc::new((Mutex::new(VecDeque::new()), Notify::new()));
+    /// Opens the webhook's queue under `dir` (what an earlier run did not deliver is sent
+    /// first) and starts its delivery task.
+    pub(crate) fn start(hook: Webhook, dir: &Path) -> Result<Self, String> {
+        let id = hex::encode(
+            &ring::digest::digest(&ring::digest::SHA256, hook.url.as_bytes()).as_ref()[..8],
+        );
+        let queue =
+            DiskQueue::open(dir, &id).map_err(|e| format!("webhook {:?}: {e}", hook.url))?;
+        if queue.len() > 0 {
+            tracing::info!(url = %hook.url, pending = queue.len(), "alerts of an earlier run to deliver");
+        }
+        let inner = Arc::new((Mutex::new(queue), Notify::new()));
         let labels = [("webhook", hook.url.as_str())];
         let r = Registry::global();
         let dropped = r.counter(
@@ -128,51 +145,44 @@ impl Queue {
             &labels,
         );
         tokio::spawn(deliver(hook, inner.clone(), failures, delivered));
-        Self { inner, dropped }
+        Ok(Self { inner, dropped })
     }
 
-    /// Queues one body for delivery; never blocks.
-    pub(crate) fn push(&self, body: Vec<u8>) {
-        let mut q = self
-            .inner
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// Queues one body for delivery (appended to the queue's file and synced); never waits
+    /// for the receiver.
+    pub(crate) fn push(&self, body: &[u8]) {
+        let mut q = lock(&self.inner.0);
         if q.len() >= MAX_QUEUED {
-            q.pop_front();
+            tracing::warn!(
+                queued = MAX_QUEUED,
+                "webhook queue full: the oldest alert is dropped"
+            );
+            let _ = q.pop();
             self.dropped.inc();
         }
-        q.push_back(body);
+        if let Err(e) = q.push(body) {
+            tracing::error!(error = %e, "cannot queue an alert for a webhook: dropped");
+            self.dropped.inc();
+        }
         drop(q);
         self.inner.1.notify_one();
     }
 }
 
-async fn deliver(
-    hook: Webhook,
-    inner: Arc<(Mutex<VecDeque<Vec<u8>>>, Notify)>,
-    failures: Counter,
-    delivered: Counter,
-) {
+async fn deliver(hook: Webhook, inner: Shared, failures: Counter, delivered: Counter) {
     let mut backoff = Duration::from_millis(500);
     loop {
-        let next = inner
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .front()
-            .cloned();
+        let next = lock(&inner.0).front().map(<[u8]>::to_vec);
         let Some(body) = next else {
             inner.1.notified().await;
             continue;
         };
         match tokio::time::timeout(Duration::from_secs(10), post(&hook, &body)).await {
             Ok(Ok(())) => {
-                inner
-                    .0
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .pop_front();
+                if let Err(e) = lock(&inner.0).pop() {
+                    // Delivered, but the offset was not saved: sent again after a restart.
+                    tracing::warn!(url = %hook.url, error = %e, "cannot record a webhook delivery");
+                }
                 delivered.inc();
                 backoff = Duration::from_millis(500);
             }

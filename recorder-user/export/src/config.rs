@@ -1,7 +1,11 @@
 //! `[[export]]` tables of the collector's configuration file: a name, a filter and what the
 //! exporter sends to. Unknown keys are errors that name the key and the exporter, so a typo
 //! never turns a filter or a TLS setting off.
-use std::{collections::HashSet, path::PathBuf, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    path::PathBuf,
+    time::Duration,
+};
 
 use recorder_record::{Kind, Record};
 use serde::Deserialize;
@@ -27,6 +31,8 @@ pub struct ExportConfig {
 #[derive(Debug, Clone)]
 pub enum SinkConfig {
     Syslog(SyslogConfig),
+    Otlp(OtlpConfig),
+    Webhook(WebhookExportConfig),
     File(FileConfig),
 }
 
@@ -34,6 +40,8 @@ impl SinkConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             SinkConfig::Syslog(_) => "syslog",
+            SinkConfig::Otlp(_) => "otlp",
+            SinkConfig::Webhook(_) => "webhook",
             SinkConfig::File(_) => "file",
         }
     }
@@ -165,6 +173,122 @@ impl SyslogConfig {
     }
 }
 
+/// `type = "otlp"`: OpenTelemetry logs over gRPC or HTTP/protobuf.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// `http(s)://host:4317` for gRPC; for HTTP the base URL (`/v1/logs` is added unless the
+    /// URL has a path of its own), usually port 4318.
+    pub endpoint: String,
+    #[serde(default)]
+    pub protocol: OtlpProtocol,
+    /// The CA (PEM) of the receiver's certificate for `https://` (default: the system's).
+    pub ca: Option<PathBuf>,
+    /// A client certificate and key (PEM) for receivers that require one.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Headers sent with every request (gRPC metadata), e.g. an API key.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Seconds to wait for an answer (default 10).
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpProtocol {
+    #[default]
+    Grpc,
+    Http,
+}
+
+fn default_timeout_secs() -> u64 {
+    10
+}
+
+impl OtlpConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs.max(1))
+    }
+
+    /// Where OTLP/HTTP requests go.
+    pub fn logs_url(&self) -> String {
+        let rest = self
+            .endpoint
+            .split_once("://")
+            .map_or(self.endpoint.as_str(), |(_, r)| r);
+        if rest.contains('/') && !rest.ends_with('/') {
+            self.endpoint.clone()
+        } else {
+            format!("{}/v1/logs", self.endpoint.trim_end_matches('/'))
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
+            return Err(format!(
+                "endpoint {:?}: give http://host:port or https://host:port",
+                self.endpoint
+            ));
+        }
+        if self.cert.is_some() != self.key.is_some() {
+            return Err("cert and key go together".into());
+        }
+        if !self.endpoint.starts_with("https://") && (self.ca.is_some() || self.cert.is_some()) {
+            return Err("ca and cert are TLS settings: use an https:// endpoint".into());
+        }
+        Ok(())
+    }
+}
+
+/// `type = "webhook"`: records sent in signed JSON batches (HTTP POST).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookExportConfig {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// The HMAC key of the signature header, or a file holding it.
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    /// The CA (PEM) of the receiver's certificate (default: the system's).
+    pub ca: Option<PathBuf>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Seconds to wait for an answer (default 10).
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+impl WebhookExportConfig {
+    /// The signing key.
+    pub fn secret(&self) -> Result<Vec<u8>, String> {
+        let secret = match (&self.secret, &self.secret_file) {
+            (Some(s), None) => s.clone().into_bytes(),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read {}: {e}", f.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .as_bytes()
+                .to_vec(),
+            _ => return Err("give exactly one of secret or secret_file".into()),
+        };
+        if secret.is_empty() {
+            return Err("the secret is empty".into());
+        }
+        Ok(secret)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(format!("url {:?}: give http:// or https://", self.url));
+        }
+        if self.secret.is_some() == self.secret_file.is_some() {
+            return Err("give exactly one of secret or secret_file".into());
+        }
+        Ok(())
+    }
+}
+
 /// `type = "file"`: JSON Lines in a directory, rotated by size and age, compressed when closed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -254,7 +378,9 @@ pub fn parse(text: &str) -> Result<Vec<ExportConfig>, ConfigError> {
         };
         filter.check().map_err(&bad)?;
         let Some(toml::Value::String(kind)) = table.remove("type") else {
-            return Err(bad("needs type = \"syslog\" or \"file\"".into()));
+            return Err(bad(
+                "needs type = \"syslog\", \"otlp\", \"webhook\" or \"file\"".into(),
+            ));
         };
         let rest = toml::Value::Table(table);
         let sink = match kind.as_str() {
@@ -263,6 +389,16 @@ pub fn parse(text: &str) -> Result<Vec<ExportConfig>, ConfigError> {
                 c.check().map_err(&bad)?;
                 SinkConfig::Syslog(c)
             }
+            "otlp" => {
+                let c: OtlpConfig = rest.try_into().map_err(|e| bad(e.to_string()))?;
+                c.check().map_err(&bad)?;
+                SinkConfig::Otlp(c)
+            }
+            "webhook" => {
+                let c: WebhookExportConfig = rest.try_into().map_err(|e| bad(e.to_string()))?;
+                c.check().map_err(&bad)?;
+                SinkConfig::Webhook(c)
+            }
             "file" => {
                 let c: FileConfig = rest.try_into().map_err(|e| bad(e.to_string()))?;
                 c.check().map_err(&bad)?;
@@ -270,7 +406,7 @@ pub fn parse(text: &str) -> Result<Vec<ExportConfig>, ConfigError> {
             }
             other => {
                 return Err(bad(format!(
-                    "type {other:?} is not an exporter (syslog or file)"
+                    "type {other:?} is not an exporter (syslog, otlp, webhook or file)"
                 )));
             }
         };
@@ -320,6 +456,29 @@ mod tests {
             panic!("file expected")
         };
         assert_eq!((f.max_mib, f.max_age_secs, f.compress), (100, 3600, true));
+    }
+
+    #[test]
+    fn otlp_urls() {
+        let url = |endpoint: &str| {
+            let c = parse(&format!(
+                "[[export]]\nname='o'\ntype='otlp'\nprotocol='http'\nendpoint='{endpoint}'"
+            ))
+            .unwrap();
+            let SinkConfig::Otlp(o) = &c[0].sink else {
+                panic!("otlp expected")
+            };
+            o.logs_url()
+        };
+        assert_eq!(url("http://c:4318"), "http://c:4318/v1/logs");
+        assert_eq!(url("http://c:4318/"), "http://c:4318/v1/logs");
+        assert_eq!(url("https://c/otlp/v1/logs"), "https://c/otlp/v1/logs");
+        assert!(
+            parse("[[export]]\nname='o'\ntype='otlp'\nendpoint='c:4317'")
+                .unwrap_err()
+                .to_string()
+                .contains("give http://")
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Exporters: the collector's log delivered, in log order, to where teams already look (a
-//! SIEM's syslog input, files a shipper tails). Each exporter is its own task reading the
+//! SIEM's syslog input, an OpenTelemetry receiver, an HTTP endpoint, files a shipper tails). Each exporter is its own task reading the
 //! stored log from its own durable cursor, so ingest never waits for one, a receiver's outage
 //! or a collector restart loses nothing, and a record is delivered at least once with a stable
 //! event id (`host/boot/sequence`) receivers can drop duplicates by.
@@ -7,7 +7,10 @@ pub mod config;
 pub mod cursor;
 mod ecs;
 mod file;
+mod http;
+mod otlp;
 mod syslog;
+mod webhook;
 
 use std::{
     future::Future,
@@ -44,6 +47,8 @@ pub trait Source: Send + Sync + 'static {
 
 enum Sink {
     Syslog(syslog::SyslogSink),
+    Otlp(otlp::OtlpSink),
+    Webhook(Box<webhook::WebhookSink>),
     File(file::FileSink),
 }
 
@@ -56,6 +61,8 @@ impl Sink {
     ) -> Result<(), String> {
         match self {
             Sink::Syslog(s) => s.send(records, next).await,
+            Sink::Otlp(o) => o.send(records, next).await,
+            Sink::Webhook(w) => w.send(records, next).await,
             Sink::File(f) => f.send(records, next, cursor),
         }
     }
@@ -63,6 +70,8 @@ impl Sink {
     fn confirmed(&mut self) -> Result<Option<Position>, String> {
         match self {
             Sink::Syslog(s) => s.confirmed(),
+            Sink::Otlp(o) => Ok(o.confirmed()),
+            Sink::Webhook(w) => Ok(w.confirmed()),
             Sink::File(f) => Ok(Some(f.confirmed())),
         }
     }
@@ -73,11 +82,19 @@ impl Sink {
                 s.reset();
                 Ok(())
             }
+            (Sink::Otlp(o), _) => {
+                o.reset();
+                Ok(())
+            }
+            (Sink::Webhook(w), _) => {
+                w.reset();
+                Ok(())
+            }
             (sink @ Sink::File(_), SinkConfig::File(c)) => {
                 *sink = Sink::File(file::FileSink::open(c, at)?);
                 Ok(())
             }
-            (Sink::File(_), SinkConfig::Syslog(_)) => Ok(()),
+            (Sink::File(_), _) => Ok(()),
         }
     }
 }
@@ -139,6 +156,10 @@ impl Exporter {
         let cursor = Cursor::open(cursors, &cfg.name).map_err(bad)?;
         let sink = match &cfg.sink {
             SinkConfig::Syslog(c) => Sink::Syslog(syslog::SyslogSink::new(c).map_err(bad)?),
+            SinkConfig::Otlp(c) => Sink::Otlp(otlp::OtlpSink::new(c, &cfg.name).map_err(bad)?),
+            SinkConfig::Webhook(c) => {
+                Sink::Webhook(Box::new(webhook::WebhookSink::new(c).map_err(bad)?))
+            }
             SinkConfig::File(c) => {
                 Sink::File(file::FileSink::open(c, cursor.position).map_err(bad)?)
             }

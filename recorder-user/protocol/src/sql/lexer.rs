@@ -62,6 +62,98 @@ fn first_statement_words(sql: &[u8], dialect: Dialect) -> Vec<&[u8]> {
     words
 }
 
+/// The tables `sql` names: what follows `FROM`, `JOIN`, `INTO`, `UPDATE` and `TABLE` (and the
+/// commas of a `FROM a, b` list), schema-qualified as written (`public.orders`). Unquoted names
+/// are folded to lower case as the servers fold them; quoted ones keep their case. Quoted text
+/// and comments never count: `SELECT 'from t'` names no table.
+pub fn tables(sql: &str, dialect: Dialect) -> Vec<String> {
+    const BEFORE: [&[u8]; 5] = [b"FROM", b"JOIN", b"INTO", b"UPDATE", b"TABLE"];
+    const SKIP: [&[u8]; 5] = [b"ONLY", b"IF", b"NOT", b"EXISTS", b"LATERAL"];
+    let bytes = sql.as_bytes();
+    let mut lexer = Lexer::new(bytes, dialect);
+    let mut tokens = Vec::new();
+    while let Some((token, start, end)) = lexer.next_token() {
+        if !matches!(token, Token::Space | Token::Comment) {
+            tokens.push((token, &bytes[start..end]));
+        }
+    }
+    let name_part = |(token, text): (Token, &[u8])| -> Option<String> {
+        match token {
+            Token::Word => Some(String::from_utf8_lossy(text).to_lowercase()),
+            Token::Quoted if text.len() >= 2 && matches!(text[0], b'"' | b'`') => {
+                Some(String::from_utf8_lossy(&text[1..text.len() - 1]).into_owned())
+            }
+            _ => None,
+        }
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        let (token, text) = tokens[i];
+        i += 1;
+        if token != Token::Word || !BEFORE.iter().any(|k| text.eq_ignore_ascii_case(k)) {
+            continue;
+        }
+        loop {
+            while i < tokens.len()
+                && tokens[i].0 == Token::Word
+                && SKIP.iter().any(|k| tokens[i].1.eq_ignore_ascii_case(k))
+            {
+                i += 1;
+            }
+            let Some(mut name) = tokens.get(i).copied().and_then(name_part) else {
+                break;
+            };
+            i += 1;
+            while i + 1 < tokens.len() && tokens[i].1 == b"." {
+                let Some(part) = name_part(tokens[i + 1]) else {
+                    break;
+                };
+                name = format!("{name}.{part}");
+                i += 2;
+            }
+            if !out.contains(&name) {
+                out.push(name);
+            }
+            // A FROM list goes on after a comma (an alias may come first).
+            while i < tokens.len() && tokens[i].0 == Token::Word && !is_clause(tokens[i].1) {
+                i += 1;
+            }
+            if i < tokens.len() && tokens[i].1 == b"," {
+                i += 1;
+                continue;
+            }
+            break;
+        }
+    }
+    out
+}
+
+/// Words that end a table reference (so an alias is not taken for a clause, nor a clause for
+/// an alias).
+fn is_clause(word: &[u8]) -> bool {
+    const CLAUSES: [&[u8]; 17] = [
+        b"WHERE",
+        b"SET",
+        b"JOIN",
+        b"LEFT",
+        b"RIGHT",
+        b"INNER",
+        b"OUTER",
+        b"FULL",
+        b"CROSS",
+        b"ON",
+        b"USING",
+        b"GROUP",
+        b"ORDER",
+        b"LIMIT",
+        b"VALUES",
+        b"SELECT",
+        b"RETURNING",
+    ];
+    CLAUSES.iter().any(|c| word.eq_ignore_ascii_case(c))
+}
+
 /// Byte ranges of the statements of a PostgreSQL simple-query string, trimmed, without their
 /// `;`. Statements holding only whitespace and comments are dropped, as the server skips them
 /// without a CommandComplete.
@@ -272,7 +364,7 @@ fn dollar_end(sql: &[u8], from: usize, tag_len: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{Dialect, StatementClass, classify, statements};
+    use super::{Dialect, StatementClass, classify, statements, tables};
 
     fn split(sql: &str) -> Vec<&str> {
         statements(sql.as_bytes())
@@ -395,5 +487,32 @@ mod tests {
         );
         // The dollar sign is part of a MySQL identifier.
         assert_eq!(classify("UPDATE t$ SET a = 1 WHERE b = 2", Mysql), None);
+    }
+
+    #[test]
+    fn tables_named_outside_quotes_and_comments() {
+        let pg = |sql: &str| tables(sql, Dialect::Postgresql);
+        assert_eq!(
+            pg("SELECT * FROM Orders o JOIN public.items i ON o.id = i.o"),
+            ["orders", "public.items"]
+        );
+        assert_eq!(
+            pg("select a from t1, t2 x, \"Big Table\" where 1=1"),
+            ["t1", "t2", "Big Table"]
+        );
+        assert_eq!(
+            pg("INSERT INTO audit (a) VALUES ('from secrets')"),
+            ["audit"]
+        );
+        assert_eq!(
+            pg("UPDATE ONLY accounts SET x = 1 -- from payments"),
+            ["accounts"]
+        );
+        assert_eq!(pg("DROP TABLE IF EXISTS tmp_1"), ["tmp_1"]);
+        assert_eq!(pg("SELECT 1"), Vec::<String>::new());
+        assert_eq!(
+            tables("SELECT * FROM `Pay`.`cards` # from x", Dialect::Mysql),
+            ["Pay.cards"]
+        );
     }
 }
