@@ -205,8 +205,9 @@ fn through_collector(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
             StoreLocation::Postgres { .. } => format!("PostgreSQL, {collectors} collector(s)"),
         };
         let (start, total) = shipped_throughput(args, tmp, &what, &client_tls).await?;
-        for export in &exports {
-            exporter_rate(&tmp.join("data0"), &export.name, start, total).await?;
+        if !exports.is_empty() {
+            let names: Vec<String> = exports.iter().map(|e| e.name.clone()).collect();
+            exporter_rates(&tmp.join("data0"), &names, start, total).await?;
         }
         ack_latency(args, tmp, &what, &client_tls).await?;
         watch_latency(args, tmp, &client_tls).await?;
@@ -262,29 +263,43 @@ async fn shipped_throughput(
     Ok((start, total))
 }
 
-/// How fast an exporter delivered the throughput run's records: from the start of ingest
-/// until its cursor passed them.
-async fn exporter_rate(data: &Path, name: &str, start: Instant, total: u64) -> anyhow::Result<()> {
+/// How fast each exporter delivered the throughput run's records: from the start of ingest
+/// until its cursor passed them (all watched at once, so one finishing late does not hide
+/// another's time).
+async fn exporter_rates(
+    data: &Path,
+    names: &[String],
+    start: Instant,
+    total: u64,
+) -> anyhow::Result<()> {
     let cursors = recorder_export::Exporter::cursor_dir(data);
-    loop {
-        let next = recorder_export::cursor::Cursor::open(&cursors, name)
-            .map_err(anyhow::Error::msg)?
-            .position
-            .next;
-        if next >= total {
-            break;
+    let mut done: Vec<Option<f64>> = vec![None; names.len()];
+    while done.iter().any(Option::is_none) {
+        for (name, done) in names.iter().zip(done.iter_mut()) {
+            if done.is_some() {
+                continue;
+            }
+            let next = recorder_export::cursor::Cursor::open(&cursors, name)
+                .map_err(anyhow::Error::msg)?
+                .position
+                .next;
+            if next >= total {
+                *done = Some(start.elapsed().as_secs_f64());
+            }
         }
         anyhow::ensure!(
             start.elapsed() < Duration::from_mins(10),
-            "exporter {name} delivered {next} of {total} records in 10 minutes"
+            "exporters did not deliver {total} records in 10 minutes"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "exporter {name}: {total} records delivered {secs:.2} s after ingest began = {:.0} records/s",
-        total as f64 / secs
-    );
+    for (name, secs) in names.iter().zip(done) {
+        let secs = secs.unwrap_or_default();
+        println!(
+            "exporter {name}: {total} records delivered {secs:.2} s after ingest began = {:.0} records/s",
+            total as f64 / secs
+        );
+    }
     Ok(())
 }
 

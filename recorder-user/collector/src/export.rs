@@ -1,4 +1,9 @@
 //! The exporters configured for this collector, each reading the log from its own cursor.
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
 use recorder_export::{ExportConfig, Exporter, Source};
 use recorder_store::StoredRecord;
 use tokio::{sync::watch, task::JoinHandle};
@@ -10,6 +15,8 @@ use crate::{CollectorError, log::Log, metrics::CollectorMetrics};
 struct LogSource {
     log: Log,
     metrics: CollectorMetrics,
+    /// On PostgreSQL: whether this collector sequences the group's log.
+    leading: Arc<AtomicBool>,
 }
 
 impl Source for LogSource {
@@ -23,6 +30,31 @@ impl Source for LogSource {
             .await
             .map_err(|e| e.to_string())
     }
+
+    fn shared(&self) -> bool {
+        matches!(self.log, Log::Postgres(_))
+    }
+
+    fn active(&self) -> bool {
+        self.leading.load(Ordering::Relaxed)
+    }
+
+    async fn load_cursor(&self, name: &str) -> Result<u64, String> {
+        match &self.log {
+            Log::Postgres(pg) => pg.export_cursor(name).await.map_err(|e| e.to_string()),
+            Log::Embedded(_) => Ok(0),
+        }
+    }
+
+    async fn save_cursor(&self, name: &str, next: u64) -> Result<(), String> {
+        match &self.log {
+            Log::Postgres(pg) => pg
+                .save_export_cursor(name, next)
+                .await
+                .map_err(|e| e.to_string()),
+            Log::Embedded(_) => Ok(()),
+        }
+    }
 }
 
 /// Opens every exporter (a bad certificate or directory stops the collector here, before it
@@ -33,6 +65,7 @@ pub(crate) fn start(
     log: &Log,
     metrics: &CollectorMetrics,
     stop: &watch::Receiver<bool>,
+    leading: &Arc<AtomicBool>,
 ) -> Result<Vec<JoinHandle<()>>, CollectorError> {
     let cursors = Exporter::cursor_dir(data);
     let exporters = configs
@@ -45,6 +78,7 @@ pub(crate) fn start(
             let source = LogSource {
                 log: log.clone(),
                 metrics: metrics.clone(),
+                leading: leading.clone(),
             };
             tokio::spawn(exporter.run(source, stop.clone()))
         })

@@ -122,22 +122,30 @@ pub async fn serve(
     on_listen: impl FnOnce(SocketAddr),
 ) -> Result<(), CollectorError> {
     let (config, verifier) = tls::server_config(&plan.ca, &plan.cert, &plan.key)?;
-    let rules = match &plan.rules {
-        Some(path) => Some(rules::Rules::load(path)?),
-        None => None,
-    };
     let (events, _) = broadcast::channel(4096);
-    let engine = match rules {
-        Some(r) => Some(Arc::new(
-            alerts::Engine::start(r, &plan.data.join("webhooks"))
-                .map_err(CollectorError::Webhook)?,
-        )),
-        None => None,
-    };
+    let engine = start_alerts(&plan)?;
     let metrics = metrics::CollectorMetrics::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (log, sequencer) = open_log(&plan, &metrics, &events, engine.as_ref(), &stop_rx).await?;
-    let exporters = export::start(&plan.exports, &plan.data, &log, &metrics, &stop_rx)?;
+    // On PostgreSQL: whether this collector sequences the group's log (and so delivers its
+    // webhooks and exporters).
+    let leading = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (log, sequencer) = open_log(
+        &plan,
+        &metrics,
+        &events,
+        engine.as_ref(),
+        &stop_rx,
+        &leading,
+    )
+    .await?;
+    let exporters = export::start(
+        &plan.exports,
+        &plan.data,
+        &log,
+        &metrics,
+        &stop_rx,
+        &leading,
+    )?;
     if let Some(addr) = plan.metrics_addr {
         // Ready from the start: the store is open, and a collector serves as soon as it listens.
         recorder_api::http::spawn(addr, Arc::new(std::sync::atomic::AtomicBool::new(true)))
@@ -219,6 +227,17 @@ pub async fn serve(
     Ok(())
 }
 
+/// The alert rules and their webhooks' delivery, if the plan has rules.
+fn start_alerts(plan: &CollectorPlan) -> Result<Option<Arc<alerts::Engine>>, CollectorError> {
+    let Some(path) = &plan.rules else {
+        return Ok(None);
+    };
+    let rules = rules::Rules::load(path)?;
+    let engine = alerts::Engine::start(rules, &plan.data.join("webhooks"))
+        .map_err(CollectorError::Webhook)?;
+    Ok(Some(Arc::new(engine)))
+}
+
 fn redact_location(store: &StoreLocation) -> String {
     match store {
         StoreLocation::Embedded => "embedded".to_string(),
@@ -234,6 +253,7 @@ async fn open_log(
     events: &broadcast::Sender<Arc<Event>>,
     engine: Option<&Arc<alerts::Engine>>,
     stop: &tokio::sync::watch::Receiver<bool>,
+    leading: &Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<(Log, Option<tokio::task::JoinHandle<()>>), CollectorError> {
     let data = plan.data.clone();
     match &plan.store {
@@ -269,7 +289,6 @@ async fn open_log(
                 })?;
             metrics.records.set(size);
             learn(&Log::Postgres(pg.clone()), engine, size).await?;
-            let leading = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let (feed, fed) = tokio::sync::mpsc::channel(tail::FEED_ROUNDS);
             let sequencer =
                 Sequencer::new(pg.clone(), collector_name(plan.listen), leading.clone())
@@ -284,7 +303,7 @@ async fn open_log(
                 size,
                 events.clone(),
                 engine.cloned(),
-                leading,
+                leading.clone(),
                 metrics.clone(),
                 fed,
             );

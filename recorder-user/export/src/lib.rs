@@ -32,6 +32,8 @@ const IDLE: Duration = Duration::from_millis(100);
 /// stops or catches up); after a crash at most this much is sent again.
 const SAVE_EVERY: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often a collector of a group that does not deliver looks whether it should.
+const STANDBY: Duration = Duration::from_millis(500);
 
 /// The log an exporter reads.
 pub trait Source: Send + Sync + 'static {
@@ -43,6 +45,28 @@ pub trait Source: Send + Sync + 'static {
         from: u64,
         to: u64,
     ) -> impl Future<Output = Result<Vec<StoredRecord>, String>> + Send;
+    /// Whether the log is shared by a group of collectors: then syslog, OTLP and webhook
+    /// exporters deliver from the collector that sequences only, from a cursor the group
+    /// shares (file exporters write on every collector, each its own files).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// On a group: whether this collector delivers now.
+    fn active(&self) -> bool {
+        true
+    }
+    /// On a group: where exporter `name` has delivered up to.
+    fn load_cursor(&self, _name: &str) -> impl Future<Output = Result<u64, String>> + Send {
+        async { Ok(0) }
+    }
+    /// On a group: exporter `name` has delivered up to `next`.
+    fn save_cursor(
+        &self,
+        _name: &str,
+        _next: u64,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        async { Ok(()) }
+    }
 }
 
 enum Sink {
@@ -183,14 +207,48 @@ impl Exporter {
     /// Delivers the log from the cursor on, until `stop` turns true.
     pub async fn run(mut self, source: impl Source, mut stop: watch::Receiver<bool>) {
         let name = self.cfg.name.clone();
-        tracing::info!(export = %name, kind = self.cfg.sink.kind(), from = self.cursor.position.next, "exporter started");
+        let shared = source.shared() && !matches!(self.cfg.sink, SinkConfig::File(_));
+        tracing::info!(export = %name, kind = self.cfg.sink.kind(), from = self.cursor.position.next, shared, "exporter started");
         let mut sent = self.cursor.position.next;
         let mut saved_at = Instant::now();
         let mut outage: Option<(Instant, Duration)> = None;
+        let mut delivering = !shared;
         while !*stop.borrow() {
+            if shared && !source.active() {
+                if delivering {
+                    tracing::info!(export = %name, "another collector delivers now");
+                    let _ = self.sink.reset(self.cursor.position, &self.cfg.sink);
+                    delivering = false;
+                }
+                sleep_or_stop(STANDBY, &mut stop).await;
+                continue;
+            }
+            if !delivering {
+                match source.load_cursor(&name).await {
+                    Ok(next) => {
+                        tracing::info!(export = %name, from = next, "this collector delivers now");
+                        self.cursor.position = Position {
+                            next,
+                            file_offset: None,
+                        };
+                        self.confirmed = self.cursor.position;
+                        sent = next;
+                        delivering = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(export = %name, error = %e, "cannot read the group's cursor");
+                        sleep_or_stop(STANDBY, &mut stop).await;
+                        continue;
+                    }
+                }
+            }
             let size = source.size();
             let step = self.step(&source, &mut sent, size).await;
-            let result = step.and_then(|()| self.confirm(sent >= size, &mut saved_at));
+            let result = match step.and_then(|()| self.confirm(sent >= size, &mut saved_at)) {
+                Ok(Some(next)) if shared => source.save_cursor(&name, next).await,
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
             match result {
                 Ok(()) => {
                     if let Some((since, _)) = outage.take() {
@@ -222,11 +280,16 @@ impl Exporter {
             }
         }
         // Deliveries confirmed by now are kept; the rest is sent again next time.
-        if let Ok(Some(at)) = self.sink.confirmed() {
-            self.confirmed = at;
-        }
-        if self.confirmed != self.cursor.position {
-            let _ = self.cursor.save(self.confirmed);
+        if delivering {
+            if let Ok(Some(at)) = self.sink.confirmed() {
+                self.confirmed = at;
+            }
+            if self.confirmed != self.cursor.position {
+                let _ = self.cursor.save(self.confirmed);
+                if shared {
+                    let _ = source.save_cursor(&name, self.confirmed.next).await;
+                }
+            }
         }
         tracing::info!(export = %name, cursor = self.cursor.position.next, "exporter stopped");
     }
@@ -261,13 +324,14 @@ impl Exporter {
     }
 
     /// Saves what the receiver has confirmed, at most every `SAVE_EVERY` unless caught up.
-    fn confirm(&mut self, caught_up: bool, saved_at: &mut Instant) -> Result<(), String> {
+    /// Returns the position saved, if it was.
+    fn confirm(&mut self, caught_up: bool, saved_at: &mut Instant) -> Result<Option<u64>, String> {
         if let Some(at) = self.sink.confirmed()? {
             self.confirmed = at;
         }
         let at = self.confirmed;
         if at == self.cursor.position {
-            return Ok(());
+            return Ok(None);
         }
         if caught_up || saved_at.elapsed() >= SAVE_EVERY {
             self.cursor
@@ -275,8 +339,9 @@ impl Exporter {
                 .map_err(|e| format!("cannot save the cursor: {e}"))?;
             self.metrics.cursor.set(at.next);
             *saved_at = Instant::now();
+            return Ok(Some(at.next));
         }
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -95,6 +95,30 @@ impl PgLog {
         rows.iter().map(stored).collect()
     }
 
+    /// Where the group's exporter `name` has delivered up to (0 if it never delivered).
+    pub async fn export_cursor(&self, name: &str) -> Result<u64, PgError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT next FROM export_cursors WHERE name = $1", &[&name])
+            .await?;
+        Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+    }
+
+    /// Moves the group's exporter `name` forward to `next` (never back).
+    pub async fn save_export_cursor(&self, name: &str, next: u64) -> Result<(), PgError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO export_cursors (name, next) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET next = EXCLUDED.next
+                 WHERE export_cursors.next < EXCLUDED.next",
+                &[&name, &(next as i64)],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Sessions matching the filter, most recently active first.
     pub async fn sessions(
         &self,

@@ -5,7 +5,14 @@ use tokio_postgres::Client;
 use crate::PgError;
 
 /// (version, name, SQL), oldest first. A new migration is a new file and a new line here.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "log", include_str!("../migrations/0001_log.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "log", include_str!("../migrations/0001_log.sql")),
+    (
+        2,
+        "export_cursors",
+        include_str!("../migrations/0002_export_cursors.sql"),
+    ),
+];
 
 /// Applies what the database lacks; refuses a database from a newer collector.
 pub(crate) async fn migrate(client: &mut Client) -> Result<(), PgError> {

@@ -110,7 +110,7 @@ pub fn bench(rounds: u32) -> anyhow::Result<()> {
     );
     line("ingest, no exporter", &without, " rec/s", 0, Goal::None);
     line(
-        "ingest, syslog + file exporters",
+        "ingest, syslog + OTLP + file exporters",
         &with,
         " rec/s",
         0,
