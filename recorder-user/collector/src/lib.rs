@@ -60,6 +60,9 @@ pub enum CollectorError {
     Export(#[from] recorder_export::ConfigError),
     #[error("{0}")]
     Webhook(String),
+    /// Reading the stored log for the alert rules (at start, or `recorder alerts test`).
+    #[error("{0}")]
+    ReadLog(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -330,7 +333,7 @@ async fn learn(
             .read_range(next, size.min(next + 10_000))
             .await
             .map_err(|e| {
-                CollectorError::Serve(format!("reading the log for the alert rules: {e}"))
+                CollectorError::ReadLog(format!("reading the log for the alert rules: {e}"))
             })?;
         let Some(last) = records.last() else { break };
         next = last.index + 1;

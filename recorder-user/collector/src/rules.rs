@@ -42,9 +42,10 @@ use crate::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
-    #[error("cannot read the alert rules {path}: {source}")]
+    #[error("cannot read the alert rules {path}")]
     Read {
         path: String,
+        #[source]
         source: std::io::Error,
     },
     #[error("invalid alert rules {path}: {message}")]

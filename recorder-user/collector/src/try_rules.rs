@@ -62,7 +62,7 @@ pub fn try_rules(
                     bad.get_or_insert(format!("log index {}: not a record: {e}", v.index));
                 }
             })
-            .map_err(|e| CollectorError::Serve(e.to_string()))?;
+            .map_err(|e| CollectorError::ReadLog(e.to_string()))?;
             if let Some(why) = bad {
                 tracing::warn!("{why}");
             }
@@ -71,7 +71,7 @@ pub fn try_rules(
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| CollectorError::Serve(e.to_string()))?;
+                .map_err(|e| CollectorError::ReadLog(format!("starting the async runtime: {e}")))?;
             let pg_error = |error| CollectorError::Postgres {
                 url: (*url).to_string(),
                 error,
