@@ -204,9 +204,28 @@ pub async fn serve(
         served = server => served.map_err(|e| CollectorError::Serve(tls::error_chain(&e)))?,
         () = grace => tracing::warn!("streams still open 5 s after the stop signal; stopping anyway"),
     }
-    // Each exporter saves its cursor on the way out.
+    finish(log, sequencer, exporters).await
+}
+
+/// After the server stopped: the exporters save their cursors, the final checkpoint is written.
+async fn finish(
+    log: Log,
+    sequencer: Option<tokio::task::JoinHandle<()>>,
+    exporters: Vec<tokio::task::JoinHandle<()>>,
+) -> Result<(), CollectorError> {
+    // Each exporter saves its cursor on the way out; one stuck sending to a receiver that
+    // does not answer is not waited for long (what it sent is sent again next time).
     for task in exporters {
-        let _ = task.await;
+        let abort = task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "an exporter did not stop within 5 s; its last records are sent again at the next start"
+            );
+            abort.abort();
+        }
     }
     match log {
         Log::Embedded(store) => {
