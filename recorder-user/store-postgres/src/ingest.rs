@@ -2,7 +2,7 @@
 //! `waiting`), committed before it is acknowledged. The sequencer places them later.
 use recorder_record::{MAX_LINE, Record};
 
-use crate::{PgError, PgLog};
+use crate::{PgError, PgLog, columns::RecordColumns};
 
 /// What one batch did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -20,12 +20,7 @@ pub struct Appended {
 struct Columns {
     seq: Vec<i64>,
     line: Vec<Vec<u8>>,
-    session: Vec<String>,
-    identity: Vec<String>,
-    kind: Vec<&'static str>,
-    time_ns: Vec<i64>,
-    namespace: Vec<String>,
-    pod: Vec<String>,
+    derived: RecordColumns,
 }
 
 impl PgLog {
@@ -60,17 +55,9 @@ impl PgLog {
             }
             let record = Record::parse(line).map_err(|e| bad(format!("not a record line: {e}")))?;
             check(&record).map_err(bad)?;
-            let workload = record.workload.as_deref();
             cols.seq.push(sequence as i64);
             cols.line.push(line.to_vec());
-            cols.session.push(record.session.clone());
-            cols.identity.push(record.identity.clone());
-            cols.kind.push(record.kind().as_str());
-            cols.time_ns.push(record.time.unix_ns() as i64);
-            cols.namespace
-                .push(workload.map(|w| w.namespace.clone()).unwrap_or_default());
-            cols.pod
-                .push(workload.map(|w| w.pod_name.clone()).unwrap_or_default());
+            cols.derived.push(&record);
         }
         if cols.seq.is_empty() {
             out.acked = stored_max;
@@ -92,12 +79,12 @@ impl PgLog {
                     &boot,
                     &cols.seq,
                     &cols.line,
-                    &cols.session,
-                    &cols.identity,
-                    &cols.kind,
-                    &cols.time_ns,
-                    &cols.namespace,
-                    &cols.pod,
+                    &cols.derived.session,
+                    &cols.derived.identity,
+                    &cols.derived.kind,
+                    &cols.derived.time_ns,
+                    &cols.derived.namespace,
+                    &cols.derived.pod,
                 ],
             )
             .await?;

@@ -11,6 +11,7 @@
 //!
 //! Nothing grows in memory with the log: the frontier is read from the head row, proofs read
 //! O(log n) stored nodes, `verify` streams the records of one snapshot.
+mod columns;
 mod ingest;
 mod migrate;
 mod read;

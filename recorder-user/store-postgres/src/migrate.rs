@@ -17,7 +17,7 @@ use recorder_store::{
 use tokio::sync::mpsc;
 use tokio_postgres::Transaction;
 
-use crate::{PgError, PgLog, sequencer::Placed};
+use crate::{PgError, PgLog, columns::RecordColumns, sequencer::Placed};
 
 /// Records per statement.
 const CHUNK: usize = 5000;
@@ -173,19 +173,11 @@ impl Copy {
                 PgError::Migrate(format!("log index {index} is not a record line: {e}"))
             })?;
             self.sessions.add(index, &record);
-            let workload = record.workload.as_deref();
+            c.derived.push(&record);
             c.id.push(index as i64 + 1);
             placed.ids.push(index as i64 + 1);
             placed.indexes.push(index as i64);
             c.seq.push(row.seq);
-            c.session.push(record.session.clone());
-            c.identity.push(record.identity.clone());
-            c.kind.push(record.kind().as_str());
-            c.time_ns.push(record.time.unix_ns() as i64);
-            c.namespace
-                .push(workload.map(|w| w.namespace.clone()).unwrap_or_default());
-            c.pod
-                .push(workload.map(|w| w.pod_name.clone()).unwrap_or_default());
             placed.prevs.push(row.prev.to_vec());
             placed.leaves.push(row.leaf.to_vec());
             self.frontier.push_with(row.leaf, |id, hash| {
@@ -203,8 +195,17 @@ impl Copy {
             "INSERT INTO records (id, host, boot, seq, line, session, identity, kind, time_ns, namespace, pod)
              SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bytea[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[])",
             &[
-                &c.id, &c.host, &c.boot, &c.seq, &c.line, &c.session, &c.identity, &c.kind,
-                &c.time_ns, &c.namespace, &c.pod,
+                &c.id,
+                &c.host,
+                &c.boot,
+                &c.seq,
+                &c.line,
+                &c.derived.session,
+                &c.derived.identity,
+                &c.derived.kind,
+                &c.derived.time_ns,
+                &c.derived.namespace,
+                &c.derived.pod,
             ],
         )
         .await?;
@@ -251,10 +252,5 @@ struct Columns {
     boot: Vec<String>,
     seq: Vec<i64>,
     line: Vec<Vec<u8>>,
-    session: Vec<String>,
-    identity: Vec<String>,
-    kind: Vec<&'static str>,
-    time_ns: Vec<i64>,
-    namespace: Vec<String>,
-    pod: Vec<String>,
+    derived: RecordColumns,
 }
