@@ -311,14 +311,13 @@ async fn open_log(
                 })?;
             metrics.records.set(size);
             learn(&Log::Postgres(pg.clone()), engine, size).await?;
-            let (feed, fed) = tokio::sync::mpsc::channel(tail::FEED_ROUNDS);
             let sequencer =
-                Sequencer::new(pg.clone(), collector_name(plan.listen), leading.clone())
-                    .map_err(|error| CollectorError::Postgres {
+                Sequencer::new(pg.clone(), collector_name(plan.listen), leading.clone()).map_err(
+                    |error| CollectorError::Postgres {
                         url: url.clone(),
                         error,
-                    })?
-                    .feeding(feed);
+                    },
+                )?;
             let task = tokio::spawn(sequencer.run(stop.clone()));
             tail::spawn(
                 pg.clone(),
@@ -327,7 +326,6 @@ async fn open_log(
                 engine.cloned(),
                 leading.clone(),
                 metrics.clone(),
-                fed,
             );
             tracing::info!(records = size, "PostgreSQL store opened");
             Ok((Log::Postgres(pg), Some(task)))

@@ -12,9 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use recorder_record::{Kind, Record, Timestamp};
+use recorder_record::{Kind, Timestamp};
 use recorder_store::{
-    StoredRecord,
     integrity::{
         Hash,
         checkpoint::{Checkpoint, Signer},
@@ -22,7 +21,7 @@ use recorder_store::{
     },
     segment::Entry,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_postgres::{Client, Transaction};
 
 use crate::{PgError, PgLog};
@@ -64,9 +63,6 @@ pub struct Sequencer {
     leading: Arc<AtomicBool>,
     /// The size and time of the last published checkpoint this sequencer knows of.
     last_checkpoint: Option<(u64, Instant)>,
-    /// Where each committed round's records go, so this collector's own tail need not read
-    /// back from the database what it has just written.
-    feed: Option<mpsc::Sender<Vec<StoredRecord>>>,
 }
 
 impl Sequencer {
@@ -79,17 +75,7 @@ impl Sequencer {
             renewed: None,
             leading,
             last_checkpoint: None,
-            feed: None,
         })
-    }
-
-    /// Sends each committed round's records to `feed`. A round that does not fit (the
-    /// receiver is behind) is not sent: the receiver sees the gap in log indices and reads
-    /// those records from the database.
-    #[must_use]
-    pub fn feeding(mut self, feed: mpsc::Sender<Vec<StoredRecord>>) -> Self {
-        self.feed = Some(feed);
-        self
     }
 
     pub fn is_leader(&self) -> bool {
@@ -174,17 +160,10 @@ impl Sequencer {
         if !self.is_leader() {
             return Ok(false);
         }
-        let round = {
+        let placed = {
             let mut client = self.log.client().await?;
             place(&mut client, &self.signer).await?
         };
-        let placed = round.rows.len();
-        if let Some(feed) = &self.feed
-            && placed > 0
-            && let Some(records) = round.records()
-        {
-            let _ = feed.try_send(records);
-        }
         self.publish(false).await?;
         Ok(placed as i64 == ROUND_MAX)
     }
@@ -292,37 +271,8 @@ impl Placed {
     }
 }
 
-/// What one committed round placed: the records' rows and their places.
-struct Round {
-    rows: Vec<tokio_postgres::Row>,
-    placed: Placed,
-}
-
-impl Round {
-    /// The round's records as the log holds them; None if a line does not parse (the tail
-    /// then reads them from the database and reports it).
-    fn records(&self) -> Option<Vec<StoredRecord>> {
-        self.rows
-            .iter()
-            .zip(self.placed.indexes.iter().zip(&self.placed.prevs))
-            .map(|(row, (&index, prev))| {
-                let line: Vec<u8> = row.get(4);
-                Some(StoredRecord {
-                    index: index as u64,
-                    host: row.get(1),
-                    boot: row.get(2),
-                    sequence: row.get::<_, i64>(3) as u64,
-                    prev: Hash::try_from(prev.as_slice()).ok()?,
-                    record: Record::parse(&line).ok()?,
-                    line,
-                })
-            })
-            .collect()
-    }
-}
-
-/// One round: places up to `ROUND_MAX` waiting records.
-async fn place(client: &mut Client, signer: &Signer) -> Result<Round, PgError> {
+/// One round: places up to `ROUND_MAX` waiting records. Returns how many.
+async fn place(client: &mut Client, signer: &Signer) -> Result<usize, PgError> {
     let tx = client.transaction().await?;
     let head = tx
         .query_one(
@@ -353,10 +303,7 @@ async fn place(client: &mut Client, signer: &Signer) -> Result<Round, PgError> {
         )
         .await?;
     if rows.is_empty() {
-        return Ok(Round {
-            rows,
-            placed: Placed::default(),
-        });
+        return Ok(0);
     }
     let mut streams = stream_ends(&tx, &rows).await?;
     let mut sessions: HashMap<(String, String), SessionSums> = HashMap::new();
@@ -404,7 +351,7 @@ async fn place(client: &mut Client, signer: &Signer) -> Result<Round, PgError> {
     )
     .await?;
     tx.commit().await?;
-    Ok(Round { rows, placed })
+    Ok(rows.len())
 }
 
 /// The hash-chain ends of the streams that have records in this round.
