@@ -50,6 +50,8 @@ const PIP_PACKAGES: &[(&str, &str)] = &[
     // The OTLP receiver of tests/tests/export_otlp.rs: the official generated classes, gRPC.
     ("grpcio", "grpc"),
     ("opentelemetry-proto", "opentelemetry.proto"),
+    // The S3-compatible server of tests/tests/retention.rs (with boto3, which it brings).
+    ("moto[server]", "moto.server"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

@@ -173,6 +173,7 @@ fn through_collector(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
                 segment_bytes: 64 << 20,
                 checkpoint: CheckpointPolicy::default(),
                 exports: if c == 0 { exports.clone() } else { Vec::new() },
+                retention: None,
             };
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
             let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();

@@ -90,14 +90,17 @@ pub(crate) fn run(args: CollectorArgs) -> anyhow::Result<()> {
             "--store {other:?}: give `embedded` or a postgres:// (or postgresql://) connection string"
         ),
     };
-    let exports = match &args.config {
+    let (exports, retention) = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-            recorder_export::config::parse(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            let bad = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}: {e}", path.display());
+            (
+                recorder_export::config::parse(&text).map_err(|e| bad(&e))?,
+                recorder_retention::config::parse(&text).map_err(|e| bad(&e))?,
+            )
         }
-        None => Vec::new(),
+        None => (Vec::new(), None),
     };
     let plan = CollectorPlan {
         listen: args.listen,
@@ -120,6 +123,7 @@ pub(crate) fn run(args: CollectorArgs) -> anyhow::Result<()> {
                 .map_or(defaults.every, |s| Duration::from_secs(s.max(1))),
         },
         exports,
+        retention,
     };
     Ok(recorder_collector::run(plan)?)
 }

@@ -3,6 +3,7 @@
 //! work (`recorder-agent`, `recorder-collector`, the collector's gRPC API).
 mod agent;
 mod alerts;
+mod archive;
 mod bench;
 mod client;
 mod collector;

@@ -27,15 +27,30 @@ Examples:
   recorder verify --collector https://collector.example:7443 --tls-ca ca.pem --tls-cert alice.pem --tls-key alice-key.pem
   # ...and prove that today's log extends the one seen last time (kept in the file)
   recorder verify --collector ... --public-key KEY --checkpoint-file audit/last-checkpoint.json
+  # an archive of pruned segments (S3 reads AWS_* from the environment)
+  recorder verify --archive s3://audit-bucket/recorder --public-key 3b6a27bc…
+  recorder verify --archive file:///srv/archive --public-key 3b6a27bc…
 
 Checks every record's hash, its log position, the hash chain of every (host, boot) stream, the
 Merkle root of every signed checkpoint and every signature. Prints each problem with its place
 (segment file, record number, byte offset, log index, host stream, sequence) and exits 1 if
-there is any; exits 0 and prints a summary if the log is intact.")]
+there is any; exits 0 and prints a summary if the log is intact. Segments deleted by retention
+are listed with their log indexes and the rule that let them go; their records' hashes, kept,
+still make every checkpoint's root, and the signed ledger of deletions is checked. With
+--archive, every archived segment is checked against its signed deletion entry and placed in a
+signed checkpoint's tree.")]
 pub(crate) struct VerifyArgs {
     /// The collector's data directory (offline check).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["collector", "store"])]
     pub data: Option<PathBuf>,
+    /// An archive of pruned segments (`s3://bucket/prefix`, `gs://…`, `az://…`,
+    /// `file:///path`), checked on its own.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["collector", "store", "data"])]
+    pub archive: Option<String>,
+    /// With --archive: an object store option, KEY=VALUE, as in the collector's
+    /// `[retention.archive]` options (for S3: `endpoint`, `region`, `aws_allow_http`…).
+    #[arg(long, value_name = "KEY=VALUE", requires = "archive")]
+    pub archive_option: Vec<String>,
     /// A PostgreSQL log, checked directly in one snapshot (read only): `postgres://…`.
     #[arg(long, value_name = "URL", conflicts_with = "collector")]
     pub store: Option<String>,
@@ -84,6 +99,14 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.store {
         return offline_postgres(url, args.store_ca.as_deref(), pinned);
     }
+    if let Some(url) = &args.archive {
+        return crate::archive::verify(url, &args.archive_option, pinned.as_deref());
+    }
+    online(args, pinned.as_deref())
+}
+
+/// Through the collector, with an operator certificate.
+fn online(args: &VerifyArgs, pinned: Option<&[u8]>) -> anyhow::Result<()> {
     let (Some(url), Some(ca), Some(cert), Some(key)) =
         (&args.collector, &args.tls_ca, &args.tls_cert, &args.tls_key)
     else {
@@ -139,7 +162,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     })??;
     let mut problems = resp.problems;
     if let Some(cp) = &cp {
-        let key = pinned.clone().unwrap_or_else(|| cp.public_key.clone());
+        let key = pinned.map_or_else(|| cp.public_key.clone(), <[u8]>::to_vec);
         let local = Checkpoint {
             tree_size: cp.tree_size,
             root: hex::encode(&cp.root),
@@ -153,7 +176,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<()> {
                 hex::encode(&key)
             ));
         }
-        if pinned.as_ref().is_some_and(|p| *p != cp.public_key) {
+        if pinned.is_some_and(|p| p != cp.public_key.as_slice()) {
             problems.push(format!(
                 "the collector signs with key {}, not the pinned key",
                 hex::encode(&cp.public_key)
@@ -244,12 +267,35 @@ fn offline(dir: &std::path::Path, pinned: Option<&[u8]>) -> anyhow::Result<()> {
         .checkpoints
         .last()
         .map(|c| (c.tree_size, c.root.clone()));
+    for p in &scan.pruned {
+        println!(
+            "pruned: segment {}, log index {}..{} ({} records, {} .. {}), deleted {} under {}; {}",
+            p.segment,
+            p.first_index,
+            p.end_index,
+            p.records(),
+            p.oldest,
+            p.newest,
+            p.time,
+            p.rule,
+            p.archive
+                .as_deref()
+                .map_or("not archived".to_string(), |a| format!("archived to {a}"))
+        );
+    }
     report(
         &problems,
         scan.records,
         scan.checkpoints.len() as u64,
         latest,
-    )
+    )?;
+    if scan.pruned_records > 0 {
+        println!(
+            "of which {} pruned by retention: their hashes, kept, were checked in the tree",
+            scan.pruned_records
+        );
+    }
+    Ok(())
 }
 
 fn offline_postgres(

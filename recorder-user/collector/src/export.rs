@@ -42,7 +42,7 @@ impl Source for LogSource {
     async fn load_cursor(&self, name: &str) -> Result<u64, String> {
         match &self.log {
             Log::Postgres(pg) => pg.export_cursor(name).await.map_err(|e| e.to_string()),
-            Log::Embedded(_) => Ok(0),
+            Log::Embedded(..) => Ok(0),
         }
     }
 
@@ -52,7 +52,7 @@ impl Source for LogSource {
                 .save_export_cursor(name, next)
                 .await
                 .map_err(|e| e.to_string()),
-            Log::Embedded(_) => Ok(()),
+            Log::Embedded(..) => Ok(()),
         }
     }
 }

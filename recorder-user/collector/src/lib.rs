@@ -37,7 +37,7 @@ pub use recorder_store_postgres::{is_postgres_url, redact};
 pub use rules::RulesError;
 pub use try_rules::{Tried, TrySource, try_rules};
 
-use crate::log::Log;
+use crate::log::{Log, Restorer};
 
 /// What the watch stream carries.
 #[derive(Debug)]
@@ -58,6 +58,8 @@ pub enum CollectorError {
     Rules(#[from] RulesError),
     #[error(transparent)]
     Export(#[from] recorder_export::ConfigError),
+    #[error("[retention]: {0}")]
+    Retention(String),
     #[error("{0}")]
     Webhook(String),
     /// Reading the stored log for the alert rules (at start, or `recorder alerts test`).
@@ -101,6 +103,8 @@ pub struct CollectorPlan {
     pub checkpoint: CheckpointPolicy,
     /// The `[[export]]` tables of the configuration file.
     pub exports: Vec<recorder_export::ExportConfig>,
+    /// The `[retention]` table of the configuration file (embedded store only).
+    pub retention: Option<recorder_retention::RetentionConfig>,
 }
 
 /// Runs until SIGINT/SIGTERM; writes a final checkpoint on the way out.
@@ -173,9 +177,10 @@ pub async fn serve(
 
     let (conn_tx, conn_rx) = tokio::sync::mpsc::channel(64);
     spawn_acceptor(listener, TlsAcceptor::from(config), conn_tx);
-    if let Log::Embedded(store) = &log {
+    if let Log::Embedded(store, _) = &log {
         spawn_checkpoint_ticker(store.clone());
     }
+    start_retention(&plan, &log, &stop_rx)?;
 
     let service = service::Service {
         log: log.clone(),
@@ -228,7 +233,7 @@ async fn finish(
         }
     }
     match log {
-        Log::Embedded(store) => {
+        Log::Embedded(store, _) => {
             let result = store
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -246,6 +251,41 @@ async fn finish(
             }
         }
     }
+    Ok(())
+}
+
+/// The pruning task, if the plan has `[retention]`. Exporters hold deletion back: a segment
+/// goes only once every exporter's durable cursor is past it.
+fn start_retention(
+    plan: &CollectorPlan,
+    log: &Log,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<(), CollectorError> {
+    let Some(config) = &plan.retention else {
+        return Ok(());
+    };
+    let Log::Embedded(store, restorer) = log else {
+        return Err(CollectorError::Retention(
+            "retention prunes the embedded store only; on PostgreSQL, keep the database's own retention (partitions, backups) for now".into(),
+        ));
+    };
+    let cursors = recorder_export::Exporter::cursor_dir(&plan.data);
+    let names: Vec<String> = plan.exports.iter().map(|e| e.name.clone()).collect();
+    let floor: recorder_retention::ExportFloor = Box::new(move || {
+        names
+            .iter()
+            .map(|name| {
+                let next = recorder_export::cursor::Cursor::open(&cursors, name)
+                    .map_or(0, |c| c.position.next);
+                (name.clone(), next)
+            })
+            .min_by_key(|(_, next)| *next)
+    });
+    let pruner = recorder_retention::Pruner::new(config.clone(), store.clone(), floor)
+        .map_err(CollectorError::Retention)?;
+    let pruner = Arc::new(pruner);
+    let _ = restorer.set(pruner.clone());
+    tokio::spawn(pruner.run(stop.clone()));
     Ok(())
 }
 
@@ -286,7 +326,7 @@ async fn open_log(
                     .await
                     .map_err(|e| CollectorError::Serve(e.to_string()))??;
             metrics.records.set(store.len());
-            let log = Log::Embedded(Arc::new(Mutex::new(store)));
+            let log = Log::Embedded(Arc::new(Mutex::new(store)), Restorer::default());
             learn(&log, engine, metrics.records.get()).await?;
             Ok((log, None))
         }

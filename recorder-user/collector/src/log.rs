@@ -1,7 +1,7 @@
 //! The log behind the service: the embedded store (one collector, one data directory) or the
 //! PostgreSQL store (a group of collectors on one database). The service asks this one type;
 //! the differences stay here.
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use recorder_record::Record;
 use recorder_store::{
@@ -15,9 +15,13 @@ use tonic::Status;
 
 #[derive(Clone)]
 pub(crate) enum Log {
-    Embedded(Arc<Mutex<Store>>),
+    Embedded(Arc<Mutex<Store>>, Restorer),
     Postgres(PgLog),
 }
+
+/// On the embedded store with retention: brings pruned segments back from the archive when a
+/// reader asks for their records (set once the pruner has started).
+pub(crate) type Restorer = Arc<OnceLock<Arc<recorder_retention::Pruner>>>;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LogError {
@@ -86,6 +90,60 @@ fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Reads records of the embedded store by log index, the lock taken per record (readers never
+/// hold ingest up for more than one record's read). A record of a pruned segment is read from
+/// the archive's copy, brought back once; one that cannot be is skipped, and said so in the log.
+async fn read_embedded(
+    store: &Arc<Mutex<Store>>,
+    restorer: &Restorer,
+    indexes: Vec<u64>,
+) -> Result<Vec<StoredRecord>, LogError> {
+    let mut out = Vec::with_capacity(indexes.len());
+    let mut at = 0;
+    while at < indexes.len() {
+        let (store_, todo) = (store.clone(), indexes[at..].to_vec());
+        let (mut got, stopped) = blocking(move || {
+            let mut got = Vec::new();
+            for i in todo {
+                match lock(&store_).read(i) {
+                    Ok(r) => got.push(r),
+                    Err(StoreError::Pruned {
+                        segment, archive, ..
+                    }) => {
+                        return Ok((got, Some((i, segment, archive))));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok((got, None))
+        })
+        .await?;
+        at += got.len();
+        out.append(&mut got);
+        let Some((index, segment, archive)) = stopped else {
+            break;
+        };
+        let restored = match (restorer.get(), archive) {
+            (Some(pruner), Some(_)) => pruner.restore(segment).await,
+            (_, None) => Err(format!("segment {segment} was pruned without an archive")),
+            (None, Some(url)) => Err(format!(
+                "segment {segment} is archived to {url} and retention is not configured here"
+            )),
+        };
+        if let Err(why) = restored {
+            tracing::warn!(log_index = index, %why, "a pruned record cannot be read back; skipped");
+            // Skip every asked record of that segment.
+            let end = lock(store)
+                .pruned_segment_of(index)
+                .map_or(index + 1, |(_, end, _)| end);
+            while at < indexes.len() && indexes[at] < end {
+                at += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl Log {
     pub(crate) async fn append(
         &self,
@@ -96,7 +154,7 @@ impl Log {
         check: impl Fn(&Record) -> Result<(), String> + Send + 'static,
     ) -> Result<Ingested, LogError> {
         match self {
-            Log::Embedded(store) => {
+            Log::Embedded(store, _) => {
                 let store = store.clone();
                 blocking(move || {
                     let mut store = lock(&store);
@@ -130,7 +188,7 @@ impl Log {
         limit: u32,
     ) -> Result<Vec<SessionSummary>, LogError> {
         match self {
-            Log::Embedded(store) => {
+            Log::Embedded(store, _) => {
                 let store = lock(store);
                 let mut list: Vec<SessionSummary> =
                     store.sessions().list(filter).into_iter().cloned().collect();
@@ -157,21 +215,21 @@ impl Log {
             ))
         };
         match self {
-            Log::Embedded(store) => {
-                let store = store.clone();
+            Log::Embedded(store, restorer) => {
+                let store_ = store.clone();
                 let (session_, host_) = (session.clone(), host.clone());
                 let found = blocking(move || {
-                    let mut store = lock(&store);
+                    let store = lock(&store_);
                     let last = match store.sessions().find(&session_, &host_) {
                         Ok(Some(s)) => s.last_index,
                         Ok(None) => return Ok(Err(None)),
                         Err(hosts) => return Ok(Err(Some(hosts))),
                     };
-                    Ok(Ok(store.session_records(last)?))
+                    Ok(Ok(store.session_indexes(last)?))
                 })
                 .await?;
                 match found {
-                    Ok(records) => Ok(records),
+                    Ok(indexes) => Ok(read_embedded(store, restorer, indexes).await?),
                     Err(None) => Err(not_found()),
                     Err(Some(hosts)) => Err(ambiguous(&hosts)),
                 }
@@ -200,22 +258,32 @@ impl Log {
         to: u64,
     ) -> Result<Vec<StoredRecord>, LogError> {
         match self {
-            Log::Embedded(store) => {
-                let store = store.clone();
-                // The lock is taken per record: readers (exporters, replays) never hold ingest
-                // up for more than one record's read.
-                blocking(move || {
-                    let mut out = Vec::new();
-                    for i in from..to {
-                        let mut store = lock(&store);
-                        if i >= store.len() {
-                            break;
+            Log::Embedded(store, restorer) => {
+                // Past the end of the log: nothing; records of a pruned segment that cannot be
+                // brought back are skipped (the range then reaches further, so that only the
+                // end of the log gives an empty answer).
+                let len = lock(store).len();
+                let mut indexes = Vec::new();
+                let mut i = from;
+                let mut end = to.min(len);
+                while i < end {
+                    let pruned = lock(store).pruned_segment_of(i);
+                    match pruned {
+                        Some((_, seg_end, archive))
+                            if archive.is_none() || restorer.get().is_none() =>
+                        {
+                            if indexes.is_empty() {
+                                end = (seg_end + (to - from)).min(len);
+                            }
+                            i = seg_end;
                         }
-                        out.push(store.read(i)?);
+                        _ => {
+                            indexes.push(i);
+                            i += 1;
+                        }
                     }
-                    Ok(out)
-                })
-                .await
+                }
+                read_embedded(store, restorer, indexes).await
             }
             Log::Postgres(pg) => Ok(pg.read_range(from, to).await?),
         }
@@ -223,14 +291,14 @@ impl Log {
 
     pub(crate) async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, LogError> {
         match self {
-            Log::Embedded(store) => Ok(lock(store).latest_checkpoint().cloned()),
+            Log::Embedded(store, _) => Ok(lock(store).latest_checkpoint().cloned()),
             Log::Postgres(pg) => Ok(pg.latest_checkpoint().await?),
         }
     }
 
     pub(crate) fn public_key(&self) -> Vec<u8> {
         match self {
-            Log::Embedded(store) => lock(store).public_key(),
+            Log::Embedded(store, _) => lock(store).public_key(),
             Log::Postgres(pg) => pg.public_key(),
         }
     }
@@ -241,7 +309,7 @@ impl Log {
         tree_size: u64,
     ) -> Result<Option<(Hash, Vec<Hash>)>, LogError> {
         match self {
-            Log::Embedded(store) => Ok(lock(store).inclusion_proof(index, tree_size)?),
+            Log::Embedded(store, _) => Ok(lock(store).inclusion_proof(index, tree_size)?),
             Log::Postgres(pg) => Ok(pg.inclusion_proof(index, tree_size).await?),
         }
     }
@@ -252,14 +320,14 @@ impl Log {
         new: u64,
     ) -> Result<Option<Vec<Hash>>, LogError> {
         match self {
-            Log::Embedded(store) => Ok(lock(store).consistency_proof(old, new)?),
+            Log::Embedded(store, _) => Ok(lock(store).consistency_proof(old, new)?),
             Log::Postgres(pg) => Ok(pg.consistency_proof(old, new).await?),
         }
     }
 
     pub(crate) async fn verify(&self) -> Result<Verified, LogError> {
         match self {
-            Log::Embedded(store) => {
+            Log::Embedded(store, _) => {
                 // The log as it is now, read without holding the store: segments are only
                 // appended to, so what lies before this end stays still while ingest goes on.
                 let (dir, key, until, size) = {

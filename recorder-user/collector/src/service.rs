@@ -196,7 +196,8 @@ impl Collector for Service {
                         return;
                     }
                 };
-                next += chunk.len() as u64;
+                // Pruned records that could not be read back are skipped: go on after the last.
+                next = chunk.last().map_or(end, |r| r.index + 1);
                 for r in &chunk {
                     if tx.send(Ok(stored_record(r))).await.is_err() {
                         return;

@@ -48,18 +48,22 @@ pub fn try_rules(
     match source {
         TrySource::Data(dir) => {
             let mut bad = None;
-            scan::scan(dir, None, |v| match Record::parse(v.entry.line) {
-                Ok(record) => visit(StoredRecord {
-                    index: v.index,
-                    host: v.entry.host.to_string(),
-                    boot: v.entry.boot.to_string(),
-                    sequence: v.entry.sequence,
-                    prev: v.entry.prev,
-                    record,
-                    line: v.entry.line.to_vec(),
-                }),
-                Err(e) => {
-                    bad.get_or_insert(format!("log index {}: not a record: {e}", v.index));
+            // Records of pruned segments are gone: the rules see what remains.
+            scan::scan(dir, None, |v| {
+                let Some(entry) = v.entry else { return };
+                match Record::parse(entry.line) {
+                    Ok(record) => visit(StoredRecord {
+                        index: v.index,
+                        host: entry.host.to_string(),
+                        boot: entry.boot.to_string(),
+                        sequence: entry.sequence,
+                        prev: entry.prev,
+                        record,
+                        line: entry.line.to_vec(),
+                    }),
+                    Err(e) => {
+                        bad.get_or_insert(format!("log index {}: not a record: {e}", v.index));
+                    }
                 }
             })
             .map_err(|e| CollectorError::ReadLog(e.to_string()))?;

@@ -132,15 +132,26 @@ fn read_log(
     chunks: mpsc::Sender<Vec<Row>>,
 ) -> tokio::task::JoinHandle<Result<scan::Scan, PgError>> {
     tokio::task::spawn_blocking(move || {
+        // The database has no place for a run of leaves without their records.
+        if !recorder_store::pruned::load_ledger(&dir)
+            .map_err(|e| PgError::Migrate(e.to_string()))?
+            .is_empty()
+        {
+            return Err(PgError::Migrate(format!(
+                "{}: retention pruned segments of this log; a pruned log cannot be copied to PostgreSQL",
+                dir.display()
+            )));
+        }
         let mut chunk = Vec::with_capacity(CHUNK);
         let scan = scan::scan(&dir, Some(&key), |v| {
+            let Some(entry) = v.entry else { return };
             chunk.push(Row {
-                host: v.entry.host.to_string(),
-                boot: v.entry.boot.to_string(),
-                seq: v.entry.sequence as i64,
-                prev: v.entry.prev,
+                host: entry.host.to_string(),
+                boot: entry.boot.to_string(),
+                seq: entry.sequence as i64,
+                prev: entry.prev,
                 leaf: v.leaf,
-                line: v.entry.line.to_vec(),
+                line: entry.line.to_vec(),
             });
             if chunk.len() == CHUNK {
                 let _ =

@@ -9,6 +9,7 @@
 //! with the last checkpoint (`state`) and only the records appended after it.
 pub mod index;
 pub mod integrity;
+pub mod pruned;
 pub mod record_index;
 pub mod scan;
 pub mod segment;
@@ -57,8 +58,23 @@ pub enum StoreError {
     BadRecord { sequence: u64, why: String },
     #[error("log index {0} is not stored")]
     NoSuchRecord(u64),
+    #[error("log index {index} was in segment {segment}, pruned by retention{}", archive_hint(.archive.as_deref()))]
+    Pruned {
+        index: u64,
+        segment: u32,
+        archive: Option<String>,
+    },
+    #[error("segment {segment}: {why}")]
+    CannotPrune { segment: u32, why: String },
     #[error(transparent)]
     Tree(#[from] TreeError),
+}
+
+fn archive_hint(archive: Option<&str>) -> String {
+    match archive {
+        Some(url) => format!(" (archived to {url})"),
+        None => " (not archived)".into(),
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -138,6 +154,10 @@ pub struct Store {
     latest: Option<Checkpoint>,
     last_checkpoint_at: Instant,
     buf: Vec<u8>,
+    /// Segments deleted by retention, by number.
+    pruned: std::collections::BTreeMap<u32, pruned::PrunedSegment>,
+    /// Their first log index → segment number.
+    pruned_starts: std::collections::BTreeMap<u64, u32>,
 }
 
 impl Store {
@@ -166,6 +186,7 @@ impl Store {
                 first: first.to_string(),
             });
         }
+        let pruned = pruned::finish_pruning(dir)?;
         let current_seg = scan.segments.last().copied().unwrap_or(0);
         let path = seg_dir.join(segment::segment_name(current_seg));
         // Never truncate: this is the log.
@@ -214,6 +235,11 @@ impl Store {
             latest: scan.checkpoints.last().cloned(),
             last_checkpoint_at: Instant::now(),
             buf: Vec::with_capacity(1 << 20),
+            pruned_starts: pruned
+                .values()
+                .map(|p| (p.first_index, p.segment))
+                .collect(),
+            pruned,
         })
     }
 
@@ -447,7 +473,21 @@ impl Store {
             .map_err(io(self.records.path()))?
             .ok_or(StoreError::NoSuchRecord(index))?;
         let (seg, offset) = (place.segment, place.offset);
-        let path = self.segment_path(seg);
+        let path = match self.pruned.get(&seg) {
+            // A pruned segment reads from a copy brought back from its archive, if there is one.
+            Some(entry) => {
+                let restored = pruned::restored_path(&self.dir, seg);
+                if !self.readers.contains_key(&seg) && !restored.exists() {
+                    return Err(StoreError::Pruned {
+                        index,
+                        segment: seg,
+                        archive: entry.archive.clone(),
+                    });
+                }
+                restored
+            }
+            None => self.segment_path(seg),
+        };
         let file = match self.readers.entry(seg) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -488,6 +528,14 @@ impl Store {
 
     /// A session's records in log order, from the links back from its last record.
     pub fn session_records(&mut self, last_index: u64) -> Result<Vec<StoredRecord>, StoreError> {
+        self.session_indexes(last_index)?
+            .into_iter()
+            .map(|i| self.read(i))
+            .collect()
+    }
+
+    /// The log indexes of a session's records in log order (pruned ones included).
+    pub fn session_indexes(&self, last_index: u64) -> Result<Vec<u64>, StoreError> {
         let mut indexes = vec![last_index];
         loop {
             let at = *indexes.last().unwrap_or(&last_index);
@@ -510,7 +558,7 @@ impl Store {
             indexes.push(place.session_prev);
         }
         indexes.reverse();
-        indexes.into_iter().map(|i| self.read(i)).collect()
+        Ok(indexes)
     }
 
     /// The leaf hash and audit path of a record in the tree of the first `tree_size` records,
@@ -620,9 +668,10 @@ fn finish(mut loaded: Loaded, failed: Option<StoreError>) -> Result<Loaded, Stor
 
 impl Loaded {
     fn index_record(&mut self, v: &Visit<'_>, failed: &mut Option<StoreError>) {
-        let previous = match Record::parse(v.entry.line) {
-            Ok(record) => self.index.add(v.index, &record),
-            Err(_) => None,
+        // A pruned record keeps its place in the tree; sessions no longer list it.
+        let previous = match v.entry.map(|e| Record::parse(e.line)) {
+            Some(Ok(record)) => self.index.add(v.index, &record),
+            _ => None,
         };
         self.records.push(record_index::Place {
             segment: v.segment,

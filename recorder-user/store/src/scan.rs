@@ -18,6 +18,7 @@ use crate::{
         checkpoint::{Checkpoint, PUBLIC_KEY_FILE},
         merkle::Frontier,
     },
+    pruned::{self, PRUNED_DIR, PrunedSegment},
     segment::{self, Entry, Frame, FrameError, HEADER},
 };
 
@@ -88,7 +89,8 @@ pub struct ScanUntil {
 /// One record as the scan reads it.
 pub struct Visit<'a> {
     pub index: u64,
-    pub entry: &'a Entry<'a>,
+    /// None for a record of a pruned segment: only its leaf hash is left.
+    pub entry: Option<&'a Entry<'a>>,
     /// Its leaf hash, recomputed from the entry.
     pub leaf: Hash,
     pub segment: u32,
@@ -98,8 +100,12 @@ pub struct Visit<'a> {
 /// The log as found.
 #[derive(Debug, Default)]
 pub struct Scan {
-    /// Records read (from the start, or from `ScanFrom`).
+    /// Records read (from the start, or from `ScanFrom`), pruned ones included.
     pub records: u64,
+    /// Of them, records of pruned segments (their leaf hashes only).
+    pub pruned_records: u64,
+    /// The pruned segments met, as their signed ledger entries say.
+    pub pruned: Vec<PrunedSegment>,
     /// The tree of every record up to where the scan ended.
     pub frontier: Frontier,
     /// Where the log ends: segment number and length.
@@ -190,13 +196,27 @@ pub fn scan_part(
     }
     let mut roots = RootCheck::load(dir, public_key, &mut out)?;
     roots.at(&mut out);
+    let mut ledger = load_pruned(dir, roots.key.as_deref(), &mut out)?;
+    let all = all_segments(&mut out, &ledger, until);
     let seg_dir = dir.join(SEGMENT_DIR);
     let mut last_place: HashMap<(String, String), (Place, u64)> = HashMap::new();
-    for (si, &seg) in out.segments.clone().iter().enumerate() {
-        let is_last = si + 1 == out.segments.len();
+    for (si, &seg) in all.iter().enumerate() {
+        let is_last = si + 1 == all.len();
         let name = segment::segment_name(seg);
         let path = seg_dir.join(&name);
         if seg < start_seg {
+            continue;
+        }
+        if let Some(entry) = ledger.remove(&seg) {
+            let Some(leaves) = read_leaves(dir, &entry, &mut out) else {
+                // Without its leaves the tree cannot go on: the rest cannot be checked.
+                break;
+            };
+            if !continue_past_pruned(&mut out, &entry, &leaves, &mut roots, &mut visit) {
+                break;
+            }
+            last_place.retain(|k, _| !entry.streams.iter().any(|s| s.host == k.0 && s.boot == k.1));
+            out.pruned.push(entry);
             continue;
         }
         let mut data = fs::read(&path).map_err(io(&path))?;
@@ -206,12 +226,6 @@ pub fn scan_part(
             data.truncate(until.len as usize);
         }
         out.end = (seg, data.len() as u64);
-        if si > 0 && out.segments[si - 1] + 1 != seg {
-            out.problems.push(Problem(format!(
-                "{SEGMENT_DIR}/{}: missing before it (segment files are numbered without gaps)",
-                segment::segment_name(seg - 1)
-            )));
-        }
         if data.len() < HEADER.len() || &data[..HEADER.len()] != HEADER {
             if data.is_empty() && is_last {
                 continue;
@@ -252,7 +266,7 @@ pub fn scan_part(
             let leaf = check_record(&mut out, &mut last_place, place, &frame);
             visit(&Visit {
                 index,
-                entry: &frame.entry,
+                entry: Some(&frame.entry),
                 leaf,
                 segment: seg,
                 offset: offset as u64,
@@ -266,6 +280,163 @@ pub fn scan_part(
     }
     roots.finish(until.is_some(), &mut out);
     Ok(out)
+}
+
+/// Every segment number in order, on disk or pruned (up to `until`); a number missing from both
+/// is a problem. A segment both in the ledger and on disk is one whose deletion a crash
+/// interrupted: it counts as pruned (the store finishes the deletion at start).
+fn all_segments(
+    out: &mut Scan,
+    ledger: &std::collections::BTreeMap<u32, PrunedSegment>,
+    until: Option<ScanUntil>,
+) -> Vec<u32> {
+    out.segments.retain(|s| !ledger.contains_key(s));
+    let mut all: Vec<u32> = out.segments.iter().chain(ledger.keys()).copied().collect();
+    all.sort_unstable();
+    if let Some(until) = until {
+        all.retain(|&s| s <= until.segment);
+    }
+    for pair in all.windows(2) {
+        if pair[0] + 1 != pair[1] {
+            out.problems.push(Problem(format!(
+                "{SEGMENT_DIR}/{}: missing before it (segment files are numbered without gaps, and no pruned segment has this number)",
+                segment::segment_name(pair[1] - 1)
+            )));
+        }
+    }
+    all
+}
+
+/// The ledger of pruned segments, each entry's signature checked.
+fn load_pruned(
+    dir: &Path,
+    key: Option<&[u8]>,
+    out: &mut Scan,
+) -> Result<std::collections::BTreeMap<u32, PrunedSegment>, ScanError> {
+    let ledger_path = dir.join(PRUNED_DIR).join(pruned::LEDGER_FILE);
+    let mut found = std::collections::BTreeMap::new();
+    for (line, entry) in pruned::load_ledger(dir).map_err(io(&ledger_path))? {
+        let place = format!("{PRUNED_DIR}/{} line {line}", pruned::LEDGER_FILE);
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                out.problems
+                    .push(Problem(format!("{place}: unreadable entry ({e})")));
+                continue;
+            }
+        };
+        if let Some(key) = key
+            && !entry.verify(key)
+        {
+            out.problems.push(Problem(format!(
+                "{place} (segment {}, log index {}..{}): bad signature: the record of this deletion was altered",
+                entry.segment, entry.first_index, entry.end_index
+            )));
+        }
+        if found.insert(entry.segment, entry).is_some() {
+            out.problems.push(Problem(format!(
+                "{place}: a second entry for the same segment"
+            )));
+        }
+    }
+    Ok(found)
+}
+
+/// A pruned segment's leaf hashes, checked against its ledger entry; None (and a problem) when
+/// they cannot be had: the scan cannot go on past it.
+fn read_leaves(dir: &Path, entry: &PrunedSegment, out: &mut Scan) -> Option<Vec<Hash>> {
+    let place = format!(
+        "the ledger entry of pruned segment {} ({PRUNED_DIR}/{})",
+        entry.segment,
+        pruned::LEDGER_FILE
+    );
+    let path = pruned::leaves_path(dir, entry.segment);
+    match fs::read(&path) {
+        Ok(bytes) if pruned::sha256_hex(&bytes) != entry.leaves_sha256 => {
+            out.problems.push(Problem(format!(
+                "{}: changed since the segment was pruned (its hash differs from {place})",
+                path.display()
+            )));
+            None
+        }
+        Ok(bytes) => match pruned::parse_leaves(&bytes) {
+            Some(l) if l.len() as u64 == entry.records() => Some(l),
+            _ => {
+                out.problems.push(Problem(format!(
+                    "{}: holds {} bytes, not the {} leaf hashes of {place}",
+                    path.display(),
+                    bytes.len(),
+                    entry.records()
+                )));
+                None
+            }
+        },
+        Err(e) => {
+            out.problems.push(Problem(format!(
+                "{}: {e}; the tree cannot be checked past log index {}",
+                path.display(),
+                entry.first_index
+            )));
+            None
+        }
+    }
+}
+
+/// Carries the tree and the streams across a pruned segment: its leaves extend the tree (so
+/// every checkpoint is still checked against a full tree), its streams' ends continue their
+/// chains. False if it does not start where the log is (the scan cannot go on).
+fn continue_past_pruned(
+    out: &mut Scan,
+    entry: &PrunedSegment,
+    leaves: &[Hash],
+    roots: &mut RootCheck,
+    visit: &mut impl FnMut(&Visit<'_>),
+) -> bool {
+    let place = format!(
+        "pruned segment {} (log index {}..{})",
+        entry.segment, entry.first_index, entry.end_index
+    );
+    if entry.first_index != out.frontier.size() {
+        out.problems.push(Problem(format!(
+            "{place}: starts at log index {} but the log before it ends at {}",
+            entry.first_index,
+            out.frontier.size()
+        )));
+        return false;
+    }
+    for s in &entry.streams {
+        let key = (s.host.clone(), s.boot.clone());
+        let state = out.streams.entry(key).or_default();
+        if hex::encode(&state.last_leaf) != s.first_prev
+            || state
+                .last_sequence
+                .is_some_and(|last| s.first_sequence <= last)
+        {
+            out.problems.push(Problem(format!(
+                "{place}, host {} stream {}: its chain does not continue from the stream's previous record",
+                s.host, s.boot
+            )));
+        }
+        state.last_sequence = Some(s.last_sequence);
+        state.last_leaf = hex::decode(&s.last_leaf)
+            .and_then(|h| h.try_into().ok())
+            .unwrap_or_default();
+        state.records += s.records;
+    }
+    for leaf in leaves {
+        visit(&Visit {
+            index: out.frontier.size(),
+            entry: None,
+            leaf: *leaf,
+            segment: entry.segment,
+            offset: 0,
+        });
+        out.frontier.push(*leaf);
+        out.records += 1;
+        out.pruned_records += 1;
+        roots.at(out);
+    }
+    true
 }
 
 /// Checks the record at `place` against what the scan has seen before it (its stored leaf hash,
@@ -339,6 +510,8 @@ fn short(h: &Hash) -> String {
 struct RootCheck {
     /// (place in the file, checkpoint), by growing tree size.
     pending: std::collections::VecDeque<(String, Checkpoint)>,
+    /// The checkpoint key, which signs the ledger of pruned segments too.
+    key: Option<Vec<u8>>,
 }
 
 impl RootCheck {
@@ -398,7 +571,7 @@ impl RootCheck {
             out.checkpoints.push(cp.clone());
             pending.push_back((place, cp));
         }
-        Ok(Self { pending })
+        Ok(Self { pending, key })
     }
 
     /// Checks the checkpoints of the tree's current size; drops those below it (a scan that

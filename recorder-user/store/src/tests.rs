@@ -1,4 +1,5 @@
 use super::*;
+use recorder_record::hex;
 
 fn line(seq: u64) -> String {
     format!(
@@ -205,4 +206,112 @@ fn a_torn_tail_is_cut_off_on_start() {
     store.append("web-1", "b1", 31, &lines(31..32), ok).unwrap();
     drop(store);
     assert_eq!(problems(dir.path()), Vec::<String>::new());
+}
+
+/// A pruned segment: its records are gone, the log still opens (from the saved state and from
+/// a full read), proofs of the other records still verify, the chain goes on across the gap.
+#[test]
+fn a_pruned_segment_keeps_the_tree_the_chains_and_the_proofs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    for batch in 0..12u64 {
+        let first = batch * 10 + 1;
+        store
+            .append("web-1", "b1", first, &lines(first..first + 10), ok)
+            .unwrap();
+    }
+    assert!(store.current_seg >= 2, "segments: {}", store.current_seg);
+    // Segment 0 as retention would describe it.
+    let path = store.segment_path(0);
+    let data = fs::read(&path).unwrap();
+    let mut offset = HEADER.len();
+    let mut leaves = Vec::new();
+    let (mut first_prev, mut last) = (None, None);
+    while offset < data.len() {
+        let f = segment::decode_frame(&data[offset..]).unwrap();
+        first_prev.get_or_insert(f.entry.prev);
+        last = Some(f.entry.sequence);
+        leaves.push(f.computed_leaf());
+        offset += f.len;
+    }
+    let n = leaves.len() as u64;
+    let mut entry = pruned::PrunedSegment {
+        segment: 0,
+        first_index: 0,
+        end_index: n,
+        oldest: "o".into(),
+        newest: "n".into(),
+        rule: "test".into(),
+        time: "t".into(),
+        archive: None,
+        leaves_sha256: String::new(),
+        streams: vec![pruned::PrunedStream {
+            host: "web-1".into(),
+            boot: "b1".into(),
+            first_sequence: 1,
+            last_sequence: last.unwrap(),
+            first_prev: hex::encode(&first_prev.unwrap()),
+            last_leaf: hex::encode(leaves.last().unwrap()),
+            records: n,
+        }],
+        signature: String::new(),
+    };
+    // The segment being written is refused; a described segment whose leaves differ too.
+    let mut current = entry.clone();
+    current.segment = store.current_seg;
+    assert!(store.sign_pruned(&mut current, &leaves).is_err());
+    let mut wrong = leaves.clone();
+    wrong[0][0] ^= 1;
+    assert!(store.sign_pruned(&mut entry.clone(), &wrong).is_err());
+    store.sign_pruned(&mut entry, &leaves).unwrap();
+    store.prune(entry, &leaves).unwrap();
+    assert!(!path.exists());
+    assert!(matches!(
+        store.read(0),
+        Err(StoreError::Pruned { segment: 0, .. })
+    ));
+    assert_eq!(store.read(n).unwrap().index, n);
+    // Records go on after the gap; a checkpoint covers all.
+    store
+        .append("web-1", "b1", 121, &lines(121..131), ok)
+        .unwrap();
+    store.checkpoint().unwrap();
+    let cp = store.latest_checkpoint().cloned().unwrap();
+    let root = store.tree.root();
+    drop(store);
+
+    for full_read in [false, true] {
+        if full_read {
+            fs::remove_dir_all(dir.path().join(record_index::INDEX_DIR)).unwrap();
+        }
+        let mut store = open(dir.path());
+        assert_eq!((store.len(), store.tree.root()), (130, root));
+        assert_eq!(store.read(n + 1).unwrap().sequence, n + 2);
+        let (leaf, path) = store.inclusion_proof(n + 5, cp.tree_size).unwrap().unwrap();
+        assert!(merkle::verify_inclusion(
+            &leaf,
+            n + 5,
+            cp.tree_size,
+            &path,
+            &cp.root_hash().unwrap()
+        ));
+        let scan = scan::scan(dir.path(), None, |_| {}).unwrap();
+        assert!(scan.problems.is_empty(), "{:?}", scan.problems);
+        assert_eq!((scan.records, scan.pruned_records), (130, n));
+    }
+
+    // The ledger edited: the scan names the entry.
+    let ledger = dir.path().join("pruned").join(pruned::LEDGER_FILE);
+    let text = fs::read_to_string(&ledger).unwrap();
+    fs::write(
+        &ledger,
+        text.replace("\"rule\":\"test\"", "\"rule\":\"other\""),
+    )
+    .unwrap();
+    let scan = scan::scan(dir.path(), None, |_| {}).unwrap();
+    assert!(
+        scan.problems[0].0.contains("bad signature"),
+        "{:?}",
+        scan.problems
+    );
 }

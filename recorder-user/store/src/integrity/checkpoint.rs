@@ -120,6 +120,11 @@ impl Signer {
         self.key.public_key().as_ref().to_vec()
     }
 
+    /// Signs other statements of the log (the ledger of pruned segments) with the same key.
+    pub fn sign_bytes(&self, text: &[u8]) -> Vec<u8> {
+        self.key.sign(text).as_ref().to_vec()
+    }
+
     pub fn sign(&self, tree_size: u64, root: &Hash, time: String) -> Checkpoint {
         let sig = self
             .key

@@ -208,6 +208,61 @@ pub fn assemble(ranges: &[(u64, u64)], node: impl Fn(NodeId) -> Option<Hash>) ->
         .collect()
 }
 
+/// The leaf ranges, outside `first..end`, whose tree heads together with the leaves
+/// `first..end` give the head of the tree of `size` leaves: a proof that a run of leaves (an
+/// archived segment) sits at that place in a signed tree. None if the run is not in the tree.
+pub fn range_ranges(first: u64, end: u64, size: u64) -> Option<Vec<(u64, u64)>> {
+    fn rec(lo: u64, hi: u64, first: u64, end: u64, out: &mut Vec<(u64, u64)>) {
+        if hi <= first || lo >= end {
+            out.push((lo, hi));
+        } else if first <= lo && hi <= end {
+            // Made from the run's own leaves.
+        } else {
+            let k = lo + split(hi - lo);
+            rec(lo, k, first, end, out);
+            rec(k, hi, first, end, out);
+        }
+    }
+    if first >= end || end > size {
+        return None;
+    }
+    let mut out = Vec::new();
+    rec(0, size, first, end, &mut out);
+    Some(out)
+}
+
+/// The head of the tree of `size` leaves from the run `leaves` starting at `first` and the
+/// proof `range_ranges` gave (in its order); None if the proof has the wrong length.
+pub fn root_from_range(leaves: &[Hash], first: u64, size: u64, proof: &[Hash]) -> Option<Hash> {
+    fn rec(
+        lo: u64,
+        hi: u64,
+        first: u64,
+        leaves: &[Hash],
+        proof: &mut std::slice::Iter<'_, Hash>,
+    ) -> Option<Hash> {
+        let end = first + leaves.len() as u64;
+        if hi <= first || lo >= end {
+            proof.next().copied()
+        } else if first <= lo && hi <= end {
+            Some(subtree_root(
+                &leaves[(lo - first) as usize..(hi - first) as usize],
+            ))
+        } else {
+            let k = lo + split(hi - lo);
+            let left = rec(lo, k, first, leaves, proof)?;
+            let right = rec(k, hi, first, leaves, proof)?;
+            Some(node_hash(&left, &right))
+        }
+    }
+    if leaves.is_empty() || first + leaves.len() as u64 > size {
+        return None;
+    }
+    let mut iter = proof.iter();
+    let root = rec(0, size, first, leaves, &mut iter)?;
+    iter.next().is_none().then_some(root)
+}
+
 /// MTH(D[lo..hi]) over stored leaf hashes.
 pub fn subtree_root(leaves: &[Hash]) -> Hash {
     match leaves.len() {
@@ -517,6 +572,31 @@ mod tests {
                     assert!(
                         !verify_consistency(m, n as u64, &bad, &root, &proof) || old_root == bad
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_run_of_leaves_proves_its_place() {
+        let leaves: Vec<Hash> = (0..37u8).map(|i| leaf_hash(&[i])).collect();
+        for size in [1u64, 2, 5, 8, 13, 37] {
+            let root = subtree_root(&leaves[..size as usize]);
+            for first in 0..size {
+                for end in first + 1..=size {
+                    let ranges = range_ranges(first, end, size).unwrap();
+                    let proof: Vec<Hash> = ranges
+                        .iter()
+                        .map(|&(a, b)| subtree_root(&leaves[a as usize..b as usize]))
+                        .collect();
+                    let run = &leaves[first as usize..end as usize];
+                    assert_eq!(root_from_range(run, first, size, &proof), Some(root));
+                    let mut other = run.to_vec();
+                    other[0][0] ^= 1;
+                    assert_ne!(root_from_range(&other, first, size, &proof), Some(root));
+                    if first > 0 {
+                        assert_ne!(root_from_range(run, first - 1, size, &proof), Some(root));
+                    }
                 }
             }
         }

@@ -1,0 +1,191 @@
+//! Which segments may go: a closed segment is read whole, each record judged by the rules (its
+//! own time plus its rule's days), and the segment is due only when every record in it is past
+//! its time, no legal hold covers any of them, and every exporter has delivered past it. A
+//! segment is the unit deleted, so a record kept longer keeps its whole segment.
+use std::{collections::HashMap, path::Path};
+
+use recorder_record::{Record, hex, time::rfc3339_nanos};
+use recorder_store::{
+    integrity::Hash,
+    pruned::{PrunedSegment, PrunedStream},
+    segment::{self, HEADER},
+};
+
+use crate::config::RetentionConfig;
+
+const NS_PER_DAY: i128 = 86_400 * 1_000_000_000;
+
+/// A closed segment as retention sees it.
+#[derive(Debug)]
+pub struct SegmentFacts {
+    pub segment: u32,
+    pub first_index: u64,
+    pub end_index: u64,
+    pub oldest_ns: i128,
+    pub newest_ns: i128,
+    pub leaves: Vec<Hash>,
+    pub streams: Vec<PrunedStream>,
+    /// When its last record's time runs out (None: some record is kept until a rule names it).
+    pub expires_ns: Option<i128>,
+    /// The rule of the record that runs out last.
+    pub rule: String,
+    /// Why it must stay whatever its age (a legal hold, an unreadable record).
+    pub pinned: Option<String>,
+}
+
+/// What to do with a segment now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Due,
+    Keep(String),
+}
+
+/// Reads segment `segment` (the file at `path`) and judges its records by `config`.
+pub fn read_segment(
+    path: &Path,
+    segment: u32,
+    config: &RetentionConfig,
+) -> Result<SegmentFacts, String> {
+    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if data.len() < HEADER.len() || &data[..HEADER.len()] != HEADER {
+        return Err(format!("{}: not a log segment", path.display()));
+    }
+    let mut facts = SegmentFacts {
+        segment,
+        first_index: 0,
+        end_index: 0,
+        oldest_ns: i128::MAX,
+        newest_ns: i128::MIN,
+        leaves: Vec::new(),
+        streams: Vec::new(),
+        expires_ns: Some(i128::MIN),
+        rule: String::new(),
+        pinned: None,
+    };
+    let mut streams: HashMap<(String, String), PrunedStream> = HashMap::new();
+    let mut order = Vec::new();
+    let mut offset = HEADER.len();
+    while offset < data.len() {
+        let frame = segment::decode_frame(&data[offset..])
+            .map_err(|e| format!("{} byte offset {offset}: {e}", path.display()))?;
+        let e = &frame.entry;
+        let leaf = frame.computed_leaf();
+        if leaf != frame.stored_leaf {
+            return Err(format!(
+                "{} log index {}: content does not match its stored hash; run `recorder verify`",
+                path.display(),
+                e.index
+            ));
+        }
+        if facts.leaves.is_empty() {
+            facts.first_index = e.index;
+        }
+        facts.leaves.push(leaf);
+        facts.end_index = e.index + 1;
+        let key = (e.host.to_string(), e.boot.to_string());
+        let s = streams.entry(key.clone()).or_insert_with(|| {
+            order.push(key);
+            PrunedStream {
+                host: e.host.to_string(),
+                boot: e.boot.to_string(),
+                first_sequence: e.sequence,
+                last_sequence: e.sequence,
+                first_prev: hex::encode(&e.prev),
+                last_leaf: String::new(),
+                records: 0,
+            }
+        });
+        s.last_sequence = e.sequence;
+        s.last_leaf = hex::encode(&leaf);
+        s.records += 1;
+        match Record::parse(e.line) {
+            Ok(record) => facts.judge(&record, config),
+            Err(err) => {
+                facts.pinned.get_or_insert(format!(
+                    "log index {} is not a record line ({err}); kept",
+                    e.index
+                ));
+            }
+        }
+        offset += frame.len;
+    }
+    facts.streams = order
+        .into_iter()
+        .filter_map(|k| streams.remove(&k))
+        .collect();
+    Ok(facts)
+}
+
+impl SegmentFacts {
+    fn judge(&mut self, record: &Record, config: &RetentionConfig) {
+        let time = record.time.unix_ns();
+        self.oldest_ns = self.oldest_ns.min(time);
+        self.newest_ns = self.newest_ns.max(time);
+        if self.pinned.is_none()
+            && let Some(hold) = config.hold_on(record)
+        {
+            let whom = match (&hold.identity, &hold.session) {
+                (Some(i), _) => format!("identity {i}"),
+                (None, Some(s)) => format!("session {s}"),
+                (None, None) => String::new(),
+            };
+            self.pinned = Some(format!("legal hold on {whom} ({})", hold.reason));
+        }
+        if let Some((days, rule)) = config.keep_days(record) {
+            let until = time.saturating_add(i128::from(days) * NS_PER_DAY);
+            if let Some(e) = self.expires_ns
+                && until >= e
+            {
+                self.expires_ns = Some(until);
+                self.rule = rule;
+            }
+        } else {
+            self.expires_ns = None;
+            self.rule = "no rule names some of its records".into();
+        }
+    }
+
+    /// Whether it may go at `now_ns`, given the lowest log index any exporter has not yet
+    /// delivered (`export_floor`, with the exporter's name).
+    pub fn verdict(&self, now_ns: i128, export_floor: Option<(&str, u64)>) -> Verdict {
+        if self.leaves.is_empty() {
+            return Verdict::Keep("empty".into());
+        }
+        if let Some(why) = &self.pinned {
+            return Verdict::Keep(why.clone());
+        }
+        match self.expires_ns {
+            None => return Verdict::Keep(self.rule.clone()),
+            Some(at) if at > now_ns => {
+                return Verdict::Keep(format!("kept until {} ({})", rfc3339_nanos(at), self.rule));
+            }
+            Some(_) => {}
+        }
+        if let Some((name, next)) = export_floor
+            && next < self.end_index
+        {
+            return Verdict::Keep(format!(
+                "exporter {name} has delivered up to log index {next}, not past {}",
+                self.end_index - 1
+            ));
+        }
+        Verdict::Due
+    }
+
+    /// The ledger entry for its deletion (the store adds the leaves' hash and the signature).
+    pub fn entry(&self, time: String, archive: Option<String>) -> PrunedSegment {
+        PrunedSegment {
+            segment: self.segment,
+            first_index: self.first_index,
+            end_index: self.end_index,
+            oldest: rfc3339_nanos(self.oldest_ns),
+            newest: rfc3339_nanos(self.newest_ns),
+            rule: self.rule.clone(),
+            time,
+            archive,
+            leaves_sha256: String::new(),
+            streams: self.streams.clone(),
+            signature: String::new(),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The pruning task: at each check, every closed segment is judged (`plan`); one that is due
+//! is copied to the archive if there is one (its manifest written last), and only then
+//! deleted, its signed ledger entry written first. An archive that cannot be written keeps the
+//! segment: nothing is deleted that the configuration says to archive. Restores bring a pruned
+//! segment back from the archive for reading, checked against the leaf hashes kept for it.
+use std::{
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use recorder_api::metrics::{Counter, Gauge, Registry};
+use recorder_record::{
+    Timestamp, hex,
+    time::{now_unix_ns, rfc3339_nanos},
+};
+use recorder_store::{Store, pruned};
+use tokio::sync::watch;
+
+use crate::{
+    archive::{self, Archive, Manifest},
+    config::RetentionConfig,
+    plan::{self, Verdict},
+};
+
+/// The lowest log index an exporter has not delivered yet, and its name.
+pub type ExportFloor = Box<dyn Fn() -> Option<(String, u64)> + Send + Sync>;
+
+pub struct Pruner {
+    config: RetentionConfig,
+    archive: Option<Archive>,
+    store: Arc<Mutex<Store>>,
+    export_floor: ExportFloor,
+    metrics: Metrics,
+    /// One restore at a time (two readers of one pruned segment fetch it once).
+    restoring: tokio::sync::Mutex<()>,
+}
+
+/// What one check did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    pub pruned_segments: u64,
+    pub pruned_records: u64,
+    pub kept: u64,
+}
+
+struct Metrics {
+    segments: Counter,
+    records: Counter,
+    archive_failed: Counter,
+    kept: Gauge,
+}
+
+fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
+    store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Pruner {
+    /// Opens the archive (a bad URL or option stops the collector at start).
+    pub fn new(
+        config: RetentionConfig,
+        store: Arc<Mutex<Store>>,
+        export_floor: ExportFloor,
+    ) -> Result<Self, String> {
+        let archive = config.archive.as_ref().map(Archive::open).transpose()?;
+        let r = Registry::global();
+        Ok(Self {
+            config,
+            archive,
+            store,
+            export_floor,
+            metrics: Metrics {
+                segments: r.counter(
+                    "recorder_retention_pruned_segments_total",
+                    "Segments deleted by retention (each one signed in pruned/ledger.jsonl).",
+                    &[],
+                ),
+                records: r.counter(
+                    "recorder_retention_pruned_records_total",
+                    "Records in the segments deleted by retention.",
+                    &[],
+                ),
+                archive_failed: r.counter(
+                    "recorder_retention_archive_failed_total",
+                    "Segments due for deletion kept because the archive could not be written.",
+                    &[],
+                ),
+                kept: r.gauge(
+                    "recorder_retention_kept_segments",
+                    "Closed segments kept at the last check (too young, held, or not yet exported).",
+                    &[],
+                ),
+            },
+            restoring: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Checks now and then every `check_every_secs` until `stop`.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let every = self.config.every();
+        let mut delay = Duration::from_secs(1).min(every);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            delay = every;
+            match self.pass().await {
+                Ok(p) if p.pruned_segments > 0 => tracing::info!(
+                    segments = p.pruned_segments,
+                    records = p.pruned_records,
+                    kept = p.kept,
+                    "retention pruned segments"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention check failed; trying again at the next");
+                }
+            }
+        }
+    }
+
+    /// One check over every closed segment.
+    pub async fn pass(&self) -> Result<Pass, String> {
+        let closed = lock(&self.store).closed_segments();
+        let mut out = Pass::default();
+        for (seg, path) in closed {
+            let config = self.config.clone();
+            let facts =
+                tokio::task::spawn_blocking(move || plan::read_segment(&path, seg, &config))
+                    .await
+                    .map_err(|e| e.to_string())??;
+            let floor = (self.export_floor)();
+            match facts.verdict(now_unix_ns(), floor.as_ref().map(|(n, i)| (n.as_str(), *i))) {
+                Verdict::Keep(why) => {
+                    tracing::debug!(segment = seg, why, "kept");
+                    out.kept += 1;
+                }
+                Verdict::Due => {
+                    if self.prune(&facts).await? {
+                        out.pruned_segments += 1;
+                        out.pruned_records += facts.leaves.len() as u64;
+                    } else {
+                        out.kept += 1;
+                    }
+                }
+            }
+        }
+        self.metrics.kept.set(out.kept);
+        Ok(out)
+    }
+
+    /// Archives (if configured) and deletes one due segment; false if the archive failed.
+    async fn prune(&self, facts: &plan::SegmentFacts) -> Result<bool, String> {
+        let seg = facts.segment;
+        let mut entry = facts.entry(
+            Timestamp::now().to_string(),
+            self.archive.as_ref().map(|a| a.url().to_string()),
+        );
+        let manifest = {
+            let mut store = lock(&self.store);
+            store
+                .sign_pruned(&mut entry, &facts.leaves)
+                .map_err(|e| e.to_string())?;
+            // The archive proves the segment against a signed checkpoint that covers it.
+            if store
+                .latest_checkpoint()
+                .is_none_or(|c| c.tree_size < facts.end_index)
+            {
+                store.checkpoint().map_err(|e| e.to_string())?;
+            }
+            let checkpoint = store
+                .latest_checkpoint()
+                .cloned()
+                .ok_or("no checkpoint covers the segment")?;
+            let proof = store
+                .range_proof(facts.first_index, facts.end_index, checkpoint.tree_size)
+                .map_err(|e| e.to_string())?
+                .ok_or("no range proof for the segment")?;
+            Manifest {
+                version: 1,
+                entry: entry.clone(),
+                checkpoint,
+                range_proof: proof.iter().map(|h| hex::encode(h)).collect(),
+                public_key: hex::encode(&store.public_key()),
+            }
+        };
+        if let Some(archive) = &self.archive {
+            let path = store_segment_path(&self.store, seg);
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if let Err(e) = archive.put(bytes, &manifest).await {
+                self.metrics.archive_failed.inc();
+                tracing::warn!(segment = seg, error = %e, "segment kept: its archive could not be written");
+                return Ok(false);
+            }
+        }
+        lock(&self.store)
+            .prune(entry, &facts.leaves)
+            .map_err(|e| e.to_string())?;
+        self.metrics.segments.inc();
+        self.metrics.records.add(facts.leaves.len() as u64);
+        tracing::info!(
+            segment = seg,
+            first = facts.first_index,
+            end = facts.end_index,
+            oldest = %rfc3339_nanos(facts.oldest_ns),
+            newest = %rfc3339_nanos(facts.newest_ns),
+            rule = %facts.rule,
+            archive = self.archive.as_ref().map(Archive::url),
+            "segment pruned"
+        );
+        Ok(true)
+    }
+
+    /// Brings pruned segment `seg` back from the archive for reading (`pruned/NNNNNNNN.log`),
+    /// checked record by record against the leaf hashes the store kept for it.
+    pub async fn restore(&self, seg: u32) -> Result<(), String> {
+        let _one = self.restoring.lock().await;
+        let dir = lock(&self.store).dir().to_path_buf();
+        let target = pruned::restored_path(&dir, seg);
+        if target.exists() {
+            return Ok(());
+        }
+        let archive = self
+            .archive
+            .as_ref()
+            .ok_or_else(|| format!("segment {seg} was pruned and no archive is configured"))?;
+        let bytes = archive.segment(seg).await?;
+        let kept = std::fs::read(pruned::leaves_path(&dir, seg))
+            .ok()
+            .and_then(|b| pruned::parse_leaves(&b))
+            .ok_or_else(|| format!("segment {seg}: its kept leaf hashes cannot be read"))?;
+        let got: Vec<_> = archive::segment_leaves(&bytes)
+            .map_err(|e| format!("archived segment {seg}: {e}"))?
+            .into_iter()
+            .map(|(_, h)| h)
+            .collect();
+        if got != kept {
+            return Err(format!(
+                "archived segment {seg} in {} is not the one pruned (its records' hashes differ)",
+                archive.url()
+            ));
+        }
+        let tmp = target.with_extension("log.tmp");
+        std::fs::write(&tmp, &bytes)
+            .and_then(|()| std::fs::rename(&tmp, &target))
+            .map_err(|e| format!("{}: {e}", target.display()))?;
+        tracing::info!(
+            segment = seg,
+            archive = archive.url(),
+            "pruned segment restored from the archive for reading"
+        );
+        Ok(())
+    }
+}
+
+fn store_segment_path(store: &Mutex<Store>, seg: u32) -> std::path::PathBuf {
+    lock(store)
+        .dir()
+        .join(recorder_store::scan::SEGMENT_DIR)
+        .join(recorder_store::segment::segment_name(seg))
+}

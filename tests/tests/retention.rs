@@ -1,0 +1,418 @@
+//! Retention with archival against a real S3-compatible server (PyPI's moto, a bucket with
+//! Object Lock and a default COMPLIANCE retention): age rules per identity and kind, a legal
+//! hold on a session, an exporter that holds deletion back, signed deletion entries, `verify`
+//! of what remains and of the archive, and records read back from the archive by `export` and
+//! `replay` through the collector.
+mod collector_support;
+
+use std::{
+    net::TcpStream,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use collector_support::*;
+use recorder_record::time::rfc3339_nanos;
+
+/// PyPI's moto S3 server on loopback.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start(log: &Path) -> Self {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("python3 -m moto.server (cargo xtask setup installs moto)");
+        assert!(
+            wait_for(Duration::from_secs(30), || TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "moto did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        Self { child, port }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs boto3 code with `s3` a client of this server; returns its stdout.
+    fn boto3(&self, code: &str) -> String {
+        let script = format!(
+            "import boto3\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', aws_secret_access_key='test', region_name='us-east-1')\n{code}",
+            self.endpoint()
+        );
+        let o = Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "boto3: {}", stderr(&o));
+        stdout(&o)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which part of the input a record belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// Commands 200 days old: past the 90-day default.
+    Old,
+    /// Commands 200 days old in the held session.
+    Held,
+    /// SQL of identity claude 200 days old: kept 400 days.
+    OldSql,
+    /// Commands of today.
+    New,
+}
+
+fn ago(days: u64) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    rfc3339_nanos((now.as_nanos() - u128::from(days) * 86_400 * 1_000_000_000) as i128)
+}
+
+/// The input: 12,000 old commands (20 of them in session held-1), 4,000 old SQL statements,
+/// 8,000 new commands; ~330 bytes each, so a 1 MiB segment holds about two batches of the
+/// shipper (4,000 records).
+fn input() -> (Vec<String>, Vec<Group>) {
+    let (old, new) = (ago(200), ago(0));
+    let pad = "p".repeat(150);
+    let mut lines = Vec::new();
+    let mut groups = Vec::new();
+    for i in 0..24_000usize {
+        let (group, kind, time, session) = match i {
+            6_000..6_020 => (Group::Held, "exec", &old, "held-1".to_string()),
+            0..12_000 => (Group::Old, "exec", &old, format!("old-{}", i / 20)),
+            12_000..16_000 => (Group::OldSql, "sql", &old, format!("sql-{}", i / 20)),
+            _ => (Group::New, "exec", &new, format!("new-{}", i / 20)),
+        };
+        let body = if kind == "sql" {
+            format!(r#""db_system":"postgresql","text":"SELECT {i} /* {pad} */""#)
+        } else {
+            format!(r#""argv":["echo","{i}","{pad}"],"text":"echo {i}""#)
+        };
+        lines.push(format!(
+            r#"{{"kind":"{kind}","time":"{time}","host":"web-1","identity":"claude","session":"{session}","pid":{},"exec_id":"x{i}",{body}}}"#,
+            i + 1
+        ));
+        groups.push(group);
+    }
+    (lines, groups)
+}
+
+fn config(path: &Path, moto: &Moto, exporter: Option<u16>) {
+    let export = exporter.map_or(String::new(), |port| {
+        format!(
+            "[[export]]\nname = \"siem\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/in\"\nsecret = \"s\"\n"
+        )
+    });
+    std::fs::write(
+        path,
+        format!(
+            r#"{export}
+[retention]
+default_days = 90
+check_every_secs = 1
+
+[[retention.rule]]
+identity = "claude"
+kinds = ["sql"]
+days = 400
+
+[[retention.hold]]
+session = "held-1"
+reason = "case 4411"
+
+[retention.archive]
+url = "s3://audit/recorder"
+options = {{ endpoint = "{}", aws_allow_http = "true", region = "us-east-1", access_key_id = "test", secret_access_key = "test" }}
+"#,
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+}
+
+/// The log indexes of the records in a segment file.
+fn indexes_in(segment: &[u8]) -> Vec<u64> {
+    frames(segment)
+        .into_iter()
+        .map(|r| u64::from_le_bytes(segment[r.start + 5..r.start + 13].try_into().unwrap()))
+        .collect()
+}
+
+fn metric(addr: &str, name: &str) -> u64 {
+    let o = Command::new("curl")
+        .args(["-sf", &format!("http://{addr}/metrics")])
+        .output()
+        .unwrap();
+    stdout(&o)
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn old_segments_are_archived_to_s3_then_pruned_and_read_back_and_everything_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let moto = Moto::start(&tmp.path().join("moto.log"));
+    moto.boto3(
+        "s3.create_bucket(Bucket='audit', ObjectLockEnabledForBucket=True)\n\
+         s3.put_object_lock_configuration(Bucket='audit', ObjectLockConfiguration={'ObjectLockEnabled': 'Enabled', 'Rule': {'DefaultRetention': {'Mode': 'COMPLIANCE', 'Days': 1}}})",
+    );
+    let data = tmp.path().join("data");
+    let cfg = tmp.path().join("collector.toml");
+    let (lines, groups) = input();
+
+    // 1. An exporter whose receiver is down holds every deletion back.
+    let dead = free_port();
+    config(&cfg, &moto, Some(dead));
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let extra = [
+        "--config",
+        cfg.to_str().unwrap(),
+        "--segment-mib",
+        "1",
+        "--metrics-addr",
+        &metrics,
+    ];
+    let col = Collector::start(&pki, &data, free_port(), &extra);
+    let o = ship(&pki, col.port, tmp.path(), "a", &lines, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        wait_for(Duration::from_secs(20), || metric(
+            &metrics,
+            "recorder_retention_kept_segments"
+        ) >= 4),
+        "{}",
+        col.log()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        metric(&metrics, "recorder_retention_pruned_segments_total"),
+        0
+    );
+    assert!(
+        !data.join("pruned").exists(),
+        "pruned while an exporter had not delivered"
+    );
+    col.stop();
+    println!("with the exporter's receiver down: nothing pruned after several checks");
+
+    // 2. Without that exporter: old segments go, after their copy is in the bucket.
+    config(&cfg, &moto, None);
+    let col = Collector::start(&pki, &data, free_port(), &extra);
+    assert!(
+        wait_for(Duration::from_secs(30), || metric(
+            &metrics,
+            "recorder_retention_pruned_segments_total"
+        ) >= 2
+            && metric(&metrics, "recorder_retention_kept_segments") >= 1),
+        "{}",
+        col.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let pruned_segments = metric(&metrics, "recorder_retention_pruned_segments_total");
+    let pruned_records = metric(&metrics, "recorder_retention_pruned_records_total");
+
+    // What remains: every closed segment still on disk holds a record that must stay (held,
+    // SQL kept 400 days, or new); every record that went was an old command outside the hold.
+    let mut remaining = std::collections::BTreeSet::new();
+    let mut segs: Vec<_> = std::fs::read_dir(data.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segs.sort();
+    for (n, path) in segs.iter().enumerate() {
+        let idx = indexes_in(&std::fs::read(path).unwrap());
+        let last = n + 1 == segs.len();
+        if !last && !idx.is_empty() {
+            assert!(
+                idx.iter().any(|&i| groups[i as usize] != Group::Old),
+                "{} holds only records past their time and was kept",
+                path.display()
+            );
+        }
+        remaining.extend(idx);
+    }
+    let gone: Vec<usize> = (0..lines.len())
+        .filter(|i| !remaining.contains(&(*i as u64)))
+        .collect();
+    assert_eq!(gone.len() as u64, pruned_records);
+    for &i in &gone {
+        assert_eq!(
+            groups[i],
+            Group::Old,
+            "log index {i} ({:?}) was pruned",
+            groups[i]
+        );
+    }
+    println!(
+        "pruned {pruned_segments} segments ({pruned_records} records, all old commands outside the hold); {} records remain",
+        remaining.len()
+    );
+
+    // Read back through the collector: export of the whole log and a replay of a pruned
+    // session come back byte for byte, from the archive's copies.
+    let exported = export(&pki, col.port);
+    assert_eq!(exported, lines, "export differs from what was recorded");
+    let session = serde_json::from_str::<serde_json::Value>(&lines[gone[0]]).unwrap()["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut args = vec![
+        "replay".to_string(),
+        session.clone(),
+        "--format".into(),
+        "jsonl".into(),
+    ];
+    args.extend(pki.client_args(col.port, "alice"));
+    let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(&format!("\"session\":\"{session}\"")))
+        .collect();
+    let got: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
+    assert_eq!(got.len(), want.len(), "replay {session}: {}", stdout(&o));
+    println!(
+        "export gave all {} records back in order; replay of pruned session {session} gave its {}",
+        exported.len(),
+        got.len()
+    );
+    col.stop();
+
+    // verify of what remains: passes and lists the pruned ranges.
+    let o = run(&["verify", "--data", data.to_str().unwrap()]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    let listed = out
+        .lines()
+        .filter(|l| l.starts_with("pruned: segment "))
+        .count() as u64;
+    assert_eq!(listed, pruned_segments, "{out}");
+    assert!(
+        out.contains("default_days = 90") && out.contains("archived to s3://audit/recorder"),
+        "{out}"
+    );
+    println!("{out}");
+
+    // verify of the archive, with the key pinned.
+    let key = std::fs::read_to_string(data.join("checkpoint-key.pub")).unwrap();
+    let archive_args = |extra: &[&str]| {
+        let mut a = vec![
+            "verify".to_string(),
+            "--archive".into(),
+            "s3://audit/recorder".into(),
+            "--public-key".into(),
+            key.trim().to_string(),
+        ];
+        for o in [
+            format!("endpoint={}", moto.endpoint()),
+            "aws_allow_http=true".into(),
+            "region=us-east-1".into(),
+            "access_key_id=test".into(),
+            "secret_access_key=test".into(),
+        ] {
+            a.extend(["--archive-option".to_string(), o]);
+        }
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let a = archive_args(&[]);
+    let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        stdout(&o)
+            .lines()
+            .filter(|l| l.starts_with("archived: segment "))
+            .count() as u64,
+        pruned_segments,
+        "{}",
+        stdout(&o)
+    );
+    println!("{}", stdout(&o));
+
+    // Object Lock: the bucket's default retention holds every archived object.
+    let locked = moto.boto3(
+        "import botocore\n\
+         out = []\n\
+         for v in s3.list_object_versions(Bucket='audit', Prefix='recorder/segments/')['Versions']:\n\
+         \x20   h = s3.head_object(Bucket='audit', Key=v['Key'], VersionId=v['VersionId'])\n\
+         \x20   assert h['ObjectLockMode'] == 'COMPLIANCE', h\n\
+         \x20   try:\n\
+         \x20       s3.delete_object(Bucket='audit', Key=v['Key'], VersionId=v['VersionId'])\n\
+         \x20       out.append('deleted ' + v['Key'])\n\
+         \x20   except botocore.exceptions.ClientError as e:\n\
+         \x20       out.append('refused')\n\
+         print(len(out), sorted(set(out)))",
+    );
+    assert_eq!(
+        locked.trim(),
+        format!("{} ['refused']", 2 * pruned_segments),
+        "{locked}"
+    );
+
+    // An archived segment replaced by a new version with one byte changed: caught, named.
+    let seg = gone[0];
+    let name = moto.boto3(&format!(
+        "keys = sorted(o['Key'] for o in s3.list_objects_v2(Bucket='audit', Prefix='recorder/segments/')['Contents'] if o['Key'].endswith('.log'))\n\
+         body = bytearray(s3.get_object(Bucket='audit', Key=keys[0])['Body'].read())\n\
+         i = body.find(b'echo {seg}')\n\
+         body[i + 5] ^= 1\n\
+         s3.put_object(Bucket='audit', Key=keys[0], Body=bytes(body))\n\
+         print(keys[0])"
+    ));
+    let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!o.status.success());
+    let out = stdout(&o);
+    assert!(
+        out.contains("TAMPERED: archived segment") && out.contains(&format!("log index {seg} ")),
+        "{out}"
+    );
+    println!(
+        "changed {}: {}",
+        name.trim(),
+        out.lines().find(|l| l.starts_with("TAMPERED")).unwrap()
+    );
+
+    // The signed ledger of deletions edited: verify names it.
+    let ledger = data.join("pruned/ledger.jsonl");
+    let text = std::fs::read_to_string(&ledger).unwrap();
+    std::fs::write(
+        &ledger,
+        text.replacen("default_days = 90", "default_days = 30", 1),
+    )
+    .unwrap();
+    let o = run(&["verify", "--data", data.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains("bad signature: the record of this deletion was altered"),
+        "{}",
+        stdout(&o)
+    );
+}
