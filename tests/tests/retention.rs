@@ -122,7 +122,18 @@ fn input() -> (Vec<String>, Vec<Group>) {
     (lines, groups)
 }
 
-fn config(path: &Path, moto: &Moto, exporter: Option<u16>) {
+/// The `[retention.archive]` table for the moto bucket.
+fn s3_archive(moto: &Moto) -> String {
+    format!(
+        r#"[retention.archive]
+url = "s3://audit/recorder"
+options = {{ endpoint = "{}", aws_allow_http = "true", region = "us-east-1", access_key_id = "test", secret_access_key = "test" }}
+"#,
+        moto.endpoint()
+    )
+}
+
+fn config(path: &Path, archive: &str, exporter: Option<u16>) {
     let export = exporter.map_or(String::new(), |port| {
         format!(
             "[[export]]\nname = \"siem\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/in\"\nsecret = \"s\"\n"
@@ -145,11 +156,7 @@ days = 400
 session = "held-1"
 reason = "case 4411"
 
-[retention.archive]
-url = "s3://audit/recorder"
-options = {{ endpoint = "{}", aws_allow_http = "true", region = "us-east-1", access_key_id = "test", secret_access_key = "test" }}
-"#,
-            moto.endpoint()
+{archive}"#
         ),
     )
     .unwrap();
@@ -190,7 +197,7 @@ fn old_segments_are_archived_to_s3_then_pruned_and_read_back_and_everything_veri
 
     // 1. An exporter whose receiver is down holds every deletion back.
     let dead = free_port();
-    config(&cfg, &moto, Some(dead));
+    config(&cfg, &s3_archive(&moto), Some(dead));
     let metrics = format!("127.0.0.1:{}", free_port());
     let extra = [
         "--config",
@@ -224,7 +231,7 @@ fn old_segments_are_archived_to_s3_then_pruned_and_read_back_and_everything_veri
     println!("with the exporter's receiver down: nothing pruned after several checks");
 
     // 2. Without that exporter: old segments go, after their copy is in the bucket.
-    config(&cfg, &moto, None);
+    config(&cfg, &s3_archive(&moto), None);
     let col = Collector::start(&pki, &data, free_port(), &extra);
     assert!(
         wait_for(Duration::from_secs(30), || metric(
@@ -303,6 +310,20 @@ fn old_segments_are_archived_to_s3_then_pruned_and_read_back_and_everything_veri
         "export gave all {} records back in order; replay of pruned session {session} gave its {}",
         exported.len(),
         got.len()
+    );
+    // Online verify, through the collector, lists the pruned ranges too.
+    let mut args = vec!["verify".to_string()];
+    args.extend(pki.client_args(col.port, "alice"));
+    let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        stdout(&o)
+            .lines()
+            .filter(|l| l.starts_with("pruned: segment "))
+            .count() as u64,
+        pruned_segments,
+        "{}",
+        stdout(&o)
     );
     col.stop();
 
@@ -415,4 +436,134 @@ fn old_segments_are_archived_to_s3_then_pruned_and_read_back_and_everything_veri
         "{}",
         stdout(&o)
     );
+}
+
+/// The local-path backend: pruned records are in the archive's files, `verify --archive`
+/// passes, and an archived segment with one byte changed is caught by `verify --archive` and
+/// refused when the collector would read it back (its records skipped, the rest exported).
+#[test]
+fn a_local_path_archive_holds_the_pruned_records_and_a_changed_copy_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let data = tmp.path().join("data");
+    let archive = tmp.path().join("archive");
+    let url = format!("file://{}", archive.display());
+    let cfg = tmp.path().join("collector.toml");
+    config(
+        &cfg,
+        &format!("[retention.archive]\nurl = \"{url}\"\n"),
+        None,
+    );
+    let (lines, groups) = input();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let extra = [
+        "--config",
+        cfg.to_str().unwrap(),
+        "--segment-mib",
+        "1",
+        "--metrics-addr",
+        &metrics,
+    ];
+    let col = Collector::start(&pki, &data, free_port(), &extra);
+    let o = ship(&pki, col.port, tmp.path(), "a", &lines, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        wait_for(Duration::from_secs(30), || metric(
+            &metrics,
+            "recorder_retention_pruned_segments_total"
+        ) >= 2),
+        "{}",
+        col.log()
+    );
+    col.stop();
+
+    // Every record no longer in the store is in an archived segment file, byte for byte.
+    let mut remaining = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(data.join("segments")).unwrap() {
+        remaining.extend(indexes_in(&std::fs::read(e.unwrap().path()).unwrap()));
+    }
+    let mut archived = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(archive.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    names.sort();
+    for path in &names {
+        let bytes = std::fs::read(path).unwrap();
+        for (range, index) in frames(&bytes).into_iter().zip(indexes_in(&bytes)) {
+            let frame = &bytes[range];
+            let line = lines[index as usize].as_bytes();
+            assert!(
+                frame.windows(line.len()).any(|w| w == line),
+                "log index {index} is not whole in {}",
+                path.display()
+            );
+            archived.push(index);
+        }
+    }
+    let gone: Vec<u64> = (0..lines.len() as u64)
+        .filter(|i| !remaining.contains(i))
+        .collect();
+    assert_eq!(archived, gone, "the archive holds exactly what was pruned");
+    assert!(gone.iter().all(|&i| groups[i as usize] == Group::Old));
+    println!(
+        "{} records pruned, each in the archive at {url}",
+        gone.len()
+    );
+
+    let key = std::fs::read_to_string(data.join("checkpoint-key.pub")).unwrap();
+    let verify = || run(&["verify", "--archive", &url, "--public-key", key.trim()]);
+    let o = verify();
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let o = run(&["verify", "--data", data.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("archived to {url}")),
+        "{}",
+        stdout(&o)
+    );
+
+    // One byte of the first archived segment changed.
+    let mut bytes = std::fs::read(&names[0]).unwrap();
+    let first = indexes_in(&bytes)[0];
+    let needle = format!("\"exec_id\":\"x{first}\"");
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle.as_bytes())
+        .unwrap();
+    bytes[at + 11] ^= 1;
+    std::fs::write(&names[0], &bytes).unwrap();
+    let o = verify();
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains(&format!("log index {first} ")),
+        "{}",
+        stdout(&o)
+    );
+    println!(
+        "{}",
+        stdout(&o)
+            .lines()
+            .find(|l| l.starts_with("TAMPERED"))
+            .unwrap()
+    );
+
+    // The collector refuses to read that copy back: its records are skipped, the rest comes.
+    let col = Collector::start(&pki, &data, free_port(), &extra);
+    let exported = export(&pki, col.port);
+    let first_seg = indexes_in(&bytes);
+    assert_eq!(
+        exported.len(),
+        lines.len() - first_seg.len(),
+        "{}",
+        col.log()
+    );
+    assert!(!exported.contains(&lines[first as usize]));
+    let log = col.log();
+    assert!(
+        log.contains("a pruned record cannot be read back") && log.contains("content changed"),
+        "{log}"
+    );
+    col.stop();
 }

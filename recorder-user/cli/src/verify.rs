@@ -160,6 +160,9 @@ fn online(args: &VerifyArgs, pinned: Option<&[u8]>) -> anyhow::Result<()> {
         };
         Ok::<_, anyhow::Error>((resp, cp, consistency))
     })??;
+    for p in &resp.pruned {
+        println!("pruned: {p}");
+    }
     let mut problems = resp.problems;
     if let Some(cp) = &cp {
         let key = pinned.map_or_else(|| cp.public_key.clone(), <[u8]>::to_vec);
@@ -268,20 +271,7 @@ fn offline(dir: &std::path::Path, pinned: Option<&[u8]>) -> anyhow::Result<()> {
         .last()
         .map(|c| (c.tree_size, c.root.clone()));
     for p in &scan.pruned {
-        println!(
-            "pruned: segment {}, log index {}..{} ({} records, {} .. {}), deleted {} under {}; {}",
-            p.segment,
-            p.first_index,
-            p.end_index,
-            p.records(),
-            p.oldest,
-            p.newest,
-            p.time,
-            p.rule,
-            p.archive
-                .as_deref()
-                .map_or("not archived".to_string(), |a| format!("archived to {a}"))
-        );
+        println!("pruned: {}", p.describe());
     }
     report(
         &problems,

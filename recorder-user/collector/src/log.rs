@@ -74,6 +74,8 @@ pub(crate) struct Verified {
     pub records: u64,
     pub checkpoints: u64,
     pub problems: Vec<String>,
+    /// The segments retention deleted, one line each.
+    pub pruned: Vec<String>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -259,31 +261,39 @@ impl Log {
     ) -> Result<Vec<StoredRecord>, LogError> {
         match self {
             Log::Embedded(store, restorer) => {
-                // Past the end of the log: nothing; records of a pruned segment that cannot be
-                // brought back are skipped (the range then reaches further, so that only the
-                // end of the log gives an empty answer).
+                // Past the end of the log: nothing. Records of a pruned segment that cannot be
+                // brought back are skipped, and the range then reaches further: only the end of
+                // the log gives an empty answer.
                 let len = lock(store).len();
-                let mut indexes = Vec::new();
-                let mut i = from;
-                let mut end = to.min(len);
-                while i < end {
-                    let pruned = lock(store).pruned_segment_of(i);
-                    match pruned {
-                        Some((_, seg_end, archive))
-                            if archive.is_none() || restorer.get().is_none() =>
-                        {
-                            if indexes.is_empty() {
-                                end = (seg_end + (to - from)).min(len);
+                let span = to.saturating_sub(from).max(1);
+                let mut start = from;
+                loop {
+                    let mut indexes = Vec::new();
+                    let mut i = start;
+                    let mut end = (start + span).min(len);
+                    while i < end {
+                        let pruned = lock(store).pruned_segment_of(i);
+                        match pruned {
+                            Some((_, seg_end, archive))
+                                if archive.is_none() || restorer.get().is_none() =>
+                            {
+                                if indexes.is_empty() {
+                                    end = (seg_end + span).min(len);
+                                }
+                                i = seg_end;
                             }
-                            i = seg_end;
-                        }
-                        _ => {
-                            indexes.push(i);
-                            i += 1;
+                            _ => {
+                                indexes.push(i);
+                                i += 1;
+                            }
                         }
                     }
+                    let out = read_embedded(store, restorer, indexes).await?;
+                    if !out.is_empty() || end >= len {
+                        return Ok(out);
+                    }
+                    start = end;
                 }
-                read_embedded(store, restorer, indexes).await
             }
             Log::Postgres(pg) => Ok(pg.read_range(from, to).await?),
         }
@@ -360,6 +370,11 @@ impl Log {
                         records: scan.records,
                         checkpoints: scan.checkpoints.len() as u64,
                         problems,
+                        pruned: scan
+                            .pruned
+                            .iter()
+                            .map(recorder_store::pruned::PrunedSegment::describe)
+                            .collect(),
                     })
                 })
                 .await
@@ -370,6 +385,7 @@ impl Log {
                     records: v.records,
                     checkpoints: v.checkpoints,
                     problems: v.problems,
+                    pruned: Vec::new(),
                 })
             }
         }

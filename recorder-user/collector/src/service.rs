@@ -335,6 +335,7 @@ impl Collector for Service {
             records: v.records,
             checkpoints: v.checkpoints,
             problems: v.problems,
+            pruned: v.pruned,
         }))
     }
 }

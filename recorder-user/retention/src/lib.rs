@@ -10,5 +10,8 @@ pub mod prune;
 pub use archive::{Archive, Manifest};
 pub use config::{ArchiveConfig, RetentionConfig};
 pub use prune::{ExportFloor, Pruner};
+#[cfg(test)]
+mod tests;
+
 // Named only to turn on its TLS for object_store's HTTP client.
 use reqwest as _;

@@ -2,7 +2,7 @@
 //! own time plus its rule's days), and the segment is due only when every record in it is past
 //! its time, no legal hold covers any of them, and every exporter has delivered past it. A
 //! segment is the unit deleted, so a record kept longer keeps its whole segment.
-use std::{collections::HashMap, path::Path};
+use std::{collections::HashMap, io::Read, path::Path};
 
 use recorder_record::{Record, hex, time::rfc3339_nanos};
 use recorder_store::{
@@ -46,8 +46,12 @@ pub fn read_segment(
     segment: u32,
     config: &RetentionConfig,
 ) -> Result<SegmentFacts, String> {
-    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if data.len() < HEADER.len() || &data[..HEADER.len()] != HEADER {
+    let io = |e: std::io::Error| format!("{}: {e}", path.display());
+    // Read frame by frame: memory holds one record and the leaf hashes, not the segment.
+    let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
+    let mut header = [0u8; HEADER.len()];
+    file.read_exact(&mut header).map_err(io)?;
+    if &header != HEADER {
         return Err(format!("{}: not a log segment", path.display()));
     }
     let mut facts = SegmentFacts {
@@ -65,8 +69,9 @@ pub fn read_segment(
     let mut streams: HashMap<(String, String), PrunedStream> = HashMap::new();
     let mut order = Vec::new();
     let mut offset = HEADER.len();
-    while offset < data.len() {
-        let frame = segment::decode_frame(&data[offset..])
+    let mut buf = Vec::new();
+    while next_frame(&mut file, &mut buf).map_err(io)? {
+        let frame = segment::decode_frame(&buf)
             .map_err(|e| format!("{} byte offset {offset}: {e}", path.display()))?;
         let e = &frame.entry;
         let leaf = frame.computed_leaf();
@@ -114,6 +119,26 @@ pub fn read_segment(
         .filter_map(|k| streams.remove(&k))
         .collect();
     Ok(facts)
+}
+
+/// Reads the next frame (length, entry, leaf hash) into `buf`; false at the end of the file.
+fn next_frame(file: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    let mut len = [0u8; 4];
+    match file.read_exact(&mut len) {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+        r => r?,
+    }
+    let entry = u32::from_le_bytes(len) as usize;
+    if entry > segment::MAX_ENTRY {
+        return Err(std::io::Error::other(format!(
+            "impossible frame length {entry}"
+        )));
+    }
+    buf.clear();
+    buf.extend_from_slice(&len);
+    buf.resize(4 + entry + 32, 0);
+    file.read_exact(&mut buf[4..])?;
+    Ok(true)
 }
 
 impl SegmentFacts {

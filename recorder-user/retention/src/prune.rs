@@ -33,6 +33,9 @@ pub struct Pruner {
     metrics: Metrics,
     /// One restore at a time (two readers of one pruned segment fetch it once).
     restoring: tokio::sync::Mutex<()>,
+    /// Restores that failed lately, not tried again for a minute (a reader of a long range
+    /// would otherwise fetch a refused copy once per chunk).
+    failed: Mutex<std::collections::HashMap<u32, (std::time::Instant, String)>>,
 }
 
 /// What one check did.
@@ -93,6 +96,7 @@ impl Pruner {
                 ),
             },
             restoring: tokio::sync::Mutex::new(()),
+            failed: Mutex::default(),
         })
     }
 
@@ -123,6 +127,7 @@ impl Pruner {
 
     /// One check over every closed segment.
     pub async fn pass(&self) -> Result<Pass, String> {
+        self.forget_restored(RESTORED_FOR);
         let closed = lock(&self.store).closed_segments();
         let mut out = Pass::default();
         for (seg, path) in closed {
@@ -219,6 +224,30 @@ impl Pruner {
     /// checked record by record against the leaf hashes the store kept for it.
     pub async fn restore(&self, seg: u32) -> Result<(), String> {
         let _one = self.restoring.lock().await;
+        if let Some((at, why)) = self.failed_lately(seg) {
+            return Err(format!("{why} (at {at:?} ago; tried again after a minute)"));
+        }
+        let result = self.fetch(seg).await;
+        if let Err(why) = &result {
+            let mut failed = self
+                .failed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            failed.insert(seg, (std::time::Instant::now(), why.clone()));
+        }
+        result
+    }
+
+    fn failed_lately(&self, seg: u32) -> Option<(Duration, String)> {
+        let failed = self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (at, why) = failed.get(&seg)?;
+        (at.elapsed() < Duration::from_mins(1)).then(|| (at.elapsed(), why.clone()))
+    }
+
+    async fn fetch(&self, seg: u32) -> Result<(), String> {
         let dir = lock(&self.store).dir().to_path_buf();
         let target = pruned::restored_path(&dir, seg);
         if target.exists() {
@@ -254,6 +283,31 @@ impl Pruner {
             "pruned segment restored from the archive for reading"
         );
         Ok(())
+    }
+}
+
+/// How long a segment brought back from the archive stays on disk after its last fetch.
+const RESTORED_FOR: Duration = Duration::from_hours(1);
+
+impl Pruner {
+    /// Removes copies brought back from the archive more than `ttl` ago (fetched again when
+    /// read again). The store's lock is held, so no read sees a half-removed copy.
+    pub(crate) fn forget_restored(&self, ttl: Duration) {
+        let mut store = lock(&self.store);
+        let dir = store.dir().to_path_buf();
+        let segments: Vec<u32> = store.pruned_segments().keys().copied().collect();
+        for seg in segments {
+            let path = pruned::restored_path(&dir, seg);
+            let old = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() > ttl);
+            if old {
+                store.drop_reader(seg);
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove a restored copy");
+                }
+            }
+        }
     }
 }
 

@@ -70,6 +70,24 @@ impl PrunedSegment {
         self.end_index - self.first_index
     }
 
+    /// One line for `verify`: which range went, when, why, and where its copy is.
+    pub fn describe(&self) -> String {
+        format!(
+            "segment {}, log index {}..{} ({} records, {} .. {}), deleted {} under {}; {}",
+            self.segment,
+            self.first_index,
+            self.end_index,
+            self.records(),
+            self.oldest,
+            self.newest,
+            self.time,
+            self.rule,
+            self.archive
+                .as_deref()
+                .map_or("not archived".to_string(), |a| format!("archived to {a}"))
+        )
+    }
+
     /// What the signature covers: every field but the signature, as canonical JSON.
     pub fn signed_text(&self) -> String {
         let mut unsigned = self.clone();
