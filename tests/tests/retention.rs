@@ -182,6 +182,29 @@ fn metric(addr: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A collector with the configuration file `cfg`, 1 MiB segments and metrics on `metrics`.
+fn start(pki: &Pki, data: &Path, cfg: &Path, metrics: &str) -> Collector {
+    let extra = [
+        "--config",
+        cfg.to_str().unwrap(),
+        "--segment-mib",
+        "1",
+        "--metrics-addr",
+        metrics,
+    ];
+    Collector::start(pki, data, free_port(), &extra)
+}
+
+/// Waits until the collector's metric `name` is at least `n`.
+fn wait_metric(col: &Collector, metrics: &str, name: &str, n: u64, secs: u64) {
+    assert!(
+        wait_for(Duration::from_secs(secs), || metric(metrics, name) >= n),
+        "{name} stayed at {}: {}",
+        metric(metrics, name),
+        col.log()
+    );
+}
+
 #[test]
 fn old_segments_are_archived_to_s3_then_pruned_and_read_back_and_everything_verifies() {
     let tmp = tempfile::tempdir().unwrap();
@@ -199,25 +222,10 @@ fn old_segments_are_archived_to_s3_then_pruned_and_read_back_and_everything_veri
     let dead = free_port();
     config(&cfg, &s3_archive(&moto), Some(dead));
     let metrics = format!("127.0.0.1:{}", free_port());
-    let extra = [
-        "--config",
-        cfg.to_str().unwrap(),
-        "--segment-mib",
-        "1",
-        "--metrics-addr",
-        &metrics,
-    ];
-    let col = Collector::start(&pki, &data, free_port(), &extra);
+    let col = start(&pki, &data, &cfg, &metrics);
     let o = ship(&pki, col.port, tmp.path(), "a", &lines, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        wait_for(Duration::from_secs(20), || metric(
-            &metrics,
-            "recorder_retention_kept_segments"
-        ) >= 4),
-        "{}",
-        col.log()
-    );
+    wait_metric(&col, &metrics, "recorder_retention_kept_segments", 4, 20);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
         metric(&metrics, "recorder_retention_pruned_segments_total"),
@@ -232,16 +240,15 @@ fn old_segments_are_archived_to_s3_then_pruned_and_read_back_and_everything_veri
 
     // 2. Without that exporter: old segments go, after their copy is in the bucket.
     config(&cfg, &s3_archive(&moto), None);
-    let col = Collector::start(&pki, &data, free_port(), &extra);
-    assert!(
-        wait_for(Duration::from_secs(30), || metric(
-            &metrics,
-            "recorder_retention_pruned_segments_total"
-        ) >= 2
-            && metric(&metrics, "recorder_retention_kept_segments") >= 1),
-        "{}",
-        col.log()
+    let col = start(&pki, &data, &cfg, &metrics);
+    wait_metric(
+        &col,
+        &metrics,
+        "recorder_retention_pruned_segments_total",
+        2,
+        30,
     );
+    wait_metric(&col, &metrics, "recorder_retention_kept_segments", 1, 10);
     std::thread::sleep(Duration::from_secs(2));
     let pruned_segments = metric(&metrics, "recorder_retention_pruned_segments_total");
     let pruned_records = metric(&metrics, "recorder_retention_pruned_records_total");
@@ -456,24 +463,15 @@ fn a_local_path_archive_holds_the_pruned_records_and_a_changed_copy_is_refused()
     );
     let (lines, groups) = input();
     let metrics = format!("127.0.0.1:{}", free_port());
-    let extra = [
-        "--config",
-        cfg.to_str().unwrap(),
-        "--segment-mib",
-        "1",
-        "--metrics-addr",
-        &metrics,
-    ];
-    let col = Collector::start(&pki, &data, free_port(), &extra);
+    let col = start(&pki, &data, &cfg, &metrics);
     let o = ship(&pki, col.port, tmp.path(), "a", &lines, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        wait_for(Duration::from_secs(30), || metric(
-            &metrics,
-            "recorder_retention_pruned_segments_total"
-        ) >= 2),
-        "{}",
-        col.log()
+    wait_metric(
+        &col,
+        &metrics,
+        "recorder_retention_pruned_segments_total",
+        2,
+        30,
     );
     col.stop();
 
@@ -550,7 +548,7 @@ fn a_local_path_archive_holds_the_pruned_records_and_a_changed_copy_is_refused()
     );
 
     // The collector refuses to read that copy back: its records are skipped, the rest comes.
-    let col = Collector::start(&pki, &data, free_port(), &extra);
+    let col = start(&pki, &data, &cfg, &metrics);
     let exported = export(&pki, col.port);
     let first_seg = indexes_in(&bytes);
     assert_eq!(

@@ -95,10 +95,9 @@ impl WebhookConfig {
 
 /// The signature header's value for a body.
 pub(crate) fn sign(secret: &[u8], body: &[u8]) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-    format!(
-        "sha256={}",
-        hex::encode(ring::hmac::sign(&key, body).as_ref())
+    recorder_export::webhook::signature(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret),
+        body,
     )
 }
 

@@ -10,7 +10,7 @@ mod file;
 mod http;
 mod otlp;
 mod syslog;
-mod webhook;
+pub mod webhook;
 
 use std::{
     future::Future,

@@ -65,10 +65,7 @@ impl WebhookSink {
                 .collect::<Result<Vec<_>, String>>()?;
             let body = serde_json::to_vec(&serde_json::json!({ "records": items }))
                 .map_err(|e| e.to_string())?;
-            let signature = format!(
-                "sha256={}",
-                recorder_record::hex::encode(ring::hmac::sign(&self.key, &body).as_ref())
-            );
+            let signature = signature(&self.key, &body);
             self.client
                 .post("application/json", &[(SIGNATURE_HEADER, signature)], body)
                 .await
@@ -88,4 +85,13 @@ impl WebhookSink {
     pub(crate) fn reset(&mut self) {
         self.delivered = None;
     }
+}
+
+/// The `X-Recorder-Signature` value of a body: `sha256=<hex HMAC-SHA256 under the secret>`, the
+/// same for record webhooks and the collector's alert webhooks.
+pub fn signature(key: &ring::hmac::Key, body: &[u8]) -> String {
+    format!(
+        "sha256={}",
+        recorder_record::hex::encode(ring::hmac::sign(key, body).as_ref())
+    )
 }
