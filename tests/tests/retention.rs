@@ -14,6 +14,7 @@ use std::{
 
 use collector_support::*;
 use recorder_record::time::rfc3339_nanos;
+use recorder_tests::postgres::Postgres;
 
 /// PyPI's moto S3 server on loopback.
 struct Moto {
@@ -564,4 +565,140 @@ fn a_local_path_archive_holds_the_pruned_records_and_a_changed_copy_is_refused()
         "{log}"
     );
     col.stop();
+}
+
+/// A group's PostgreSQL log: old runs of log indexes are archived and their records' rows
+/// deleted, their places kept; `verify --store` passes and lists them, `verify --archive`
+/// checks the copies; a row deleted outside retention, or a kept leaf changed, is caught.
+#[test]
+fn a_postgresql_log_prunes_old_runs_keeps_their_places_and_archives_them() {
+    let pg = Postgres::start();
+    pg.psql_admin("CREATE DATABASE recorder");
+    let store = format!(
+        "postgres://postgres@127.0.0.1:{}/recorder?sslmode=disable",
+        pg.port
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let archive = tmp.path().join("archive");
+    let url = format!("file://{}", archive.display());
+    let cfg = tmp.path().join("collector.toml");
+    config(
+        &cfg,
+        &format!("segment_records = 2000\n[retention.archive]\nurl = \"{url}\"\n"),
+        None,
+    );
+    // `segment_records` belongs in [retention], before its sub-tables.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "segment_records = 2000\n[retention.archive]",
+        "[retention.archive]",
+    );
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "check_every_secs = 1\n",
+            "check_every_secs = 1\nsegment_records = 2000\n",
+        ),
+    )
+    .unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let col = Collector::start(
+        &pki,
+        &tmp.path().join("c1"),
+        free_port(),
+        &[
+            "--store",
+            &store,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--checkpoint-secs",
+            "1",
+            "--metrics-addr",
+            &metrics,
+        ],
+    );
+    let (lines, groups) = input();
+    let o = ship(&pki, col.port, tmp.path(), "a", &lines, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Runs of 2,000: 0..12,000 old commands except the held session in 6,000..8,000.
+    wait_metric(
+        &col,
+        &metrics,
+        "recorder_retention_pruned_segments_total",
+        5,
+        60,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        metric(&metrics, "recorder_retention_pruned_segments_total"),
+        5
+    );
+    let count = |sql: &str| pg.query("recorder", sql).trim().parse::<u64>().unwrap();
+    assert_eq!(count("SELECT count(*) FROM records"), 14_000);
+    assert_eq!(count("SELECT count(*) FROM placed"), 24_000);
+    let gone: Vec<u64> = pg
+        .query(
+            "recorder",
+            "SELECT p.log_index FROM placed p LEFT JOIN records r ON r.id = p.record_id WHERE r.id IS NULL ORDER BY 1",
+        )
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(gone.len(), 10_000);
+    assert!(gone.iter().all(|&i| groups[i as usize] == Group::Old));
+    // Export through the collector: what remains, in order.
+    let exported = export(&pki, col.port);
+    let kept: Vec<String> = (0..lines.len())
+        .filter(|i| gone.binary_search(&(*i as u64)).is_err())
+        .map(|i| lines[i].clone())
+        .collect();
+    assert_eq!(exported, kept);
+    col.stop();
+
+    let key = std::fs::read_to_string(tmp.path().join("c1/checkpoint-key.pub")).unwrap();
+    let verify = || run(&["verify", "--store", &store, "--public-key", key.trim()]);
+    let o = verify();
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        stdout(&o)
+            .lines()
+            .filter(|l| l.starts_with("pruned: segment "))
+            .count(),
+        5,
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&["verify", "--archive", &url, "--public-key", key.trim()]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("ok: 5 archived segment(s), 10000 records intact"),
+        "{}",
+        stdout(&o)
+    );
+    println!(
+        "PostgreSQL: 10,000 records' rows deleted in 5 runs, 24,000 places kept; verify --store and --archive pass"
+    );
+
+    // A row deleted outside retention, then a kept leaf of a pruned run changed: each caught.
+    pg.query(
+        "recorder",
+        "DELETE FROM records WHERE id = (SELECT record_id FROM placed WHERE log_index = 13000)",
+    );
+    let o = verify();
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains("log index 13000: its record's row was deleted, and no signed entry of retention covers it"),
+        "{}",
+        stdout(&o)
+    );
+    pg.query(
+        "recorder",
+        "UPDATE placed SET leaf = sha256(leaf) WHERE log_index = 100",
+    );
+    let o = verify();
+    assert!(
+        stdout(&o).contains("pruned segment 0 (log index 0..2000): its stored leaf hashes are not those the entry signed"),
+        "{}",
+        stdout(&o)
+    );
 }

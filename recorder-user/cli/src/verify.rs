@@ -310,6 +310,9 @@ fn offline_postgres(
             "recorder: checkpoints checked against the key the database names; pin the key with --public-key to rule out a changed key"
         );
     }
+    for p in &v.pruned {
+        println!("pruned: {}", p.describe());
+    }
     if v.waiting > 0 {
         eprintln!(
             "recorder: {} records are stored but not yet placed in the log by a sequencer (not checked)",

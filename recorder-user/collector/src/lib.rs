@@ -180,7 +180,7 @@ pub async fn serve(
     if let Log::Embedded(store, _) = &log {
         spawn_checkpoint_ticker(store.clone());
     }
-    start_retention(&plan, &log, &stop_rx)?;
+    start_retention(&plan, &log, &stop_rx, &leading)?;
 
     let service = service::Service {
         log: log.clone(),
@@ -260,31 +260,59 @@ fn start_retention(
     plan: &CollectorPlan,
     log: &Log,
     stop: &tokio::sync::watch::Receiver<bool>,
+    leading: &Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<(), CollectorError> {
     let Some(config) = &plan.retention else {
         return Ok(());
     };
-    let Log::Embedded(store, restorer) = log else {
-        return Err(CollectorError::Retention(
-            "retention prunes the embedded store only; on PostgreSQL, keep the database's own retention (partitions, backups) for now".into(),
-        ));
-    };
     let cursors = recorder_export::Exporter::cursor_dir(&plan.data);
-    let names: Vec<String> = plan.exports.iter().map(|e| e.name.clone()).collect();
+    let exports: Vec<(String, bool)> = plan
+        .exports
+        .iter()
+        .map(|e| (e.name.clone(), e.sink.kind() == "file"))
+        .collect();
+    let pg = match log {
+        Log::Postgres(pg) => Some(pg.clone()),
+        Log::Embedded(..) => None,
+    };
+    // Where each exporter's delivery is durable: its cursor file, or on a group the cursor the
+    // group keeps in the database (file exporters keep theirs on each collector).
     let floor: recorder_retention::ExportFloor = Box::new(move || {
-        names
-            .iter()
-            .map(|name| {
-                let next = recorder_export::cursor::Cursor::open(&cursors, name)
-                    .map_or(0, |c| c.position.next);
-                (name.clone(), next)
-            })
-            .min_by_key(|(_, next)| *next)
+        let (cursors, exports, pg) = (cursors.clone(), exports.clone(), pg.clone());
+        Box::pin(async move {
+            let mut lowest: Option<(String, u64)> = None;
+            for (name, is_file) in exports {
+                let next = match &pg {
+                    Some(pg) if !is_file => pg.export_cursor(&name).await.unwrap_or(0),
+                    _ => recorder_export::cursor::Cursor::open(&cursors, &name)
+                        .map_or(0, |c| c.position.next),
+                };
+                if lowest.as_ref().is_none_or(|(_, n)| next < *n) {
+                    lowest = Some((name, next));
+                }
+            }
+            lowest
+        })
     });
-    let pruner = recorder_retention::Pruner::new(config.clone(), store.clone(), floor)
+    let (target, restorer) = match log {
+        Log::Embedded(store, restorer) => (
+            recorder_retention::Target::Embedded(store.clone()),
+            Some(restorer),
+        ),
+        Log::Postgres(pg) => (
+            recorder_retention::Target::Postgres {
+                log: pg.clone(),
+                leading: leading.clone(),
+            },
+            None,
+        ),
+    };
+    let pruner = recorder_retention::Pruner::new(config.clone(), target, floor)
         .map_err(CollectorError::Retention)?;
     let pruner = Arc::new(pruner);
-    let _ = restorer.set(pruner.clone());
+    if let Some(restorer) = restorer {
+        let _ = restorer.set(pruner.clone());
+    }
     tokio::spawn(pruner.run(stop.clone()));
     Ok(())
 }

@@ -19,6 +19,9 @@ pub struct RetentionConfig {
     /// How often the collector looks for segments it may delete.
     #[serde(default = "default_every")]
     pub check_every_secs: u64,
+    /// On PostgreSQL: how many log indexes make one segment, the unit deleted.
+    #[serde(default = "default_segment_records")]
+    pub segment_records: u64,
     #[serde(default, rename = "rule")]
     pub rules: Vec<Rule>,
     #[serde(default, rename = "hold")]
@@ -28,6 +31,10 @@ pub struct RetentionConfig {
 
 fn default_every() -> u64 {
     3600
+}
+
+fn default_segment_records() -> u64 {
+    65_536
 }
 
 /// Records of `identity` (any if absent) and of `kinds` (any if empty) are kept `days` days.
@@ -103,6 +110,9 @@ impl RetentionConfig {
                     n + 1
                 ));
             }
+        }
+        if self.segment_records == 0 {
+            return Err("segment_records = 0: give the number of log indexes per segment".into());
         }
         if self.default_days == Some(0) {
             return Err("default_days = 0 would delete records as they arrive".into());

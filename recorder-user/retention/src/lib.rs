@@ -5,11 +5,12 @@
 pub mod archive;
 pub mod config;
 pub mod plan;
+mod postgres;
 pub mod prune;
 
 pub use archive::{Archive, Manifest};
 pub use config::{ArchiveConfig, RetentionConfig};
-pub use prune::{ExportFloor, Pruner};
+pub use prune::{ExportFloor, Pruner, Target};
 #[cfg(test)]
 mod tests;
 

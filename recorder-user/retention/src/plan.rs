@@ -46,13 +46,36 @@ pub fn read_segment(
     segment: u32,
     config: &RetentionConfig,
 ) -> Result<SegmentFacts, String> {
-    let io = |e: std::io::Error| format!("{}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     // Read frame by frame: memory holds one record and the leaf hashes, not the segment.
-    let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
+    judge(
+        std::io::BufReader::new(file),
+        &path.display().to_string(),
+        segment,
+        config,
+    )
+}
+
+/// Judges the records of a segment image (the PostgreSQL store's, made from its rows).
+pub fn judge_image(
+    bytes: &[u8],
+    segment: u32,
+    config: &RetentionConfig,
+) -> Result<SegmentFacts, String> {
+    judge(bytes, &format!("segment {segment}"), segment, config)
+}
+
+fn judge(
+    mut file: impl Read,
+    name: &str,
+    segment: u32,
+    config: &RetentionConfig,
+) -> Result<SegmentFacts, String> {
+    let io = |e: std::io::Error| format!("{name}: {e}");
     let mut header = [0u8; HEADER.len()];
     file.read_exact(&mut header).map_err(io)?;
     if &header != HEADER {
-        return Err(format!("{}: not a log segment", path.display()));
+        return Err(format!("{name}: not a log segment"));
     }
     let mut facts = SegmentFacts {
         segment,
@@ -71,14 +94,13 @@ pub fn read_segment(
     let mut offset = HEADER.len();
     let mut buf = Vec::new();
     while next_frame(&mut file, &mut buf).map_err(io)? {
-        let frame = segment::decode_frame(&buf)
-            .map_err(|e| format!("{} byte offset {offset}: {e}", path.display()))?;
+        let frame =
+            segment::decode_frame(&buf).map_err(|e| format!("{name} byte offset {offset}: {e}"))?;
         let e = &frame.entry;
         let leaf = frame.computed_leaf();
         if leaf != frame.stored_leaf {
             return Err(format!(
-                "{} log index {}: content does not match its stored hash; run `recorder verify`",
-                path.display(),
+                "{name} log index {}: content does not match its stored hash; run `recorder verify`",
                 e.index
             ));
         }

@@ -22,15 +22,28 @@ use crate::{
     plan::{self, Verdict},
 };
 
-/// The lowest log index an exporter has not delivered yet, and its name.
-pub type ExportFloor = Box<dyn Fn() -> Option<(String, u64)> + Send + Sync>;
+/// The lowest log index an exporter has not durably delivered yet, and its name.
+pub type ExportFloor =
+    Box<dyn Fn() -> futures::future::BoxFuture<'static, Option<(String, u64)>> + Send + Sync>;
+
+/// The log retention prunes.
+pub enum Target {
+    /// The embedded store: segment files.
+    Embedded(Arc<Mutex<Store>>),
+    /// A group's PostgreSQL log: runs of `segment_records` log indexes, pruned by the collector
+    /// that sequences (`leading`) only.
+    Postgres {
+        log: recorder_store_postgres::PgLog,
+        leading: Arc<std::sync::atomic::AtomicBool>,
+    },
+}
 
 pub struct Pruner {
-    config: RetentionConfig,
-    archive: Option<Archive>,
-    store: Arc<Mutex<Store>>,
-    export_floor: ExportFloor,
-    metrics: Metrics,
+    pub(crate) config: RetentionConfig,
+    pub(crate) archive: Option<Archive>,
+    target: Target,
+    pub(crate) export_floor: ExportFloor,
+    pub(crate) metrics: Metrics,
     /// One restore at a time (two readers of one pruned segment fetch it once).
     restoring: tokio::sync::Mutex<()>,
     /// Restores that failed lately, not tried again for a minute (a reader of a long range
@@ -46,11 +59,11 @@ pub struct Pass {
     pub kept: u64,
 }
 
-struct Metrics {
-    segments: Counter,
-    records: Counter,
-    archive_failed: Counter,
-    kept: Gauge,
+pub(crate) struct Metrics {
+    pub(crate) segments: Counter,
+    pub(crate) records: Counter,
+    pub(crate) archive_failed: Counter,
+    pub(crate) kept: Gauge,
 }
 
 fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
@@ -63,7 +76,7 @@ impl Pruner {
     /// Opens the archive (a bad URL or option stops the collector at start).
     pub fn new(
         config: RetentionConfig,
-        store: Arc<Mutex<Store>>,
+        target: Target,
         export_floor: ExportFloor,
     ) -> Result<Self, String> {
         let archive = config.archive.as_ref().map(Archive::open).transpose()?;
@@ -71,7 +84,7 @@ impl Pruner {
         Ok(Self {
             config,
             archive,
-            store,
+            target,
             export_floor,
             metrics: Metrics {
                 segments: r.counter(
@@ -127,8 +140,17 @@ impl Pruner {
 
     /// One check over every closed segment.
     pub async fn pass(&self) -> Result<Pass, String> {
+        let store = match &self.target {
+            Target::Embedded(store) => store,
+            Target::Postgres { log, leading } => {
+                if !leading.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(Pass::default());
+                }
+                return self.pass_postgres(log).await;
+            }
+        };
         self.forget_restored(RESTORED_FOR);
-        let closed = lock(&self.store).closed_segments();
+        let closed = lock(store).closed_segments();
         let mut out = Pass::default();
         for (seg, path) in closed {
             let config = self.config.clone();
@@ -136,14 +158,14 @@ impl Pruner {
                 tokio::task::spawn_blocking(move || plan::read_segment(&path, seg, &config))
                     .await
                     .map_err(|e| e.to_string())??;
-            let floor = (self.export_floor)();
+            let floor = (self.export_floor)().await;
             match facts.verdict(now_unix_ns(), floor.as_ref().map(|(n, i)| (n.as_str(), *i))) {
                 Verdict::Keep(why) => {
                     tracing::debug!(segment = seg, why, "kept");
                     out.kept += 1;
                 }
                 Verdict::Due => {
-                    if self.prune(&facts).await? {
+                    if self.prune(store, &facts).await? {
                         out.pruned_segments += 1;
                         out.pruned_records += facts.leaves.len() as u64;
                     } else {
@@ -157,14 +179,18 @@ impl Pruner {
     }
 
     /// Archives (if configured) and deletes one due segment; false if the archive failed.
-    async fn prune(&self, facts: &plan::SegmentFacts) -> Result<bool, String> {
+    async fn prune(
+        &self,
+        store: &Arc<Mutex<Store>>,
+        facts: &plan::SegmentFacts,
+    ) -> Result<bool, String> {
         let seg = facts.segment;
         let mut entry = facts.entry(
             Timestamp::now().to_string(),
             self.archive.as_ref().map(|a| a.url().to_string()),
         );
         let manifest = {
-            let mut store = lock(&self.store);
+            let mut store = lock(store);
             store
                 .sign_pruned(&mut entry, &facts.leaves)
                 .map_err(|e| e.to_string())?;
@@ -192,7 +218,7 @@ impl Pruner {
             }
         };
         if let Some(archive) = &self.archive {
-            let path = store_segment_path(&self.store, seg);
+            let path = store_segment_path(store, seg);
             let bytes = tokio::fs::read(&path)
                 .await
                 .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -202,7 +228,7 @@ impl Pruner {
                 return Ok(false);
             }
         }
-        lock(&self.store)
+        lock(store)
             .prune(entry, &facts.leaves)
             .map_err(|e| e.to_string())?;
         self.metrics.segments.inc();
@@ -248,7 +274,8 @@ impl Pruner {
     }
 
     async fn fetch(&self, seg: u32) -> Result<(), String> {
-        let dir = lock(&self.store).dir().to_path_buf();
+        let store = self.embedded()?;
+        let dir = lock(store).dir().to_path_buf();
         let target = pruned::restored_path(&dir, seg);
         if target.exists() {
             return Ok(());
@@ -286,6 +313,17 @@ impl Pruner {
     }
 }
 
+impl Pruner {
+    fn embedded(&self) -> Result<&Arc<Mutex<Store>>, String> {
+        match &self.target {
+            Target::Embedded(store) => Ok(store),
+            Target::Postgres { .. } => Err(
+                "records pruned from a PostgreSQL log are read back with `recorder verify --archive` and the archive's files, not through the collector (yet)".into(),
+            ),
+        }
+    }
+}
+
 /// How long a segment brought back from the archive stays on disk after its last fetch.
 const RESTORED_FOR: Duration = Duration::from_hours(1);
 
@@ -293,7 +331,8 @@ impl Pruner {
     /// Removes copies brought back from the archive more than `ttl` ago (fetched again when
     /// read again). The store's lock is held, so no read sees a half-removed copy.
     pub(crate) fn forget_restored(&self, ttl: Duration) {
-        let mut store = lock(&self.store);
+        let Ok(store) = self.embedded() else { return };
+        let mut store = lock(store);
         let dir = store.dir().to_path_buf();
         let segments: Vec<u32> = store.pruned_segments().keys().copied().collect();
         for seg in segments {

@@ -10,7 +10,7 @@ use recorder_record::Record;
 use recorder_store::{CheckpointPolicy, Store, StoreError};
 
 use crate::{
-    Pruner, RetentionConfig,
+    Pruner, RetentionConfig, Target,
     archive::{self, Archive},
     config,
 };
@@ -68,7 +68,12 @@ async fn pruned_segments_are_archived_checked_and_read_back() {
     let archive_dir = dir.path().join("archive");
     let store = store(&dir.path().join("data"));
     let config = retention(&archive_dir);
-    let pruner = Pruner::new(config.clone(), store.clone(), Box::new(|| None)).unwrap();
+    let pruner = Pruner::new(
+        config.clone(),
+        Target::Embedded(store.clone()),
+        Box::new(|| Box::pin(async { None })),
+    )
+    .unwrap();
     let pass = pruner.pass().await.unwrap();
     assert!(pass.pruned_segments >= 1, "{pass:?}");
     // Only segments of 2020 records went, and a second pass finds nothing more to do.
@@ -141,7 +146,12 @@ async fn a_changed_archive_is_not_read_back() {
     let dir = tempfile::tempdir().unwrap();
     let archive_dir = dir.path().join("archive");
     let store = store(&dir.path().join("data"));
-    let pruner = Pruner::new(retention(&archive_dir), store.clone(), Box::new(|| None)).unwrap();
+    let pruner = Pruner::new(
+        retention(&archive_dir),
+        Target::Embedded(store.clone()),
+        Box::new(|| Box::pin(async { None })),
+    )
+    .unwrap();
     pruner.pass().await.unwrap();
     let path = archive_dir.join("segments").join("00000000.log");
     let mut bytes = std::fs::read(&path).unwrap();
@@ -166,8 +176,8 @@ async fn an_exporter_behind_keeps_the_segment() {
     let store = store(&dir.path().join("data"));
     let pruner = Pruner::new(
         retention(&dir.path().join("archive")),
-        store.clone(),
-        Box::new(|| Some(("siem".to_string(), 5))),
+        Target::Embedded(store.clone()),
+        Box::new(|| Box::pin(async { Some(("siem".to_string(), 5)) })),
     )
     .unwrap();
     let pass = pruner.pass().await.unwrap();

@@ -14,6 +14,7 @@
 mod columns;
 mod ingest;
 mod migrate;
+mod prune;
 mod read;
 mod schema;
 mod sequencer;

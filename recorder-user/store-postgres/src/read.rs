@@ -249,7 +249,7 @@ impl PgLog {
 
     /// Reads stored nodes: leaves from `placed`, the rest from `tree_nodes`. None if the
     /// log is smaller than `tree_size`.
-    async fn nodes(
+    pub(crate) async fn nodes(
         &self,
         ids: &[NodeId],
         tree_size: u64,

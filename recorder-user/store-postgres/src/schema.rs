@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "export_cursors",
         include_str!("../migrations/0002_export_cursors.sql"),
     ),
+    (3, "pruned", include_str!("../migrations/0003_pruned.sql")),
 ];
 
 /// Applies what the database lacks; refuses a database from a newer collector.

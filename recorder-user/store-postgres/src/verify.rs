@@ -4,7 +4,7 @@
 //! chain and sequence, every checkpoint's signature and root, the signed head, and every stored
 //! tree node against the nodes the stored leaf hashes make (so a changed record is reported
 //! once, at its leaf, and a changed node at the node).
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use recorder_record::hex;
 use recorder_store::{
@@ -13,6 +13,7 @@ use recorder_store::{
         checkpoint::Checkpoint,
         merkle::{Frontier, NodeId, node_hash},
     },
+    pruned::{self, PrunedSegment},
     segment::Entry,
 };
 use tokio_postgres::{IsolationLevel, Transaction};
@@ -29,6 +30,8 @@ pub struct Verified {
     /// Records stored but not yet placed (outside the checks: not yet in the log).
     pub waiting: u64,
     pub problems: Vec<String>,
+    /// The segments retention deleted (their records' places and leaves checked).
+    pub pruned: Vec<PrunedSegment>,
 }
 
 /// The stored tree nodes, read in the order appending completes them.
@@ -98,14 +101,15 @@ impl PgLog {
             .await?
             .get::<_, i64>(0) as u64;
         orphans(&tx, &mut out).await?;
+        let pruned = ledger(&tx, &key, &mut out).await?;
+        // Placed records whose row retention deleted come with NULL content.
         tx.batch_execute(&format!(
             "DECLARE verify_records NO SCROLL CURSOR FOR
-                 SELECT {} FROM {} ORDER BY p.log_index;
+                 SELECT {} FROM placed p LEFT JOIN records r ON r.id = p.record_id ORDER BY p.log_index;
              DECLARE verify_nodes NO SCROLL CURSOR FOR
                  SELECT level, idx, hash FROM tree_nodes
                  ORDER BY (idx + 1) * (1::bigint << level), level",
             read::RECORD_COLUMNS,
-            read::PLACED,
         ))
         .await?;
         let mut nodes = StoredNodes {
@@ -120,6 +124,8 @@ impl PgLog {
             buf: Vec::new(),
             checkpoints: checkpoints.into_iter().peekable(),
             head_checked: false,
+            pruned,
+            current: None,
         };
         let mut node_check = NodeCheck {
             size: 0,
@@ -152,6 +158,39 @@ impl PgLog {
         tx.commit().await?;
         Ok(out)
     }
+}
+
+/// The signed ledger of pruned segments, by first log index.
+async fn ledger(
+    tx: &Transaction<'_>,
+    key: &[u8],
+    out: &mut Verified,
+) -> Result<BTreeMap<u64, PrunedSegment>, PgError> {
+    let mut found = BTreeMap::new();
+    for r in &tx
+        .query(
+            "SELECT segment, entry FROM pruned ORDER BY first_index",
+            &[],
+        )
+        .await?
+    {
+        let segment: i64 = r.get(0);
+        match serde_json::from_str::<PrunedSegment>(r.get(1)) {
+            Ok(e) => {
+                if !e.verify(key) || i64::from(e.segment) != segment {
+                    out.problems.push(format!(
+                        "pruned segment {segment} (log index {}..{}): bad signature: the record of this deletion was altered",
+                        e.first_index, e.end_index
+                    ));
+                }
+                found.insert(e.first_index, e);
+            }
+            Err(e) => out
+                .problems
+                .push(format!("pruned segment {segment}: unreadable entry ({e})")),
+        }
+    }
+    Ok(found)
 }
 
 /// Records neither in the log nor waiting for it: their place was deleted.
@@ -311,6 +350,10 @@ struct Walk<I: Iterator<Item = Checkpoint>> {
     buf: Vec<u8>,
     checkpoints: std::iter::Peekable<I>,
     head_checked: bool,
+    /// The signed ledger entries not reached yet, by first log index.
+    pruned: BTreeMap<u64, PrunedSegment>,
+    /// The pruned segment being walked, and its stored leaves so far.
+    current: Option<(PrunedSegment, Vec<u8>)>,
 }
 
 impl<I: Iterator<Item = Checkpoint>> Walk<I> {
@@ -324,7 +367,9 @@ impl<I: Iterator<Item = Checkpoint>> Walk<I> {
         let expected = self.next_index;
         let index = row.get::<_, i64>(0) as u64;
         self.next_index = index + 1;
-        let host: &str = row.get(1);
+        let Some(host) = row.get::<_, Option<&str>>(1) else {
+            return self.pruned_record(row, expected, head, out);
+        };
         let boot: &str = row.get(2);
         let sequence = row.get::<_, i64>(3) as u64;
         let prev = Hash::try_from(row.get::<_, &[u8]>(4)).unwrap_or_default();
@@ -387,6 +432,75 @@ impl<I: Iterator<Item = Checkpoint>> Walk<I> {
             .and_then(|l| Hash::try_from(l).ok())
             .unwrap_or(leaf);
         (stored_leaf, index)
+    }
+
+    /// A placed record whose row retention deleted: a signed ledger entry must cover it; its
+    /// stored leaf stands in the tree, and the entry's stream ends carry the chains over.
+    fn pruned_record(
+        &mut self,
+        row: &tokio_postgres::Row,
+        expected: u64,
+        head: &Checkpoint,
+        out: &mut Verified,
+    ) -> (Hash, u64) {
+        let index = row.get::<_, i64>(0) as u64;
+        let leaf = Hash::try_from(row.get::<_, &[u8]>(6)).unwrap_or_default();
+        if index != expected {
+            out.problems.push(format!(
+                "log index {expected}..{}: missing (rows deleted)",
+                index.saturating_sub(1)
+            ));
+        }
+        if self.current.is_none() {
+            match self.pruned.remove(&index) {
+                Some(entry) => {
+                    self.enter_pruned(&entry, out);
+                    self.current = Some((entry, Vec::new()));
+                }
+                None => out.problems.push(format!(
+                    "log index {index}: its record's row was deleted, and no signed entry of retention covers it"
+                )),
+            }
+        }
+        if let Some((entry, leaves)) = &mut self.current {
+            leaves.extend_from_slice(&leaf);
+            if index + 1 >= entry.end_index {
+                if pruned::sha256_hex(leaves) != entry.leaves_sha256 {
+                    out.problems.push(format!(
+                        "pruned segment {} (log index {}..{}): its stored leaf hashes are not those the entry signed",
+                        entry.segment, entry.first_index, entry.end_index
+                    ));
+                }
+                if let Some((entry, _)) = self.current.take() {
+                    out.pruned.push(entry);
+                }
+            }
+        }
+        out.records += 1;
+        self.frontier.push(leaf);
+        self.check_roots(head, out);
+        (leaf, index)
+    }
+
+    /// Each stream of a pruned segment: its chain must enter where the stream stood, and
+    /// goes on from where the entry says it left.
+    fn enter_pruned(&mut self, entry: &PrunedSegment, out: &mut Verified) {
+        for s in &entry.streams {
+            let key = (s.host.clone(), s.boot.clone());
+            let (last_seq, last_leaf) = self.streams.get(&key).copied().unwrap_or((0, [0; 32]));
+            if hex::encode(&last_leaf) != s.first_prev
+                || (last_seq > 0 && s.first_sequence <= last_seq)
+            {
+                out.problems.push(format!(
+                    "pruned segment {}, host {} stream {}: its chain does not continue from the stream's previous record",
+                    entry.segment, s.host, s.boot
+                ));
+            }
+            let leaf = hex::decode(&s.last_leaf)
+                .and_then(|h| h.try_into().ok())
+                .unwrap_or_default();
+            self.streams.insert(key, (s.last_sequence, leaf));
+        }
     }
 
     /// Compares the tree head at each checkpoint's size (and the signed head's).

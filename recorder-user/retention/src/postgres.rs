@@ -1,0 +1,116 @@
+//! Retention on a group's PostgreSQL log, run by the collector that sequences: segment `k` is
+//! log indexes `k·N .. (k+1)·N` (`segment_records`), closed once the log is past it. Each is
+//! read as a segment image (the embedded format, from its rows), judged as a segment file is,
+//! archived, and pruned in one transaction: its records' rows go, their places stay.
+use recorder_record::{Timestamp, hex, time::now_unix_ns};
+use recorder_store_postgres::PgLog;
+
+use crate::{
+    Manifest, Pruner,
+    plan::{self, Verdict},
+    prune::Pass,
+};
+
+impl Pruner {
+    pub(crate) async fn pass_postgres(&self, log: &PgLog) -> Result<Pass, String> {
+        let size = log.placed().await.map_err(|e| e.to_string())?;
+        let done: std::collections::HashSet<u32> = log
+            .pruned()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|p| p.segment)
+            .collect();
+        let n = self.config.segment_records;
+        let mut out = Pass::default();
+        for seg in 0..size / n {
+            let seg = u32::try_from(seg).map_err(|_| "too many segments")?;
+            if done.contains(&seg) {
+                continue;
+            }
+            let (first, end) = (u64::from(seg) * n, (u64::from(seg) + 1) * n);
+            let (bytes, leaves) = log
+                .segment_image(first, end)
+                .await
+                .map_err(|e| e.to_string())?;
+            let facts = plan::judge_image(&bytes, seg, &self.config)?;
+            if facts.leaves != leaves {
+                return Err(format!("segment {seg}: its image does not match its rows"));
+            }
+            let floor = (self.export_floor)().await;
+            match facts.verdict(now_unix_ns(), floor.as_ref().map(|(n, i)| (n.as_str(), *i))) {
+                Verdict::Keep(why) => {
+                    tracing::debug!(segment = seg, why, "kept");
+                    out.kept += 1;
+                }
+                Verdict::Due => {
+                    if self.prune_postgres(log, &facts, bytes).await? {
+                        out.pruned_segments += 1;
+                        out.pruned_records += facts.leaves.len() as u64;
+                    } else {
+                        out.kept += 1;
+                    }
+                }
+            }
+        }
+        self.metrics.kept.set(out.kept);
+        Ok(out)
+    }
+
+    /// Archives (if configured) and prunes one due segment; false if it must wait (no
+    /// checkpoint covers it yet, or the archive failed).
+    async fn prune_postgres(
+        &self,
+        log: &PgLog,
+        facts: &plan::SegmentFacts,
+        bytes: Vec<u8>,
+    ) -> Result<bool, String> {
+        let seg = facts.segment;
+        let mut entry = facts.entry(
+            Timestamp::now().to_string(),
+            self.archive.as_ref().map(|a| a.url().to_string()),
+        );
+        log.sign_pruned(&mut entry, &facts.leaves)
+            .map_err(|e| e.to_string())?;
+        let Some(checkpoint) = log
+            .latest_checkpoint()
+            .await
+            .map_err(|e| e.to_string())?
+            .filter(|c| c.tree_size >= facts.end_index)
+        else {
+            return Ok(false);
+        };
+        if let Some(archive) = &self.archive {
+            let proof = log
+                .range_proof(facts.first_index, facts.end_index, checkpoint.tree_size)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("no range proof for the segment")?;
+            let manifest = Manifest {
+                version: 1,
+                entry: entry.clone(),
+                checkpoint,
+                range_proof: proof.iter().map(|h| hex::encode(h)).collect(),
+                public_key: hex::encode(&log.public_key()),
+            };
+            if let Err(e) = archive.put(bytes, &manifest).await {
+                self.metrics.archive_failed.inc();
+                tracing::warn!(segment = seg, error = %e, "segment kept: its archive could not be written");
+                return Ok(false);
+            }
+        }
+        log.prune(&entry).await.map_err(|e| e.to_string())?;
+        self.metrics.segments.inc();
+        self.metrics.records.add(facts.leaves.len() as u64);
+        tracing::info!(
+            segment = seg,
+            first = facts.first_index,
+            end = facts.end_index,
+            rule = %facts.rule,
+            archive = self.archive.as_ref().map(crate::Archive::url),
+            "segment pruned from the PostgreSQL log"
+        );
+        Ok(true)
+    }
+}
