@@ -32,7 +32,7 @@ impl Source for LogSource {
     }
 
     fn shared(&self) -> bool {
-        matches!(self.log, Log::Postgres(_))
+        matches!(self.log, Log::Postgres(..))
     }
 
     fn active(&self) -> bool {
@@ -41,14 +41,14 @@ impl Source for LogSource {
 
     async fn load_cursor(&self, name: &str) -> Result<u64, String> {
         match &self.log {
-            Log::Postgres(pg) => pg.export_cursor(name).await.map_err(|e| e.to_string()),
+            Log::Postgres(pg, _) => pg.export_cursor(name).await.map_err(|e| e.to_string()),
             Log::Embedded(..) => Ok(0),
         }
     }
 
     async fn save_cursor(&self, name: &str, next: u64) -> Result<(), String> {
         match &self.log {
-            Log::Postgres(pg) => pg
+            Log::Postgres(pg, _) => pg
                 .save_export_cursor(name, next)
                 .await
                 .map_err(|e| e.to_string()),

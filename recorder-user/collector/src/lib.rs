@@ -243,7 +243,7 @@ async fn finish(
             }
             result?;
         }
-        Log::Postgres(_) => {
+        Log::Postgres(..) => {
             // The stop signal reached the sequencer too: it publishes the final checkpoint if
             // it holds the lease, and hands the lease over.
             if let Some(task) = sequencer {
@@ -272,7 +272,7 @@ fn start_retention(
         .map(|e| (e.name.clone(), e.sink.kind() == "file"))
         .collect();
     let pg = match log {
-        Log::Postgres(pg) => Some(pg.clone()),
+        Log::Postgres(pg, _) => Some(pg.clone()),
         Log::Embedded(..) => None,
     };
     // Where each exporter's delivery is durable: its cursor file, or on a group the cursor the
@@ -297,22 +297,21 @@ fn start_retention(
     let (target, restorer) = match log {
         Log::Embedded(store, restorer) => (
             recorder_retention::Target::Embedded(store.clone()),
-            Some(restorer),
+            restorer,
         ),
-        Log::Postgres(pg) => (
+        Log::Postgres(pg, restorer) => (
             recorder_retention::Target::Postgres {
                 log: pg.clone(),
                 leading: leading.clone(),
+                data: plan.data.clone(),
             },
-            None,
+            restorer,
         ),
     };
     let pruner = recorder_retention::Pruner::new(config.clone(), target, floor)
         .map_err(CollectorError::Retention)?;
     let pruner = Arc::new(pruner);
-    if let Some(restorer) = restorer {
-        let _ = restorer.set(pruner.clone());
-    }
+    let _ = restorer.set(pruner.clone());
     tokio::spawn(pruner.run(stop.clone()));
     Ok(())
 }
@@ -378,7 +377,12 @@ async fn open_log(
                     error,
                 })?;
             metrics.records.set(size);
-            learn(&Log::Postgres(pg.clone()), engine, size).await?;
+            learn(
+                &Log::Postgres(pg.clone(), Restorer::default()),
+                engine,
+                size,
+            )
+            .await?;
             let sequencer =
                 Sequencer::new(pg.clone(), collector_name(plan.listen), leading.clone()).map_err(
                     |error| CollectorError::Postgres {
@@ -396,7 +400,7 @@ async fn open_log(
                 metrics.clone(),
             );
             tracing::info!(records = size, "PostgreSQL store opened");
-            Ok((Log::Postgres(pg), Some(task)))
+            Ok((Log::Postgres(pg, Restorer::default()), Some(task)))
         }
     }
 }

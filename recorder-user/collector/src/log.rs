@@ -16,11 +16,11 @@ use tonic::Status;
 #[derive(Clone)]
 pub(crate) enum Log {
     Embedded(Arc<Mutex<Store>>, Restorer),
-    Postgres(PgLog),
+    Postgres(PgLog, Restorer),
 }
 
-/// On the embedded store with retention: brings pruned segments back from the archive when a
-/// reader asks for their records (set once the pruner has started).
+/// With retention: brings pruned segments back from the archive when a reader asks for their
+/// records (set once the pruner has started).
 pub(crate) type Restorer = Arc<OnceLock<Arc<recorder_retention::Pruner>>>;
 
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +170,7 @@ impl Log {
                 })
                 .await
             }
-            Log::Postgres(pg) => {
+            Log::Postgres(pg, _) => {
                 let out = pg
                     .append(&host, &boot, first_sequence, &lines, check)
                     .await?;
@@ -199,7 +199,7 @@ impl Log {
                 }
                 Ok(list)
             }
-            Log::Postgres(pg) => Ok(pg.sessions(filter, limit).await?),
+            Log::Postgres(pg, _) => Ok(pg.sessions(filter, limit).await?),
         }
     }
 
@@ -236,17 +236,23 @@ impl Log {
                     Err(Some(hosts)) => Err(ambiguous(&hosts)),
                 }
             }
-            Log::Postgres(pg) => {
+            Log::Postgres(pg, restorer) => {
                 let hosts = pg
                     .session_hosts(&session, &host)
                     .await
                     .map_err(LogError::from)?;
                 match hosts.as_slice() {
                     [] => Err(not_found()),
-                    [one] => Ok(pg
-                        .session_records(one, &session)
-                        .await
-                        .map_err(LogError::from)?),
+                    [one] => {
+                        let records = pg
+                            .session_records(one, &session)
+                            .await
+                            .map_err(LogError::from)?;
+                        Ok(match restorer.get() {
+                            Some(pruner) => pruner.fill_session(records, one, &session).await,
+                            None => records,
+                        })
+                    }
                     more => Err(ambiguous(more)),
                 }
             }
@@ -295,13 +301,17 @@ impl Log {
                     start = end;
                 }
             }
-            Log::Postgres(pg) => {
-                // Runs pruned by retention have no rows: go past them, so that only the end
-                // of the log gives an empty answer.
+            Log::Postgres(pg, restorer) => {
+                // Runs pruned by retention have no rows: their records come from the archive
+                // if there is one; else go past them, so that only the end of the log gives an
+                // empty answer.
                 let span = to.saturating_sub(from).max(1);
                 let mut start = from;
                 loop {
-                    let out = pg.read_range(start, start + span).await?;
+                    let mut out = pg.read_range(start, start + span).await?;
+                    if let Some(pruner) = restorer.get() {
+                        out = pruner.fill_range(out, start, start + span).await;
+                    }
                     if !out.is_empty() || start + span >= pg.placed().await? {
                         return Ok(out);
                     }
@@ -314,14 +324,14 @@ impl Log {
     pub(crate) async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, LogError> {
         match self {
             Log::Embedded(store, _) => Ok(lock(store).latest_checkpoint().cloned()),
-            Log::Postgres(pg) => Ok(pg.latest_checkpoint().await?),
+            Log::Postgres(pg, _) => Ok(pg.latest_checkpoint().await?),
         }
     }
 
     pub(crate) fn public_key(&self) -> Vec<u8> {
         match self {
             Log::Embedded(store, _) => lock(store).public_key(),
-            Log::Postgres(pg) => pg.public_key(),
+            Log::Postgres(pg, _) => pg.public_key(),
         }
     }
 
@@ -332,7 +342,7 @@ impl Log {
     ) -> Result<Option<(Hash, Vec<Hash>)>, LogError> {
         match self {
             Log::Embedded(store, _) => Ok(lock(store).inclusion_proof(index, tree_size)?),
-            Log::Postgres(pg) => Ok(pg.inclusion_proof(index, tree_size).await?),
+            Log::Postgres(pg, _) => Ok(pg.inclusion_proof(index, tree_size).await?),
         }
     }
 
@@ -343,7 +353,7 @@ impl Log {
     ) -> Result<Option<Vec<Hash>>, LogError> {
         match self {
             Log::Embedded(store, _) => Ok(lock(store).consistency_proof(old, new)?),
-            Log::Postgres(pg) => Ok(pg.consistency_proof(old, new).await?),
+            Log::Postgres(pg, _) => Ok(pg.consistency_proof(old, new).await?),
         }
     }
 
@@ -391,7 +401,7 @@ impl Log {
                 })
                 .await
             }
-            Log::Postgres(pg) => {
+            Log::Postgres(pg, _) => {
                 let v = pg.verify().await?;
                 Ok(Verified {
                     records: v.records,

@@ -31,6 +31,8 @@ pub struct SegmentFacts {
     pub rule: String,
     /// Why it must stay whatever its age (a legal hold, an unreadable record).
     pub pinned: Option<String>,
+    /// The (host, session) pairs with records in it.
+    pub sessions: std::collections::BTreeSet<(String, String)>,
 }
 
 /// What to do with a segment now.
@@ -88,6 +90,7 @@ fn judge(
         expires_ns: Some(i128::MIN),
         rule: String::new(),
         pinned: None,
+        sessions: std::collections::BTreeSet::new(),
     };
     let mut streams: HashMap<(String, String), PrunedStream> = HashMap::new();
     let mut order = Vec::new();
@@ -166,6 +169,10 @@ fn next_frame(file: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<bool> 
 impl SegmentFacts {
     fn judge(&mut self, record: &Record, config: &RetentionConfig) {
         let time = record.time.unix_ns();
+        if !record.session.is_empty() {
+            self.sessions
+                .insert((record.host.clone(), record.session.clone()));
+        }
         self.oldest_ns = self.oldest_ns.min(time);
         self.newest_ns = self.newest_ns.max(time);
         if self.pinned.is_none()
@@ -232,6 +239,7 @@ impl SegmentFacts {
             archive,
             leaves_sha256: String::new(),
             streams: self.streams.clone(),
+            sessions: self.sessions.iter().cloned().collect(),
             signature: String::new(),
         }
     }

@@ -3,10 +3,11 @@
 //! read as a segment image (the embedded format, from its rows), judged as a segment file is,
 //! archived, and pruned in one transaction: its records' rows go, their places stay.
 use recorder_record::{Timestamp, hex, time::now_unix_ns};
+use recorder_store::StoredRecord;
 use recorder_store_postgres::PgLog;
 
 use crate::{
-    Manifest, Pruner,
+    Manifest, Pruner, Target,
     plan::{self, Verdict},
     prune::Pass,
 };
@@ -112,5 +113,128 @@ impl Pruner {
             "segment pruned from the PostgreSQL log"
         );
         Ok(true)
+    }
+}
+
+/// Reading pruned runs back, from copies brought back from the archive.
+impl Pruner {
+    pub(crate) async fn pg_pruned(
+        &self,
+        log: &PgLog,
+    ) -> Result<Vec<recorder_store::pruned::PrunedSegment>, String> {
+        Ok(log
+            .pruned()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect())
+    }
+
+    /// `records` (what the database holds of log indexes `from..to`) with the records of the
+    /// pruned runs in that range added from the archive, in log order. Runs that cannot be
+    /// brought back are left out, and said so in the log.
+    pub async fn fill_range(
+        &self,
+        mut records: Vec<StoredRecord>,
+        from: u64,
+        to: u64,
+    ) -> Vec<StoredRecord> {
+        let Target::Postgres { log, .. } = &self.target else {
+            return records;
+        };
+        if self.archive.is_none() {
+            return records;
+        }
+        let runs = match self.pg_pruned(log).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the ledger of pruned runs");
+                return records;
+            }
+        };
+        for run in runs
+            .iter()
+            .filter(|r| r.first_index < to && r.end_index > from)
+        {
+            records.extend(
+                self.read_back(run.segment, |r| (from..to).contains(&r.index))
+                    .await,
+            );
+        }
+        records.sort_by_key(|r| r.index);
+        records
+    }
+
+    /// `records` (what the database holds of a session) with the session's records in pruned
+    /// runs added from the archive, in log order.
+    pub async fn fill_session(
+        &self,
+        mut records: Vec<StoredRecord>,
+        host: &str,
+        session: &str,
+    ) -> Vec<StoredRecord> {
+        let Target::Postgres { log, .. } = &self.target else {
+            return records;
+        };
+        if self.archive.is_none() {
+            return records;
+        }
+        let Ok(runs) = self.pg_pruned(log).await else {
+            return records;
+        };
+        let key = (host.to_string(), session.to_string());
+        for run in runs.iter().filter(|r| r.sessions.contains(&key)) {
+            records.extend(
+                self.read_back(run.segment, |r| {
+                    r.host == host && r.record.session == session
+                })
+                .await,
+            );
+        }
+        records.sort_by_key(|r| r.index);
+        records
+    }
+
+    /// The records of pruned run `seg` that `keep` wants, from its copy brought back from the
+    /// archive (checked against the stored leaves when fetched).
+    async fn read_back(&self, seg: u32, keep: impl Fn(&StoredRecord) -> bool) -> Vec<StoredRecord> {
+        if let Err(why) = self.restore(seg).await {
+            tracing::warn!(segment = seg, %why, "pruned records cannot be read back; skipped");
+            return Vec::new();
+        }
+        let Target::Postgres { data, .. } = &self.target else {
+            return Vec::new();
+        };
+        let path = recorder_store::pruned::restored_path(data, seg);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read a restored run");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        let mut offset = recorder_store::segment::HEADER.len();
+        while let Ok(frame) = recorder_store::segment::decode_frame(&bytes[offset..]) {
+            offset += frame.len;
+            let e = frame.entry;
+            let Ok(record) = recorder_record::Record::parse(e.line) else {
+                continue;
+            };
+            let stored = StoredRecord {
+                index: e.index,
+                host: e.host.to_string(),
+                boot: e.boot.to_string(),
+                sequence: e.sequence,
+                prev: e.prev,
+                record,
+                line: e.line.to_vec(),
+            };
+            if keep(&stored) {
+                out.push(stored);
+            }
+        }
+        out
     }
 }

@@ -35,13 +35,15 @@ pub enum Target {
     Postgres {
         log: recorder_store_postgres::PgLog,
         leading: Arc<std::sync::atomic::AtomicBool>,
+        /// Where runs brought back from the archive are kept for reading (`pruned/`).
+        data: std::path::PathBuf,
     },
 }
 
 pub struct Pruner {
     pub(crate) config: RetentionConfig,
     pub(crate) archive: Option<Archive>,
-    target: Target,
+    pub(crate) target: Target,
     pub(crate) export_floor: ExportFloor,
     pub(crate) metrics: Metrics,
     /// One restore at a time (two readers of one pruned segment fetch it once).
@@ -140,16 +142,16 @@ impl Pruner {
 
     /// One check over every closed segment.
     pub async fn pass(&self) -> Result<Pass, String> {
+        self.forget_restored(RESTORED_FOR);
         let store = match &self.target {
             Target::Embedded(store) => store,
-            Target::Postgres { log, leading } => {
+            Target::Postgres { log, leading, .. } => {
                 if !leading.load(std::sync::atomic::Ordering::Relaxed) {
                     return Ok(Pass::default());
                 }
                 return self.pass_postgres(log).await;
             }
         };
-        self.forget_restored(RESTORED_FOR);
         let closed = lock(store).closed_segments();
         let mut out = Pass::default();
         for (seg, path) in closed {
@@ -274,8 +276,7 @@ impl Pruner {
     }
 
     async fn fetch(&self, seg: u32) -> Result<(), String> {
-        let store = self.embedded()?;
-        let dir = lock(store).dir().to_path_buf();
+        let dir = self.restore_dir();
         let target = pruned::restored_path(&dir, seg);
         if target.exists() {
             return Ok(());
@@ -285,10 +286,9 @@ impl Pruner {
             .as_ref()
             .ok_or_else(|| format!("segment {seg} was pruned and no archive is configured"))?;
         let bytes = archive.segment(seg).await?;
-        let kept = std::fs::read(pruned::leaves_path(&dir, seg))
-            .ok()
-            .and_then(|b| pruned::parse_leaves(&b))
-            .ok_or_else(|| format!("segment {seg}: its kept leaf hashes cannot be read"))?;
+        let kept = self.kept_leaves(seg).await?;
+        std::fs::create_dir_all(dir.join(pruned::PRUNED_DIR))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
         let got: Vec<_> = archive::segment_leaves(&bytes)
             .map_err(|e| format!("archived segment {seg}: {e}"))?
             .into_iter()
@@ -314,12 +314,35 @@ impl Pruner {
 }
 
 impl Pruner {
-    fn embedded(&self) -> Result<&Arc<Mutex<Store>>, String> {
+    /// The directory whose `pruned/` holds copies brought back from the archive.
+    fn restore_dir(&self) -> std::path::PathBuf {
         match &self.target {
-            Target::Embedded(store) => Ok(store),
-            Target::Postgres { .. } => Err(
-                "records pruned from a PostgreSQL log are read back with `recorder verify --archive` and the archive's files, not through the collector (yet)".into(),
-            ),
+            Target::Embedded(store) => lock(store).dir().to_path_buf(),
+            Target::Postgres { data, .. } => data.clone(),
+        }
+    }
+
+    /// The leaf hashes kept for pruned segment `seg`: what a copy must hash to.
+    async fn kept_leaves(&self, seg: u32) -> Result<Vec<recorder_store::integrity::Hash>, String> {
+        match &self.target {
+            Target::Embedded(store) => {
+                let dir = lock(store).dir().to_path_buf();
+                std::fs::read(pruned::leaves_path(&dir, seg))
+                    .ok()
+                    .and_then(|b| pruned::parse_leaves(&b))
+                    .ok_or_else(|| format!("segment {seg}: its kept leaf hashes cannot be read"))
+            }
+            Target::Postgres { log, .. } => {
+                let entry = self
+                    .pg_pruned(log)
+                    .await?
+                    .into_iter()
+                    .find(|p| p.segment == seg)
+                    .ok_or_else(|| format!("segment {seg} is not pruned"))?;
+                log.placed_leaves(entry.first_index, entry.end_index)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         }
     }
 }
@@ -331,17 +354,29 @@ impl Pruner {
     /// Removes copies brought back from the archive more than `ttl` ago (fetched again when
     /// read again). The store's lock is held, so no read sees a half-removed copy.
     pub(crate) fn forget_restored(&self, ttl: Duration) {
-        let Ok(store) = self.embedded() else { return };
-        let mut store = lock(store);
-        let dir = store.dir().to_path_buf();
-        let segments: Vec<u32> = store.pruned_segments().keys().copied().collect();
-        for seg in segments {
-            let path = pruned::restored_path(&dir, seg);
+        let dir = self.restore_dir();
+        let mut store = match &self.target {
+            Target::Embedded(store) => Some(lock(store)),
+            Target::Postgres { .. } => None,
+        };
+        let Ok(files) = std::fs::read_dir(dir.join(pruned::PRUNED_DIR)) else {
+            return;
+        };
+        for file in files.flatten() {
+            let path = file.path();
+            let Some(seg) = path
+                .file_name()
+                .and_then(|n| n.to_str()?.strip_suffix(".log")?.parse::<u32>().ok())
+            else {
+                continue;
+            };
             let old = std::fs::metadata(&path)
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t.elapsed().unwrap_or_default() > ttl);
             if old {
-                store.drop_reader(seg);
+                if let Some(store) = store.as_mut() {
+                    store.drop_reader(seg);
+                }
                 if let Err(e) = std::fs::remove_file(&path) {
                     tracing::warn!(path = %path.display(), error = %e, "cannot remove a restored copy");
                 }

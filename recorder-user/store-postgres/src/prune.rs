@@ -77,6 +77,21 @@ impl PgLog {
         Ok((bytes, leaves))
     }
 
+    /// The stored leaf hashes of log indexes `first..end`.
+    pub async fn placed_leaves(&self, first: u64, end: u64) -> Result<Vec<Hash>, PgError> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT leaf FROM placed WHERE log_index >= $1 AND log_index < $2 ORDER BY log_index",
+                &[&(first as i64), &(end as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| Hash::try_from(r.get::<_, &[u8]>(0)).unwrap_or_default())
+            .collect())
+    }
+
     /// Signs a ledger entry for `leaves` with the group's key (the leaves' hash set first).
     pub fn sign_pruned(&self, entry: &mut PrunedSegment, leaves: &[Hash]) -> Result<(), PgError> {
         let signer = self.signer()?;

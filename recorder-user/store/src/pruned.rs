@@ -47,6 +47,10 @@ pub struct PrunedSegment {
     /// SHA-256 of its `.leaves` file (hex).
     pub leaves_sha256: String,
     pub streams: Vec<PrunedStream>,
+    /// The sessions with records in it, as (host, session): which segments a replay of a
+    /// session brings back from the archive where no index of its records is kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<(String, String)>,
     /// Ed25519 signature (hex) of `signed_text()` by the collector's checkpoint key.
     #[serde(default)]
     pub signature: String,

@@ -254,6 +254,7 @@ fn a_pruned_segment_keeps_the_tree_the_chains_and_the_proofs() {
             last_leaf: hex::encode(leaves.last().unwrap()),
             records: n,
         }],
+        sessions: Vec::new(),
         signature: String::new(),
     };
     // The segment being written is refused; a described segment whose leaves differ too.
