@@ -322,7 +322,7 @@ fn tampering_in_the_database_is_found_and_names_the_record() {
         (
             "deleted",
             "DELETE FROM records WHERE id = (SELECT record_id FROM placed WHERE log_index = 200)",
-            &["log index 200: missing"],
+            &["log index 200: its record's row was deleted, and no signed entry of retention covers it"],
         ),
         (
             "unplaced",
