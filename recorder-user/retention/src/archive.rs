@@ -32,6 +32,23 @@ pub struct Manifest {
     pub public_key: String,
 }
 
+impl Manifest {
+    pub fn new(
+        entry: PrunedSegment,
+        checkpoint: Checkpoint,
+        proof: &[Hash],
+        public_key: &[u8],
+    ) -> Self {
+        Self {
+            version: 1,
+            entry,
+            checkpoint,
+            range_proof: proof.iter().map(|h| hex::encode(h)).collect(),
+            public_key: hex::encode(public_key),
+        }
+    }
+}
+
 pub struct Archive {
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,

@@ -2,15 +2,11 @@
 //! log indexes `k·N .. (k+1)·N` (`segment_records`), closed once the log is past it. Each is
 //! read as a segment image (the embedded format, from its rows), judged as a segment file is,
 //! archived, and pruned in one transaction: its records' rows go, their places stay.
-use recorder_record::{Timestamp, hex, time::now_unix_ns};
+use recorder_record::Timestamp;
 use recorder_store::StoredRecord;
 use recorder_store_postgres::PgLog;
 
-use crate::{
-    Manifest, Pruner, Target,
-    plan::{self, Verdict},
-    prune::Pass,
-};
+use crate::{Manifest, Pruner, Target, plan, prune::Pass};
 
 impl Pruner {
     pub(crate) async fn pass_postgres(&self, log: &PgLog) -> Result<Pass, String> {
@@ -39,21 +35,9 @@ impl Pruner {
             if facts.leaves != leaves {
                 return Err(format!("segment {seg}: its image does not match its rows"));
             }
-            let floor = (self.export_floor)().await;
-            match facts.verdict(now_unix_ns(), floor.as_ref().map(|(n, i)| (n.as_str(), *i))) {
-                Verdict::Keep(why) => {
-                    tracing::debug!(segment = seg, why, "kept");
-                    out.kept += 1;
-                }
-                Verdict::Due => {
-                    if self.prune_postgres(log, &facts, bytes).await? {
-                        out.pruned_segments += 1;
-                        out.pruned_records += facts.leaves.len() as u64;
-                    } else {
-                        out.kept += 1;
-                    }
-                }
-            }
+            let pruned =
+                self.is_due(&facts).await && self.prune_postgres(log, &facts, bytes).await?;
+            out.count(&facts, pruned);
         }
         self.metrics.kept.set(out.kept);
         Ok(out)
@@ -67,7 +51,6 @@ impl Pruner {
         facts: &plan::SegmentFacts,
         bytes: Vec<u8>,
     ) -> Result<bool, String> {
-        let seg = facts.segment;
         let mut entry = facts.entry(
             Timestamp::now().to_string(),
             self.archive.as_ref().map(|a| a.url().to_string()),
@@ -88,30 +71,13 @@ impl Pruner {
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or("no range proof for the segment")?;
-            let manifest = Manifest {
-                version: 1,
-                entry: entry.clone(),
-                checkpoint,
-                range_proof: proof.iter().map(|h| hex::encode(h)).collect(),
-                public_key: hex::encode(&log.public_key()),
-            };
-            if let Err(e) = archive.put(bytes, &manifest).await {
-                self.metrics.archive_failed.inc();
-                tracing::warn!(segment = seg, error = %e, "segment kept: its archive could not be written");
+            let manifest = Manifest::new(entry.clone(), checkpoint, &proof, &log.public_key());
+            if !self.archive_copy(archive, bytes, &manifest).await {
                 return Ok(false);
             }
         }
         log.prune(&entry).await.map_err(|e| e.to_string())?;
-        self.metrics.segments.inc();
-        self.metrics.records.add(facts.leaves.len() as u64);
-        tracing::info!(
-            segment = seg,
-            first = facts.first_index,
-            end = facts.end_index,
-            rule = %facts.rule,
-            archive = self.archive.as_ref().map(crate::Archive::url),
-            "segment pruned from the PostgreSQL log"
-        );
+        self.pruned(facts);
         Ok(true)
     }
 }

@@ -10,7 +10,7 @@ use std::{
 
 use recorder_api::metrics::{Counter, Gauge, Registry};
 use recorder_record::{
-    Timestamp, hex,
+    Timestamp,
     time::{now_unix_ns, rfc3339_nanos},
 };
 use recorder_store::{Store, pruned};
@@ -59,6 +59,17 @@ pub struct Pass {
     pub pruned_segments: u64,
     pub pruned_records: u64,
     pub kept: u64,
+}
+
+impl Pass {
+    pub(crate) fn count(&mut self, facts: &plan::SegmentFacts, pruned: bool) {
+        if pruned {
+            self.pruned_segments += 1;
+            self.pruned_records += facts.leaves.len() as u64;
+        } else {
+            self.kept += 1;
+        }
+    }
 }
 
 pub(crate) struct Metrics {
@@ -160,24 +171,57 @@ impl Pruner {
                 tokio::task::spawn_blocking(move || plan::read_segment(&path, seg, &config))
                     .await
                     .map_err(|e| e.to_string())??;
-            let floor = (self.export_floor)().await;
-            match facts.verdict(now_unix_ns(), floor.as_ref().map(|(n, i)| (n.as_str(), *i))) {
-                Verdict::Keep(why) => {
-                    tracing::debug!(segment = seg, why, "kept");
-                    out.kept += 1;
-                }
-                Verdict::Due => {
-                    if self.prune(store, &facts).await? {
-                        out.pruned_segments += 1;
-                        out.pruned_records += facts.leaves.len() as u64;
-                    } else {
-                        out.kept += 1;
-                    }
-                }
-            }
+            let pruned = self.is_due(&facts).await && self.prune(store, &facts).await?;
+            out.count(&facts, pruned);
         }
         self.metrics.kept.set(out.kept);
         Ok(out)
+    }
+
+    /// Whether a judged segment may go now (why not is logged).
+    pub(crate) async fn is_due(&self, facts: &plan::SegmentFacts) -> bool {
+        let floor = (self.export_floor)().await;
+        match facts.verdict(now_unix_ns(), floor.as_ref().map(|(n, i)| (n.as_str(), *i))) {
+            Verdict::Keep(why) => {
+                tracing::debug!(segment = facts.segment, why, "kept");
+                false
+            }
+            Verdict::Due => true,
+        }
+    }
+
+    /// Copies a due segment and its manifest to the archive; false (counted and logged) if
+    /// that failed: the segment then stays.
+    pub(crate) async fn archive_copy(
+        &self,
+        archive: &Archive,
+        bytes: Vec<u8>,
+        manifest: &Manifest,
+    ) -> bool {
+        match archive.put(bytes, manifest).await {
+            Ok(()) => true,
+            Err(e) => {
+                self.metrics.archive_failed.inc();
+                tracing::warn!(segment = manifest.entry.segment, error = %e, "segment kept: its archive could not be written");
+                false
+            }
+        }
+    }
+
+    /// Counts and logs a pruned segment.
+    pub(crate) fn pruned(&self, facts: &plan::SegmentFacts) {
+        self.metrics.segments.inc();
+        self.metrics.records.add(facts.leaves.len() as u64);
+        tracing::info!(
+            segment = facts.segment,
+            first = facts.first_index,
+            end = facts.end_index,
+            oldest = %rfc3339_nanos(facts.oldest_ns),
+            newest = %rfc3339_nanos(facts.newest_ns),
+            rule = %facts.rule,
+            archive = self.archive.as_ref().map(Archive::url),
+            "segment pruned"
+        );
     }
 
     /// Archives (if configured) and deletes one due segment; false if the archive failed.
@@ -211,40 +255,21 @@ impl Pruner {
                 .range_proof(facts.first_index, facts.end_index, checkpoint.tree_size)
                 .map_err(|e| e.to_string())?
                 .ok_or("no range proof for the segment")?;
-            Manifest {
-                version: 1,
-                entry: entry.clone(),
-                checkpoint,
-                range_proof: proof.iter().map(|h| hex::encode(h)).collect(),
-                public_key: hex::encode(&store.public_key()),
-            }
+            Manifest::new(entry.clone(), checkpoint, &proof, &store.public_key())
         };
         if let Some(archive) = &self.archive {
             let path = store_segment_path(store, seg);
             let bytes = tokio::fs::read(&path)
                 .await
                 .map_err(|e| format!("{}: {e}", path.display()))?;
-            if let Err(e) = archive.put(bytes, &manifest).await {
-                self.metrics.archive_failed.inc();
-                tracing::warn!(segment = seg, error = %e, "segment kept: its archive could not be written");
+            if !self.archive_copy(archive, bytes, &manifest).await {
                 return Ok(false);
             }
         }
         lock(store)
             .prune(entry, &facts.leaves)
             .map_err(|e| e.to_string())?;
-        self.metrics.segments.inc();
-        self.metrics.records.add(facts.leaves.len() as u64);
-        tracing::info!(
-            segment = seg,
-            first = facts.first_index,
-            end = facts.end_index,
-            oldest = %rfc3339_nanos(facts.oldest_ns),
-            newest = %rfc3339_nanos(facts.newest_ns),
-            rule = %facts.rule,
-            archive = self.archive.as_ref().map(Archive::url),
-            "segment pruned"
-        );
+        self.pruned(facts);
         Ok(true)
     }
 
