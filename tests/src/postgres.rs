@@ -160,6 +160,35 @@ impl Postgres {
         );
     }
 
+    /// From now on, TCP clients must show a certificate `ca` (PEM) signed, whose common name is
+    /// the role they log in as (pg_hba.conf `hostssl ... cert`); the Unix socket stays trusted
+    /// for the tests' own queries. Reloads the server.
+    pub fn require_client_certs(&self, ca: &Path) {
+        let root = self.dir.path();
+        let data = root.join("data");
+        std::fs::copy(ca, root.join("client-ca.crt")).unwrap();
+        crate::run_ok(Command::new("chown").args([
+            "postgres:postgres",
+            root.join("client-ca.crt").to_str().unwrap(),
+        ]));
+        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        conf.push_str(&format!(
+            "ssl_ca_file = '{}'\n",
+            root.join("client-ca.crt").display()
+        ));
+        std::fs::write(data.join("postgresql.conf"), conf).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 cert\n",
+        )
+        .unwrap();
+        crate::run_ok(
+            as_postgres(&format!("{BIN}/pg_ctl"))
+                .args(["-D", data.to_str().unwrap(), "-w", "restart", "-l"])
+                .arg(root.join("log")),
+        );
+    }
+
     /// A libpq connection string over TCP with the given sslmode.
     pub fn tcp(&self, user: &str, db: &str, sslmode: &str) -> String {
         format!(

@@ -539,6 +539,57 @@ fn the_database_is_reached_over_tls_with_its_certificate_checked() {
     ]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     col.stop();
+
+    // The database now wants a client certificate: without one the collector is refused, with
+    // one our CA issued for the role it logs in as (`sslcert`/`sslkey` in the URL, as libpq
+    // names them) it stores, and PostgreSQL saw that certificate.
+    pki.issue("operator", "postgres");
+    pki.issue("agent", "web-2");
+    pg.require_client_certs(&pki.dir.join("ca.pem"));
+    let o = run(&[
+        "verify",
+        "--store",
+        &store,
+        "--store-ca",
+        &pki.path("ca.pem"),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("certificate"), "{}", stderr(&o));
+    let with_cert = format!(
+        "{store}&sslcert={}&sslkey={}",
+        pki.path("postgres.pem"),
+        pki.path("postgres-key.pem")
+    );
+    let col = Collector::start(
+        &pki,
+        &tmp.path().join("c1"),
+        free_port(),
+        &["--store", &with_cert, "--store-ca", &pki.path("ca.pem")],
+    );
+    finish_ship(
+        start_ship(
+            &pki,
+            tmp.path(),
+            "web-2",
+            &records("web-2", 100),
+            &[col.port],
+        ),
+        100,
+    );
+    let shown = pg.query(
+        "postgres",
+        "SELECT DISTINCT client_dn FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE datname = 'recorder'",
+    );
+    assert!(shown.contains("CN=postgres"), "{shown}");
+    let o = run(&[
+        "verify",
+        "--store",
+        &with_cert,
+        "--store-ca",
+        &pki.path("ca.pem"),
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    col.stop();
 }
 
 /// Names `addresses` as `name` in /etc/hosts for as long as it lives: a DNS name with several

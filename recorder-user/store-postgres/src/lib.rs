@@ -122,10 +122,50 @@ pub struct PgLog {
 /// The CAs trusted for the database's certificate when none is given.
 const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
+/// The TLS files a connection string may name, with libpq's parameter names (which
+/// tokio-postgres does not take): `sslrootcert` (the server's CA), `sslcert` and `sslkey` (a
+/// client certificate, for servers whose pg_hba.conf says `cert` or `clientcert=verify-full`).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TlsFiles {
+    root: Option<std::path::PathBuf>,
+    cert: Option<std::path::PathBuf>,
+    key: Option<std::path::PathBuf>,
+}
+
+/// Splits the TLS file parameters off a `postgres://` URL.
+fn tls_files(url: &str) -> (String, TlsFiles) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), TlsFiles::default());
+    };
+    let mut files = TlsFiles::default();
+    let mut rest = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("sslrootcert", v)) => files.root = Some(v.into()),
+            Some(("sslcert", v)) => files.cert = Some(v.into()),
+            Some(("sslkey", v)) => files.key = Some(v.into()),
+            _ => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, files)
+}
+
 /// TLS to the database, as the connection string's `sslmode` asks (`prefer` by default,
 /// `require`, `disable`). When TLS is used the server's certificate is always checked: against
-/// `ca` (PEM), else the system's CAs, and for the host name connected to.
-fn tls(ca: Option<&Path>) -> Result<MakeRustlsConnect, PgError> {
+/// `ca` (PEM; or the URL's `sslrootcert`), else the system's CAs, and for the host name
+/// connected to. With `sslcert` and `sslkey` the collector shows its own certificate.
+fn tls(ca: Option<&Path>, files: &TlsFiles) -> Result<MakeRustlsConnect, PgError> {
+    if ca.is_some() && files.root.is_some() {
+        return Err(PgError::Tls(
+            "the CA is given twice (--store-ca and sslrootcert): give one".into(),
+        ));
+    }
+    let ca = ca.or(files.root.as_deref());
     let path = ca.unwrap_or(Path::new(SYSTEM_ROOTS));
     let mut roots = rustls::RootCertStore::empty();
     match std::fs::read(path) {
@@ -141,23 +181,44 @@ fn tls(ca: Option<&Path>) -> Result<MakeRustlsConnect, PgError> {
         Err(e) if ca.is_none() && e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(PgError::Tls(format!("{}: {e}", path.display()))),
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(|e| PgError::Tls(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_root_certificates(roots);
+    let config = match (&files.cert, &files.key) {
+        (None, None) => builder.with_no_client_auth(),
+        (Some(cert), Some(key)) => {
+            let bad =
+                |p: &Path, e: &dyn std::fmt::Display| PgError::Tls(format!("{}: {e}", p.display()));
+            let pem = std::fs::read(cert).map_err(|e| bad(cert, &e))?;
+            let chain = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(cert, &e))?;
+            let key_der =
+                rustls_pki_types::PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, &e))?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| bad(cert, &e))?
+        }
+        _ => {
+            return Err(PgError::Tls(
+                "sslcert and sslkey go together: give both, or neither".into(),
+            ));
+        }
+    };
     Ok(MakeRustlsConnect::new(config))
 }
 
 fn pool(url: &str, ca: Option<&Path>) -> Result<Pool, PgError> {
-    let config: tokio_postgres::Config = url
+    let (stripped, files) = tls_files(url);
+    let config: tokio_postgres::Config = stripped
         .parse()
         .map_err(|e: tokio_postgres::Error| PgError::Url(redact(url), e.to_string()))?;
     let manager = Manager::from_config(
         config,
-        tls(ca)?,
+        tls(ca, &files)?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -294,5 +355,36 @@ mod tests {
         assert_eq!(redact("postgres://rec@db/log"), "postgres://rec@db/log");
         assert!(is_postgres_url("postgresql://x/y"));
         assert!(!is_postgres_url("/var/lib/recorder"));
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    #[test]
+    fn libpq_tls_parameters_are_taken_off_the_url() {
+        let (url, files) = tls_files(
+            "postgres://rec@db:5432/recorder?sslmode=verify-full&sslrootcert=/ca.pem&sslcert=/c.pem&sslkey=/k.pem&application_name=x",
+        );
+        assert_eq!(
+            url,
+            "postgres://rec@db:5432/recorder?sslmode=verify-full&application_name=x"
+        );
+        assert_eq!(
+            files,
+            TlsFiles {
+                root: Some("/ca.pem".into()),
+                cert: Some("/c.pem".into()),
+                key: Some("/k.pem".into()),
+            }
+        );
+        assert_eq!(tls_files("postgres://db/r").0, "postgres://db/r");
+        assert_eq!(tls_files("postgres://db/r?sslcert=/c").0, "postgres://db/r");
+        let half = TlsFiles {
+            cert: Some("/c.pem".into()),
+            ..TlsFiles::default()
+        };
+        assert!(tls(None, &half).is_err());
     }
 }
