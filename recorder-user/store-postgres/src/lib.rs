@@ -124,7 +124,7 @@ const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// The TLS files a connection string may name, with libpq's parameter names (which
 /// tokio-postgres does not take): `sslrootcert` (the server's CA), `sslcert` and `sslkey` (a
-/// client certificate, for servers whose pg_hba.conf says `cert` or `clientcert=verify-full`).
+/// client certificate, for servers whose `pg_hba.conf` says `cert` or `clientcert=verify-full`).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct TlsFiles {
     root: Option<std::path::PathBuf>,
