@@ -184,18 +184,8 @@ impl Pruner {
         let mut offset = recorder_store::segment::HEADER.len();
         while let Ok(frame) = recorder_store::segment::decode_frame(&bytes[offset..]) {
             offset += frame.len;
-            let e = frame.entry;
-            let Ok(record) = recorder_record::Record::parse(e.line) else {
+            let Ok(stored) = StoredRecord::from_entry(&frame.entry) else {
                 continue;
-            };
-            let stored = StoredRecord {
-                index: e.index,
-                host: e.host.to_string(),
-                boot: e.boot.to_string(),
-                sequence: e.sequence,
-                prev: e.prev,
-                record,
-                line: e.line.to_vec(),
             };
             if keep(&stored) {
                 out.push(stored);

@@ -39,14 +39,7 @@ impl PgLog {
         end: u64,
     ) -> Result<(Vec<u8>, Vec<Hash>), PgError> {
         let records = self.read_range(first, end).await?;
-        let stored = self
-            .client()
-            .await?
-            .query(
-                "SELECT leaf FROM placed WHERE log_index >= $1 AND log_index < $2 ORDER BY log_index",
-                &[&(first as i64), &(end as i64)],
-            )
-            .await?;
+        let stored = self.placed_leaves(first, end).await?;
         if records.len() as u64 != end - first || stored.len() != records.len() {
             return Err(PgError::Db(format!(
                 "log index {first}..{end}: {} records stored, {} placed (some already pruned?)",
@@ -66,7 +59,7 @@ impl PgLog {
                 line: &r.line,
             }
             .encode_frame(&mut bytes);
-            if row.get::<_, &[u8]>(0) != leaf.as_slice() {
+            if *row != leaf {
                 return Err(PgError::Db(format!(
                     "log index {}: its row does not hash to its stored leaf; run `recorder verify`",
                     r.index

@@ -115,6 +115,19 @@ pub struct StoredRecord {
 }
 
 impl StoredRecord {
+    /// The stored record an entry of the log holds (its line read into its record).
+    pub fn from_entry(e: &Entry<'_>) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            index: e.index,
+            host: e.host.to_string(),
+            boot: e.boot.to_string(),
+            sequence: e.sequence,
+            prev: e.prev,
+            record: Record::parse(e.line)?,
+            line: e.line.to_vec(),
+        })
+    }
+
     /// The record's Merkle leaf hash, recomputed from its parts.
     pub fn leaf_hash(&self) -> Hash {
         let entry = Entry {
@@ -510,20 +523,14 @@ impl Store {
             sequence: 0,
             why: format!("log index {index} unreadable: {e}"),
         })?;
-        let e = frame.entry;
-        let record = Record::parse(e.line).map_err(|err| StoreError::BadRecord {
-            sequence: e.sequence,
-            why: format!("log index {index} is not a record line: {err}"),
-        })?;
-        Ok(StoredRecord {
-            index,
-            host: e.host.to_string(),
-            boot: e.boot.to_string(),
-            sequence: e.sequence,
-            prev: e.prev,
-            record,
-            line: e.line.to_vec(),
-        })
+        let mut stored =
+            StoredRecord::from_entry(&frame.entry).map_err(|err| StoreError::BadRecord {
+                sequence: frame.entry.sequence,
+                why: format!("log index {index} is not a record line: {err}"),
+            })?;
+        // The place asked for, whatever the entry claims (`verify` reports a mismatch).
+        stored.index = index;
+        Ok(stored)
     }
 
     /// A session's records in log order, from the links back from its last record.
