@@ -59,15 +59,7 @@ pub fn server_config(
     key: &Path,
 ) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertVerifier>), TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in load_certs(ca)? {
-        roots
-            .add(c)
-            .map_err(|e| TlsError::Config(format!("CA certificate {}: {e}", ca.display())))?;
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let verifier = client_verifier(ca)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -76,6 +68,21 @@ pub fn server_config(
         .map_err(|e| TlsError::Config(format!("{} / {}: {e}", cert.display(), key.display())))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok((Arc::new(config), verifier))
+}
+
+/// The check of client certificates against the CA in `ca` (PEM): the chain, the validity dates
+/// and the client-authentication purpose. Run it with `check_client_chain`.
+pub fn client_verifier(ca: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots
+            .add(c)
+            .map_err(|e| TlsError::Config(format!("CA certificate {}: {e}", ca.display())))?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))
 }
 
 /// Requires a client certificate and proof of its private key in the handshake, and leaves the
@@ -127,11 +134,20 @@ pub fn check_client_chain(
     verifier: &dyn ClientCertVerifier,
     certs: &[CertificateDer<'_>],
 ) -> Result<(), String> {
+    check_client_chain_at(verifier, certs, UnixTime::now())
+}
+
+/// `check_client_chain` with the validity dates judged at `now`.
+pub fn check_client_chain_at(
+    verifier: &dyn ClientCertVerifier,
+    certs: &[CertificateDer<'_>],
+    now: UnixTime,
+) -> Result<(), String> {
     let Some((end, intermediates)) = certs.split_first() else {
         return Err("no client certificate presented".into());
     };
     verifier
-        .verify_client_cert(end, intermediates, UnixTime::now())
+        .verify_client_cert(end, intermediates, now)
         .map(|_| ())
         .map_err(|e| {
             use rustls::CertificateError as C;

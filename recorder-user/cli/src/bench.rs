@@ -162,18 +162,8 @@ fn through_collector(args: &BenchArgs, tmp: &Path) -> anyhow::Result<()> {
                 )?;
             }
             let plan = CollectorPlan {
-                listen: "127.0.0.1:0".parse()?,
-                store: store.clone(),
-                data,
-                ca: pki_dir.join("ca.pem"),
-                cert: pki_dir.join("collector.pem"),
-                key: pki_dir.join("collector-key.pem"),
-                rules: None,
-                metrics_addr: None,
-                segment_bytes: 64 << 20,
-                checkpoint: CheckpointPolicy::default(),
                 exports: if c == 0 { exports.clone() } else { Vec::new() },
-                retention: None,
+                ..CollectorPlan::new("127.0.0.1:0".parse()?, store.clone(), data, &pki_dir)
             };
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
             let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();

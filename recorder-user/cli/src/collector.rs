@@ -12,7 +12,7 @@ Examples:
   recorder pki init --dir pki && recorder pki issue --dir pki --role agent --name web-1
   recorder collector --listen 0.0.0.0:7443 --data /var/lib/recorder \\
       --tls-ca pki/ca.pem --tls-cert pki/collector.pem --tls-key pki/collector-key.pem \\
-      --alerts /etc/recorder/alerts.toml --metrics-addr 127.0.0.1:9465
+      --alerts /etc/recorder/alerts.toml --metrics-addr 127.0.0.1:9465 --ui-listen 0.0.0.0:7444
 
 Clients must present a certificate signed by --tls-ca: agents (OU=agent) may only send records
 for the host named by their CN; operators (OU=operator) may only read. There is no plaintext
@@ -64,6 +64,12 @@ pub(crate) struct CollectorArgs {
     /// syslog receivers and rotated JSON Lines files (see docs/export.md).
     #[arg(long, value_name = "FILE", env = "RECORDER_COLLECTOR_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Serve the web console on this address (HTTPS with the collector's certificate; port 0
+    /// picks a free port, printed as `console on https://ADDR`). Operators log in with an
+    /// operator token (`recorder token`) or present an operator certificate; see
+    /// docs/console.md.
+    #[arg(long, value_name = "ADDR", env = "RECORDER_UI_LISTEN")]
+    pub ui_listen: Option<SocketAddr>,
     /// Serve Prometheus /metrics on this address (plain HTTP).
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -124,6 +130,7 @@ pub(crate) fn run(args: CollectorArgs) -> anyhow::Result<()> {
         },
         exports,
         retention,
+        console: args.ui_listen,
     };
     Ok(recorder_collector::run(plan)?)
 }

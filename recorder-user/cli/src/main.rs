@@ -7,6 +7,7 @@ mod archive;
 mod bench;
 mod client;
 mod collector;
+mod evidence;
 mod export;
 mod migrate;
 mod pki;
@@ -14,6 +15,7 @@ mod prove;
 mod replay;
 mod sessions;
 mod ship;
+mod token;
 mod verify;
 mod watch;
 
@@ -44,12 +46,16 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Check the log's integrity: hash chains, Merkle roots, checkpoint signatures.
     Verify(verify::VerifyArgs),
+    /// Write a session's evidence bundle: one HTML file anyone can verify offline (operator).
+    Evidence(evidence::EvidenceArgs),
     /// Export stored records as JSON Lines (operator).
     Export(export::ExportArgs),
     /// Ship an existing JSON Lines file of records to a collector (agent certificate).
     Ship(ship::ShipArgs),
     /// Create a CA and certificates for the collector, agents and operators.
     Pki(pki::PkiArgs),
+    /// Issue a signed, expiring operator token for the web console.
+    Token(token::TokenArgs),
     /// Copy an embedded store into a PostgreSQL database, proofs intact.
     Migrate(migrate::MigrateArgs),
     /// Try alert rules on a stored log: what would have fired.
@@ -68,9 +74,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => replay::run(&args),
         Command::Watch(args) => watch::run(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::Evidence(args) => evidence::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Ship(args) => ship::run(args),
         Command::Pki(args) => pki::run(args),
+        Command::Token(args) => token::run(&args),
         Command::Migrate(args) => migrate::run(&args),
         Command::Alerts(args) => alerts::run(&args),
         Command::BenchCollector(args) => bench::run(&args),

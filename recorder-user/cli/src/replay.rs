@@ -1,5 +1,5 @@
 //! `recorder replay SESSION`: a session command by command, with results.
-use std::{collections::HashMap, io::Write as _};
+use std::{collections::HashMap, fmt::Write as _, io::Write as _};
 
 use clap::Args;
 use serde_json::Value;
@@ -55,7 +55,7 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let host = args.host.clone().unwrap_or_default();
     let namespace = args.namespace.clone().unwrap_or_default();
     let pod = args.pod.clone().unwrap_or_default();
-    let (records, proof) = block_on(async {
+    let (records, proof, verdicts) = block_on(async {
         let mut client = args.tls.connect().await?;
         // The sessions to replay: the one named, or those of the pod/namespace, oldest first.
         let sessions = if let Some(session) = &args.session {
@@ -80,8 +80,12 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
             found.into_iter().map(|s| (s.session, s.host)).collect()
         };
         let mut out: Vec<StoredRecord> = Vec::new();
+        let mut verdicts = Vec::new();
         for (session, host) in sessions {
             let req = GetSessionRequest { session, host };
+            if args.format == Format::Table {
+                verdicts.push(verdict(&mut client, req.clone()).await?);
+            }
             let mut stream = client.get_session(req).await.map_err(status)?.into_inner();
             while let Some(r) = stream.next().await {
                 let r = r.map_err(status)?;
@@ -95,7 +99,7 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         } else {
             None
         };
-        Ok::<_, anyhow::Error>((out, proof))
+        Ok::<_, anyhow::Error>((out, proof, verdicts))
     })??;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -110,6 +114,9 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
             for line in render(&records) {
                 writeln!(out, "{line}")?;
             }
+            for line in verdicts {
+                writeln!(out, "{line}")?;
+            }
         }
     }
     if let Some(summary) = proof {
@@ -120,6 +127,29 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The session's completeness verdict, as the collector judges it: `complete`, or each gap.
+async fn verdict(
+    client: &mut recorder_api::proto::v1::collector_client::CollectorClient<
+        tonic::transport::Channel,
+    >,
+    req: GetSessionRequest,
+) -> anyhow::Result<String> {
+    let session = req.session.clone();
+    let reply = client.get_evidence(req).await.map_err(status)?.into_inner();
+    let evidence: recorder_session::Evidence = serde_json::from_slice(&reply.json)
+        .map_err(|e| anyhow::anyhow!("the collector's evidence is not readable: {e}"))?;
+    let v = &evidence.verdict;
+    let mut text = format!("session {session}: {}", v.label());
+    for g in &v.gaps {
+        let _ = write!(
+            text,
+            "\n  gap at {} (record {}): {}",
+            g.time, g.index, g.what
+        );
+    }
+    Ok(text)
 }
 
 /// `namespace NS, pod P` for messages.

@@ -10,7 +10,12 @@ Examples:
   recorder sessions --identity claude --since 2026-11-28T00:00:00Z
   recorder sessions --host web-1 --format jsonl | jq .session
   recorder sessions --namespace agents --pod claude-7d9f5-x2k4q
+  # yesterday afternoon's sessions whose record may be incomplete
+  recorder sessions --since 2026-12-04T14:00:00Z --until 2026-12-04T15:00:00Z --gaps
 
+COMPLETENESS is `complete`, or how many gaps may concern the session: a loss (ring buffer,
+spool), a notice (TLS through an unhooked library, io_uring, a process leaving its cgroup) in it
+or on its host while it ran, a process found already running; `recorder replay` lists them.
 Needs an operator certificate. Newest activity first. Then: recorder replay SESSION")]
 pub(crate) struct SessionsArgs {
     /// Only sessions of this identity.
@@ -28,6 +33,15 @@ pub(crate) struct SessionsArgs {
     /// Only sessions active at or after this time (RFC 3339).
     #[arg(long, value_name = "RFC3339")]
     pub since: Option<String>,
+    /// Only sessions active at or before this time (RFC 3339).
+    #[arg(long, value_name = "RFC3339")]
+    pub until: Option<String>,
+    /// Only sessions with a failed action (non-zero exit or signal, SQL error, API 4xx/5xx).
+    #[arg(long)]
+    pub failed: bool,
+    /// Only sessions whose record may be incomplete (see the COMPLETENESS column).
+    #[arg(long)]
+    pub gaps: bool,
     /// At most this many sessions.
     #[arg(long)]
     pub limit: Option<u32>,
@@ -37,13 +51,27 @@ pub(crate) struct SessionsArgs {
     pub tls: TlsArgs,
 }
 
+fn time_arg(flag: &str, value: Option<&String>) -> anyhow::Result<i64> {
+    match value {
+        Some(s) => Ok(recorder_record::time::parse_rfc3339(s).ok_or_else(|| {
+            anyhow::anyhow!("{flag} {s:?} is not an RFC 3339 time (e.g. 2026-11-28T10:00:00Z)")
+        })? as i64),
+        None => Ok(0),
+    }
+}
+
+/// The COMPLETENESS column: `complete`, or how many gaps may concern the session.
+fn completeness(gaps: u64) -> String {
+    match gaps {
+        0 => "complete".into(),
+        1 => "1 gap".into(),
+        n => format!("{n} gaps"),
+    }
+}
+
 pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<()> {
-    let since = match &args.since {
-        Some(s) => recorder_record::time::parse_rfc3339(s).ok_or_else(|| {
-            anyhow::anyhow!("--since {s:?} is not an RFC 3339 time (e.g. 2026-11-28T10:00:00Z)")
-        })? as i64,
-        None => 0,
-    };
+    let since = time_arg("--since", args.since.as_ref())?;
+    let until = time_arg("--until", args.until.as_ref())?;
     let req = ListSessionsRequest {
         identity: args.identity.clone().unwrap_or_default(),
         host: args.host.clone().unwrap_or_default(),
@@ -51,6 +79,9 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<()> {
         limit: args.limit.unwrap_or(0),
         namespace: args.namespace.clone().unwrap_or_default(),
         pod: args.pod.clone().unwrap_or_default(),
+        until_unix_ns: until,
+        failed: args.failed,
+        gaps: args.gaps,
     };
     let sessions = block_on(async {
         let mut client = args.tls.connect().await?;
@@ -68,6 +99,7 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<()> {
                     "first_time": s.first_time, "last_time": s.last_time,
                     "commands": s.commands, "records": s.records,
                     "namespace": s.namespace, "pod": s.pod,
+                    "failed": s.failed, "gaps": s.gaps, "completeness": completeness(s.gaps),
                 });
                 println!("{v}");
             }
@@ -85,7 +117,7 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<()> {
                 }
             };
             println!(
-                "{:<28} {:<16} {:<16}{} {:<30} {:<30} {:>8}",
+                "{:<28} {:<16} {:<16}{} {:<30} {:<30} {:>8} {:>6} {:<12}",
                 "SESSION",
                 "IDENTITY",
                 "HOST",
@@ -96,18 +128,22 @@ pub(crate) fn run(args: &SessionsArgs) -> anyhow::Result<()> {
                 },
                 "FIRST",
                 "LAST",
-                "COMMANDS"
+                "COMMANDS",
+                "ERRORS",
+                "COMPLETENESS"
             );
             for s in sessions {
                 println!(
-                    "{:<28} {:<16} {:<16}{} {:<30} {:<30} {:>8}",
+                    "{:<28} {:<16} {:<16}{} {:<30} {:<30} {:>8} {:>6} {:<12}",
                     s.session,
                     s.identity,
                     s.host,
                     pod_of(&s.namespace, &s.pod),
                     s.first_time,
                     s.last_time,
-                    s.commands
+                    s.commands,
+                    s.failed,
+                    completeness(s.gaps)
                 );
             }
         }

@@ -30,6 +30,8 @@ Examples:
   # an archive of pruned segments (S3 reads AWS_* from the environment)
   recorder verify --archive s3://audit-bucket/recorder --public-key 3b6a27bc…
   recorder verify --archive file:///srv/archive --public-key 3b6a27bc…
+  # a session's evidence bundle (recorder evidence), offline
+  recorder verify --bundle session-4f1c2a-17.html --public-key 3b6a27bc…
 
 Checks every record's hash, its log position, the hash chain of every (host, boot) stream, the
 Merkle root of every signed checkpoint and every signature. Prints each problem with its place
@@ -51,6 +53,10 @@ pub(crate) struct VerifyArgs {
     /// `[retention.archive]` options (for S3: `endpoint`, `region`, `aws_allow_http`…).
     #[arg(long, value_name = "KEY=VALUE", requires = "archive")]
     pub archive_option: Vec<String>,
+    /// An evidence bundle (`recorder evidence`), checked on its own: every record's proof, the
+    /// checkpoint's signature (pin the collector's key with --public-key).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["collector", "store", "data", "archive"])]
+    pub bundle: Option<PathBuf>,
     /// A PostgreSQL log, checked directly in one snapshot (read only): `postgres://…`.
     #[arg(long, value_name = "URL", conflicts_with = "collector")]
     pub store: Option<String>,
@@ -98,6 +104,9 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     }
     if let Some(url) = &args.store {
         return offline_postgres(url, args.store_ca.as_deref(), pinned);
+    }
+    if let Some(path) = &args.bundle {
+        return crate::evidence::verify_bundle(path, pinned.as_deref());
     }
     if let Some(url) = &args.archive {
         return crate::archive::verify(url, &args.archive_option, pinned.as_deref());

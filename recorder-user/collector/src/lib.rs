@@ -3,6 +3,7 @@
 //! a timer and on shutdown. Each incoming line is read into its record once, by the store; the
 //! record then goes to the session index, the alert rules and the watch stream.
 mod alerts;
+mod console;
 mod export;
 mod log;
 mod metrics;
@@ -62,6 +63,8 @@ pub enum CollectorError {
     Retention(String),
     #[error("{0}")]
     Webhook(String),
+    #[error("{0}")]
+    Console(String),
     /// Reading the stored log for the alert rules (at start, or `recorder alerts test`).
     #[error("{0}")]
     ReadLog(String),
@@ -105,6 +108,35 @@ pub struct CollectorPlan {
     pub exports: Vec<recorder_export::ExportConfig>,
     /// The `[retention]` table of the configuration file (embedded store only).
     pub retention: Option<recorder_retention::RetentionConfig>,
+    /// Where the web console listens (HTTPS), if it is on.
+    pub console: Option<SocketAddr>,
+}
+
+impl CollectorPlan {
+    /// A plan with the defaults: `pki` holds `ca.pem`, `collector.pem` and `collector-key.pem`
+    /// (as `recorder pki init` writes them); no rules, exporters, retention, metrics or console.
+    pub fn new(
+        listen: SocketAddr,
+        store: StoreLocation,
+        data: PathBuf,
+        pki: &std::path::Path,
+    ) -> Self {
+        Self {
+            listen,
+            store,
+            data,
+            ca: pki.join("ca.pem"),
+            cert: pki.join("collector.pem"),
+            key: pki.join("collector-key.pem"),
+            rules: None,
+            metrics_addr: None,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            checkpoint: CheckpointPolicy::default(),
+            exports: Vec::new(),
+            retention: None,
+            console: None,
+        }
+    }
 }
 
 /// Runs until SIGINT/SIGTERM; writes a final checkpoint on the way out.
@@ -181,6 +213,22 @@ pub async fn serve(
         spawn_checkpoint_ticker(store.clone());
     }
     start_retention(&plan, &log, &stop_rx, &leading)?;
+    if let Some(addr) = plan.console {
+        let console = recorder_console::ConsolePlan {
+            listen: addr,
+            ca: plan.ca.clone(),
+            cert: plan.cert.clone(),
+            key: plan.key.clone(),
+            data: plan.data.clone(),
+        };
+        let view = Arc::new(console::LogView(log.clone()));
+        let local =
+            recorder_console::serve(console, view, console::forward(&events), stop_rx.clone())
+                .await
+                .map_err(|e| CollectorError::Console(e.to_string()))?;
+        // Tests and scripts read this line to learn the console's port when it listens on :0.
+        println!("console on https://{local}");
+    }
 
     let service = service::Service {
         log: log.clone(),

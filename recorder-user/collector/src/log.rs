@@ -86,7 +86,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| LogError::Task(e.to_string()))?
 }
 
-fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
+pub(crate) fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
     store
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -95,7 +95,7 @@ fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
 /// Reads records of the embedded store by log index, the lock taken per record (readers never
 /// hold ingest up for more than one record's read). A record of a pruned segment is read from
 /// the archive's copy, brought back once; one that cannot be is skipped, and said so in the log.
-async fn read_embedded(
+pub(crate) async fn read_embedded(
     store: &Arc<Mutex<Store>>,
     restorer: &Restorer,
     indexes: Vec<u64>,
@@ -200,6 +200,14 @@ impl Log {
                 Ok(list)
             }
             Log::Postgres(pg, _) => Ok(pg.sessions(filter, limit).await?),
+        }
+    }
+
+    /// How many host-wide gaps may concern the session (kept by the embedded store only).
+    pub(crate) fn host_gaps(&self, s: &SessionSummary) -> u64 {
+        match self {
+            Log::Embedded(store, _) => lock(store).sessions().context_gaps(s).len() as u64,
+            Log::Postgres(..) => 0,
         }
     }
 

@@ -128,6 +128,9 @@ impl Collector for Service {
             since_unix_ns: q.since_unix_ns,
             namespace: &q.namespace,
             pod: &q.pod,
+            until_unix_ns: q.until_unix_ns,
+            failed: q.failed,
+            gaps: q.gaps,
         };
         let sessions = self
             .log
@@ -135,6 +138,8 @@ impl Collector for Service {
             .await?
             .into_iter()
             .map(|s| v1::Session {
+                gaps: s.gaps + self.log.host_gaps(&s),
+                failed: s.failed,
                 host: s.host,
                 session: s.session,
                 identity: s.identity,
@@ -322,6 +327,21 @@ impl Collector for Service {
             new_size: q.new_size,
             path: path.iter().map(|h| h.to_vec()).collect(),
         }))
+    }
+
+    async fn get_evidence(
+        &self,
+        req: Request<v1::GetSessionRequest>,
+    ) -> Result<Response<v1::Evidence>, Status> {
+        self.require(&req, Role::Operator, "evidence")?;
+        let q = req.into_inner();
+        let view = crate::console::LogView(self.log.clone());
+        let evidence = recorder_console::assemble(&view, &q.host, &q.session)
+            .await
+            .map_err(Status::internal)?
+            .ok_or_else(|| Status::not_found(format!("no session {:?}", q.session)))?;
+        let json = serde_json::to_vec(&evidence).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(v1::Evidence { json }))
     }
 
     async fn verify(

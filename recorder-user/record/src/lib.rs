@@ -12,6 +12,7 @@
 //! unknown fields are ignored, so a collector reads records of older and newer agents alike.
 //! A line without the common fields, with an unknown kind or with a malformed time is refused.
 mod body;
+pub mod completeness;
 pub mod hex;
 pub mod ids;
 pub mod time;

@@ -125,6 +125,11 @@ impl PgLog {
         filter: &SessionFilter<'_>,
         limit: u32,
     ) -> Result<Vec<SessionSummary>, PgError> {
+        if filter.failed || filter.gaps {
+            return Err(PgError::Unsupported(
+                "filtering sessions by failed actions or gaps",
+            ));
+        }
         let limit = if limit == 0 {
             i64::MAX
         } else {
@@ -138,6 +143,7 @@ impl PgLog {
                  FROM sessions
                  WHERE ($1 = '' OR identity = $1) AND ($2 = '' OR host = $2)
                    AND ($3 = '' OR namespace = $3) AND ($4 = '' OR pod = $4) AND last_ns >= $5
+                   AND ($7 = 0 OR first_ns <= $7)
                  ORDER BY last_ns DESC, session LIMIT $6",
                 &[
                     &filter.identity,
@@ -146,6 +152,7 @@ impl PgLog {
                     &filter.pod,
                     &filter.since_unix_ns,
                     &limit,
+                    &filter.until_unix_ns,
                 ],
             )
             .await?;
@@ -162,6 +169,8 @@ impl PgLog {
                 namespace: r.get(7),
                 pod: r.get(8),
                 last_index: 0,
+                failed: 0,
+                gaps: 0,
             })
             .collect())
     }

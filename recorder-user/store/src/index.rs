@@ -3,7 +3,7 @@
 //! from its last one through the record index's links.
 use std::collections::HashMap;
 
-use recorder_record::{Record, Timestamp};
+use recorder_record::{Record, Timestamp, completeness};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,7 +23,29 @@ pub struct SessionSummary {
     /// The log index of the session's last record (the embedded store follows the links back
     /// from it; a store that queries its database leaves it 0).
     pub last_index: u64,
+    /// Records of actions that failed (`completeness::failed`).
+    #[serde(default)]
+    pub failed: u64,
+    /// Records of the session that report a gap (`completeness::gap_of`); gaps reported for
+    /// the whole host or identity are kept apart (`SessionIndex::context_gaps`).
+    #[serde(default)]
+    pub gaps: u64,
 }
+
+/// A `loss` or `notice` of no session: it may concern every session of its host (and identity,
+/// when it names one) running at its time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostGap {
+    pub host: String,
+    /// Empty when the record concerns the whole host (a full spool).
+    pub identity: String,
+    pub time: Timestamp,
+    pub index: u64,
+}
+
+/// How long after a session's last record a host-wide gap still counts for it: a loss is
+/// reported when the agent notices it, a little after the events it dropped.
+const GAP_REPORT_DELAY_NS: i128 = 10_000_000_000;
 
 /// Which sessions `recorder sessions` lists: an empty field matches every session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,6 +56,12 @@ pub struct SessionFilter<'a> {
     pub since_unix_ns: i64,
     pub namespace: &'a str,
     pub pod: &'a str,
+    /// Only sessions active at or before this time (Unix nanoseconds; 0 = no bound).
+    pub until_unix_ns: i64,
+    /// Only sessions with a failed action.
+    pub failed: bool,
+    /// Only sessions with a gap: their own, or their host's while they ran.
+    pub gaps: bool,
 }
 
 impl SessionFilter<'_> {
@@ -44,22 +72,49 @@ impl SessionFilter<'_> {
             && field(self.namespace, &s.namespace)
             && field(self.pod, &s.pod)
             && (self.since_unix_ns == 0 || s.last_time.unix_ns() >= i128::from(self.since_unix_ns))
+            && (self.until_unix_ns == 0 || s.first_time.unix_ns() <= i128::from(self.until_unix_ns))
+            && (!self.failed || s.failed > 0)
     }
 }
 
 #[derive(Debug, Default)]
 pub struct SessionIndex {
     sessions: HashMap<(String, String), SessionSummary>,
+    /// Host-wide gaps in log order (they are rare: a loss or notice of no session).
+    host_gaps: Vec<HostGap>,
 }
 
 impl SessionIndex {
-    pub fn from_summaries(list: Vec<SessionSummary>) -> Self {
+    pub fn from_summaries(list: Vec<SessionSummary>, host_gaps: Vec<HostGap>) -> Self {
         Self {
             sessions: list
                 .into_iter()
                 .map(|s| ((s.host.clone(), s.session.clone()), s))
                 .collect(),
+            host_gaps,
         }
+    }
+
+    pub fn host_gaps(&self) -> &[HostGap] {
+        &self.host_gaps
+    }
+
+    /// The log indexes of the host-wide gaps that may concern `s`: of its host, of its identity
+    /// or of none, reported while it ran (or shortly after its last record).
+    pub fn context_gaps(&self, s: &SessionSummary) -> Vec<u64> {
+        let (from, to) = (
+            s.first_time.unix_ns(),
+            s.last_time.unix_ns() + GAP_REPORT_DELAY_NS,
+        );
+        self.host_gaps
+            .iter()
+            .filter(|g| {
+                g.host == s.host
+                    && (g.identity.is_empty() || g.identity == s.identity)
+                    && (from..=to).contains(&g.time.unix_ns())
+            })
+            .map(|g| g.index)
+            .collect()
     }
 
     pub fn summaries(&self) -> impl Iterator<Item = &SessionSummary> {
@@ -70,6 +125,14 @@ impl SessionIndex {
     /// record (None for its first, or for a record of no session).
     pub fn add(&mut self, index: u64, record: &Record) -> Option<u64> {
         if record.session.is_empty() {
+            if completeness::gap_of(record).is_some() {
+                self.host_gaps.push(HostGap {
+                    host: record.host.clone(),
+                    identity: record.identity.clone(),
+                    time: record.time,
+                    index,
+                });
+            }
             return None;
         }
         let key = (record.host.clone(), record.session.clone());
@@ -84,6 +147,8 @@ impl SessionIndex {
             namespace: String::new(),
             pod: String::new(),
             last_index: index,
+            failed: 0,
+            gaps: 0,
         });
         let previous = (s.records > 0).then_some(s.last_index);
         if s.pod.is_empty()
@@ -98,6 +163,8 @@ impl SessionIndex {
             s.commands += 1;
         }
         s.records += 1;
+        s.failed += u64::from(completeness::failed(record));
+        s.gaps += u64::from(completeness::gap_of(record).is_some());
         s.last_index = index;
         previous
     }
@@ -108,6 +175,7 @@ impl SessionIndex {
             .sessions
             .values()
             .filter(|s| filter.matches(s))
+            .filter(|s| !filter.gaps || s.gaps > 0 || !self.context_gaps(s).is_empty())
             .collect();
         out.sort_by(|a, b| {
             b.last_time

@@ -450,6 +450,7 @@ impl Store {
             end_offset: self.current_len,
             streams: SavedState::saved_streams(&self.streams),
             sessions: self.index.summaries().cloned().collect(),
+            host_gaps: self.index.host_gaps().to_vec(),
         };
         let dir = self.dir.join(record_index::INDEX_DIR);
         state.save(&self.dir).map_err(io(&dir))
@@ -653,7 +654,7 @@ fn resume(dir: &Path, key: &[u8], saved: SavedState) -> Result<Option<Loaded>, S
     let mut loaded = Loaded {
         tree,
         records,
-        index: SessionIndex::from_summaries(saved.sessions),
+        index: SessionIndex::from_summaries(saved.sessions, saved.host_gaps),
         scan: Scan::default(),
     };
     let mut failed = None;

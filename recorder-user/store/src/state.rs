@@ -8,10 +8,15 @@ use std::{collections::HashMap, fs, io::Write as _, path::Path};
 use recorder_record::hex;
 use serde::{Deserialize, Serialize};
 
-use crate::{index::SessionSummary, record_index::INDEX_DIR, scan::StreamState};
+use crate::{
+    index::{HostGap, SessionSummary},
+    record_index::INDEX_DIR,
+    scan::StreamState,
+};
 
 const STATE_FILE: &str = "state.json";
-const VERSION: u32 = 1;
+// 2: sessions count failed actions and gaps; host-wide gaps are kept.
+const VERSION: u32 = 2;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SavedState {
@@ -22,6 +27,7 @@ pub struct SavedState {
     pub end_offset: u64,
     pub streams: Vec<SavedStream>,
     pub sessions: Vec<SessionSummary>,
+    pub host_gaps: Vec<HostGap>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -1,0 +1,166 @@
+//! The web console's view of this collector's log ([`recorder_console::Source`]), and the
+//! records and alerts forwarded to its live view.
+use std::sync::Arc;
+
+use recorder_console::{AlertView, Answer, Filter, Live, SessionRecords, SessionRow, Source};
+use recorder_store::{StoredRecord, index::SessionFilter, integrity::Hash};
+use tokio::sync::broadcast;
+
+use crate::{
+    Event,
+    log::{Log, lock, read_embedded},
+};
+
+pub(crate) struct LogView(pub Log);
+
+fn text(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl Source for LogView {
+    fn sessions<'a>(&'a self, f: &'a Filter) -> Answer<'a, Vec<SessionRow>> {
+        Box::pin(async move {
+            let filter = SessionFilter {
+                identity: &f.identity,
+                host: &f.host,
+                since_unix_ns: f.since_unix_ns,
+                namespace: &f.namespace,
+                pod: &f.pod,
+                until_unix_ns: f.until_unix_ns,
+                failed: f.failed,
+                gaps: f.gaps,
+            };
+            let list = self.0.sessions(&filter, 0).await.map_err(text)?;
+            Ok(list
+                .into_iter()
+                .map(|summary| SessionRow {
+                    host_gaps: self.0.host_gaps(&summary),
+                    summary,
+                })
+                .collect())
+        })
+    }
+
+    fn session<'a>(
+        &'a self,
+        host: &'a str,
+        session: &'a str,
+    ) -> Answer<'a, Option<SessionRecords>> {
+        Box::pin(async move {
+            let (summary, context) = match &self.0 {
+                Log::Embedded(store, _) => {
+                    let store = lock(store);
+                    match store.sessions().find(session, host) {
+                        Ok(Some(s)) => (s.clone(), store.sessions().context_gaps(s)),
+                        Ok(None) => return Ok(None),
+                        Err(hosts) => {
+                            return Err(format!(
+                                "session {session:?} exists on several hosts ({}): name one",
+                                hosts.join(", ")
+                            ));
+                        }
+                    }
+                }
+                Log::Postgres(..) => {
+                    let filter = SessionFilter {
+                        host,
+                        ..SessionFilter::default()
+                    };
+                    let list = self.0.sessions(&filter, 0).await.map_err(text)?;
+                    match list.into_iter().find(|s| s.session == session) {
+                        Some(s) => (s, Vec::new()),
+                        None => return Ok(None),
+                    }
+                }
+            };
+            let records = self
+                .0
+                .session(session.to_string(), summary.host.clone())
+                .await
+                .map_err(|s| s.message().to_string())?;
+            let context = match &self.0 {
+                Log::Embedded(store, restorer) => read_embedded(store, restorer, context)
+                    .await
+                    .map_err(text)?,
+                Log::Postgres(..) => Vec::new(),
+            };
+            Ok(Some(SessionRecords {
+                summary,
+                records,
+                context,
+            }))
+        })
+    }
+
+    fn records(&self, from: u64, to: u64) -> Answer<'_, Vec<StoredRecord>> {
+        Box::pin(async move {
+            let mut out = self.0.read_range(from, to).await.map_err(text)?;
+            // A range past pruned records reaches further: keep to what was asked.
+            out.retain(|r| r.index < to);
+            Ok(out)
+        })
+    }
+
+    fn size(&self) -> Answer<'_, u64> {
+        Box::pin(async move {
+            match &self.0 {
+                Log::Embedded(store, _) => Ok(lock(store).len()),
+                Log::Postgres(pg, _) => pg.placed().await.map_err(text),
+            }
+        })
+    }
+
+    fn checkpoint(&self) -> Answer<'_, Option<recorder_store::integrity::checkpoint::Checkpoint>> {
+        Box::pin(async move { self.0.latest_checkpoint().await.map_err(text) })
+    }
+
+    fn proofs(&self, indexes: Vec<u64>, size: u64) -> Answer<'_, Vec<Option<Vec<Hash>>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(indexes.len());
+            for i in indexes {
+                let proof = self.0.inclusion_proof(i, size).await.map_err(text)?;
+                out.push(proof.map(|(_, path)| path));
+            }
+            Ok(out)
+        })
+    }
+
+    fn public_key(&self) -> Vec<u8> {
+        self.0.public_key()
+    }
+}
+
+/// Passes what the collector stores and the alerts it raises on to the console.
+pub(crate) fn forward(events: &broadcast::Sender<Arc<Event>>) -> broadcast::Sender<Live> {
+    let (live, _) = broadcast::channel(4096);
+    let mut from = events.subscribe();
+    let to = live.clone();
+    tokio::spawn(async move {
+        loop {
+            let event = match from.recv().await {
+                Ok(e) => e,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "the console's live view fell behind");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let item = match &*event {
+                Event::Record(r) => Live::Record(r.clone()),
+                Event::Alert(a) => Live::Alert(Arc::new(AlertView {
+                    host: a.record.host.clone(),
+                    session: a.record.record.session.clone(),
+                    index: a.record.index,
+                    rule: a.rule.clone(),
+                    severity: a.severity.clone(),
+                    description: a.description.clone(),
+                    detail: a.detail.clone(),
+                    time: a.time.to_string(),
+                })),
+            };
+            // No page open is not an error.
+            let _ = to.send(item);
+        }
+    });
+    live
+}

@@ -1,0 +1,168 @@
+//! Who may use the console: an operator certificate presented in the TLS handshake, a session
+//! cookie given for an operator token at `/login`, or the token itself as a bearer (scripts).
+//! Agent and collector certificates, their tokens, and everything else are refused.
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use http::HeaderMap;
+use recorder_api::{
+    pki::{self, Role},
+    tls, token,
+};
+use ring::rand::{SecureRandom as _, SystemRandom};
+use rustls::server::danger::ClientCertVerifier;
+use rustls_pki_types::CertificateDer;
+
+/// The cookie's name.
+pub(crate) const COOKIE: &str = "recorder_console";
+/// A console login lasts at most this long, even for a longer token.
+const MAX_LOGIN_SECS: u64 = 12 * 3600;
+
+/// An operator let in, and how.
+#[derive(Debug, Clone)]
+pub(crate) struct Operator {
+    pub name: String,
+    /// `certificate`, `cookie` or `token`.
+    pub by: &'static str,
+}
+
+/// The client certificates of the connection a request came on.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PeerCerts(pub Arc<Vec<CertificateDer<'static>>>);
+
+pub(crate) struct Auth {
+    verifier: Arc<dyn ClientCertVerifier>,
+    logins: Mutex<HashMap<String, Login>>,
+    random: SystemRandom,
+}
+
+struct Login {
+    name: String,
+    expires: u64,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Auth {
+    pub(crate) fn new(verifier: Arc<dyn ClientCertVerifier>) -> Self {
+        Self {
+            verifier,
+            logins: Mutex::new(HashMap::new()),
+            random: SystemRandom::new(),
+        }
+    }
+
+    /// The operator making this request; Err says why it is refused (None: no credentials).
+    pub(crate) fn operator(
+        &self,
+        certs: &PeerCerts,
+        headers: &HeaderMap,
+    ) -> Result<Option<Operator>, String> {
+        if !certs.0.is_empty() {
+            return self.by_certificate(&certs.0).map(Some);
+        }
+        if let Some(token) = bearer(headers) {
+            let claims = token::verify(token, self.verifier.as_ref(), now())
+                .map_err(|e| format!("the token is refused: {e}"))?;
+            return Ok(Some(Operator {
+                name: claims.name,
+                by: "token",
+            }));
+        }
+        if let Some(id) = cookie(headers) {
+            let mut logins = self
+                .logins
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = now();
+            logins.retain(|_, l| l.expires > now);
+            return match logins.get(id) {
+                Some(l) => Ok(Some(Operator {
+                    name: l.name.clone(),
+                    by: "cookie",
+                })),
+                None => Err("the console session expired or is unknown: log in again".into()),
+            };
+        }
+        Ok(None)
+    }
+
+    fn by_certificate(&self, certs: &[CertificateDer<'static>]) -> Result<Operator, String> {
+        tls::check_client_chain(self.verifier.as_ref(), certs)?;
+        let first = certs.first().ok_or("no client certificate")?;
+        let peer = pki::peer_of(first).map_err(|e| e.to_string())?;
+        if peer.role != Role::Operator {
+            return Err(format!(
+                "certificate {:?} has role {}: the console is for operator certificates",
+                peer.name, peer.role
+            ));
+        }
+        Ok(Operator {
+            name: peer.name,
+            by: "certificate",
+        })
+    }
+
+    /// Exchanges a token for a login; returns the cookie's value, the operator and its lifetime.
+    pub(crate) fn login(&self, token: &str) -> Result<(String, String, u64), String> {
+        let claims = token::verify(token.trim(), self.verifier.as_ref(), now())
+            .map_err(|e| format!("the token is refused: {e}"))?;
+        let now = now();
+        let lifetime = claims.expires.saturating_sub(now).min(MAX_LOGIN_SECS);
+        let mut id = [0u8; 32];
+        self.random
+            .fill(&mut id)
+            .map_err(|_| "no randomness for a session id".to_string())?;
+        let id = recorder_record::hex::encode(&id);
+        self.logins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                id.clone(),
+                Login {
+                    name: claims.name.clone(),
+                    expires: now + lifetime,
+                },
+            );
+        Ok((id, claims.name, lifetime))
+    }
+
+    pub(crate) fn logout(&self, headers: &HeaderMap) {
+        if let Some(id) = cookie(headers) {
+            self.logins
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(id);
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+}
+
+/// The `Set-Cookie` value of a login (or, with `max_age` 0, of a logout).
+pub(crate) fn set_cookie(id: &str, max_age: u64) -> String {
+    format!("{COOKIE}={id}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict")
+}
