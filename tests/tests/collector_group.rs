@@ -742,3 +742,123 @@ fn one_name_with_two_addresses_fails_over_between_its_collectors() {
     assert!(stdout(&o).contains("ok: 100000 records"), "{}", stdout(&o));
     second.stop();
 }
+
+/// Sessions with a failed action, a gap of their own and a gap of their host: the lines of
+/// `recorder sessions`, the verdict of `recorder replay` and an evidence bundle are the same on
+/// the embedded store, on a group's PostgreSQL store, and on that store migrated from the
+/// embedded one.
+#[test]
+fn errors_gaps_and_verdicts_are_the_same_on_postgres_as_on_the_embedded_store() {
+    let t = |s: u32| format!("2026-12-05T10:00:{s:02}.000000000Z");
+    let rec = |kind: &str, s: u32, session: &str, fields: &str| {
+        format!(
+            r#"{{"kind":"{kind}","time":"{}","host":"web-1","identity":"claude","session":"{session}","pid":7,"exec_id":"e-{session}"{fields}}}"#,
+            t(s)
+        )
+    };
+    let exec = r#","argv":["make"],"argv_truncated":false,"cgroup":"/a","cwd":"/","exe":"/usr/bin/make","parent_exec_id":"","ppid":1,"text":"make","uid":0"#;
+    let lines = vec![
+        rec("exec", 1, "s1", exec),
+        rec("exec", 2, "s2", exec),
+        rec(
+            "loss",
+            3,
+            "",
+            r#","count":4,"lost_kind":"exec","reason":"ring_buffer_full""#,
+        ),
+        rec("exit", 4, "s1", r#","duration_ms":3.0,"exit_code":2"#),
+        rec(
+            "notice",
+            30,
+            "s2",
+            r#","reason":"io_uring","detail":"pid 7 set up an io_uring""#,
+        ),
+        rec("exit", 31, "s2", r#","duration_ms":29000.0,"exit_code":0"#),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let pg = Postgres::start();
+    let data = tmp.path().join("embedded");
+    let embedded = Collector::start(&pki, &data, free_port(), &["--checkpoint-secs", "1"]);
+    let group = group_collector(&pki, &tmp.path().join("group"), &database(&pg, "verdicts"));
+    for port in [embedded.port, group.port] {
+        finish_ship(
+            start_ship(&pki, tmp.path(), "web-1", &lines, &[port]),
+            lines.len(),
+        );
+        std::fs::remove_dir_all(tmp.path().join("web-1-spool")).unwrap();
+    }
+    // Every line of the list, as JSON without the times (they are the records' own anyway).
+    let list = |port: u16, extra: &[&str]| {
+        let mut head = vec!["sessions", "--format", "jsonl"];
+        head.extend(extra);
+        let o = operator(&pki, port, &head);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut rows: Vec<String> = stdout(&o)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                format!(
+                    "{} failed={} gaps={} {}",
+                    v["session"], v["failed"], v["gaps"], v["completeness"]
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let want = [
+        r#""s1" failed=1 gaps=1 "1 gap""#,
+        // Its own io_uring notice, and the host's loss while it ran.
+        r#""s2" failed=0 gaps=2 "2 gaps""#,
+    ];
+    assert!(wait_for(Duration::from_secs(20), || list(group.port, &[]) == want));
+    assert_eq!(list(embedded.port, &[]), want);
+    for port in [embedded.port, group.port] {
+        assert_eq!(list(port, &["--failed"]), want[..1]);
+        assert_eq!(list(port, &["--gaps"]), want);
+        assert_eq!(list(port, &["--until", "2026-12-05T10:00:01Z"]), want[..1]);
+        let o = operator(&pki, port, &["replay", "s1"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            stdout(&o).ends_with(
+                "session s1: incomplete (1 gap)\n  gap at 2026-12-05T10:00:03.000000000Z (record 2): \
+                 ring buffer loss: 4 exec event(s) dropped in the kernel\n"
+            ),
+            "{}",
+            stdout(&o)
+        );
+        let bundle = tmp.path().join(format!("s2-{port}.html"));
+        let o = operator(
+            &pki,
+            port,
+            &["evidence", "s2", "-o", bundle.to_str().unwrap()],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = run(&["verify", "--bundle", bundle.to_str().unwrap()]);
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        assert!(
+            stdout(&o).contains("3 records and 1 host-wide records")
+                && stdout(&o)
+                    .contains("gap: record 2 at 2026-12-05T10:00:03.000000000Z: ring buffer loss")
+                && stdout(&o).contains("gap: record 4 at 2026-12-05T10:00:30.000000000Z: io_uring"),
+            "{}",
+            stdout(&o)
+        );
+    }
+    embedded.stop();
+    group.stop();
+    let migrated = database(&pg, "verdicts_migrated");
+    let o = run(&[
+        "migrate",
+        "--data",
+        data.to_str().unwrap(),
+        "--to",
+        &migrated,
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let col = group_collector(&pki, &data, &migrated);
+    assert_eq!(list(col.port, &[]), want);
+    assert_eq!(list(col.port, &["--failed"]), want[..1]);
+    col.stop();
+}

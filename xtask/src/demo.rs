@@ -18,6 +18,7 @@ use crate::util::{is_root, recorder_bin, root};
 const IDENTITY: &str = "demo-agent";
 const METRICS: &str = "127.0.0.1:9464";
 const COLLECTOR_ADDR: &str = "127.0.0.1:7443";
+const CONSOLE_ADDR: &str = "127.0.0.1:7444";
 const HOST: &str = "demo-host";
 
 /// What the demo "AI agent" runs: commands, and kubectl against a local Kubernetes API server
@@ -144,6 +145,7 @@ pub fn run(once: bool) -> anyhow::Result<()> {
             "--tls-key",
             &p("collector-key.pem"),
         ])
+        .args(["--ui-listen", CONSOLE_ADDR])
         .stderr(std::fs::File::create(dir.join("collector.log"))?)
         .spawn()
         .context("starting the collector")?;
@@ -280,6 +282,23 @@ fn demo(
     while reader.read_line(&mut line)? > 0 {
         line.clear();
     }
+    // The web console: an operator token to paste at its login page.
+    let token = recorder(&[
+        "token",
+        "--tls-cert",
+        &operator[5],
+        "--tls-key",
+        &operator[7],
+        "--ttl",
+        "12h",
+    ])?;
+    let token_file = jsonl.with_file_name("console-token.txt");
+    std::fs::write(&token_file, token.trim())?;
+    println!(
+        "== the web console: https://{CONSOLE_ADDR} (certificate of the demo CA: accept it), log in \
+         with the token in {}",
+        token_file.display()
+    );
     if once {
         return Ok(());
     }

@@ -39,6 +39,10 @@ const APT_PACKAGES: &[&str] = &[
     "runc",
     // The root filesystem of the container tests/tests/kubernetes.rs runs with runc.
     "busybox-static",
+    // The web console's and the evidence bundles' tests (tests/tests/console.rs) drive a real
+    // browser, headless, over WebDriver.
+    "chromium",
+    "chromium-driver",
 ];
 
 /// Python packages the end-to-end tests drive real servers with (psycopg ships its own libssl
@@ -52,6 +56,8 @@ const PIP_PACKAGES: &[(&str, &str)] = &[
     ("opentelemetry-proto", "opentelemetry.proto"),
     // The S3-compatible server of tests/tests/retention.rs (with boto3, which it brings).
     ("moto[server]", "moto.server"),
+    // Drives Chromium through chromedriver in tests/tests/console.rs.
+    ("selenium", "selenium"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

@@ -61,16 +61,17 @@ impl Source for LogView {
                         }
                     }
                 }
-                Log::Postgres(..) => {
+                Log::Postgres(pg, _) => {
                     let filter = SessionFilter {
                         host,
                         ..SessionFilter::default()
                     };
                     let list = self.0.sessions(&filter, 0).await.map_err(text)?;
-                    match list.into_iter().find(|s| s.session == session) {
-                        Some(s) => (s, Vec::new()),
-                        None => return Ok(None),
-                    }
+                    let Some(s) = list.into_iter().find(|s| s.session == session) else {
+                        return Ok(None);
+                    };
+                    let context = pg.context_gaps(&s).await.map_err(text)?;
+                    (s, context)
                 }
             };
             let records = self
@@ -82,7 +83,14 @@ impl Source for LogView {
                 Log::Embedded(store, restorer) => read_embedded(store, restorer, context)
                     .await
                     .map_err(text)?,
-                Log::Postgres(..) => Vec::new(),
+                Log::Postgres(..) => {
+                    let mut out = Vec::with_capacity(context.len());
+                    for i in context {
+                        let found = self.0.read_range(i, i + 1).await.map_err(text)?;
+                        out.extend(found.into_iter().filter(|r| r.index == i));
+                    }
+                    out
+                }
             };
             Ok(Some(SessionRecords {
                 summary,

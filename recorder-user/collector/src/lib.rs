@@ -17,6 +17,7 @@ mod webhook_queue;
 mod wire;
 
 use std::{
+    io::Write as _,
     net::SocketAddr,
     path::PathBuf,
     sync::{Arc, Mutex},
@@ -226,8 +227,9 @@ pub async fn serve(
             recorder_console::serve(console, view, console::forward(&events), stop_rx.clone())
                 .await
                 .map_err(|e| CollectorError::Console(e.to_string()))?;
-        // Tests and scripts read this line to learn the console's port when it listens on :0.
-        println!("console on https://{local}");
+        // Scripts read this line to learn the console's port when it listens on :0; nobody
+        // reading stdout any more is no reason to stop.
+        let _ = writeln!(std::io::stdout(), "console on https://{local}");
     }
 
     let service = service::Service {

@@ -98,7 +98,9 @@
       (parent ? parent.children : roots).push(p);
     }
     const node = (p) => {
-      const status = exitText(p.exit);
+      // A process that exec'd again (a wrapper such as Debian's psql) ends in its next image.
+      const inPlace = !p.exit && p.children.some((c) => c.exec.pid === p.exec.pid);
+      const status = inPlace ? "exec'd in place" : exitText(p.exit);
       const bad = p.exit && failed(p.exit);
       return el("li", { class: "proc", "data-exec-id": p.exec.exec_id, "data-pid": p.exec.pid, "data-exit": status },
         el("a", { class: "cmd", href: `#r-${p.index}` }, p.exec.text),
@@ -180,8 +182,11 @@
       const state = integrity.querySelector(".state");
       if (good) {
         const cp = evidence.checkpoint;
-        state.textContent = `Verified in this browser: ${c.proven} records are included in the checkpoint of tree size ${cp.tree_size} signed ${cp.time} by key ${evidence.public_key.slice(0, 16)}…` +
+        state.textContent = `Verified in this browser: ${c.proven} records are included in the checkpoint of tree size ${cp.tree_size} signed ${cp.time} by key ${evidence.public_key}.` +
           (c.pending ? ` ${c.pending} newer records are not yet covered by a signed checkpoint.` : "");
+        if (inBundle) {
+          integrity.append(el("p", { class: "note" }, "A bundle carries the key it was signed with: compare it with the collector's published checkpoint-key.pub."));
+        }
       } else {
         state.textContent = "FAILED: this evidence does not check.";
         integrity.append(el("ul", { class: "problems" }, c.problems.map((p) => el("li", { "data-index": p.index ?? "" },

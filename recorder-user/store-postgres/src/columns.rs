@@ -1,6 +1,11 @@
 //! What every row of `records` derives from its record (the columns sessions, replays and
 //! filters query), one vector per column for `unnest`: written by ingest and by `migrate`.
-use recorder_record::Record;
+use recorder_record::{Record, completeness};
+
+/// `records.outcome`: the record reports a failed action.
+pub(crate) const FAILED: i16 = 1;
+/// `records.outcome`: the record reports a gap.
+pub(crate) const GAP: i16 = 2;
 
 #[derive(Default)]
 pub(crate) struct RecordColumns {
@@ -10,6 +15,7 @@ pub(crate) struct RecordColumns {
     pub(crate) time_ns: Vec<i64>,
     pub(crate) namespace: Vec<String>,
     pub(crate) pod: Vec<String>,
+    pub(crate) outcome: Vec<i16>,
 }
 
 impl RecordColumns {
@@ -23,5 +29,16 @@ impl RecordColumns {
             .push(workload.map(|w| w.namespace.clone()).unwrap_or_default());
         self.pod
             .push(workload.map(|w| w.pod_name.clone()).unwrap_or_default());
+        self.outcome.push(
+            if completeness::failed(record) {
+                FAILED
+            } else {
+                0
+            } | if completeness::gap_of(record).is_some() {
+                GAP
+            } else {
+                0
+            },
+        );
     }
 }

@@ -66,10 +66,10 @@ impl PgLog {
         let inserted = client
             .query(
                 "WITH stored AS (
-                     INSERT INTO records (host, boot, seq, line, session, identity, kind, time_ns, namespace, pod)
-                     SELECT $1, $2, u.seq, u.line, u.session, u.identity, u.kind, u.time_ns, u.namespace, u.pod
-                     FROM unnest($3::bigint[], $4::bytea[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[])
-                          AS u(seq, line, session, identity, kind, time_ns, namespace, pod)
+                     INSERT INTO records (host, boot, seq, line, session, identity, kind, time_ns, namespace, pod, outcome)
+                     SELECT $1, $2, u.seq, u.line, u.session, u.identity, u.kind, u.time_ns, u.namespace, u.pod, u.outcome
+                     FROM unnest($3::bigint[], $4::bytea[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::smallint[])
+                          AS u(seq, line, session, identity, kind, time_ns, namespace, pod, outcome)
                      ON CONFLICT (host, boot, seq) DO NOTHING
                      RETURNING id, seq),
                  queued AS (INSERT INTO waiting (id) SELECT id FROM stored)
@@ -85,6 +85,7 @@ impl PgLog {
                     &cols.derived.time_ns,
                     &cols.derived.namespace,
                     &cols.derived.pod,
+                    &cols.derived.outcome,
                 ],
             )
             .await?;

@@ -65,8 +65,6 @@ pub enum PgError {
     Migrate(String),
     #[error("TLS to the database: {0}")]
     Tls(String),
-    #[error("{0} is not available on the PostgreSQL store yet")]
-    Unsupported(&'static str),
 }
 
 impl From<tokio_postgres::Error> for PgError {

@@ -203,8 +203,8 @@ impl Copy {
             c.line.push(row.line);
         }
         tx.execute(
-            "INSERT INTO records (id, host, boot, seq, line, session, identity, kind, time_ns, namespace, pod)
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bytea[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[])",
+            "INSERT INTO records (id, host, boot, seq, line, session, identity, kind, time_ns, namespace, pod, outcome)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bytea[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::smallint[])",
             &[
                 &c.id,
                 &c.host,
@@ -217,6 +217,7 @@ impl Copy {
                 &c.derived.time_ns,
                 &c.derived.namespace,
                 &c.derived.pod,
+                &c.derived.outcome,
             ],
         )
         .await?;
@@ -235,8 +236,8 @@ impl Copy {
         }
         for s in self.sessions.summaries() {
             tx.execute(
-                "INSERT INTO sessions (host, session, identity, first_ns, last_ns, commands, records, namespace, pod)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO sessions (host, session, identity, first_ns, last_ns, commands, records, namespace, pod, failed, gaps)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 &[
                     &s.host,
                     &s.session,
@@ -247,6 +248,20 @@ impl Copy {
                     &(s.records as i64),
                     &s.namespace,
                     &s.pod,
+                    &(s.failed as i64),
+                    &(s.gaps as i64),
+                ],
+            )
+            .await?;
+        }
+        for g in self.sessions.host_gaps() {
+            tx.execute(
+                "INSERT INTO host_gaps (log_index, host, identity, time_ns) VALUES ($1, $2, $3, $4)",
+                &[
+                    &(g.index as i64),
+                    &g.host,
+                    &g.identity,
+                    &(g.time.unix_ns() as i64),
                 ],
             )
             .await?;

@@ -142,6 +142,11 @@ impl PgLog {
         )
         .await?;
         tx.execute(
+            "DELETE FROM host_gaps WHERE log_index >= $1 AND log_index < $2",
+            &[&first, &end],
+        )
+        .await?;
+        tx.execute(
             "DELETE FROM records r USING placed p
              WHERE r.id = p.record_id AND p.log_index >= $1 AND p.log_index < $2",
             &[&first, &end],

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use recorder_record::{Record, Timestamp};
 use recorder_store::{
     StoredRecord,
-    index::{SessionFilter, SessionSummary},
+    index::{GAP_REPORT_DELAY_NS, SessionFilter, SessionSummary},
     integrity::{
         Hash,
         checkpoint::Checkpoint,
@@ -119,31 +119,34 @@ impl PgLog {
         Ok(())
     }
 
-    /// Sessions matching the filter, most recently active first.
+    /// Sessions matching the filter, most recently active first. A session's `gaps` here are its
+    /// own and those of its host while it ran (`host_gaps`), together.
     pub async fn sessions(
         &self,
         filter: &SessionFilter<'_>,
         limit: u32,
     ) -> Result<Vec<SessionSummary>, PgError> {
-        if filter.failed || filter.gaps {
-            return Err(PgError::Unsupported(
-                "filtering sessions by failed actions or gaps",
-            ));
-        }
         let limit = if limit == 0 {
             i64::MAX
         } else {
             i64::from(limit)
         };
+        let delay = GAP_REPORT_DELAY_NS as i64;
         let rows = self
             .client()
             .await?
             .query(
-                "SELECT host, session, identity, first_ns, last_ns, commands, records, namespace, pod
-                 FROM sessions
+                "SELECT host, session, identity, first_ns, last_ns, commands, records, namespace, pod, failed, gaps,
+                        (SELECT count(*) FROM host_gaps g
+                         WHERE g.host = s.host AND (g.identity = '' OR g.identity = s.identity)
+                           AND g.time_ns >= s.first_ns AND g.time_ns <= s.last_ns + $10) AS host_gaps
+                 FROM sessions s
                  WHERE ($1 = '' OR identity = $1) AND ($2 = '' OR host = $2)
                    AND ($3 = '' OR namespace = $3) AND ($4 = '' OR pod = $4) AND last_ns >= $5
-                   AND ($7 = 0 OR first_ns <= $7)
+                   AND ($7::bigint = 0 OR first_ns <= $7) AND (NOT $8 OR failed > 0)
+                   AND (NOT $9 OR gaps > 0 OR EXISTS (SELECT 1 FROM host_gaps g
+                         WHERE g.host = s.host AND (g.identity = '' OR g.identity = s.identity)
+                           AND g.time_ns >= s.first_ns AND g.time_ns <= s.last_ns + $10))
                  ORDER BY last_ns DESC, session LIMIT $6",
                 &[
                     &filter.identity,
@@ -153,6 +156,9 @@ impl PgLog {
                     &filter.since_unix_ns,
                     &limit,
                     &filter.until_unix_ns,
+                    &filter.failed,
+                    &filter.gaps,
+                    &delay,
                 ],
             )
             .await?;
@@ -169,10 +175,31 @@ impl PgLog {
                 namespace: r.get(7),
                 pod: r.get(8),
                 last_index: 0,
-                failed: 0,
-                gaps: 0,
+                failed: r.get::<_, i64>(9) as u64,
+                gaps: (r.get::<_, i64>(10) + r.get::<_, i64>(11)) as u64,
             })
             .collect())
+    }
+
+    /// The log indexes of the gaps of no session that may concern this session: of its host,
+    /// of its identity or of none, reported while it ran (or shortly after).
+    pub async fn context_gaps(&self, s: &SessionSummary) -> Result<Vec<u64>, PgError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT log_index FROM host_gaps
+                 WHERE host = $1 AND (identity = '' OR identity = $2) AND time_ns >= $3 AND time_ns <= $4
+                 ORDER BY log_index",
+                &[
+                    &s.host,
+                    &s.identity,
+                    &(s.first_time.unix_ns() as i64),
+                    &((s.last_time.unix_ns() + GAP_REPORT_DELAY_NS) as i64),
+                ],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
     }
 
     /// The hosts that have a session with this id (`host` narrows it).

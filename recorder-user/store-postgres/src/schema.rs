@@ -13,6 +13,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0002_export_cursors.sql"),
     ),
     (3, "pruned", include_str!("../migrations/0003_pruned.sql")),
+    (
+        4,
+        "outcomes",
+        include_str!("../migrations/0004_outcomes.sql"),
+    ),
 ];
 
 /// Applies what the database lacks; refuses a database from a newer collector.

@@ -235,6 +235,8 @@ struct SessionSums {
     records: i64,
     namespace: String,
     pod: String,
+    failed: i64,
+    gaps: i64,
 }
 
 /// Records given their place and the tree nodes they complete, one vector per column, for
@@ -297,7 +299,7 @@ async fn place(client: &mut Client, signer: &Signer) -> Result<usize, PgError> {
     })?;
     let rows = tx
         .query(
-            "SELECT r.id, r.host, r.boot, r.seq, r.line, r.session, r.identity, r.kind, r.time_ns, r.namespace, r.pod
+            "SELECT r.id, r.host, r.boot, r.seq, r.line, r.session, r.identity, r.kind, r.time_ns, r.namespace, r.pod, r.outcome
              FROM waiting w JOIN records r ON r.id = w.id ORDER BY w.id LIMIT $1",
             &[&ROUND_MAX],
         )
@@ -307,6 +309,7 @@ async fn place(client: &mut Client, signer: &Signer) -> Result<usize, PgError> {
     }
     let mut streams = stream_ends(&tx, &rows).await?;
     let mut sessions: HashMap<(String, String), SessionSums> = HashMap::new();
+    let mut host_gaps = HostGaps::default();
     let mut placed = Placed::default();
     let mut buf = Vec::new();
     for row in &rows {
@@ -338,9 +341,10 @@ async fn place(client: &mut Client, signer: &Signer) -> Result<usize, PgError> {
             placed.node_indexes.push(id.index as i64);
             placed.node_hashes.push(hash.to_vec());
         });
-        add_to_session(&mut sessions, row);
+        add_to_session(&mut sessions, &mut host_gaps, index, row);
     }
     write_round(&tx, &placed, &streams, &sessions).await?;
+    host_gaps.insert(&tx).await?;
     // A head's time never goes back, whichever collector's clock signs it.
     let time = Timestamp::now().to_string().max(head_time);
     let cp = signer.sign(frontier.size(), &frontier.root(), time);
@@ -382,12 +386,45 @@ async fn stream_ends(
         .collect())
 }
 
+/// The gaps of no session a round places, for `host_gaps`.
+#[derive(Default)]
+struct HostGaps {
+    index: Vec<i64>,
+    host: Vec<String>,
+    identity: Vec<String>,
+    time_ns: Vec<i64>,
+}
+
+impl HostGaps {
+    async fn insert(&self, tx: &Transaction<'_>) -> Result<(), PgError> {
+        if self.index.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            "INSERT INTO host_gaps (log_index, host, identity, time_ns)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])",
+            &[&self.index, &self.host, &self.identity, &self.time_ns],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
 fn add_to_session(
     sessions: &mut HashMap<(String, String), SessionSums>,
+    host_gaps: &mut HostGaps,
+    index: u64,
     row: &tokio_postgres::Row,
 ) {
     let session: String = row.get(5);
+    let outcome: i16 = row.get(11);
     if session.is_empty() {
+        if outcome & crate::columns::GAP != 0 {
+            host_gaps.index.push(index as i64);
+            host_gaps.host.push(row.get(1));
+            host_gaps.identity.push(row.get(6));
+            host_gaps.time_ns.push(row.get(8));
+        }
         return;
     }
     let kind: &str = row.get(7);
@@ -408,7 +445,11 @@ fn add_to_session(
             records: 0,
             namespace: String::new(),
             pod: String::new(),
+            failed: 0,
+            gaps: 0,
         });
+    s.failed += i64::from(outcome & crate::columns::FAILED != 0);
+    s.gaps += i64::from(outcome & crate::columns::GAP != 0);
     s.first_ns = s.first_ns.min(time_ns);
     s.last_ns = s.last_ns.max(time_ns);
     s.commands += i64::from(is_command);
@@ -431,6 +472,8 @@ struct SessionColumns<'a> {
     records: Vec<i64>,
     namespace: Vec<&'a str>,
     pod: Vec<&'a str>,
+    failed: Vec<i64>,
+    gaps: Vec<i64>,
 }
 
 async fn write_round(
@@ -470,15 +513,19 @@ async fn write_round(
         c.records.push(s.records);
         c.namespace.push(&s.namespace);
         c.pod.push(&s.pod);
+        c.failed.push(s.failed);
+        c.gaps.push(s.gaps);
     }
     tx.execute(
-        "INSERT INTO sessions AS s (host, session, identity, first_ns, last_ns, commands, records, namespace, pod)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::text[])
+        "INSERT INTO sessions AS s (host, session, identity, first_ns, last_ns, commands, records, namespace, pod, failed, gaps)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::bigint[])
          ON CONFLICT (host, session) DO UPDATE SET
              first_ns = LEAST(s.first_ns, EXCLUDED.first_ns),
              last_ns = GREATEST(s.last_ns, EXCLUDED.last_ns),
              commands = s.commands + EXCLUDED.commands,
              records = s.records + EXCLUDED.records,
+             failed = s.failed + EXCLUDED.failed,
+             gaps = s.gaps + EXCLUDED.gaps,
              namespace = CASE WHEN s.pod = '' THEN EXCLUDED.namespace ELSE s.namespace END,
              pod = CASE WHEN s.pod = '' THEN EXCLUDED.pod ELSE s.pod END",
         &[
@@ -491,6 +538,8 @@ async fn write_round(
             &c.records,
             &c.namespace,
             &c.pod,
+            &c.failed,
+            &c.gaps,
         ],
     )
     .await?;

@@ -45,7 +45,7 @@ pub struct HostGap {
 
 /// How long after a session's last record a host-wide gap still counts for it: a loss is
 /// reported when the agent notices it, a little after the events it dropped.
-const GAP_REPORT_DELAY_NS: i128 = 10_000_000_000;
+pub const GAP_REPORT_DELAY_NS: i128 = 10_000_000_000;
 
 /// Which sessions `recorder sessions` lists: an empty field matches every session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

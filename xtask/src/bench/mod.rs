@@ -19,6 +19,7 @@
 //!
 //! `--compare BIN` measures another build of `recorder` in the same rounds, side by side with
 //! the one just built (before/after a change, in one run).
+mod console;
 mod exec;
 mod export;
 mod kube;
@@ -138,6 +139,9 @@ pub fn run(
     }
     if wanted("export") {
         export::bench(rounds)?;
+    }
+    if wanted("console") {
+        console::bench(rounds)?;
     }
     Ok(())
 }
