@@ -83,7 +83,9 @@ fn pki_collector_and_operator_reads() {
     assert_eq!(stdout(&o), lines[20..40].join("\n") + "\n");
     let o = run(&args(&["replay", "sess-1"], &op));
     let human = stdout(&o);
-    assert_eq!(human.lines().count(), 10, "{human}");
+    // Ten commands, then the session's completeness verdict.
+    assert_eq!(human.lines().count(), 11, "{human}");
+    assert_eq!(human.lines().last(), Some("session sess-1: complete"));
     assert_eq!(
         human.lines().next().unwrap(),
         "2026-11-28T10:00:00.000000020Z  pid 21      $ echo 20    => exit 0, 1 ms"

@@ -49,6 +49,8 @@ pub struct AgentConfig {
     pub kubernetes: KubernetesConfig,
     /// `[collector]`: ship records to a remote collector through a local spool.
     pub collector: Option<CollectorConfig>,
+    /// `[redaction]`: secrets taken out of records before they are written (on by default).
+    pub redaction: recorder_redact::RedactionConfig,
 }
 
 /// Which processes the OpenSSL uprobes are attached for.

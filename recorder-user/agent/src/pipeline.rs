@@ -81,11 +81,19 @@ struct Trackers {
     tls: TlsWatch,
 }
 
+/// Where records go, and what is taken out of them first.
+pub(crate) struct Output {
+    pub(crate) sinks: Vec<Box<dyn Sink>>,
+    pub(crate) redactor: Option<recorder_redact::Redactor>,
+}
+
 /// The sinks, with the counters of what went to them.
 struct Sinks {
     all: Vec<Box<dyn Sink>>,
     by_kind: Vec<(Kind, Counter)>,
     sink_errors: Counter,
+    /// Secrets out before any sink sees a record; a counter per rule.
+    redactor: Option<(recorder_redact::Redactor, Vec<Counter>)>,
 }
 
 impl Pipeline {
@@ -94,7 +102,7 @@ impl Pipeline {
         identities: Identities,
         mut probes: Probes,
         ring: RingBuf<MapData>,
-        sinks: Vec<Box<dyn Sink>>,
+        output: Output,
         tls_probes: TlsProbes,
         pods: Option<PodIdentities>,
     ) -> Self {
@@ -122,13 +130,27 @@ impl Pipeline {
             ring,
             builder: RecordBuilder::new(host, boot_tag(), Clock::now()),
             sinks: Sinks {
-                all: sinks,
+                all: output.sinks,
                 by_kind,
                 sink_errors: registry.counter(
                     "recorder_sink_errors_total",
                     "Failed writes to a sink (JSONL file, spool).",
                     &[],
                 ),
+                redactor: output.redactor.map(|r| {
+                    let counters = r
+                        .rule_names()
+                        .iter()
+                        .map(|name| {
+                            registry.counter(
+                                "recorder_redacted_values_total",
+                                "Values replaced by a redaction marker before the record was written, by rule.",
+                                &[("rule", name)],
+                            )
+                        })
+                        .collect();
+                    (r, counters)
+                }),
             },
             reported_loss: HashMap::new(),
             trackers: Trackers::default(),
@@ -457,6 +479,14 @@ impl Sinks {
     }
 
     fn emit(&mut self, record: &Record) {
+        let redacted = self.redactor.as_ref().and_then(|(redactor, counters)| {
+            let (copy, hits) = redactor.redacted(record)?;
+            for i in hits.0 {
+                counters[i].inc();
+            }
+            Some(copy)
+        });
+        let record = redacted.as_ref().unwrap_or(record);
         if let Some((_, c)) = self.by_kind.iter().find(|(k, _)| *k == record.kind()) {
             c.inc();
         }

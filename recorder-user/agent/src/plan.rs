@@ -20,7 +20,7 @@ use crate::{
     },
     identity::{Identities, IdentityError},
     loader::{CaptureMode, LoadError, Probes, SocketCapture},
-    pipeline::Pipeline,
+    pipeline::{Output, Pipeline},
     pods::{FIRST_LIST_WAIT, PodIdentities, PodsError},
     ship::Shipper,
     sink::{Sink, SinkError, jsonl::JsonlSink, spool::SpoolSink},
@@ -77,6 +77,8 @@ pub enum AgentError {
     },
     #[error("the capture thread panicked")]
     CapturePanicked,
+    #[error(transparent)]
+    Redaction(#[from] recorder_redact::RedactError),
 }
 
 /// Everything the agent will do, checked, with defaults filled in.
@@ -90,6 +92,7 @@ struct Plan {
     socket_capture: SocketCaptureSetting,
     btf_path: PathBuf,
     sinks: Vec<Box<dyn Sink>>,
+    redactor: Option<recorder_redact::Redactor>,
 }
 
 /// Runs the agent until SIGINT or SIGTERM; then drains the ring buffer, flushes the sinks and
@@ -139,6 +142,7 @@ fn plan(mut config: AgentConfig) -> Result<Plan, AgentError> {
     if sinks.is_empty() {
         return Err(AgentError::NoSink);
     }
+    let redactor = redactor(&config.redaction)?;
     Ok(Plan {
         host,
         identities: config.identities,
@@ -149,7 +153,40 @@ fn plan(mut config: AgentConfig) -> Result<Plan, AgentError> {
         socket_capture: config.socket_capture.unwrap_or_default(),
         btf_path: config.btf.unwrap_or_else(|| PathBuf::from(DEFAULT_BTF)),
         sinks,
+        redactor,
     })
+}
+
+/// `[redaction]`: the rules and the key, or None when redaction is turned off. A key file
+/// named in the configuration must be usable; the default one falls back to a key for this run
+/// only (markers then differ after a restart), said in the log.
+fn redactor(
+    config: &recorder_redact::RedactionConfig,
+) -> Result<Option<recorder_redact::Redactor>, AgentError> {
+    if !config.enabled {
+        tracing::warn!(
+            "redaction is off ([redaction] enabled = false): secrets in commands and statements are recorded as they are"
+        );
+        return Ok(None);
+    }
+    let key = if let Some(path) = &config.key_file {
+        recorder_redact::key::load_or_create(path)?
+    } else {
+        let path = std::path::Path::new(recorder_redact::key::DEFAULT_KEY_FILE);
+        match recorder_redact::key::load_or_create(path) {
+            Ok(key) => key,
+            Err(e) => {
+                tracing::warn!(error = %e, "no redaction key can be kept; using one for this run only (the same secret gets another marker after a restart): set [redaction] key_file");
+                recorder_redact::key::ephemeral()?
+            }
+        }
+    };
+    let redactor = recorder_redact::Redactor::new(&key, config)?;
+    tracing::info!(
+        rules = redactor.rule_names().len(),
+        "redaction on: secrets become keyed-hash markers before records are written"
+    );
+    Ok(Some(redactor))
 }
 
 /// `[collector]`: the spool sink, and the shipper thread that empties the spool.
@@ -253,7 +290,10 @@ async fn run_plan(plan: Plan) -> Result<(), AgentError> {
         identities,
         probes,
         ring,
-        plan.sinks,
+        Output {
+            sinks: plan.sinks,
+            redactor: plan.redactor,
+        },
         plan.tls_probes,
         pods,
     );

@@ -94,6 +94,13 @@ pub(crate) struct AgentArgs {
     /// Kernel BTF to read struct offsets from (default: /sys/kernel/btf/vmlinux).
     #[arg(long, value_name = "FILE")]
     pub btf: Option<PathBuf>,
+    /// The redaction key file (made, 32 random bytes, mode 0600, if missing; default
+    /// /var/lib/recorder/redaction.key). Agents given the same key mark one secret alike.
+    #[arg(long, value_name = "FILE")]
+    pub redaction_key: Option<PathBuf>,
+    /// Record secrets as they are: no redaction (said in the log at start).
+    #[arg(long)]
+    pub no_redaction: bool,
 }
 
 pub(crate) fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -117,6 +124,10 @@ fn config(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     set(args.ring_buffer_kib, &mut config.ring_buffer_kib);
     set(args.tls_probes, &mut config.tls_probes);
     set(args.btf, &mut config.btf);
+    set(args.redaction_key, &mut config.redaction.key_file);
+    if args.no_redaction {
+        config.redaction.enabled = false;
+    }
     set(args.socket_capture, &mut config.socket_capture);
     set(args.node_name, &mut config.kubernetes.node);
     set(args.kubeconfig, &mut config.kubernetes.kubeconfig);

@@ -83,15 +83,20 @@ pub(crate) fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         let mut verdicts = Vec::new();
         for (session, host) in sessions {
             let req = GetSessionRequest { session, host };
-            if args.format == Format::Table {
-                verdicts.push(verdict(&mut client, req.clone()).await?);
-            }
-            let mut stream = client.get_session(req).await.map_err(status)?.into_inner();
+            let mut stream = client
+                .get_session(req.clone())
+                .await
+                .map_err(status)?
+                .into_inner();
             while let Some(r) = stream.next().await {
                 let r = r.map_err(status)?;
                 if in_workload(&r, &namespace, &pod) {
                     out.push(r);
                 }
+            }
+            // The verdict after the records: a refused replay says so as a replay.
+            if args.format == Format::Table {
+                verdicts.push(verdict(&mut client, req).await?);
             }
         }
         let proof = if args.prove {

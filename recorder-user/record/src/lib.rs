@@ -15,6 +15,7 @@ mod body;
 pub mod completeness;
 pub mod hex;
 pub mod ids;
+pub mod shell;
 pub mod time;
 mod workload;
 
@@ -155,6 +156,9 @@ pub struct Record {
     /// Where the process runs on Kubernetes, for identities selected by pod.
     pub workload: Option<Arc<Workload>>,
     pub body: Body,
+    /// The fields redaction changed (`argv[2]`, `text`, `params[0]`…), written last and only
+    /// when there are some.
+    pub redacted: Vec<String>,
 }
 
 impl Record {
@@ -195,6 +199,8 @@ struct LineOut<'a> {
     workload: Option<&'a Workload>,
     #[serde(flatten)]
     body: &'a Body,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    redacted: &'a [String],
 }
 
 impl Serialize for Record {
@@ -209,6 +215,7 @@ impl Serialize for Record {
             exec_id: &self.exec_id,
             workload: self.workload.as_deref(),
             body: &self.body,
+            redacted: &self.redacted,
         }
         .serialize(s)
     }
@@ -228,6 +235,8 @@ struct LineIn {
     pid: u32,
     #[serde(default)]
     exec_id: String,
+    #[serde(default)]
+    redacted: Vec<String>,
     #[serde(flatten)]
     fields: Map<String, Value>,
 }
@@ -247,6 +256,7 @@ impl<'de> Deserialize<'de> for Record {
             exec_id: line.exec_id,
             workload,
             body,
+            redacted: line.redacted,
         })
     }
 }

@@ -9,6 +9,7 @@ fn exec_record() -> Record {
         pid: 42,
         exec_id: "e1".into(),
         workload: None,
+        redacted: Vec::new(),
         body: Body::Exec(Exec {
             argv: vec!["ls".into(), "-l".into()],
             text: "ls -l".into(),

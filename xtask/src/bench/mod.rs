@@ -24,6 +24,7 @@ mod exec;
 mod export;
 mod kube;
 mod pods;
+mod redact;
 mod sql;
 mod stats;
 mod store;
@@ -142,6 +143,9 @@ pub fn run(
     }
     if wanted("console") {
         console::bench(rounds)?;
+    }
+    if wanted("redact") {
+        redact::bench(rounds)?;
     }
     Ok(())
 }

@@ -124,6 +124,7 @@ impl RecordBuilder {
             pid,
             exec_id: self.exec_id(exec),
             workload: self.workloads.get(session),
+            redacted: Vec::new(),
             body,
         }
     }

@@ -17,26 +17,9 @@ pub(crate) fn split_argv(area: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// Quotes one word for a POSIX shell so that pasting the command line runs the same argv.
-pub(crate) fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
-/// The command line: argv quoted and joined with spaces.
-pub(crate) fn command_line(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| shell_quote(a))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub(crate) use recorder_record::shell::command_line;
+#[cfg(test)]
+use recorder_record::shell::quote as shell_quote;
 
 /// An absolute path from kernel components (leaf first). A pseudo file (memfd) or a deleted
 /// file reads like /proc/PID/exe: `/memfd:name (deleted)`. A walk stopped by the depth bound

@@ -249,6 +249,7 @@ impl Spool {
             pid: 0,
             exec_id: String::new(),
             workload: None,
+            redacted: Vec::new(),
             body,
         }
     }

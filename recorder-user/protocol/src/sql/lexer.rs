@@ -131,6 +131,44 @@ pub fn tables(sql: &str, dialect: Dialect) -> Vec<String> {
 
 /// Words that end a table reference (so an alias is not taken for a clause, nor a clause for
 /// an alias).
+/// The byte ranges of the literal values of `sql`: quoted strings (with their quotes; in MySQL
+/// `"…"` too, and PostgreSQL's dollar-quoted bodies) and numbers. Identifiers quoted as
+/// identifiers (`"name"` in PostgreSQL, `` `name` `` in MySQL) are not values. For redaction:
+/// what a statement on a sensitive table carries.
+pub fn literals(sql: &str, dialect: Dialect) -> Vec<std::ops::Range<usize>> {
+    let bytes = sql.as_bytes();
+    let mut lexer = Lexer::new(bytes, dialect);
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    while let Some((token, start, end)) = lexer.next_token() {
+        if out.last().is_some_and(|r| start < r.end) {
+            continue;
+        }
+        let text = &bytes[start..end];
+        match token {
+            Token::Quoted => {
+                let value = match text.first() {
+                    Some(b'`') => false,
+                    Some(b'"') => dialect == Dialect::Mysql,
+                    _ => true,
+                };
+                if value {
+                    out.push(start..end);
+                }
+            }
+            // A number: digits (and a point) not inside a name (`t1` is one word).
+            Token::Other if text[0].is_ascii_digit() && !ident_char(prev(bytes, start)) => {
+                let len = bytes[start..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_digit() || **c == b'.')
+                    .count();
+                out.push(start..start + len);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 fn is_clause(word: &[u8]) -> bool {
     const CLAUSES: [&[u8]; 17] = [
         b"WHERE",
@@ -513,6 +551,38 @@ mod tests {
         assert_eq!(
             tables("SELECT * FROM `Pay`.`cards` # from x", Dialect::Mysql),
             ["Pay.cards"]
+        );
+    }
+
+    #[test]
+    fn literals_are_the_values_not_the_names() {
+        use super::{Dialect, literals};
+        fn of(sql: &str, dialect: Dialect) -> Vec<&str> {
+            literals(sql, dialect)
+                .into_iter()
+                .map(|r| &sql[r])
+                .collect()
+        }
+        assert_eq!(
+            of(
+                "INSERT INTO \"cards\" (pan, note) VALUES ('4111 1111', 42) -- 'not this'",
+                Dialect::Postgresql
+            ),
+            ["'4111 1111'", "42"]
+        );
+        assert_eq!(
+            of(
+                "UPDATE t SET a = $$it's$$, b = E'x\\'y' WHERE id = 7",
+                Dialect::Postgresql
+            ),
+            ["$$it's$$", "'x\\'y'", "7"]
+        );
+        assert_eq!(
+            of(
+                "SELECT `pan` FROM cards WHERE pan = \"4111\"",
+                Dialect::Mysql
+            ),
+            ["\"4111\""]
         );
     }
 }
