@@ -12,10 +12,10 @@ use std::{
     io::{Seek as _, SeekFrom, Write as _},
     path::Path,
     process::{Child, Command, Stdio},
-    time::{Duration, SystemTime},
+    time::SystemTime,
 };
 
-use collector_support::{Collector, Pki, export, free_port, run, stderr, stdout, wait_for};
+use collector_support::{Collector, Pki, export, free_port, run, stderr, stdout};
 use recorder_tests::{Agent, Cgroup, postgres::Postgres, repo_root};
 use serde_json::{Value, json};
 
@@ -118,27 +118,17 @@ fn the_console_and_evidence_bundles_in_a_real_browser() {
     let claude = Cgroup::new("console-claude");
     let storm = Cgroup::new("console-storm");
     let spool = tmp.path().join("spool");
-    let agent = Agent::start(&[
-        "--identity",
-        &claude.identity_flag("claude"),
-        "--identity",
-        &storm.identity_flag("storm"),
+    let mut args = vec![
+        "--identity".to_string(),
+        claude.identity_flag("claude"),
+        "--identity".into(),
+        storm.identity_flag("storm"),
         // Roomy for the sessions, far too small for the storm while the agent is stopped.
-        "--ring-buffer-kib",
-        "256",
-        "--host",
-        "web-1",
-        "--collector",
-        &format!("https://127.0.0.1:{}", col.port),
-        "--tls-ca",
-        &pki.path("ca.pem"),
-        "--tls-cert",
-        &pki.path("web-1.pem"),
-        "--tls-key",
-        &pki.path("web-1-key.pem"),
-        "--spool",
-        spool.to_str().unwrap(),
-    ]);
+        "--ring-buffer-kib".into(),
+        "256".into(),
+    ];
+    args.extend(pki.agent_args(col.port, &spool));
+    let agent = Agent::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
 
     // 1. A session with SQL over TLS (one statement that works, one the server refuses) and a
     //    child that exits 3.
@@ -219,19 +209,7 @@ fn the_console_and_evidence_bundles_in_a_real_browser() {
         .to_string();
 
     // Everything reaches the collector.
-    let lines = || {
-        std::fs::read_to_string(&agent.jsonl)
-            .unwrap()
-            .lines()
-            .count()
-    };
-    assert!(
-        wait_for(Duration::from_secs(20), || export(&pki, col.port).len()
-            == lines()),
-        "the collector has {} of {} records",
-        export(&pki, col.port).len(),
-        lines()
-    );
+    collector_support::wait_until_shipped(&pki, col.port, &agent.jsonl);
     let token = stdout(&run(&[
         "token",
         "--tls-cert",

@@ -10,7 +10,7 @@ mod collector_support;
 
 use std::{path::Path, process::Stdio, time::Duration};
 
-use collector_support::{Collector, Pki, export, wait_for};
+use collector_support::{Collector, Pki, wait_for};
 use recorder_tests::{Agent, Cgroup, mariadb::Mariadb, postgres::Postgres};
 use serde_json::Value;
 
@@ -65,24 +65,14 @@ fn secrets_are_redacted_before_any_record_is_written() {
     let cg = Cgroup::new("redaction");
     let spool = tmp.path().join("spool");
     let key = tmp.path().join("redaction.key");
-    let agent = Agent::start(&[
-        "--identity",
-        &cg.identity_flag("claude"),
-        "--host",
-        "web-1",
-        "--redaction-key",
-        key.to_str().unwrap(),
-        "--collector",
-        &format!("https://127.0.0.1:{}", col.port),
-        "--tls-ca",
-        &pki.path("ca.pem"),
-        "--tls-cert",
-        &pki.path("web-1.pem"),
-        "--tls-key",
-        &pki.path("web-1-key.pem"),
-        "--spool",
-        spool.to_str().unwrap(),
-    ]);
+    let mut args = vec![
+        "--identity".to_string(),
+        cg.identity_flag("claude"),
+        "--redaction-key".into(),
+        key.to_str().unwrap().into(),
+    ];
+    args.extend(pki.agent_args(col.port, &spool));
+    let agent = Agent::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(wait_for(Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", http)).is_ok()
     }));
@@ -145,19 +135,7 @@ fn secrets_are_redacted_before_any_record_is_written() {
             .iter()
             .any(|x| x["kind"] == "exec" && x["argv"][0] == "/usr/bin/curl")
     });
-    let lines = || {
-        std::fs::read_to_string(&agent.jsonl)
-            .unwrap()
-            .lines()
-            .count()
-    };
-    assert!(
-        wait_for(Duration::from_secs(20), || export(&pki, col.port).len()
-            == lines()),
-        "the collector has {} of {} records",
-        export(&pki, col.port).len(),
-        lines()
-    );
+    collector_support::wait_until_shipped(&pki, col.port, &agent.jsonl);
     let _ = server.kill();
     let _ = server.wait();
 

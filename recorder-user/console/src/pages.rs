@@ -124,11 +124,13 @@ pub(crate) async fn login(State(console): State<Shared>, Form(f): Form<LoginForm
         Ok((id, name, lifetime)) => {
             console.actions.record(&name, "token", "POST", "/login");
             // Only a path of this console: never an open redirect.
-            let next = if f.next.starts_with('/') && !f.next.starts_with("//") {
-                f.next.as_str()
-            } else {
-                "/"
-            };
+            // (A backslash reads as a slash to browsers: `/\\host` would leave the console.)
+            let next =
+                if f.next.starts_with('/') && !f.next.starts_with("//") && !f.next.contains('\\') {
+                    f.next.as_str()
+                } else {
+                    "/"
+                };
             (
                 [(header::SET_COOKIE, set_cookie(&id, lifetime))],
                 Redirect::to(next),

@@ -115,6 +115,15 @@ impl Pki {
         )
     }
 
+    /// What an agent (host `web-1`) needs to ship to the collector on `port` through `spool`:
+    /// `--host web-1 --collector … --tls-ca … --tls-cert … --tls-key … --spool DIR`.
+    pub fn agent_args(&self, port: u16, spool: &Path) -> Vec<String> {
+        let mut args = vec!["--host".to_string(), "web-1".into()];
+        args.extend(self.client_args(port, "web-1"));
+        args.extend(["--spool".into(), spool.to_str().unwrap().into()]);
+        args
+    }
+
     pub fn client_args_with(&self, port: u16, cert: &str, key: &str) -> Vec<String> {
         vec![
             "--collector".into(),
@@ -272,6 +281,19 @@ pub fn export(pki: &Pki, port: u16) -> Vec<String> {
     let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(o.status.success(), "{}", stderr(&o));
     stdout(&o).lines().map(str::to_string).collect()
+}
+
+/// Waits until the collector on `port` holds as many records as the agent's JSON Lines file
+/// `jsonl` (the agent ships within a second); fails the test after 20 s.
+pub fn wait_until_shipped(pki: &Pki, port: u16, jsonl: &Path) {
+    let lines = || std::fs::read_to_string(jsonl).unwrap().lines().count();
+    assert!(
+        wait_for(Duration::from_secs(20), || export(pki, port).len()
+            == lines()),
+        "the collector has {} of {} records",
+        export(pki, port).len(),
+        lines()
+    );
 }
 
 /// Frame offsets of a log segment (the format of docs/collector.md): 8-byte header, then
