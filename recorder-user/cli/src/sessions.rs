@@ -3,6 +3,8 @@ use clap::Args;
 
 use crate::client::{Format, TlsArgs, block_on, status};
 use recorder_api::proto::v1::ListSessionsRequest;
+// The COMPLETENESS column: `complete`, or how many gaps may concern the session.
+use recorder_record::completeness::label as completeness;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -57,15 +59,6 @@ fn time_arg(flag: &str, value: Option<&String>) -> anyhow::Result<i64> {
             anyhow::anyhow!("{flag} {s:?} is not an RFC 3339 time (e.g. 2026-11-28T10:00:00Z)")
         })? as i64),
         None => Ok(0),
-    }
-}
-
-/// The COMPLETENESS column: `complete`, or how many gaps may concern the session.
-fn completeness(gaps: u64) -> String {
-    match gaps {
-        0 => "complete".into(),
-        1 => "1 gap".into(),
-        n => format!("{n} gaps"),
     }
 }
 

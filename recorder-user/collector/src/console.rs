@@ -2,8 +2,12 @@
 //! records and alerts forwarded to its live view.
 use std::sync::Arc;
 
-use recorder_console::{AlertView, Answer, Filter, Live, SessionRecords, SessionRow, Source};
-use recorder_store::{StoredRecord, index::SessionFilter, integrity::Hash};
+use recorder_console::{AlertView, Answer, Filter, Live, SessionRecords, Source};
+use recorder_store::{
+    StoredRecord,
+    index::{SessionFilter, SessionSummary},
+    integrity::Hash,
+};
 use tokio::sync::broadcast;
 
 use crate::{
@@ -18,7 +22,7 @@ fn text(e: impl std::fmt::Display) -> String {
 }
 
 impl Source for LogView {
-    fn sessions<'a>(&'a self, f: &'a Filter) -> Answer<'a, Vec<SessionRow>> {
+    fn sessions<'a>(&'a self, f: &'a Filter) -> Answer<'a, Vec<SessionSummary>> {
         Box::pin(async move {
             let filter = SessionFilter {
                 identity: &f.identity,
@@ -29,15 +33,9 @@ impl Source for LogView {
                 until_unix_ns: f.until_unix_ns,
                 failed: f.failed,
                 gaps: f.gaps,
+                ..SessionFilter::default()
             };
-            let list = self.0.sessions(&filter, 0).await.map_err(text)?;
-            Ok(list
-                .into_iter()
-                .map(|summary| SessionRow {
-                    host_gaps: self.0.host_gaps(&summary),
-                    summary,
-                })
-                .collect())
+            self.0.sessions(&filter, 0).await.map_err(text)
         })
     }
 
@@ -64,10 +62,10 @@ impl Source for LogView {
                 Log::Postgres(pg, _) => {
                     let filter = SessionFilter {
                         host,
+                        session,
                         ..SessionFilter::default()
                     };
-                    let list = self.0.sessions(&filter, 0).await.map_err(text)?;
-                    let Some(s) = list.into_iter().find(|s| s.session == session) else {
+                    let Some(s) = self.0.sessions(&filter, 1).await.map_err(text)?.pop() else {
                         return Ok(None);
                     };
                     let context = pg.context_gaps(&s).await.map_err(text)?;

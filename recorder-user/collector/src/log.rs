@@ -184,6 +184,8 @@ impl Log {
         }
     }
 
+    /// Sessions matching the filter, most recently active first (`limit` 0: all). A session's
+    /// `gaps` are its own and its host's while it ran, on both stores.
     pub(crate) async fn sessions(
         &self,
         filter: &SessionFilter<'_>,
@@ -192,22 +194,23 @@ impl Log {
         match self {
             Log::Embedded(store, _) => {
                 let store = lock(store);
-                let mut list: Vec<SessionSummary> =
-                    store.sessions().list(filter).into_iter().cloned().collect();
-                if limit > 0 {
-                    list.truncate(limit as usize);
-                }
-                Ok(list)
+                let index = store.sessions();
+                let take = if limit == 0 {
+                    usize::MAX
+                } else {
+                    limit as usize
+                };
+                Ok(index
+                    .list(filter)
+                    .into_iter()
+                    .take(take)
+                    .map(|s| SessionSummary {
+                        gaps: s.gaps + index.context_gaps(s).len() as u64,
+                        ..s.clone()
+                    })
+                    .collect())
             }
             Log::Postgres(pg, _) => Ok(pg.sessions(filter, limit).await?),
-        }
-    }
-
-    /// How many host-wide gaps may concern the session (kept by the embedded store only).
-    pub(crate) fn host_gaps(&self, s: &SessionSummary) -> u64 {
-        match self {
-            Log::Embedded(store, _) => lock(store).sessions().context_gaps(s).len() as u64,
-            Log::Postgres(..) => 0,
         }
     }
 

@@ -131,6 +131,7 @@ impl Collector for Service {
             until_unix_ns: q.until_unix_ns,
             failed: q.failed,
             gaps: q.gaps,
+            ..SessionFilter::default()
         };
         let sessions = self
             .log
@@ -138,7 +139,7 @@ impl Collector for Service {
             .await?
             .into_iter()
             .map(|s| v1::Session {
-                gaps: s.gaps + self.log.host_gaps(&s),
+                gaps: s.gaps,
                 failed: s.failed,
                 host: s.host,
                 session: s.session,

@@ -25,4 +25,4 @@ mod source;
 
 pub use api::assemble;
 pub use server::{ConsoleError, ConsolePlan, serve};
-pub use source::{AlertView, Answer, Filter, Live, SessionRecords, SessionRow, Source};
+pub use source::{AlertView, Answer, Filter, Live, SessionRecords, Source};

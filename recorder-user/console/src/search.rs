@@ -111,13 +111,13 @@ pub(crate) async fn listing(console: &Console, q: &ListQuery) -> Result<Listing,
     };
     let mut rows = console.source.sessions(&filter).await?;
     if q.alerts == "1" {
-        rows.retain(|r| console.alerts.count(&r.summary.host, &r.summary.session) > 0);
+        rows.retain(|s| console.alerts.count(&s.host, &s.session) > 0);
     }
     let search = if q.q.trim().is_empty() {
         None
     } else {
         let (found, searched) = search(console, q.q.trim(), q.before).await?;
-        rows.retain(|r| found.contains(&(r.summary.host.clone(), r.summary.session.clone())));
+        rows.retain(|s| found.contains(&(s.host.clone(), s.session.clone())));
         Some(searched)
     };
     let per = q.per.unwrap_or(DEFAULT_PER_PAGE).clamp(1, MAX_PER_PAGE);
@@ -128,28 +128,20 @@ pub(crate) async fn listing(console: &Console, q: &ListQuery) -> Result<Listing,
         .into_iter()
         .skip((page - 1) * per)
         .take(per)
-        .map(|r| {
-            let s = r.summary;
-            let gaps = s.gaps + r.host_gaps;
-            Row {
-                verdict: match gaps {
-                    0 => "complete".into(),
-                    1 => "1 gap".into(),
-                    n => format!("{n} gaps"),
-                },
-                alerts: console.alerts.count(&s.host, &s.session),
-                host: s.host,
-                session: s.session,
-                identity: s.identity,
-                namespace: s.namespace,
-                pod: s.pod,
-                first_time: s.first_time.to_string(),
-                last_time: s.last_time.to_string(),
-                commands: s.commands,
-                records: s.records,
-                failed: s.failed,
-                gaps,
-            }
+        .map(|s| Row {
+            verdict: completeness::label(s.gaps),
+            alerts: console.alerts.count(&s.host, &s.session),
+            host: s.host,
+            session: s.session,
+            identity: s.identity,
+            namespace: s.namespace,
+            pod: s.pod,
+            first_time: s.first_time.to_string(),
+            last_time: s.last_time.to_string(),
+            commands: s.commands,
+            records: s.records,
+            failed: s.failed,
+            gaps: s.gaps,
         })
         .collect();
     Ok(Listing {

@@ -28,13 +28,6 @@ pub struct Filter {
     pub gaps: bool,
 }
 
-/// A session in the list: its summary and how many host-wide gaps may concern it.
-#[derive(Debug, Clone)]
-pub struct SessionRow {
-    pub summary: SessionSummary,
-    pub host_gaps: u64,
-}
-
 /// One session: its summary, its records in log order, and the host-wide `loss`/`notice`
 /// records of its time.
 #[derive(Debug, Clone)]
@@ -45,8 +38,9 @@ pub struct SessionRecords {
 }
 
 pub trait Source: Send + Sync + 'static {
-    /// Every session matching the filter, most recently active first.
-    fn sessions<'a>(&'a self, filter: &'a Filter) -> Answer<'a, Vec<SessionRow>>;
+    /// Every session matching the filter, most recently active first; its `gaps` count the
+    /// host-wide gaps of its time too.
+    fn sessions<'a>(&'a self, filter: &'a Filter) -> Answer<'a, Vec<SessionSummary>>;
     /// One session, if it exists.
     fn session<'a>(&'a self, host: &'a str, session: &'a str)
     -> Answer<'a, Option<SessionRecords>>;

@@ -68,6 +68,16 @@ pub fn gap_of(record: &Record) -> Option<Gap> {
     Some(Gap { reason, what })
 }
 
+/// A session's completeness in a word or two, from how many gaps may concern it: `complete`,
+/// `1 gap`, `3 gaps` (the session lists' column).
+pub fn label(gaps: u64) -> String {
+    match gaps {
+        0 => "complete".into(),
+        1 => "1 gap".into(),
+        n => format!("{n} gaps"),
+    }
+}
+
 /// Whether the recorded action failed: a process that exited non-zero or by a signal, an SQL
 /// statement the server answered with an error, a Kubernetes API call answered 4xx or 5xx.
 pub fn failed(record: &Record) -> bool {

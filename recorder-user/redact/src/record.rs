@@ -194,9 +194,7 @@ impl Redactor {
         let hit = |s: &str| self.set.is_match(s);
         match &record.body {
             Body::Exec(e) => {
-                let mysql = e.argv.first().is_some_and(|a| {
-                    rules::MYSQL_CLIENTS.contains(&a.rsplit('/').next().unwrap_or(a))
-                });
+                let mysql = rules::is_mysql_client(&e.argv);
                 e.argv.iter().any(|a| {
                     hit(a) || self.secret_flag.is_match(a) || (mysql && a.starts_with("-p"))
                 })
@@ -346,10 +344,7 @@ impl Redactor {
     /// What one argument says of the next (`--password VALUE`), and MySQL's `-pSECRET`.
     fn argv_pairs(&self, argv: &mut [String], out: &mut Out<'_>) {
         let identity = out.identity;
-        let program = argv
-            .first()
-            .map_or("", |a| a.rsplit('/').next().unwrap_or(a));
-        let mysql = rules::MYSQL_CLIENTS.contains(&program);
+        let mysql = rules::is_mysql_client(argv);
         let usable = |rule: Option<usize>| {
             rule.filter(|&i| {
                 self.rules[i].identities.is_empty()

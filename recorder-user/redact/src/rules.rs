@@ -107,6 +107,12 @@ pub(crate) const MYSQL_CLIENTS: [&str; 9] = [
     "mysqlshow",
 ];
 
+/// Whether `argv` runs a MySQL or MariaDB client (by its program's file name).
+pub(crate) fn is_mysql_client(argv: &[String]) -> bool {
+    argv.first()
+        .is_some_and(|a| MYSQL_CLIENTS.contains(&a.rsplit('/').next().unwrap_or(a)))
+}
+
 /// The default rules, in the order they are tried.
 #[expect(clippy::too_many_lines, reason = "one table of rules, one row each")]
 pub fn defaults() -> Vec<Rule> {

@@ -48,9 +48,8 @@ impl Verdict {
     /// `complete`, or `incomplete (N gaps)`.
     pub fn label(&self) -> String {
         match self.gaps.len() {
-            0 => "complete".to_string(),
-            1 => "incomplete (1 gap)".to_string(),
-            n => format!("incomplete ({n} gaps)"),
+            0 => completeness::label(0),
+            n => format!("incomplete ({})", completeness::label(n as u64)),
         }
     }
 }

@@ -144,6 +144,7 @@ impl PgLog {
                  WHERE ($1 = '' OR identity = $1) AND ($2 = '' OR host = $2)
                    AND ($3 = '' OR namespace = $3) AND ($4 = '' OR pod = $4) AND last_ns >= $5
                    AND ($7::bigint = 0 OR first_ns <= $7) AND (NOT $8 OR failed > 0)
+                   AND ($11 = '' OR session = $11)
                    AND (NOT $9 OR gaps > 0 OR EXISTS (SELECT 1 FROM host_gaps g
                          WHERE g.host = s.host AND (g.identity = '' OR g.identity = s.identity)
                            AND g.time_ns >= s.first_ns AND g.time_ns <= s.last_ns + $10))
@@ -159,6 +160,7 @@ impl PgLog {
                     &filter.failed,
                     &filter.gaps,
                     &delay,
+                    &filter.session,
                 ],
             )
             .await?;

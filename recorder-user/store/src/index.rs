@@ -62,6 +62,8 @@ pub struct SessionFilter<'a> {
     pub failed: bool,
     /// Only sessions with a gap: their own, or their host's while they ran.
     pub gaps: bool,
+    /// Only the session of this id.
+    pub session: &'a str,
 }
 
 impl SessionFilter<'_> {
@@ -69,6 +71,7 @@ impl SessionFilter<'_> {
         let field = |want: &str, have: &str| want.is_empty() || want == have;
         field(self.identity, &s.identity)
             && field(self.host, &s.host)
+            && field(self.session, &s.session)
             && field(self.namespace, &s.namespace)
             && field(self.pod, &s.pod)
             && (self.since_unix_ns == 0 || s.last_time.unix_ns() >= i128::from(self.since_unix_ns))
