@@ -1,12 +1,13 @@
 //! Shared by the socket and TLS probes: which socket an fd is, and sending the bytes of one
 //! read/write call as `data` events (in chunks, under `bpf_loop`).
+use aya_ebpf::bindings::BPF_RB_FORCE_WAKEUP;
 use aya_ebpf::helpers::{
     bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns,
     generated::{bpf_loop, bpf_probe_read_user, bpf_ringbuf_output},
 };
 use recorder_common::{
-    DATA_CHUNK, DATA_FIXED_LEN, DATA_IOV_MAX, DATA_SYSCALL_MAX, DATA_TRUNCATED, DataEvent,
-    EventKind, ProcInfo, SockInfo,
+    DATA_CHUNK, DATA_FIXED_LEN, DATA_HELD, DATA_IOV_MAX, DATA_SYSCALL_MAX, DATA_TRUNCATED,
+    DataEvent, EventKind, ProcInfo, SockInfo,
 };
 
 use crate::{
@@ -187,11 +188,14 @@ struct ChunkSend {
     event: *mut DataEvent,
     buf: u64,
     captured: u64,
+    /// 1 once an event of the call found no room in the ring buffer.
+    failed: u64,
 }
 
-/// Sends the `total` bytes at user address `buf` as data events of the call in `ev`.
+/// Sends the `total` bytes at user address `buf` as data events of the call in `ev`. Returns
+/// whether every event reached the ring buffer.
 #[inline(always)]
-pub fn send_data(ev: &mut DataEvent, buf: u64, total: u64) {
+pub fn send_data(ev: &mut DataEvent, buf: u64, total: u64) -> bool {
     let captured = if total > DATA_SYSCALL_MAX as u64 {
         DATA_SYSCALL_MAX as u64
     } else {
@@ -205,16 +209,18 @@ pub fn send_data(ev: &mut DataEvent, buf: u64, total: u64) {
         event: ev,
         buf,
         captured,
+        failed: 0,
     };
     let send_ptr = (&raw mut send).cast::<core::ffi::c_void>();
     if captured <= DATA_CHUNK as u64 {
         // Most calls fit one chunk: a direct call spares bpf_loop's set-up.
         send_chunk(0, send_ptr);
-        return;
+    } else {
+        let chunks = captured.div_ceil(DATA_CHUNK as u64) as u32;
+        // SAFETY: the callback only touches `send`, which outlives the call.
+        unsafe { bpf_loop(chunks, send_chunk as *mut _, send_ptr, 0) };
     }
-    let chunks = captured.div_ceil(DATA_CHUNK as u64) as u32;
-    // SAFETY: the callback only touches `send`, which outlives the call.
-    unsafe { bpf_loop(chunks, send_chunk as *mut _, send_ptr, 0) };
+    send.failed == 0
 }
 
 /// Stamps the next run of events of the call: now, `total` bytes, no truncation yet.
@@ -292,7 +298,7 @@ extern "C" fn send_iovec(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     };
     if len > 0 {
         // SAFETY: the event slot outlives the loop.
-        send_data(unsafe { &mut *send.event }, vec[0], len);
+        let _ = send_data(unsafe { &mut *send.event }, vec[0], len);
         send.left -= len;
     }
     0
@@ -351,16 +357,23 @@ extern "C" fn send_chunk(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     }
     ev.head.offset = offset as u32;
     ev.head.len = len as u32;
+    // A held process waits for the agent: wake it now, not at its next poll.
+    let wakeup = if ev.head.flags & DATA_HELD != 0 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        wakeup_flags()
+    };
     // SAFETY: the event is valid for DATA_FIXED_LEN + len bytes.
     let rc = unsafe {
         bpf_ringbuf_output(
             &raw const EVENTS as *mut _,
             send.event as *mut _,
             DATA_FIXED_LEN as u64 + len,
-            wakeup_flags(),
+            wakeup,
         )
     };
     if rc != 0 {
+        send.failed = 1;
         count_loss(ev.head.header.identity, EventKind::Data);
     }
     0

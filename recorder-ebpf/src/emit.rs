@@ -7,9 +7,9 @@ use aya_ebpf::{
     },
 };
 use recorder_common::{
-    ARGV_MAX, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_FIXED_LEN, EventHeader, EventKind,
-    ExecEvent, LOSS_KINDS, PATH_COMPONENT, PATH_DEPTH, PATH_MISSING, PATH_TOO_DEEP, PATH_UNLINKED,
-    ProcKey, RawPath,
+    ARGV_MAX, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_FIXED_LEN, EXEC_HELD, EventHeader,
+    EventKind, ExecEvent, LOSS_KINDS, PATH_COMPONENT, PATH_DEPTH, PATH_MISSING, PATH_TOO_DEEP,
+    PATH_UNLINKED, ProcKey, RawPath,
 };
 
 use crate::{
@@ -152,15 +152,16 @@ pub fn exec_event(task: *const u8, exe_file: *const u8, facts: &ExecFacts) -> Re
 
     // len <= ARGV_MAX, so size <= size_of::<ExecEvent>().
     let size = EXEC_FIXED_LEN as u64 + len;
-    // SAFETY: `event` is valid for `size` bytes (size <= size_of::<ExecEvent>()).
-    let rc = unsafe {
-        bpf_ringbuf_output(
-            &raw const EVENTS as *mut _,
-            event as *mut _,
-            size,
-            wakeup_flags(),
-        )
+    // A held process waits for the agent: wake it now, not at its next poll. Read back from the
+    // event (map memory), so the verifier does not carry `flags` through the path walks.
+    let wakeup = if ev.flags & EXEC_HELD != 0 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        wakeup_flags()
     };
+    // SAFETY: `event` is valid for `size` bytes (size <= size_of::<ExecEvent>()).
+    let rc =
+        unsafe { bpf_ringbuf_output(&raw const EVENTS as *mut _, event as *mut _, size, wakeup) };
     if rc != 0 {
         count_loss(facts.identity, EventKind::Exec);
         return Err(rc);

@@ -28,6 +28,10 @@ pub static LOSS: Array<u64> = Array::with_max_entries(MAX_IDENTITIES * LOSS_KIND
 #[map]
 pub static SCRATCH: Array<ExecEvent> = Array::with_max_entries(1, 0);
 
+/// What to stop for approval, per identity (`HOLD_*` flags). Written by the agent.
+#[map]
+pub static HOLDS: Array<u32> = Array::with_max_entries(MAX_IDENTITIES, 0);
+
 /// Runtime settings (index 0).
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);

@@ -181,6 +181,14 @@ pub const EXEC_ADOPTED: u32 = 4;
 pub const EXEC_OUTSIDE_IDENTITY: u32 = 8;
 /// argv memory could not be read.
 pub const EXEC_ARGV_UNREADABLE: u32 = 16;
+/// The process was stopped (`SIGSTOP`) right after this event, before the new image's first
+/// instruction: its identity has approval rules for execs. The agent continues or kills it.
+pub const EXEC_HELD: u32 = 32;
+
+/// `HOLDS` flags, per identity: what the programs stop for the agent to look at first.
+pub const HOLD_EXEC: u32 = 1;
+/// Every TLS write (OpenSSL, Go), stopped before its bytes leave.
+pub const HOLD_TLS_WRITE: u32 = 2;
 
 /// Bytes of an `ExecEvent` before `argv`.
 pub const EXEC_FIXED_LEN: usize = core::mem::size_of::<ExecHead>();
@@ -237,6 +245,9 @@ pub const DATA_UNCAPTURED: u32 = 4;
 /// `total` received bytes were discarded by the kernel, not copied to the process (`MSG_TRUNC`
 /// on a TCP socket): not captured. The event has no payload.
 pub const DATA_DISCARDED: u32 = 8;
+/// A TLS write captured at its entry, before its bytes left; after the call's last event the
+/// process was stopped (`SIGSTOP`) for the agent to continue or kill (`HOLD_TLS_WRITE`).
+pub const DATA_HELD: u32 = 16;
 /// `syscall` of a `DATA_UNCAPTURED` event made by a kernel thread or an io_uring worker.
 pub const SYSCALL_NONE: u32 = u32::MAX;
 
@@ -287,6 +298,18 @@ pub struct DataHead {
     /// The system call the task was in (its number on this architecture), or `SYSCALL_NONE`.
     pub syscall: u32,
     pub _pad: u32,
+}
+
+impl DataHead {
+    /// Whether this event carries the last captured bytes of its call.
+    pub fn is_last_chunk(&self) -> bool {
+        let captured = if self.total > DATA_SYSCALL_MAX as u64 {
+            DATA_SYSCALL_MAX as u64
+        } else {
+            self.total
+        };
+        self.offset as u64 + self.len as u64 >= captured
+    }
 }
 
 /// `data` event. Sent with only the first `head.len` bytes of `data`.
@@ -496,6 +519,7 @@ pub mod names {
     pub const LOSS: &str = "LOSS";
     pub const SETTINGS: &str = "SETTINGS";
     pub const TLS_HOOKED: &str = "TLS_HOOKED";
+    pub const HOLDS: &str = "HOLDS";
     /// Per-CPU scratch maps, sized by the agent to the number of CPUs.
     pub const SCRATCH: &str = "SCRATCH";
     pub const DATA_SCRATCH: &str = "DATA_SCRATCH";

@@ -6,12 +6,14 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use recorder_common::{
-    EXEC_OUTSIDE_IDENTITY, EXEC_SESSION_ROOT, EventKind, PROC_OWN_EXEC, ProcInfo, ProcKey,
+    EXEC_HELD, EXEC_OUTSIDE_IDENTITY, EXEC_SESSION_ROOT, EventKind, HOLD_EXEC, PROC_OWN_EXEC,
+    ProcInfo, ProcKey,
 };
 
 use crate::{
     cgroup::{inside_identity, watched_identity},
     emit::{ExecFacts, count_loss, exec_event},
+    hold::{cancel_stop, holds, stop_if_held},
     kernel::{off, read_ptr},
     maps::PROCS,
 };
@@ -61,6 +63,10 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let task: *const u8 = ctx.arg(0);
     let bprm: *const u8 = ctx.arg(2);
     let exe_file = read_ptr(bprm, off!(binprm_file)).unwrap_or(core::ptr::null());
+    // Held here, the new image has not run one instruction: the point of no return for an exec.
+    // Arithmetic, not a branch: a value branched on later would be tracked through every path
+    // of the event's path walks, and the verifier's budget would not survive the doubling.
+    let flags = flags | stop_if_held(identity, HOLD_EXEC) * EXEC_HELD;
     let facts = ExecFacts {
         identity,
         ktime,
@@ -70,5 +76,9 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
         session,
         flags,
     };
-    exec_event(task, exe_file, &facts)
+    let sent = exec_event(task, exe_file, &facts);
+    if sent.is_err() && holds(identity, HOLD_EXEC) {
+        cancel_stop();
+    }
+    sent
 }

@@ -10,10 +10,13 @@ use aya_ebpf::{
     macros::uprobe,
     programs::ProbeContext,
 };
-use recorder_common::{DATA_NO_SOCKET, DIR_EGRESS, DIR_INGRESS, DataHead, DataSource};
+use recorder_common::{
+    DATA_HELD, DATA_NO_SOCKET, DIR_EGRESS, DIR_INGRESS, DataHead, DataSource, HOLD_TLS_WRITE,
+};
 
 use crate::{
     data::{begin_call, file_of_fd, send_data, sock_info, sock_of_file, stored_cookie},
+    hold::{cancel_stop, stop_if_held},
     maps::{GO_READS, GoCallKey, GoRead, PROCS},
 };
 
@@ -43,7 +46,15 @@ pub fn go_tls_write(ctx: ProbeContext) -> u32 {
         return 0;
     };
     fill_head(&mut call.head, r.rax, DIR_EGRESS);
-    send_data(call, r.rbx, r.rcx);
+    // Captured at the entry, the bytes have not left yet: a held write is stopped here.
+    if stop_if_held(info.identity, HOLD_TLS_WRITE) != 0 {
+        call.head.flags |= DATA_HELD;
+        if !send_data(call, r.rbx, r.rcx) {
+            cancel_stop();
+        }
+        return 0;
+    }
+    let _ = send_data(call, r.rbx, r.rcx);
     0
 }
 
@@ -104,7 +115,7 @@ pub fn go_tls_read_return(ctx: ProbeContext) -> u32 {
         return 0;
     };
     fill_head(&mut send.head, call.conn, DIR_INGRESS);
-    send_data(send, call.buf, count as u64);
+    let _ = send_data(send, call.buf, count as u64);
     0
 }
 

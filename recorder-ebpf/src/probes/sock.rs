@@ -116,7 +116,9 @@ fn on_socket_io(ctx: &BtfTracePointContext, direction: u32) {
         return;
     }
     match user_buffers(id, sk, direction, flags, total) {
-        Buffers::One { buf } => send_data(call, buf, total),
+        Buffers::One { buf } => {
+            let _ = send_data(call, buf, total);
+        }
         Buffers::Vector { iov, count } => send_iovecs(call, iov, clamp(count), total),
         Buffers::Message { msg } => send_message(call, msg, total),
         Buffers::None { syscall } => {

@@ -155,7 +155,9 @@ fn exit(ctx: &TracePointContext, direction: u32, buffers: Buffers) -> u32 {
     call.head.direction = direction;
     call.head.fd = fd;
     match buffers {
-        Buffers::One => send_data(call, buf, ret as u64),
+        Buffers::One => {
+            let _ = send_data(call, buf, ret as u64);
+        }
         Buffers::Vector => send_iovecs(call, buf, clamp(count), ret as u64),
         Buffers::Message => {
             // SAFETY: reads of user memory; a bad address fails the read, not the program.

@@ -6,10 +6,13 @@ use aya_ebpf::{
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
-use recorder_common::{DATA_NO_SOCKET, DIR_EGRESS, DIR_INGRESS, DataSource};
+use recorder_common::{
+    DATA_HELD, DATA_NO_SOCKET, DIR_EGRESS, DIR_INGRESS, DataSource, HOLD_TLS_WRITE, ProcInfo,
+};
 
 use crate::{
     data::{begin_call, send_data},
+    hold::{cancel_stop, stop_if_held},
     maps::{PROCS, TLS_CALLS, TLS_SOCKETS, TlsCall},
 };
 
@@ -54,17 +57,33 @@ pub fn ssl_return(ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 fn enter(ctx: &ProbeContext, direction: u32, ex: bool) -> u32 {
     let id = bpf_get_current_pid_tgid();
-    // SAFETY: only tests presence.
-    if unsafe { PROCS.get(&((id >> 32) as u32)) }.is_none() {
+    let tgid = (id >> 32) as u32;
+    // SAFETY: the map value is copied out at once.
+    let Some(info) = (unsafe { PROCS.get(&tgid) }).copied() else {
         return 0;
-    }
-    let call = TlsCall {
+    };
+    let mut call = TlsCall {
         ssl: ctx.arg(0).unwrap_or(0),
         buf: ctx.arg(1).unwrap_or(0),
         count_ptr: if ex { ctx.arg(3).unwrap_or(0) } else { 0 },
         direction,
         active: 1,
     };
+    if direction == DIR_EGRESS {
+        // A held write is captured here, with the length asked, before its bytes leave; its
+        // return then has nothing to send.
+        let num = if ex {
+            ctx.arg::<u64>(2).unwrap_or(0)
+        } else {
+            ctx.arg::<i32>(2).unwrap_or(0).max(0) as u64
+        };
+        if num > 0 && stop_if_held(info.identity, HOLD_TLS_WRITE) != 0 {
+            call.active = 0;
+            if !send_plaintext(&info, tgid, &call, num, DATA_HELD) {
+                cancel_stop();
+            }
+        }
+    }
     match TLS_CALLS.get_ptr_mut(&id) {
         // SAFETY: the entry is this thread's own; no other program writes it meanwhile.
         Some(slot) => unsafe { *slot = call },
@@ -107,12 +126,21 @@ fn leave(ctx: &RetProbeContext) -> u32 {
     let Some(info) = (unsafe { PROCS.get(&tgid) }).copied() else {
         return 0;
     };
-    let Some(send) = begin_call(&info, tgid) else {
-        return 0;
+    let _ = send_plaintext(&info, tgid, &call, count, 0);
+    0
+}
+
+/// Sends `count` plaintext bytes of `call` as data events with `flags`. Returns whether every
+/// event reached the ring buffer.
+#[inline(always)]
+fn send_plaintext(info: &ProcInfo, tgid: u32, call: &TlsCall, count: u64, flags: u32) -> bool {
+    let Some(send) = begin_call(info, tgid) else {
+        return false;
     };
     send.head.tls = call.ssl;
     send.head.source = DataSource::OpenSsl as u32;
     send.head.direction = call.direction;
+    send.head.flags = flags;
     // SAFETY: a pointer into the map value, read at once.
     match unsafe { TLS_SOCKETS.get(&call.ssl) } {
         Some(s) => {
@@ -121,6 +149,5 @@ fn leave(ctx: &RetProbeContext) -> u32 {
         }
         None => send.head.flags |= DATA_NO_SOCKET,
     }
-    send_data(send, call.buf, count);
-    0
+    send_data(send, call.buf, count)
 }

@@ -51,6 +51,8 @@ pub struct AgentConfig {
     pub collector: Option<CollectorConfig>,
     /// `[redaction]`: secrets taken out of records before they are written (on by default).
     pub redaction: recorder_redact::RedactionConfig,
+    /// `[approval]`: actions held until an operator approves them (off unless rules are given).
+    pub approval: recorder_approval::ApprovalConfig,
 }
 
 /// Which processes the OpenSSL uprobes are attached for.

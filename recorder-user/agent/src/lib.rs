@@ -10,6 +10,7 @@
 //! [`run`] is the whole agent; [`ship_file`] sends a JSON Lines file through a spool, as the
 //! agent does. The [`spool`] and the [`Shipper`] are public for tools that feed a collector the
 //! way the agent does (`recorder ship`, the collector benchmark).
+mod approve;
 mod capture;
 mod config;
 mod identity;

@@ -8,12 +8,13 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use recorder_common::{DataHead, EventKind, ExecHead};
+use recorder_common::{DATA_HELD, DataHead, EXEC_HELD, EventKind, ExecHead};
 
 use recorder_api::metrics::{Counter, Registry};
 use recorder_record::{Kind, Record};
 
 use crate::{
+    approve::{ApprovalPlan, Holds},
     capture::{
         builder::{Clock, RecordBuilder, boot_ns_now, boot_tag},
         decode::{RawEvent, decode},
@@ -39,16 +40,98 @@ struct ExecParts<'a> {
     openssl: &'a mut OpenSslProbes,
     programs: &'a mut ProgramProbes,
     probes: &'a mut Probes,
+    holds: &'a mut Option<Holds>,
 }
 
-/// An exec: the executable's probes considered, its records written.
+/// An exec: the executable's probes considered, its records written; if the kernel held it,
+/// the approval rules looked at.
 fn on_exec(head: &ExecHead, argv: &[u8], parts: &mut ExecParts<'_>) {
     let exe = render_path(&head.exe);
     parts.openssl.on_exec(parts.probes, head.header.pid, &exe);
     parts.programs.on_exec(parts.probes, head.header.pid, &exe);
-    for record in parts.builder.exec(head, argv, parts.identities) {
-        parts.sinks.emit(&record);
+    let records = parts.builder.exec(head, argv, parts.identities);
+    for record in &records {
+        parts.sinks.emit(record);
     }
+    if head.flags & EXEC_HELD != 0 {
+        let exec = records.iter().find(|r| r.kind() == Kind::Exec);
+        match (parts.holds.as_mut(), exec) {
+            (Some(holds), Some(exec)) => {
+                if let Some(pending) = holds.exec_held(exec, parts.builder) {
+                    hold(parts.sinks, holds, &pending);
+                }
+            }
+            // Held with no rules to look at (cannot happen: the kernel holds only what the
+            // rules ask for): never leave it stopped.
+            _ => {
+                recorder_approval::holds::signal(head.header.pid, libc::SIGCONT);
+            }
+        }
+    }
+}
+
+/// Socket or TLS bytes: to the trackers, and to the approval rules if the kernel held them.
+fn on_data(
+    head: &DataHead,
+    payload: &[u8],
+    trackers: &mut Trackers,
+    holds: &mut Option<Holds>,
+    sinks: &mut Sinks,
+    builder: &RecordBuilder,
+    identities: &Identities,
+) {
+    tracing::trace!(
+        pid = head.header.pid,
+        source = head.source,
+        direction = head.direction,
+        fd = head.fd,
+        sock = head.sock.sock,
+        cookie = head.sock.cookie,
+        syscall = head.syscall,
+        tls = head.tls,
+        total = head.total,
+        offset = head.offset,
+        len = head.len,
+        flags = head.flags,
+        "data"
+    );
+    let mut outs = TrackerOutputs::default();
+    trackers.on_data(head, payload, &mut outs);
+    sinks.emit_tracked(builder, identities, outs);
+    if head.flags & DATA_HELD != 0 && head.is_last_chunk() {
+        on_held_write(head, trackers, holds, sinks, builder, identities);
+    }
+}
+
+/// A TLS write the kernel held (its last event just went to the trackers): the statements and
+/// requests it completes looked at by the approval rules.
+fn on_held_write(
+    head: &DataHead,
+    trackers: &mut Trackers,
+    holds: &mut Option<Holds>,
+    sinks: &mut Sinks,
+    builder: &RecordBuilder,
+    identities: &Identities,
+) {
+    let Some(holds) = holds.as_mut() else {
+        // Held with no rules to look at (cannot happen): never leave it stopped.
+        recorder_approval::holds::signal(head.header.pid, libc::SIGCONT);
+        return;
+    };
+    let template = builder.data_process(head, identities);
+    let statements = trackers.sql.take_sent(head);
+    let requests = trackers.http.take_sent(head);
+    if let Some(pending) = holds.write_held(&template, statements.as_ref(), &requests, builder) {
+        hold(sinks, holds, &pending);
+    }
+}
+
+/// A held action a rule needs an approval for: its `pending` record is written (redacted: the
+/// request to the collector carries the text as recorded), then the collector is asked.
+fn hold(sinks: &mut Sinks, holds: &mut Holds, pending: &Record) {
+    let record = sinks.redact(pending).unwrap_or_else(|| pending.clone());
+    sinks.write(&record);
+    holds.ask(record);
 }
 
 /// Records reach the sinks' files at most this long after the event.
@@ -70,6 +153,8 @@ pub(crate) struct Pipeline {
     programs: ProgramProbes,
     /// The pod watch, when identities are selected by pod.
     pods: Option<PodIdentities>,
+    /// Approval holds, when there are approval rules.
+    holds: Option<Holds>,
 }
 
 /// The connection trackers: every socket and TLS byte of watched processes goes to each, and
@@ -81,10 +166,12 @@ struct Trackers {
     tls: TlsWatch,
 }
 
-/// Where records go, and what is taken out of them first.
+/// Where records go, what is taken out of them first, and which actions wait for an operator
+/// before they happen (and are recorded so).
 pub(crate) struct Output {
     pub(crate) sinks: Vec<Box<dyn Sink>>,
     pub(crate) redactor: Option<recorder_redact::Redactor>,
+    pub(crate) approval: Option<ApprovalPlan>,
 }
 
 /// The sinks, with the counters of what went to them.
@@ -105,7 +192,7 @@ impl Pipeline {
         output: Output,
         tls_probes: TlsProbes,
         pods: Option<PodIdentities>,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         // Before the agent says it is ready: the lines and TLS plaintext of bash and kubectl
         // processes that start right after readiness must not be missed.
         let openssl = OpenSslProbes::start(tls_probes, &mut probes);
@@ -124,11 +211,22 @@ impl Pipeline {
                 )
             })
             .collect();
-        Self {
+        let builder = RecordBuilder::new(host, boot_tag(), Clock::now());
+        let (holds, resolved) = match output.approval {
+            Some(plan) => {
+                let (holds, resolved) = Holds::start(plan, &builder)?;
+                probes
+                    .set_holds(&holds.kernel_flags(&identities))
+                    .map_err(std::io::Error::other)?;
+                (Some(holds), resolved)
+            }
+            None => (None, Vec::new()),
+        };
+        let mut pipeline = Self {
             identities,
             probes,
             ring,
-            builder: RecordBuilder::new(host, boot_tag(), Clock::now()),
+            builder,
             sinks: Sinks {
                 all: output.sinks,
                 by_kind,
@@ -162,7 +260,12 @@ impl Pipeline {
                 "Ring buffer items that could not be decoded.",
                 &[],
             ),
+            holds,
+        };
+        for record in &resolved {
+            pipeline.sinks.emit(record);
         }
+        Ok(pipeline)
     }
 
     /// Takes the pod watch's news: containers to watch (before the caller says it is ready, so
@@ -207,6 +310,7 @@ impl Pipeline {
                         openssl: &mut self.openssl,
                         programs: &mut self.programs,
                         probes: &mut self.probes,
+                        holds: &mut self.holds,
                     },
                 );
                 adopted = true;
@@ -231,6 +335,7 @@ impl Pipeline {
             // SAFETY: one valid pollfd; a timeout keeps the periodic work going when idle.
             unsafe { libc::poll(&raw mut pfd, 1, 50) };
             pending |= self.drain();
+            pending |= self.poll_holds(stopping);
             pending |= self.poll_pods();
             if stopping || last_loss.elapsed() >= LOSS_POLL_EVERY {
                 pending |= self.report_loss();
@@ -278,6 +383,7 @@ impl Pipeline {
             openssl,
             programs,
             probes,
+            holds,
             ..
         } = self;
         let mut produced = false;
@@ -293,6 +399,7 @@ impl Pipeline {
                         openssl,
                         programs,
                         probes,
+                        holds,
                     },
                 ),
                 Ok(RawEvent::Exit(ev)) => {
@@ -302,6 +409,11 @@ impl Pipeline {
                     trackers.on_exit(ev.header.pid, &mut outs);
                     sinks.emit_tracked(builder, identities, outs);
                     sinks.emit(&builder.exit(&ev, identities));
+                    if let Some(holds) = holds.as_mut() {
+                        for record in holds.on_exit(ev.header.pid, builder) {
+                            sinks.emit(&record);
+                        }
+                    }
                     openssl.on_exit(probes, ev.header.pid);
                 }
                 Ok(RawEvent::Close(ev)) => {
@@ -312,24 +424,7 @@ impl Pipeline {
                 Ok(RawEvent::Shell(ev, line)) => sinks.emit(&builder.shell(&ev, line, identities)),
                 Ok(RawEvent::Fork(ev)) => openssl.on_fork(probes, ev.parent, ev.header.pid),
                 Ok(RawEvent::Data(head, payload)) => {
-                    tracing::trace!(
-                        pid = head.header.pid,
-                        source = head.source,
-                        direction = head.direction,
-                        fd = head.fd,
-                        sock = head.sock.sock,
-                        cookie = head.sock.cookie,
-                        syscall = head.syscall,
-                        tls = head.tls,
-                        total = head.total,
-                        offset = head.offset,
-                        len = head.len,
-                        flags = head.flags,
-                        "data"
-                    );
-                    let mut outs = TrackerOutputs::default();
-                    trackers.on_data(&head, payload, &mut outs);
-                    sinks.emit_tracked(builder, identities, outs);
+                    on_data(&head, payload, trackers, holds, sinks, builder, identities);
                 }
                 Ok(RawEvent::Library(ev)) => {
                     let path = render_path(&ev.path);
@@ -366,7 +461,27 @@ impl Pipeline {
             }
             produced = true;
         }
+        if let Some(holds) = holds.as_mut() {
+            holds.release();
+        }
         produced
+    }
+
+    /// Operators' decisions and deadlines; at stop, every hold resolved. Returns whether any
+    /// record was produced.
+    fn poll_holds(&mut self, stopping: bool) -> bool {
+        let Some(holds) = self.holds.as_mut() else {
+            return false;
+        };
+        let records = if stopping {
+            holds.shutdown(&self.builder)
+        } else {
+            holds.poll(&self.builder)
+        };
+        for record in &records {
+            self.sinks.emit(record);
+        }
+        !records.is_empty()
     }
 
     /// Turns new kernel loss counts into `loss` records.
@@ -479,14 +594,23 @@ impl Sinks {
     }
 
     fn emit(&mut self, record: &Record) {
-        let redacted = self.redactor.as_ref().and_then(|(redactor, counters)| {
+        let redacted = self.redact(record);
+        self.write(redacted.as_ref().unwrap_or(record));
+    }
+
+    /// A copy of `record` with its secrets out, if it has any (counted per rule).
+    fn redact(&self, record: &Record) -> Option<Record> {
+        self.redactor.as_ref().and_then(|(redactor, counters)| {
             let (copy, hits) = redactor.redacted(record)?;
             for i in hits.0 {
                 counters[i].inc();
             }
             Some(copy)
-        });
-        let record = redacted.as_ref().unwrap_or(record);
+        })
+    }
+
+    /// Writes a record as it is to every sink.
+    fn write(&mut self, record: &Record) {
         if let Some((_, c)) = self.by_kind.iter().find(|(k, _)| *k == record.kind()) {
             c.inc();
         }

@@ -14,6 +14,7 @@ use std::{
 use recorder_api::tls::{ClientTls, TlsError};
 
 use crate::{
+    approve::ApprovalPlan,
     config::{
         self, AgentConfig, CollectorConfig, ConfigError, IdentityConfig, KubernetesConfig,
         SocketCaptureSetting, TlsProbes,
@@ -79,6 +80,13 @@ pub enum AgentError {
     CapturePanicked,
     #[error(transparent)]
     Redaction(#[from] recorder_redact::RedactError),
+    #[error(transparent)]
+    Approval(#[from] recorder_approval::ApprovalError),
+    #[error(
+        "approval rules need a collector to ask: give --collector URL (or [collector] url); \
+         operators decide there (`recorder approvals`)"
+    )]
+    ApprovalNeedsCollector,
 }
 
 /// Everything the agent will do, checked, with defaults filled in.
@@ -93,6 +101,7 @@ struct Plan {
     btf_path: PathBuf,
     sinks: Vec<Box<dyn Sink>>,
     redactor: Option<recorder_redact::Redactor>,
+    approval: Option<ApprovalPlan>,
 }
 
 /// Runs the agent until SIGINT or SIGTERM; then drains the ring buffer, flushes the sinks and
@@ -130,6 +139,7 @@ fn plan(mut config: AgentConfig) -> Result<Plan, AgentError> {
     config::check_ring_buffer_kib(ring_buffer_kib)
         .map_err(|message| ConfigError::Invalid { message })?;
     let host = config.host.clone().unwrap_or_else(kernel_hostname);
+    let approval = approval_plan(&config)?;
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(path) = &config.jsonl {
         sinks.push(Box::new(JsonlSink::open(path)?));
@@ -154,7 +164,78 @@ fn plan(mut config: AgentConfig) -> Result<Plan, AgentError> {
         btf_path: config.btf.unwrap_or_else(|| PathBuf::from(DEFAULT_BTF)),
         sinks,
         redactor,
+        approval,
     })
+}
+
+/// `[approval]`: the rules compiled, the collectors to ask, where holds are kept.
+fn approval_plan(config: &AgentConfig) -> Result<Option<ApprovalPlan>, AgentError> {
+    let approval = &config.approval;
+    if approval.rules.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<String> = config.identities.iter().map(|i| i.name.clone()).collect();
+    let policy = recorder_approval::Policy::new(&approval.rules, &names)?;
+    let collector = config
+        .collector
+        .clone()
+        .ok_or(AgentError::ApprovalNeedsCollector)?;
+    let spool = collector.spool.clone();
+    let targets = collector_targets(collector)?;
+    if targets.is_empty() {
+        return Err(AgentError::ApprovalNeedsCollector);
+    }
+    let holds_file = match (&approval.state_file, spool) {
+        (Some(path), _) => path.clone(),
+        (None, Some(spool)) => spool.join("holds.json"),
+        (None, None) => {
+            return Err(AgentError::CollectorNeeds {
+                flag: "spool",
+                key: "spool",
+            });
+        }
+    };
+    tracing::info!(
+        rules = policy.rules().len(),
+        timeout_secs = approval.timeout().as_secs(),
+        on_restart = approval.on_restart.as_str(),
+        "approval rules on: matching actions wait for an operator"
+    );
+    Ok(Some(ApprovalPlan {
+        policy,
+        targets,
+        holds_file,
+        timeout: approval.timeout(),
+        on_restart: approval.on_restart,
+    }))
+}
+
+/// The collectors of `[collector]`, with the client certificate, checked (none without a URL).
+fn collector_targets(config: CollectorConfig) -> Result<Vec<ClientTls>, AgentError> {
+    let urls = config.url.into_vec();
+    if urls.is_empty() {
+        return Ok(Vec::new());
+    }
+    let need =
+        |value: Option<PathBuf>, flag, key| value.ok_or(AgentError::CollectorNeeds { flag, key });
+    let (ca, cert, key) = (
+        need(config.tls_ca, "tls-ca", "tls_ca")?,
+        need(config.tls_cert, "tls-cert", "tls_cert")?,
+        need(config.tls_key, "tls-key", "tls_key")?,
+    );
+    let mut targets = Vec::new();
+    for url in urls {
+        let tls = ClientTls {
+            url,
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        // Fail now on an unusable URL or unreadable certificate, not in the shipper later.
+        tls.endpoint()?;
+        targets.push(tls);
+    }
+    Ok(targets)
 }
 
 /// `[redaction]`: the rules and the key, or None when redaction is turned off. A key file
@@ -194,31 +275,17 @@ fn collector_sink(
     config: CollectorConfig,
     host: &str,
 ) -> Result<Option<Box<dyn Sink>>, AgentError> {
-    let urls = config.url.into_vec();
-    if urls.is_empty() {
+    let spool_dir = config.spool.clone();
+    let max_mib = config.spool_max_mib;
+    let targets = collector_targets(config)?;
+    if targets.is_empty() {
         return Ok(None);
     }
-    let need =
-        |value: Option<PathBuf>, flag, key| value.ok_or(AgentError::CollectorNeeds { flag, key });
-    let (ca, cert, key) = (
-        need(config.tls_ca, "tls-ca", "tls_ca")?,
-        need(config.tls_cert, "tls-cert", "tls_cert")?,
-        need(config.tls_key, "tls-key", "tls_key")?,
-    );
-    let mut targets = Vec::new();
-    for url in urls {
-        let tls = ClientTls {
-            url,
-            ca: ca.clone(),
-            cert: cert.clone(),
-            key: key.clone(),
-        };
-        // Fail now on an unusable URL or unreadable certificate, not in the shipper later.
-        tls.endpoint()?;
-        targets.push(tls);
-    }
-    let spool_dir = need(config.spool, "spool", "spool")?;
-    let max_mib = config.spool_max_mib.unwrap_or(DEFAULT_SPOOL_MAX_MIB).max(1);
+    let spool_dir = spool_dir.ok_or(AgentError::CollectorNeeds {
+        flag: "spool",
+        key: "spool",
+    })?;
+    let max_mib = max_mib.unwrap_or(DEFAULT_SPOOL_MAX_MIB).max(1);
     let (spool, recovered) = Spool::open(&spool_dir, host, max_mib * 1024 * 1024)?;
     for problem in recovered {
         tracing::warn!(%problem, "spool damaged; recovered what was valid (a notice record says so)");
@@ -293,10 +360,15 @@ async fn run_plan(plan: Plan) -> Result<(), AgentError> {
         Output {
             sinks: plan.sinks,
             redactor: plan.redactor,
+            approval: plan.approval,
         },
         plan.tls_probes,
         pods,
-    );
+    )
+    .map_err(|source| AgentError::Start {
+        what: "starting approvals",
+        source,
+    })?;
     // What already runs in the watched cgroups, and the pods listed at start, are tracked
     // before the agent says it is ready.
     pipeline.adopt_configured();

@@ -3,6 +3,7 @@
 //! work (`recorder-agent`, `recorder-collector`, the collector's gRPC API).
 mod agent;
 mod alerts;
+mod approvals;
 mod archive;
 mod bench;
 mod client;
@@ -60,6 +61,12 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Try alert rules on a stored log: what would have fired.
     Alerts(alerts::AlertsArgs),
+    /// List the actions agents hold until an operator approves or denies them (operator).
+    Approvals(approvals::ApprovalsArgs),
+    /// Let a held action go on (operator).
+    Approve(approvals::DecideArgs),
+    /// Stop a held action (operator).
+    Deny(approvals::DecideArgs),
     /// Measure the collector's ingest throughput and end-to-end latency (release build).
     #[command(hide = true)]
     BenchCollector(bench::BenchArgs),
@@ -81,6 +88,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(args) => token::run(&args),
         Command::Migrate(args) => migrate::run(&args),
         Command::Alerts(args) => alerts::run(&args),
+        Command::Approvals(args) => approvals::list(&args),
+        Command::Approve(args) => approvals::approve(&args),
+        Command::Deny(args) => approvals::deny(&args),
         Command::BenchCollector(args) => bench::run(&args),
     }
 }

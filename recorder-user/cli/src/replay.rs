@@ -258,6 +258,25 @@ pub(crate) fn render(records: &[StoredRecord]) -> Vec<String> {
             },
             "loss" => format!("{head} ! loss: {} records ({})", v["count"], s(v, "reason")),
             "notice" => format!("{head} ! notice {}: {}", s(v, "reason"), s(v, "detail")),
+            "approval" => {
+                let (who, detail) = (s(v, "approver"), s(v, "detail"));
+                let by = if who.is_empty() {
+                    String::new()
+                } else {
+                    format!(" by {who}")
+                };
+                let why = if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({detail})")
+                };
+                format!(
+                    "{head} ? approval {}{by}, rule {}: {}{why}",
+                    s(v, "state"),
+                    s(v, "rule"),
+                    s(v, "text")
+                )
+            }
             other => format!("{head} {other}"),
         };
         out.push(line);

@@ -1,8 +1,11 @@
-//! The web console's view of this collector's log ([`recorder_console::Source`]), and the
-//! records and alerts forwarded to its live view.
+//! The web console's view of this collector's log and approval requests
+//! ([`recorder_console::Source`]), and the records and alerts forwarded to its live view.
 use std::sync::Arc;
 
-use recorder_console::{AlertView, Answer, Filter, Live, SessionRecords, Source};
+use recorder_console::{
+    AlertView, Answer, ApprovalView, DecideError, DecisionView, Filter, Live, SessionRecords,
+    Source,
+};
 use recorder_store::{
     StoredRecord,
     index::{SessionFilter, SessionSummary},
@@ -12,10 +15,11 @@ use tokio::sync::broadcast;
 
 use crate::{
     Event,
+    approvals::{self, Approvals},
     log::{Log, lock, read_embedded},
 };
 
-pub(crate) struct LogView(pub Log);
+pub(crate) struct LogView(pub Log, pub Arc<Approvals>);
 
 fn text(e: impl std::fmt::Display) -> String {
     e.to_string()
@@ -133,6 +137,58 @@ impl Source for LogView {
 
     fn public_key(&self) -> Vec<u8> {
         self.0.public_key()
+    }
+
+    fn approvals(&self) -> Vec<ApprovalView> {
+        self.1
+            .list(approvals::now())
+            .into_iter()
+            .map(|r| ApprovalView {
+                id: r.id,
+                host: r.host,
+                identity: r.identity,
+                session: r.session,
+                pid: r.pid,
+                action: r.action,
+                text: r.text,
+                rule: r.rule,
+                held_unix_ns: r.held_unix_ns,
+                deadline_unix_ns: r.deadline_unix_ns,
+            })
+            .collect()
+    }
+
+    fn approvals_waiting(&self) -> usize {
+        self.1.waiting(approvals::now())
+    }
+
+    fn decide(
+        &self,
+        id: &str,
+        approve: bool,
+        reason: &str,
+        approver: &str,
+    ) -> Result<DecisionView, DecideError> {
+        match self
+            .1
+            .decide(id, approve, reason, approver, approvals::now())
+        {
+            Ok(d) => Ok(DecisionView {
+                id: d.id,
+                state: d.state,
+                approver: d.approver,
+                decided_unix_ns: d.decided_unix_ns,
+                reason: d.reason,
+            }),
+            Err(s) => {
+                let why = s.message().to_string();
+                Err(match s.code() {
+                    tonic::Code::NotFound => DecideError::NotFound(why),
+                    tonic::Code::FailedPrecondition => DecideError::Conflict(why),
+                    _ => DecideError::Invalid(why),
+                })
+            }
+        }
     }
 }
 

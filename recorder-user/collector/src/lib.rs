@@ -1,8 +1,9 @@
 //! The collector: the gRPC server (mutual TLS only) agents send records to and operators read
 //! from, the embedded store behind it, alert rules and their webhooks, and signed checkpoints on
-//! a timer and on shutdown. Each incoming line is read into its record once, by the store; the
+//! a timer and on shutdown; the approval requests of held actions (approvals.rs). Each incoming line is read into its record once, by the store; the
 //! record then goes to the session index, the alert rules and the watch stream.
 mod alerts;
+mod approvals;
 mod console;
 mod export;
 mod log;
@@ -100,7 +101,7 @@ pub struct CollectorPlan {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
-    /// The alert rules and webhooks file.
+    /// The alert rules and webhooks file (with the approval webhooks).
     pub rules: Option<PathBuf>,
     pub metrics_addr: Option<SocketAddr>,
     pub segment_bytes: u64,
@@ -163,9 +164,9 @@ pub async fn serve(
 ) -> Result<(), CollectorError> {
     let (config, verifier) = tls::server_config(&plan.ca, &plan.cert, &plan.key)?;
     let (events, _) = broadcast::channel(4096);
-    let engine = start_alerts(&plan)?;
     let metrics = metrics::CollectorMetrics::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (engine, approvals) = start_alerts(&plan, &stop_rx)?;
     // On PostgreSQL: whether this collector sequences the group's log (and so delivers its
     // webhooks and exporters).
     let leading = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -222,7 +223,7 @@ pub async fn serve(
             key: plan.key.clone(),
             data: plan.data.clone(),
         };
-        let view = Arc::new(console::LogView(log.clone()));
+        let view = Arc::new(console::LogView(log.clone(), approvals.clone()));
         let local =
             recorder_console::serve(console, view, console::forward(&events), stop_rx.clone())
                 .await
@@ -236,6 +237,7 @@ pub async fn serve(
         log: log.clone(),
         events,
         alerts: engine,
+        approvals,
         metrics,
         verifier,
     };
@@ -366,15 +368,47 @@ fn start_retention(
     Ok(())
 }
 
-/// The alert rules and their webhooks' delivery, if the plan has rules.
-fn start_alerts(plan: &CollectorPlan) -> Result<Option<Arc<alerts::Engine>>, CollectorError> {
-    let Some(path) = &plan.rules else {
-        return Ok(None);
+/// The alert rules and their webhooks' delivery, if the plan has rules; the approval requests
+/// and their webhooks' delivery (queued apart, in `webhooks/approvals/`).
+fn start_alerts(
+    plan: &CollectorPlan,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<(Option<Arc<alerts::Engine>>, Arc<approvals::Approvals>), CollectorError> {
+    let (engine, hooks) = match &plan.rules {
+        None => (None, Vec::new()),
+        Some(path) => {
+            let mut rules = rules::Rules::load(path)?;
+            let hooks = std::mem::take(&mut rules.approval_webhooks);
+            // A file of approval webhooks alone runs no engine.
+            let engine = if rules.rules.is_empty() && rules.webhooks.is_empty() {
+                None
+            } else {
+                let engine = alerts::Engine::start(rules, &plan.data.join("webhooks"))
+                    .map_err(CollectorError::Webhook)?;
+                Some(Arc::new(engine))
+            };
+            (engine, hooks)
+        }
     };
-    let rules = rules::Rules::load(path)?;
-    let engine = alerts::Engine::start(rules, &plan.data.join("webhooks"))
+    let dir = plan.data.join("webhooks").join("approvals");
+    let queues = hooks
+        .into_iter()
+        .map(|hook| webhook::Queue::start(hook, &dir))
+        .collect::<Result<_, _>>()
         .map_err(CollectorError::Webhook)?;
-    Ok(Some(Arc::new(engine)))
+    let name = format!("{}:{}", host_name(), plan.listen.port());
+    let approvals = approvals::Approvals::new(queues, name, Some(stop.clone()));
+    let (sweeper, mut stop) = (approvals.clone(), stop.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => sweeper.sweep(approvals::now()),
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    });
+    Ok((engine, approvals))
 }
 
 fn redact_location(store: &StoreLocation) -> String {
@@ -487,10 +521,13 @@ async fn learn(
 /// How the lease names this collector: host name, process and port, so an operator reading
 /// the lease row knows which one sequences.
 fn collector_name(listen: SocketAddr) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{}:{}:{}", host_name(), std::process::id(), listen.port())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
-        .unwrap_or_default();
-    format!("{host}:{}:{}", std::process::id(), listen.port())
+        .unwrap_or_default()
 }
 
 /// Accepts connections and passes each on to `conn_tx` once its TLS handshake is done. Every

@@ -27,6 +27,11 @@
 //! [[webhook]]
 //! url = "http://alerts.example:8080/recorder"
 //! secret = "shared HMAC key"          # or secret_file = "/etc/recorder/webhook.key"
+//!
+//! # Receives each new approval request (approvals.rs), not alerts; same fields.
+//! [[approval_webhook]]
+//! url = "https://chatops.example/recorder/approvals"
+//! secret_file = "approvals.key"
 //! ```
 use std::path::Path;
 
@@ -59,6 +64,8 @@ struct File {
     rules: Vec<RuleConfig>,
     #[serde(default, rename = "webhook")]
     webhooks: Vec<WebhookConfig>,
+    #[serde(default, rename = "approval_webhook")]
+    approval_webhooks: Vec<WebhookConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,10 +139,16 @@ pub(crate) struct Rule {
     pub(crate) trigger: Trigger,
 }
 
+/// The file: its `[[rule]]`s, its `[[webhook]]`s (alerts) and `[[approval_webhook]]`s.
 #[derive(Debug)]
+#[expect(
+    clippy::struct_field_names,
+    reason = "`rules.rules` are the file's `[[rule]]` tables"
+)]
 pub(crate) struct Rules {
     pub(crate) rules: Vec<Rule>,
     pub(crate) webhooks: Vec<Webhook>,
+    pub(crate) approval_webhooks: Vec<Webhook>,
 }
 
 impl Rules {
@@ -199,12 +212,17 @@ impl Rules {
                 namespace: r.namespace,
             });
         }
-        let webhooks = file
-            .webhooks
-            .into_iter()
-            .map(|w| w.resolve(base))
-            .collect::<Result<_, _>>()?;
-        Ok(Self { rules, webhooks })
+        let resolve = |hooks: Vec<WebhookConfig>| {
+            hooks
+                .into_iter()
+                .map(|w| w.resolve(base))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Self {
+            rules,
+            webhooks: resolve(file.webhooks)?,
+            approval_webhooks: resolve(file.approval_webhooks)?,
+        })
     }
 }
 
@@ -370,5 +388,19 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("http"), "{e}");
+        let e =
+            Rules::parse("[[approval_webhook]]\nurl = \"http://x\"\n", Path::new(".")).unwrap_err();
+        assert!(e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn a_file_of_approval_webhooks_alone_is_fine() {
+        let rules = Rules::parse(
+            "[[approval_webhook]]\nurl = \"http://127.0.0.1:9/a\"\nsecret = \"k\"\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert!(rules.rules.is_empty() && rules.webhooks.is_empty());
+        assert_eq!(rules.approval_webhooks.len(), 1);
     }
 }

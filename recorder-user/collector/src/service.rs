@@ -14,12 +14,20 @@ use recorder_api::{
 use recorder_record::hex;
 use recorder_store::{StoredRecord, index::SessionFilter};
 
-use crate::{Event, alerts::Engine, log::Log, metrics::CollectorMetrics, wire::stored_record};
+use crate::{
+    Event,
+    alerts::Engine,
+    approvals::{self, Approvals},
+    log::Log,
+    metrics::CollectorMetrics,
+    wire::stored_record,
+};
 
 pub(crate) struct Service {
     pub log: Log,
     pub events: broadcast::Sender<Arc<Event>>,
     pub alerts: Option<Arc<Engine>>,
+    pub approvals: Arc<Approvals>,
     pub metrics: CollectorMetrics,
     /// The CA chain check of client certificates (see `transport::tls::server_config`).
     pub verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
@@ -336,13 +344,46 @@ impl Collector for Service {
     ) -> Result<Response<v1::Evidence>, Status> {
         self.require(&req, Role::Operator, "evidence")?;
         let q = req.into_inner();
-        let view = crate::console::LogView(self.log.clone());
+        let view = crate::console::LogView(self.log.clone(), self.approvals.clone());
         let evidence = recorder_console::assemble(&view, &q.host, &q.session)
             .await
             .map_err(Status::internal)?
             .ok_or_else(|| Status::not_found(format!("no session {:?}", q.session)))?;
         let json = serde_json::to_vec(&evidence).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(v1::Evidence { json }))
+    }
+
+    async fn request_approval(
+        &self,
+        req: Request<v1::ApprovalRequest>,
+    ) -> Result<Response<v1::ApprovalDecision>, Status> {
+        let who = self.require(&req, Role::Agent, "asking for approval")?;
+        let decision = self
+            .approvals
+            .request(&who.name, req.into_inner(), approvals::now())
+            .await?;
+        Ok(Response::new(decision))
+    }
+
+    async fn list_approvals(
+        &self,
+        req: Request<v1::ListApprovalsRequest>,
+    ) -> Result<Response<v1::ListApprovalsResponse>, Status> {
+        self.require(&req, Role::Operator, "listing approvals")?;
+        let pending = self.approvals.list(approvals::now());
+        Ok(Response::new(v1::ListApprovalsResponse { pending }))
+    }
+
+    async fn decide_approval(
+        &self,
+        req: Request<v1::DecideApprovalRequest>,
+    ) -> Result<Response<v1::ApprovalDecision>, Status> {
+        let who = self.require(&req, Role::Operator, "deciding approvals")?;
+        let q = req.into_inner();
+        let decision =
+            self.approvals
+                .decide(&q.id, q.approve, &q.reason, &who.name, approvals::now())?;
+        Ok(Response::new(decision))
     }
 
     async fn verify(

@@ -1,4 +1,5 @@
-//! Webhook delivery: each body pushed (an alert, as JSON) is `POSTed` with `X-Recorder-Signature: sha256=<hex
+//! Webhook delivery: each body pushed (an alert, or an approval request for an
+//! `[[approval_webhook]]`, as JSON) is `POSTed` with `X-Recorder-Signature: sha256=<hex
 //! HMAC-SHA256 of the body under the webhook's secret>`. One queue and one task per webhook:
 //! pushing never blocks ingest; delivery is in order and retried with backoff (0.5 s doubling to
 //! 30 s) until the receiver answers 2xx. The queue is on disk (`webhook_queue.rs`): alerts

@@ -51,6 +51,11 @@
       }
       case "loss": return [`${r.count} ${r.lost_kind || "record"}(s) lost`, r.reason];
       case "notice": return [r.reason, r.detail];
+      case "approval": {
+        const by = r.approver ? ` by ${r.approver}` : "";
+        const held = r.held_ms ? ` · held ${ms(r.held_ms)}` : "";
+        return [`approval ${r.state}${by}: ${r.text}`, `${r.action} · rule ${r.rule}${held}${r.detail ? " · " + r.detail : ""} · request ${r.request}`];
+      }
       default: return [r.kind, ""];
     }
   }

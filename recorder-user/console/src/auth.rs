@@ -1,6 +1,9 @@
 //! Who may use the console: an operator certificate presented in the TLS handshake, a session
 //! cookie given for an operator token at `/login`, or the token itself as a bearer (scripts).
 //! Agent and collector certificates, their tokens, and everything else are refused.
+//!
+//! A browser sends a certificate or a cookie with any request, a cross-site one too: forms that
+//! change something (approvals) carry a token only the console's own pages know ([`Auth::csrf`]).
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -27,6 +30,8 @@ pub(crate) struct Operator {
     pub name: String,
     /// `certificate`, `cookie` or `token`.
     pub by: &'static str,
+    /// The cookie's login id (empty for the others): form tokens die with the login.
+    pub login: String,
 }
 
 /// The client certificates of the connection a request came on.
@@ -37,6 +42,8 @@ pub(crate) struct Auth {
     verifier: Arc<dyn ClientCertVerifier>,
     logins: Mutex<HashMap<String, Login>>,
     random: SystemRandom,
+    /// Signs form tokens; drawn at start (a restart makes open pages' forms stale).
+    csrf: ring::hmac::Key,
 }
 
 struct Login {
@@ -52,11 +59,29 @@ fn now() -> u64 {
 
 impl Auth {
     pub(crate) fn new(verifier: Arc<dyn ClientCertVerifier>) -> Self {
+        let random = SystemRandom::new();
+        let csrf = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &random)
+            .expect("the system's random source");
         Self {
             verifier,
             logins: Mutex::new(HashMap::new()),
-            random: SystemRandom::new(),
+            random,
+            csrf,
         }
+    }
+
+    /// The form token of this operator's pages: a cross-site page cannot read it, so it cannot
+    /// send a form as this operator.
+    pub(crate) fn csrf(&self, op: &Operator) -> String {
+        let tag = ring::hmac::sign(&self.csrf, csrf_message(op).as_bytes());
+        recorder_record::hex::encode(tag.as_ref())
+    }
+
+    /// Whether `token` is this operator's form token (compared in constant time).
+    pub(crate) fn csrf_ok(&self, op: &Operator, token: &str) -> bool {
+        recorder_record::hex::decode(token).is_some_and(|tag| {
+            ring::hmac::verify(&self.csrf, csrf_message(op).as_bytes(), &tag).is_ok()
+        })
     }
 
     /// The operator making this request; Err says why it is refused (None: no credentials).
@@ -74,6 +99,7 @@ impl Auth {
             return Ok(Some(Operator {
                 name: claims.name,
                 by: "token",
+                login: String::new(),
             }));
         }
         if let Some(id) = cookie(headers) {
@@ -87,6 +113,7 @@ impl Auth {
                 Some(l) => Ok(Some(Operator {
                     name: l.name.clone(),
                     by: "cookie",
+                    login: id.to_string(),
                 })),
                 None => Err("the console session expired or is unknown: log in again".into()),
             };
@@ -107,6 +134,7 @@ impl Auth {
         Ok(Operator {
             name: peer.name,
             by: "certificate",
+            login: String::new(),
         })
     }
 
@@ -142,6 +170,10 @@ impl Auth {
                 .remove(id);
         }
     }
+}
+
+fn csrf_message(op: &Operator) -> String {
+    format!("csrf\0{}\0{}\0{}", op.by, op.name, op.login)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

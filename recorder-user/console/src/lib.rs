@@ -11,9 +11,11 @@
 //! evidence, by the same script an evidence bundle carries, so both show it alike.
 //!
 //! The console reads the log through [`Source`], which the collector implements for its store.
+//! Operators also decide there on the approval requests of held actions (`/approvals`).
 mod actions;
 mod alerts;
 mod api;
+mod approvals;
 mod assets;
 mod auth;
 pub mod bundle;
@@ -25,4 +27,7 @@ mod source;
 
 pub use api::assemble;
 pub use server::{ConsoleError, ConsolePlan, serve};
-pub use source::{AlertView, Answer, Filter, Live, SessionRecords, Source};
+pub use source::{
+    AlertView, Answer, ApprovalView, DecideError, DecisionView, Filter, Live, SessionRecords,
+    Source,
+};

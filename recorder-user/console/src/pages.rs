@@ -1,6 +1,7 @@
 //! The pages rendered on the server (maud escapes every value it is given: recorded commands
 //! are text written by whatever the agent ran, never markup): login, the sessions list, and
-//! the frame of one session that `session.js` fills from its evidence.
+//! the frame of one session that `session.js` fills from its evidence. The approvals page is in
+//! approvals.rs.
 use std::fmt::Write as _;
 
 use axum::{
@@ -16,14 +17,30 @@ use crate::{
     api::SessionQuery,
     auth::{Operator, set_cookie},
     search::{ListQuery, Listing, listing},
-    server::Shared,
+    server::{Console, Shared},
 };
 
 /// Scripts and styles only from the console itself.
 const CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
                    form-action 'self'; frame-ancestors 'none'";
 
-fn page(title: &str, operator: Option<&Operator>, body: &Markup) -> Response {
+/// Who is looking, for the header: the operator, and how many approval requests wait.
+#[derive(Clone, Copy)]
+pub(crate) struct Nav<'a> {
+    op: &'a Operator,
+    approvals: usize,
+}
+
+impl<'a> Nav<'a> {
+    pub(crate) fn of(console: &Console, op: &'a Operator) -> Self {
+        Self {
+            op,
+            approvals: console.source.approvals_waiting(),
+        }
+    }
+}
+
+pub(crate) fn page(title: &str, nav: Option<Nav<'_>>, body: &Markup) -> Response {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -37,9 +54,12 @@ fn page(title: &str, operator: Option<&Operator>, body: &Markup) -> Response {
                 header.top {
                     a.brand href="/" { "recorder" }
                     span.where { (title) }
-                    @if let Some(op) = operator {
+                    @if let Some(nav) = &nav {
+                        a.approvals.waiting[nav.approvals > 0] id="approvals-link" href="/approvals" {
+                            "Approvals (" (nav.approvals) ")"
+                        }
                         form.logout method="post" action="/logout" {
-                            span.who { "operator " b { (op.name) } }
+                            span.who { "operator " b { (nav.op.name) } }
                             button type="submit" { "Log out" }
                         }
                     }
@@ -187,7 +207,7 @@ pub(crate) async fn sessions(
             }
         }
     };
-    let mut r = page("sessions", Some(&op), &body);
+    let mut r = page("sessions", Some(Nav::of(&console, &op)), &body);
     if result.is_err() {
         *r.status_mut() = StatusCode::BAD_REQUEST;
     }
@@ -274,13 +294,14 @@ fn session_table(q: &ListQuery, l: &Listing) -> Markup {
 }
 
 pub(crate) async fn session(
+    State(console): State<Shared>,
     Extension(op): Extension<Operator>,
     Query(q): Query<SessionQuery>,
 ) -> Response {
     let title = format!("session {}", q.session);
     page(
         &title,
-        Some(&op),
+        Some(Nav::of(&console, &op)),
         &html! {
             main id="session" data-host=(q.host) data-session=(q.session) data-live="1" {
                 p.loading { "Loading the session and checking its proofs…" }

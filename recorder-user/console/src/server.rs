@@ -23,7 +23,7 @@ use crate::{
     Live, Source,
     actions::ActionLog,
     alerts::AlertBook,
-    api, assets,
+    api, approvals, assets,
     auth::{Auth, Operator, PeerCerts},
     live, pages,
 };
@@ -158,6 +158,13 @@ fn router(console: Shared) -> Router {
         .route("/api/sessions", get(api::sessions))
         .route("/api/evidence", get(api::evidence))
         .route("/api/live", get(live::stream))
+        .route("/approvals", get(approvals::show))
+        .route(
+            "/approvals/decide",
+            get(async || Redirect::to("/approvals")).post(approvals::decide_form),
+        )
+        .route("/api/approvals", get(approvals::list))
+        .route("/api/approvals/decide", post(approvals::decide_json))
         .route_layer(middleware::from_fn_with_state(
             console.clone(),
             require_operator,

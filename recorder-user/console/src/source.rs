@@ -1,5 +1,6 @@
 //! What the console reads, and from where: the collector implements [`Source`] for its store
 //! (embedded or PostgreSQL) and forwards what it stores and the alerts it raises as [`Live`].
+//! It also holds the approval requests of held actions, which operators decide here.
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -54,6 +55,57 @@ pub trait Source: Send + Sync + 'static {
     fn proofs(&self, indexes: Vec<u64>, size: u64) -> Answer<'_, Vec<Option<Vec<Hash>>>>;
     /// The checkpoint signing key (Ed25519, raw).
     fn public_key(&self) -> Vec<u8>;
+    /// The approval requests waiting on this collector, oldest first (in memory: no await).
+    fn approvals(&self) -> Vec<ApprovalView>;
+    /// How many wait (the header's link).
+    fn approvals_waiting(&self) -> usize;
+    /// Approves or denies one request as the operator `approver`; wakes the agent waiting on it.
+    fn decide(
+        &self,
+        id: &str,
+        approve: bool,
+        reason: &str,
+        approver: &str,
+    ) -> Result<DecisionView, DecideError>;
+}
+
+/// An action an agent holds until an operator decides (or its deadline passes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalView {
+    pub id: String,
+    pub host: String,
+    pub identity: String,
+    pub session: String,
+    pub pid: u32,
+    /// `exec`, `sql` or `k8s`.
+    pub action: String,
+    /// The command line, the statement, or the Kubernetes call.
+    pub text: String,
+    pub rule: String,
+    pub held_unix_ns: i64,
+    /// When the agent denies it by itself.
+    pub deadline_unix_ns: i64,
+}
+
+/// A decision made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DecisionView {
+    pub id: String,
+    /// `approved` or `denied`.
+    pub state: String,
+    pub approver: String,
+    pub decided_unix_ns: i64,
+    pub reason: String,
+}
+
+/// Why a decision was not taken (the sentence says it to the operator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecideError {
+    /// No such request here.
+    NotFound(String),
+    /// Decided already, or expired.
+    Conflict(String),
+    Invalid(String),
 }
 
 /// What the collector tells the console as it happens.

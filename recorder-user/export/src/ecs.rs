@@ -16,7 +16,7 @@ pub(crate) fn write_line(rec: &StoredRecord, out: &mut Vec<u8>) {
     let (category, kind_type) = match &r.body {
         Body::Exec(_) => ("process", "start"),
         Body::Exit(_) => ("process", "end"),
-        Body::Shell(_) => ("process", "info"),
+        Body::Shell(_) | Body::Approval(_) => ("process", "info"),
         Body::Sql(_) => ("database", "access"),
         Body::K8s(_) => ("web", "access"),
         Body::Loss(_) | Body::Notice(_) => ("host", "info"),
@@ -66,6 +66,13 @@ pub(crate) fn write_line(rec: &StoredRecord, out: &mut Vec<u8>) {
             if let Some(path) = &k.path {
                 doc.insert("url".into(), json!({ "path": path }));
             }
+        }
+        Body::Approval(a) => {
+            doc.insert(
+                "recorder".into(),
+                json!({ "approval": { "state": a.state, "rule": a.rule, "approver": a.approver,
+                    "action": a.action, "request": a.request, "text": a.text } }),
+            );
         }
         Body::Sql(_) | Body::Loss(_) | Body::Notice(_) => {}
     }

@@ -210,3 +210,29 @@ pub struct Notice {
     pub detail: String,
     pub reason: String,
 }
+
+/// `approval`: an action held before it took effect because a rule asks for an operator's
+/// approval. One record when the process is held (`pending`), one when it is resolved.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Approval {
+    /// `exec`, `sql` or `k8s`.
+    pub action: String,
+    /// The operator's name (certificate common name) for `approved`/`denied`; empty otherwise.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub approver: String,
+    /// Why it was decided so: the operator's reason, the timeout, the agent's restart.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// How long the process was held, in milliseconds (0 while `pending`).
+    pub held_ms: u64,
+    /// The request's id, shared by its `pending` record and its decision.
+    pub request: String,
+    /// The rule that asked for approval.
+    pub rule: String,
+    /// `pending`, `approved`, `denied`, `timed_out` (denied by the agent at its timeout) or
+    /// `resolved_at_restart` (the agent restarted while holding it; see `detail` for the outcome).
+    pub state: String,
+    /// What the action does (or would have done): the command line, the statement, the call.
+    pub text: String,
+}

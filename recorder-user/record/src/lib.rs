@@ -21,7 +21,9 @@ mod workload;
 
 use std::{fmt, sync::Arc};
 
-pub use body::{DbSystem, Exec, Exit, K8s, K8sSource, Loss, Notice, Shell, Sql, SqlStatus};
+pub use body::{
+    Approval, DbSystem, Exec, Exit, K8s, K8sSource, Loss, Notice, Shell, Sql, SqlStatus,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 pub use time::Timestamp;
@@ -43,10 +45,11 @@ pub enum Kind {
     K8s,
     Loss,
     Notice,
+    Approval,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Exec,
         Kind::Exit,
         Kind::Shell,
@@ -54,6 +57,7 @@ impl Kind {
         Kind::K8s,
         Kind::Loss,
         Kind::Notice,
+        Kind::Approval,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +69,7 @@ impl Kind {
             Kind::K8s => "k8s",
             Kind::Loss => "loss",
             Kind::Notice => "notice",
+            Kind::Approval => "approval",
         }
     }
 
@@ -102,6 +107,7 @@ pub enum Body {
     K8s(K8s),
     Loss(Loss),
     Notice(Notice),
+    Approval(Approval),
 }
 
 impl Body {
@@ -114,6 +120,7 @@ impl Body {
             Body::K8s(_) => Kind::K8s,
             Body::Loss(_) => Kind::Loss,
             Body::Notice(_) => Kind::Notice,
+            Body::Approval(_) => Kind::Approval,
         }
     }
 
@@ -128,6 +135,7 @@ impl Body {
             Kind::K8s => Body::K8s(serde_json::from_value(fields)?),
             Kind::Loss => Body::Loss(serde_json::from_value(fields)?),
             Kind::Notice => Body::Notice(serde_json::from_value(fields)?),
+            Kind::Approval => Body::Approval(serde_json::from_value(fields)?),
         })
     }
 
@@ -138,6 +146,7 @@ impl Body {
             Body::Shell(s) => &s.text,
             Body::Sql(s) => &s.text,
             Body::K8s(k) => &k.text,
+            Body::Approval(a) => &a.text,
             Body::Exit(_) | Body::Loss(_) | Body::Notice(_) => "",
         }
     }

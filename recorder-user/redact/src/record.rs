@@ -208,6 +208,7 @@ impl Redactor {
                     || s.params.iter().flatten().flatten().any(|p| hit(p))
             }
             Body::Notice(n) => hit(&n.detail),
+            Body::Approval(a) => hit(&a.text) || hit(&a.detail),
             Body::Exit(_) | Body::Loss(_) => false,
         }
     }
@@ -264,6 +265,16 @@ impl Redactor {
                 self.field(&mut s.result, Field::SqlResult, "result", &mut out);
             }
             Body::Notice(n) => self.field(&mut n.detail, Field::Detail, "detail", &mut out),
+            // What a held action would do is the command line or the statement itself.
+            Body::Approval(a) => {
+                let field = if a.action == "sql" {
+                    Field::SqlText
+                } else {
+                    Field::Text
+                };
+                self.field(&mut a.text, field, "text", &mut out);
+                self.field(&mut a.detail, Field::Detail, "detail", &mut out);
+            }
             Body::Exit(_) | Body::Loss(_) => {}
         }
         if !changed.is_empty() {

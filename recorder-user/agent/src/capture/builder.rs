@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 
 use recorder_common::{
-    EXEC_ADOPTED, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_OUTSIDE_IDENTITY, EventHeader,
-    EventKind, ExecHead, ExitEvent, ProcKey, SHELL_TRUNCATED, ShellEvent,
+    DataHead, EXEC_ADOPTED, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_OUTSIDE_IDENTITY,
+    EventHeader, EventKind, ExecHead, ExitEvent, ProcKey, SHELL_TRUNCATED, ShellEvent,
 };
 use recorder_protocol::{
     http::Version,
@@ -12,8 +12,8 @@ use recorder_protocol::{
     sql::{Protocol, Status},
 };
 use recorder_record::{
-    Body, DbSystem, Exec, Exit, K8s, K8sSource, Loss, Notice, Record, Shell, Sql, SqlStatus,
-    Timestamp, ids,
+    Approval, Body, DbSystem, Exec, Exit, K8s, K8sSource, Loss, Notice, Record, Shell, Sql,
+    SqlStatus, Timestamp, ids,
 };
 
 use super::text::{ExitStatus, command_line, exit_status, render_path, signal_name, split_argv};
@@ -435,6 +435,47 @@ impl RecordBuilder {
             exec,
             notice(reason, detail),
         )
+    }
+
+    /// Now, as a record time.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.time(boot_ns_now())
+    }
+
+    /// An `approval` record about the process of a data event (the common fields; the caller
+    /// fills the body).
+    pub(crate) fn data_process(&self, head: &DataHead, identities: &Identities) -> Record {
+        self.record(
+            head.header.ktime,
+            identities.name(head.header.identity),
+            &head.session,
+            head.header.pid,
+            &head.exec,
+            Body::Approval(Approval::default()),
+        )
+    }
+
+    /// An `approval` record about a process known only by its ids (a hold left by a previous
+    /// run of the agent).
+    pub(crate) fn approval_record(
+        &self,
+        identity: &str,
+        session: &str,
+        pid: u32,
+        exec_id: &str,
+        approval: Approval,
+    ) -> Record {
+        Record {
+            time: self.now(),
+            host: self.host.clone(),
+            identity: identity.to_string(),
+            session: session.to_string(),
+            pid,
+            exec_id: exec_id.to_string(),
+            workload: None,
+            redacted: Vec::new(),
+            body: Body::Approval(approval),
+        }
     }
 
     /// A `notice` about no particular process.

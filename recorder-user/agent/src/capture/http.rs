@@ -136,6 +136,21 @@ impl HttpTracker {
         emit(stream, plaintext, outputs, out);
     }
 
+    /// (method, target) of the requests the write `head` (just fed) completed: what a held
+    /// write would ask the server.
+    pub(crate) fn take_sent(&mut self, head: &DataHead) -> Vec<(String, String)> {
+        let (tgid, id) = connection_key(head);
+        let key = StreamKey {
+            tgid,
+            id,
+            plaintext: is_plaintext(head),
+        };
+        match self.streams.get_mut(&key).map(|s| &mut s.state) {
+            Some(State::Http(conn)) => conn.take_sent(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The process closed the socket: report what is pending and forget its streams.
     pub(crate) fn on_close(&mut self, tgid: u32, sock: u64, out: &mut Vec<ApiOutput>) {
         for plaintext in [false, true] {

@@ -228,6 +228,17 @@ impl SqlTracker {
         emit(conn, protocol, false, outputs, out);
     }
 
+    /// The statements the TLS write `head` (just fed) completed: what a held write would run.
+    /// Statements split over several writes come with the write that ends them, the one the
+    /// server would act on.
+    pub(crate) fn take_sent(&mut self, head: &DataHead) -> Option<(Protocol, Vec<String>)> {
+        let (tgid, id) = connection_key(head);
+        match self.conns.get_mut(&ConnKey { tgid, id })?.tls.as_mut()? {
+            Plaintext::Sql(decoder) => Some((protocol_of(decoder), decoder.take_sent())),
+            Plaintext::NotSql => None,
+        }
+    }
+
     /// The process closed the socket: report what is pending and forget the connection (the
     /// kernel will reuse the socket's address for another one).
     pub(crate) fn on_close(&mut self, tgid: u32, sock: u64, out: &mut Vec<SqlOutput>) {

@@ -141,6 +141,8 @@ pub(crate) struct Probes {
     loss: Array<MapData, u64>,
     settings: Array<MapData, Settings>,
     tls_hooked: HashMap<MapData, u32, u32>,
+    /// What the programs stop for approval, per identity.
+    holds: Array<MapData, u32>,
     /// Closes detached links off the event loop, when attaching is quiet.
     reaper: Reaper,
 }
@@ -322,6 +324,11 @@ impl Probes {
                     source,
                 }
             })?;
+        let holds =
+            Array::try_from(map(&mut ebpf, names::HOLDS)?).map_err(|source| LoadError::Map {
+                name: names::HOLDS,
+                source,
+            })?;
         let reaper = Reaper::start().map_err(LoadError::Thread)?;
         Ok((
             Self {
@@ -332,6 +339,7 @@ impl Probes {
                 loss,
                 settings,
                 tls_hooked,
+                holds,
                 reaper,
             },
             events,
@@ -362,6 +370,19 @@ impl Probes {
     }
 
     /// Replaces the watched set: `(cgroup id, cgroup level, identity index)`.
+    /// Sets what the programs stop for approval (`HOLD_*` flags) for each identity index.
+    pub(crate) fn set_holds(&mut self, flags: &[(u32, u32)]) -> Result<(), LoadError> {
+        for &(identity, f) in flags {
+            self.holds
+                .set(identity, f, 0)
+                .map_err(|source| LoadError::Map {
+                    name: names::HOLDS,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn set_watched(&mut self, cgroups: &[(u64, u32, u32)]) -> Result<(), LoadError> {
         let err = |source| LoadError::Map {
             name: names::WATCHED,
@@ -562,6 +583,7 @@ mod tests {
             names::LOSS,
             names::SETTINGS,
             names::TLS_HOOKED,
+            names::HOLDS,
             names::MMSG_CALLS,
         ];
         let globals = [

@@ -175,6 +175,19 @@ fn body_attributes(body: &Body, attrs: &mut Vec<KeyValue>) {
                 attrs.push(kv("recorder.k8s.namespace", string(ns.as_str())));
             }
         }
+        Body::Approval(a) => {
+            attrs.push(kv("recorder.approval.state", string(a.state.as_str())));
+            attrs.push(kv("recorder.approval.rule", string(a.rule.as_str())));
+            attrs.push(kv("recorder.approval.action", string(a.action.as_str())));
+            attrs.push(kv("recorder.approval.request", string(a.request.as_str())));
+            attrs.push(kv("recorder.approval.text", string(a.text.as_str())));
+            if !a.approver.is_empty() {
+                attrs.push(kv(
+                    "recorder.approval.approver",
+                    string(a.approver.as_str()),
+                ));
+            }
+        }
         Body::Loss(_) | Body::Notice(_) => {}
     }
 }

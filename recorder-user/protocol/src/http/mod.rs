@@ -171,6 +171,16 @@ impl HttpConn {
         }
     }
 
+    /// (method, target) of the requests the client sent since the last call, oldest first: what
+    /// a write held for approval asks the server to do.
+    pub fn take_sent(&mut self) -> Vec<(String, String)> {
+        let pending = match &mut self.inner {
+            Inner::Http1(c) => &mut c.pending,
+            Inner::Http2(c) => &mut c.pending,
+        };
+        std::mem::take(&mut pending.sent)
+    }
+
     /// Bytes held for this connection (stays under [`MAX_CONNECTION_BYTES`]).
     pub fn buffered_bytes(&self) -> usize {
         match &self.inner {
@@ -179,6 +189,9 @@ impl HttpConn {
         }
     }
 }
+
+/// Requests kept for [`HttpConn::take_sent`] when nobody takes them.
+const SENT_KEPT: usize = 16;
 
 /// A request waiting for its response.
 #[derive(Debug, Clone)]
@@ -226,6 +239,9 @@ impl Request {
 #[derive(Debug)]
 struct Pending {
     version: Version,
+    /// (method, target) of the requests sent since the last `HttpConn::take_sent`, the last
+    /// `SENT_KEPT` only.
+    sent: Vec<(String, String)>,
     requests: VecDeque<Request>,
     bytes: usize,
     /// Requests pushed out by the bounds whose responses are still to come. HTTP/1.1 pairs by
@@ -237,6 +253,7 @@ impl Pending {
     fn new(version: Version) -> Self {
         Pending {
             version,
+            sent: Vec::new(),
             requests: VecDeque::new(),
             bytes: 0,
             evicted: 0,
@@ -252,6 +269,11 @@ impl Pending {
             self.answer_front(None, out);
             self.evicted += 1;
         }
+        if self.sent.len() == SENT_KEPT {
+            self.sent.remove(0);
+        }
+        self.sent
+            .push((request.method.clone(), request.target.clone()));
         self.bytes += request.bytes();
         self.requests.push_back(request);
     }

@@ -188,6 +188,26 @@ pub trait Decoder {
     }
 }
 
+/// The statements a client sent lately, for a look before they run (approvals). Bounded: a
+/// connection nobody asks about keeps only the last few.
+#[derive(Debug, Default)]
+pub struct Sent(Vec<String>);
+
+impl Sent {
+    pub const KEPT: usize = 16;
+
+    fn push(&mut self, text: &str) {
+        if self.0.len() == Self::KEPT {
+            self.0.remove(0);
+        }
+        self.0.push(text.to_string());
+    }
+
+    fn take(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.0)
+    }
+}
+
 /// A decoder for either protocol, for callers that hold connections of both kinds.
 #[derive(Debug)]
 pub enum AnyDecoder {
@@ -209,6 +229,15 @@ impl AnyDecoder {
         match self {
             AnyDecoder::Postgres(d) => AnyDecoder::Postgres(d.for_tls_plaintext()),
             AnyDecoder::Mysql(d) => AnyDecoder::Mysql(d.for_tls_plaintext()),
+        }
+    }
+
+    /// The texts of the statements the client sent since the last call, oldest first: what a
+    /// write held for approval asks the server to run. The last [`Sent::KEPT`] only.
+    pub fn take_sent(&mut self) -> Vec<String> {
+        match self {
+            AnyDecoder::Postgres(d) => d.take_sent(),
+            AnyDecoder::Mysql(d) => d.take_sent(),
         }
     }
 

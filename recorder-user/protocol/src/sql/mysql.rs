@@ -135,6 +135,8 @@ pub struct MysqlDecoder {
     last_prepared: Option<u32>,
     long_data: Vec<LongData>,
     queue: VecDeque<Request>,
+    /// The texts of the statements the client sent since the last [`Self::take_sent`].
+    sent: super::Sent,
 }
 
 impl Default for MysqlDecoder {
@@ -158,7 +160,13 @@ impl MysqlDecoder {
             last_prepared: None,
             long_data: Vec::new(),
             queue: VecDeque::new(),
+            sent: super::Sent::default(),
         }
+    }
+
+    /// The statements the client sent since the last call (see [`super::AnyDecoder::take_sent`]).
+    pub fn take_sent(&mut self) -> Vec<String> {
+        self.sent.take()
     }
 
     /// A decoder for the plaintext of this connection once TLS started: it knows the server's
@@ -288,6 +296,9 @@ impl MysqlDecoder {
     }
 
     fn request(&mut self, kind: Kind, event: Option<SqlEvent>) {
+        if let Some(event) = &event {
+            self.sent.push(&event.text);
+        }
         let response = Response::new(matches!(kind, Kind::Fetch));
         self.queue.push_back(Request {
             kind,

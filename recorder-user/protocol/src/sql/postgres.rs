@@ -54,6 +54,8 @@ pub struct PostgresDecoder {
     statements: Prepared<Vec<u8>, Statement>,
     portals: Prepared<Vec<u8>, Portal>,
     queue: VecDeque<Item>,
+    /// The texts of the statements the client sent since the last [`Self::take_sent`].
+    sent: super::Sent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +127,13 @@ impl PostgresDecoder {
             statements: Prepared::default(),
             portals: Prepared::default(),
             queue: VecDeque::new(),
+            sent: super::Sent::default(),
         }
+    }
+
+    /// The statements the client sent since the last call (see [`super::AnyDecoder::take_sent`]).
+    pub fn take_sent(&mut self) -> Vec<String> {
+        self.sent.take()
     }
 
     /// A decoder for the plaintext of this connection once TLS started: it begins with the
@@ -303,6 +311,9 @@ impl PostgresDecoder {
     }
 
     fn push(&mut self, item: Item) -> bool {
+        if let Item::Statement { event, .. } | Item::Parse { event } = &item {
+            self.sent.push(&event.text);
+        }
         self.queue.push_back(item);
         true
     }
