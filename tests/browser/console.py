@@ -318,4 +318,30 @@ def bundles_phase():
         d.quit()
 
 
-{"console": console_phase, "tampered": tampered_phase, "bundles": bundles_phase}[CFG["phase"]]()
+def approve_phase():
+    """An operator approves one held action from the Approvals page (tests/tests/approvals.rs)."""
+    d = browser()
+    try:
+        login(d, CFG["token"])
+        d.get(BASE + "/approvals")
+        row = wait(d, f"a pending request for {CFG['needle']!r}", lambda: next(
+            (r for r in d.find_elements(By.CSS_SELECTOR, "#approvals tr.approval")
+             if CFG["needle"] in r.find_element(By.CSS_SELECTOR, "td.text").text), None))
+        request = row.get_attribute("data-id")
+        say(f"approvals page lists {request} for {CFG['needle']}")
+        row.find_element(By.NAME, "reason").send_keys(CFG["reason"])
+        click_and_load(d, row.find_element(By.CSS_SELECTOR, "button.approve"))
+        done = wait(d, "the decision", lambda: d.find_elements(By.ID, "decided")
+                    or d.find_elements(By.ID, "decide-error"))[0]
+        assert done.get_attribute("id") == "decided", done.text
+        assert "approved" in done.text and request in done.text and "alice" in done.text, done.text
+        assert not [r for r in d.find_elements(By.CSS_SELECTOR, "#approvals tr.approval")
+                    if r.get_attribute("data-id") == request], "a decided request leaves the list"
+        say(f"approved in the browser: {done.text}")
+        print(json.dumps({"request": request}), flush=True)
+    finally:
+        d.quit()
+
+
+{"console": console_phase, "tampered": tampered_phase, "bundles": bundles_phase,
+ "approve": approve_phase}[CFG["phase"]]()

@@ -85,6 +85,44 @@ fn touch(cg: &Cgroup, file: &Path) -> Child {
         .unwrap()
 }
 
+/// Approves the request whose text holds `needle` from the console's Approvals page, in
+/// Chromium (tests/browser/console.py, phase `approve`), logged in with an operator token.
+/// Returns the request's id.
+fn approve_in_browser(pki: &Pki, ui: u16, needle: &str, dir: &Path) -> String {
+    let token = stdout(&run(&[
+        "token",
+        "--tls-cert",
+        &pki.path("alice.pem"),
+        "--tls-key",
+        &pki.path("alice-key.pem"),
+    ]))
+    .trim()
+    .to_string();
+    let file = dir.join("browser-approve.json");
+    let config = serde_json::json!({
+        "phase": "approve",
+        "base": format!("https://127.0.0.1:{ui}"),
+        "token": token,
+        "needle": needle,
+        "reason": "checked in the browser",
+    });
+    std::fs::write(&file, config.to_string()).unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(recorder_tests::repo_root().join("tests/browser/console.py"))
+        .arg(&file)
+        .output()
+        .expect("python3 runs the browser script (cargo xtask setup installs selenium, chromium)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    print!("{text}");
+    assert!(
+        out.status.success(),
+        "approving in the browser failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    last["request"].as_str().unwrap().to_string()
+}
+
 fn config(dir: &Path, body: &str) -> String {
     let path = dir.join("agent.toml");
     std::fs::write(&path, body).unwrap();
@@ -95,14 +133,21 @@ fn config(dir: &Path, body: &str) -> String {
 fn execs_wait_for_an_operator_and_nothing_else_waits() {
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::new(&tmp.path().join("pki"));
-    let col = Collector::start(&pki, &tmp.path().join("data"), 0, &[]);
+    let ui = collector_support::free_port();
+    let col = Collector::start(
+        &pki,
+        &tmp.path().join("data"),
+        0,
+        &["--ui-listen", &format!("127.0.0.1:{ui}")],
+    );
     let cg = Cgroup::new("approvals");
     let other = Cgroup::new("approvals-other");
     let spool = tmp.path().join("spool");
     let cfg = config(
         tmp.path(),
         "[approval]\ntimeout_secs = 4\n\n[[approval.rule]]\nname = \"held-files\"\n\
-         identities = [\"claude\"]\nexec = \"touch *held*\"\n",
+         identities = [\"claude\"]\nexec = \"touch *held*\"\n\n[[approval.rule]]\n\
+         name = \"long-sleeps\"\nidentities = [\"claude\"]\nexec = \"sleep 4242*\"\n",
     );
     let mut args = vec![
         "--config".to_string(),
@@ -127,6 +172,14 @@ fn execs_wait_for_an_operator_and_nothing_else_waits() {
     assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
     assert!(approved.exists(), "approved, the command ran");
 
+    // Approved by an operator in the web console, in a real browser.
+    let in_browser = tmp.path().join("browser-held");
+    let mut child = touch(&cg, &in_browser);
+    wait_pending(&pki, col.port, "browser-held");
+    let id_browser = approve_in_browser(&pki, ui, "browser-held", tmp.path());
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    assert!(in_browser.exists());
+
     // Denied: never runs, killed.
     let denied = tmp.path().join("denied-held");
     let mut child = touch(&cg, &denied);
@@ -143,6 +196,22 @@ fn execs_wait_for_an_operator_and_nothing_else_waits() {
     let status = wait_exit(&mut child, Duration::from_secs(15));
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
     assert!(!late.exists());
+
+    // Continued by someone else (a process may SIGCONT its own child): killed, and recorded as
+    // a bypassed hold.
+    let mut sleeper = cg
+        .command("/bin/sleep")
+        .arg("4242")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let id_bypass = wait_pending(&pki, col.port, "sleep 4242");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(sleeper.id() as i32, libc::SIGCONT) };
+    assert_eq!(
+        wait_exit(&mut sleeper, Duration::from_secs(30)).signal(),
+        Some(libc::SIGKILL)
+    );
 
     // Not held: an exec no rule names, the same command in an identity no rule names, and an
     // unwatched process. Each runs at once and leaves no approval behind.
@@ -176,6 +245,7 @@ fn execs_wait_for_an_operator_and_nothing_else_waits() {
     });
     for (id, state, approver) in [
         (&id_ok, "approved", "alice"),
+        (&id_browser, "approved", "alice"),
         (&id_no, "denied", "alice"),
         (&id_late, "timed_out", ""),
     ] {
@@ -207,7 +277,15 @@ fn execs_wait_for_an_operator_and_nothing_else_waits() {
             && !t.contains("outside")),
         "{held_texts:?}"
     );
-    assert!(agent.metric_sum("recorder_approval_holds_total") >= 4.0);
+    assert!(agent.metric_sum("recorder_approval_holds_total") >= 6.0);
+    let bypass = approvals(&records, &id_bypass);
+    assert_eq!(bypass[1]["state"], "bypassed", "{bypass:?}");
+    assert_eq!(bypass[1]["rule"], "long-sleeps");
+    assert_eq!(
+        approvals(&records, &id_browser)[1]["detail"],
+        "checked in the browser",
+        "the operator's reason is recorded"
+    );
 
     // The agent dies while a process is held: the process stays stopped until the agent is
     // back, which kills it (on_restart = "deny") and says so.

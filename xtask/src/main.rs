@@ -47,12 +47,13 @@ enum Task {
     /// Benchmarks, as ratios within one run: system-call loops, exec storm (agent CPU per exec,
     /// loss, idle RSS), pgbench over TLS and plain TCP, Kubernetes API calls by kubectl and
     /// curl, 100 pods on the node with 5 selected, the collector's ingest on the embedded store
-    /// and on PostgreSQL with one and two collectors, the web console on 100,000 sessions, redaction per record. Each
+    /// and on PostgreSQL with one and two collectors, the web console on 100,000 sessions, redaction per record, the exec cost of
+    /// approval rules. Each
     /// figure is printed with its spread over the rounds and its goal.
     Bench {
         /// Which benchmarks to run (repeatable): syscall, exec, sql, kube, pods, store, export,
-        /// console, redact. Default: all.
-        #[arg(long = "only", value_parser = ["syscall", "exec", "sql", "kube", "pods", "store", "export", "console", "redact"])]
+        /// console, redact, approve. Default: all.
+        #[arg(long = "only", value_parser = ["syscall", "exec", "sql", "kube", "pods", "store", "export", "console", "redact", "approve"])]
         only: Vec<String>,
         /// Execs per measured run.
         #[arg(long, default_value_t = 4000)]

@@ -383,18 +383,22 @@ async fn run_plan(plan: Plan) -> Result<(), AgentError> {
                 source,
             })?
     };
-    ready.store(true, Ordering::SeqCst);
-    recorder_api::systemd::notify("READY=1");
-    tracing::info!("agent ready: probes attached, identities resolved");
-
+    // Listening for SIGTERM before saying ready: a supervisor that stops the agent right after
+    // READY=1 must get a clean stop, not the signal's default action.
     let signal_error = |source| AgentError::Start {
         what: "listening for SIGTERM",
         source,
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(signal_error)?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(signal_error)?;
+    ready.store(true, Ordering::SeqCst);
+    recorder_api::systemd::notify("READY=1");
+    tracing::info!("agent ready: probes attached, identities resolved");
+
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = interrupt.recv() => {}
         _ = term.recv() => {}
     }
     tracing::info!("stopping: draining the ring buffer");

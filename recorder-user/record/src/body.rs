@@ -230,7 +230,8 @@ pub struct Approval {
     pub request: String,
     /// The rule that asked for approval.
     pub rule: String,
-    /// `pending`, `approved`, `denied`, `timed_out` (denied by the agent at its timeout) or
+    /// `pending`, `approved`, `denied`, `timed_out` (denied by the agent at its timeout), `ended`
+    /// (the process ended while held), `bypassed` (continued by another process, then killed) or
     /// `resolved_at_restart` (the agent restarted while holding it; see `detail` for the outcome).
     pub state: String,
     /// What the action does (or would have done): the command line, the statement, the call.

@@ -11,7 +11,7 @@ use super::{
 };
 
 /// Runs `execs` fork+execs of /bin/true from a bash loop inside `cg`; returns execs per second.
-fn storm(cg: &Cgroup, execs: u64) -> anyhow::Result<f64> {
+pub(super) fn storm(cg: &Cgroup, execs: u64) -> anyhow::Result<f64> {
     let procs = cg.path.join("cgroup.procs");
     let mut cmd = Command::new("/bin/bash");
     cmd.args([

@@ -19,6 +19,7 @@
 //!
 //! `--compare BIN` measures another build of `recorder` in the same rounds, side by side with
 //! the one just built (before/after a change, in one run).
+mod approve;
 mod console;
 mod exec;
 mod export;
@@ -146,6 +147,9 @@ pub fn run(
     }
     if wanted("redact") {
         redact::bench(rounds)?;
+    }
+    if wanted("approve") {
+        approve::bench(&builds, execs, rounds)?;
     }
     Ok(())
 }

@@ -65,14 +65,31 @@ pub(crate) struct Holds {
     outcomes: Vec<(&'static str, Counter)>,
 }
 
-const OUTCOMES: [&str; 6] = [
+const OUTCOMES: [&str; 7] = [
     "released",
     "approved",
     "denied",
     "timed_out",
     "ended",
+    "bypassed",
     "resolved_at_restart",
 ];
+
+/// A hold this old whose process is not stopped was continued by someone else (the stop lands
+/// within microseconds of the event; this leaves room for a loaded machine).
+const STOPPED_BY: Duration = Duration::from_millis(250);
+
+/// Whether the held process runs (is neither stopped nor gone).
+fn running(held: &Held) -> bool {
+    if start_ticks(held.pid) != Some(held.start_ticks) {
+        return false;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", held.pid)).unwrap_or_default();
+    let state = stat
+        .rfind(')')
+        .and_then(|at| stat[at + 1..].split_whitespace().next());
+    !matches!(state, None | Some("T" | "t" | "Z" | "X"))
+}
 
 impl Holds {
     /// Starts the asking thread and resolves what a previous run left held. Returns the holds
@@ -279,6 +296,21 @@ impl Holds {
             out.push(self.resolve(p, state, sig, d.approver, d.reason, builder));
         }
         let now = Instant::now();
+        // Someone sent the held process SIGCONT (its own parent can): it is killed at once,
+        // and the record says the hold was bypassed.
+        let bypassed: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.since) >= STOPPED_BY && running(&p.held))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in bypassed {
+            if let Some(p) = self.pending.remove(&id) {
+                let why =
+                    "continued by another process before a decision (SIGCONT): killed".to_string();
+                out.push(self.resolve(p, "bypassed", libc::SIGKILL, String::new(), why, builder));
+            }
+        }
         let late: Vec<String> = self
             .pending
             .iter()

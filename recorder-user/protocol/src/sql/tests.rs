@@ -706,3 +706,55 @@ fn split_at_every_byte_position_gives_identical_outputs() {
         );
     }
 }
+
+/// What a held write would run: each client chunk of a real session gives the statements it
+/// completed, and a statement split over two writes comes with the second.
+#[test]
+fn the_statements_each_write_sends_are_known_before_any_answer() {
+    let mut d = AnyDecoder::new(Protocol::Postgresql);
+    let mut out = Vec::new();
+    let mut sent = Vec::new();
+    for (dir, bytes) in fixture("pg_tls_plaintext") {
+        d.feed(dir, &bytes, &mut out);
+        if dir == Direction::ToServer {
+            sent.extend(d.take_sent());
+        }
+    }
+    assert!(sent.contains(&"SELECT $1::int + 1".to_string()), "{sent:?}");
+    assert!(sent.contains(&"UPDATE items SET name = $1 WHERE id = $2".to_string()));
+    assert!(d.take_sent().is_empty(), "taken once");
+
+    // A simple Query cut in two writes: nothing until its last byte is in.
+    let mut d = PostgresDecoder::new();
+    let mut out = Vec::new();
+    let mut startup = Vec::new();
+    let params = b"user\0alice\0database\0shop\0\0";
+    startup.extend(((8 + params.len()) as u32).to_be_bytes());
+    startup.extend(196_608u32.to_be_bytes());
+    startup.extend(params);
+    d.feed(Direction::ToServer, &startup, &mut out);
+    let text = b"DROP TABLE payments\0";
+    let mut query = vec![b'Q'];
+    query.extend(((4 + text.len()) as u32).to_be_bytes());
+    query.extend(text);
+    let (first, second) = query.split_at(9);
+    d.feed(Direction::ToServer, first, &mut out);
+    assert!(
+        d.take_sent().is_empty(),
+        "an incomplete message runs nothing"
+    );
+    d.feed(Direction::ToServer, second, &mut out);
+    assert_eq!(d.take_sent(), ["DROP TABLE payments"]);
+
+    // Never asked for, the list keeps the last few only.
+    for i in 0..40 {
+        let text = format!("SELECT {i}\0");
+        let mut q = vec![b'Q'];
+        q.extend(((4 + text.len()) as u32).to_be_bytes());
+        q.extend(text.as_bytes());
+        d.feed(Direction::ToServer, &q, &mut out);
+    }
+    let kept = d.take_sent();
+    assert_eq!(kept.len(), Sent::KEPT);
+    assert_eq!(kept.last().map(String::as_str), Some("SELECT 39"));
+}
