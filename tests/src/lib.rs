@@ -159,6 +159,27 @@ pub fn repo_root() -> &'static Path {
         .expect("tests/ is inside the repository")
 }
 
+/// Runs one phase of the real-browser script (tests/browser/console.py: Chromium through
+/// chromedriver) with `config` written to `file`; its output is printed and returned, its
+/// failure fails the test with what it printed.
+pub fn browser_script(config: &Value, file: &Path) -> String {
+    std::fs::write(file, config.to_string()).unwrap();
+    let out = Command::new("python3")
+        .arg(repo_root().join("tests/browser/console.py"))
+        .arg(file)
+        .output()
+        .expect("python3 runs the browser script (cargo xtask setup installs selenium, chromium)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    print!("{text}");
+    assert!(
+        out.status.success(),
+        "browser phase {} failed:\n{text}\n{}",
+        config["phase"],
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 /// Runs `cmd` and returns what it did; a command that cannot be started fails the test.
 pub fn output(cmd: &mut Command) -> std::process::Output {
     cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))

@@ -98,7 +98,6 @@ fn approve_in_browser(pki: &Pki, ui: u16, needle: &str, dir: &Path) -> String {
     ]))
     .trim()
     .to_string();
-    let file = dir.join("browser-approve.json");
     let config = serde_json::json!({
         "phase": "approve",
         "base": format!("https://127.0.0.1:{ui}"),
@@ -106,19 +105,7 @@ fn approve_in_browser(pki: &Pki, ui: u16, needle: &str, dir: &Path) -> String {
         "needle": needle,
         "reason": "checked in the browser",
     });
-    std::fs::write(&file, config.to_string()).unwrap();
-    let out = std::process::Command::new("python3")
-        .arg(recorder_tests::repo_root().join("tests/browser/console.py"))
-        .arg(&file)
-        .output()
-        .expect("python3 runs the browser script (cargo xtask setup installs selenium, chromium)");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    print!("{text}");
-    assert!(
-        out.status.success(),
-        "approving in the browser failed:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = recorder_tests::browser_script(&config, &dir.join("browser-approve.json"));
     let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     last["request"].as_str().unwrap().to_string()
 }

@@ -11,7 +11,7 @@ mod collector_support;
 use std::{
     io::{Seek as _, SeekFrom, Write as _},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     time::SystemTime,
 };
 
@@ -36,21 +36,7 @@ fn minute(offset_secs: i64) -> String {
 /// Runs one phase of the browser script; its output is printed, its failure fails the test.
 fn browser(phase: &str, mut config: Value, dir: &Path) -> String {
     config["phase"] = json!(phase);
-    let file = dir.join(format!("browser-{phase}.json"));
-    std::fs::write(&file, config.to_string()).unwrap();
-    let out = Command::new("python3")
-        .arg(repo_root().join("tests/browser/console.py"))
-        .arg(&file)
-        .output()
-        .expect("python3 runs the browser script (cargo xtask setup installs selenium, chromium)");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    print!("{text}");
-    assert!(
-        out.status.success(),
-        "browser phase {phase} failed:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
+    recorder_tests::browser_script(&config, &dir.join(format!("browser-{phase}.json")))
 }
 
 fn exec_text<'a>(records: &'a [Value], argv: &[&str]) -> &'a Value {

@@ -119,11 +119,19 @@ pub fn signal(pid: u32, sig: i32) -> bool {
 
 /// The start time of `pid` in clock ticks after boot, if it runs.
 pub fn start_ticks(pid: u32) -> Option<u64> {
+    proc_stat(pid).map(|(_, ticks)| ticks)
+}
+
+/// The state letter (`R`, `S`, `T`…) and start time (clock ticks after boot) of `pid`, from one
+/// read of `/proc/PID/stat`.
+pub fn proc_stat(pid: u32) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: the fields start after the last `)`.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // After `)`: state is field 3, so start time (field 22) is the 20th.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    // After `)`: state is field 3, start time (field 22) the 20th.
+    let state = fields.next()?.chars().next()?;
+    let ticks = fields.nth(18)?.parse().ok()?;
+    Some((state, ticks))
 }
 
 #[cfg(test)]

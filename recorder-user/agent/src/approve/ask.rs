@@ -96,8 +96,7 @@ async fn ask(
     }
 }
 
+/// Now as Unix nanoseconds, as the approval messages carry times.
 pub(crate) fn now_unix_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
+    recorder_record::time::now_unix_ns() as i64
 }

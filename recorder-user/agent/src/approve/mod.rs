@@ -22,7 +22,7 @@ use recorder_api::{
 };
 use recorder_approval::{
     Action, Held, HoldsFile, OnRestart, Policy,
-    holds::{Outcome, resolve_left, signal, start_ticks},
+    holds::{Outcome, proc_stat, resolve_left, signal, start_ticks},
 };
 use recorder_common::{HOLD_EXEC, HOLD_TLS_WRITE};
 use recorder_protocol::sql::{Protocol, lexer::Dialect};
@@ -81,14 +81,12 @@ const STOPPED_BY: Duration = Duration::from_millis(250);
 
 /// Whether the held process runs (is neither stopped nor gone).
 fn running(held: &Held) -> bool {
-    if start_ticks(held.pid) != Some(held.start_ticks) {
-        return false;
+    match proc_stat(held.pid) {
+        Some((state, ticks)) => {
+            ticks == held.start_ticks && !matches!(state, 'T' | 't' | 'Z' | 'X')
+        }
+        None => false,
     }
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", held.pid)).unwrap_or_default();
-    let state = stat
-        .rfind(')')
-        .and_then(|at| stat[at + 1..].split_whitespace().next());
-    !matches!(state, None | Some("T" | "t" | "Z" | "X"))
 }
 
 impl Holds {
