@@ -19,6 +19,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.support.ui import WebDriverWait
 
 CFG = json.load(open(sys.argv[1]))
@@ -55,11 +56,21 @@ def integrity_state(d):
     return None if s == "checking" else s
 
 
+def gone(element):
+    """Whether `element` left the document. Chromium sometimes answers a look at a node of the
+    page just replaced with "Node ... does not belong to the document" instead of a stale
+    reference: the same fact."""
+    try:
+        return EC.staleness_of(element)(None)
+    except WebDriverException as e:
+        return "does not belong to the document" in str(e)
+
+
 def click_and_load(d, element):
     """Clicks something that loads a new page, and waits until the new page has loaded."""
     old = d.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(d, 20, poll_frequency=0.05).until(EC.staleness_of(old))
+    WebDriverWait(d, 20, poll_frequency=0.05).until(lambda _: gone(old))
     wait(d, "the page to load", lambda: d.execute_script("return document.readyState") == "complete")
 
 
