@@ -862,3 +862,81 @@ fn errors_gaps_and_verdicts_are_the_same_on_postgres_as_on_the_embedded_store() 
     assert_eq!(list(col.port, &["--failed"]), want[..1]);
     col.stop();
 }
+
+/// A record line of host `race`, sequence `seq`.
+fn race_line(seq: u64) -> Vec<u8> {
+    format!(
+        r#"{{"kind":"exec","time":"2026-12-05T10:00:00.{seq:09}Z","host":"race","identity":"claude","session":"s1","pid":{seq},"exec_id":"r-{seq}","argv":["echo","{seq}"],"argv_truncated":false,"cgroup":"/agents/claude","cwd":"/","exe":"/usr/bin/echo","ppid":1,"text":"echo {seq}","uid":1000}}"#
+    )
+    .into_bytes()
+}
+
+/// Two collectors storing overlapping batches of one stream at the same instant (an agent that
+/// failed over while its batch was in flight resends from its acknowledged point, with more
+/// lines): each line is stored once, the one that lost the race stores the rest of its batch,
+/// the stream's end is acknowledged, and the sequencer places every record once, in sequence
+/// order, in a log that verifies. Through the store's library, which lets the test send the
+/// same lines to both at once.
+#[test]
+fn overlapping_batches_stored_at_once_by_two_collectors_are_stored_once() {
+    use recorder_store_postgres::{PgLog, Sequencer};
+    let pg = Postgres::start();
+    let url = database(&pg, "racing");
+    let key_dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let open = || async {
+            let signer =
+                recorder_store::integrity::checkpoint::Signer::load_or_create(key_dir.path())
+                    .unwrap();
+            PgLog::open(
+                &url,
+                None,
+                signer,
+                recorder_store::CheckpointPolicy::default(),
+            )
+            .await
+            .unwrap()
+        };
+        let (a, b) = (open().await, open().await);
+        let ok = |_: &recorder_record::Record| Ok(());
+        let mut stored = 0;
+        let mut duplicates = 0;
+        // Rounds: A is sent lines 1..=200 of the round, B 1..=300, at once (in every other
+        // round B first); each round starts where the previous one ended.
+        let mut first = 1;
+        for round in 0..20 {
+            let lines_a: Vec<Vec<u8>> = (first..first + 200).map(race_line).collect();
+            let lines_b: Vec<Vec<u8>> = (first..first + 300).map(race_line).collect();
+            let (x, y) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            let (ra, rb) = tokio::join!(
+                x.append("race", "boot-1", first, &lines_a, ok),
+                y.append("race", "boot-1", first, &lines_b, ok),
+            );
+            let (ra, rb) = (ra.unwrap(), rb.unwrap());
+            stored += ra.stored + rb.stored;
+            duplicates += ra.duplicates + rb.duplicates;
+            assert_eq!(ra.acked.max(rb.acked), Some(first + 299));
+            first += 300;
+        }
+        assert_eq!(stored, 6000, "every line stored once");
+        assert_eq!(
+            duplicates, 4000,
+            "the overlap of each round (200 lines), once"
+        );
+        let leading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut sequencer = Sequencer::new(a.clone(), "test".into(), leading).unwrap();
+        while sequencer.step().await.unwrap() || a.placed().await.unwrap() < 6000 {}
+        assert_eq!(a.placed().await.unwrap(), 6000);
+        assert_eq!(a.waiting().await.unwrap(), 0);
+        let records = a.read_range(0, 6000).await.unwrap();
+        let seqs: Vec<u64> = records.iter().map(|r| r.sequence).collect();
+        assert_eq!(seqs, (1..=6000).collect::<Vec<_>>());
+        let v = a.verify().await.unwrap();
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        assert_eq!(v.records, 6000);
+    });
+}

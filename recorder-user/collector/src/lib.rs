@@ -520,8 +520,20 @@ async fn learn(
 
 /// How the lease names this collector: host name, process and port, so an operator reading
 /// the lease row knows which one sequences.
+/// This collector as the sequencer's lease names it: unique even for two collectors of one
+/// process (as the benchmark runs them) or two containers with one host name and pid.
 fn collector_name(listen: SocketAddr) -> String {
-    format!("{}:{}:{}", host_name(), std::process::id(), listen.port())
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let nonce = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!(
+        "{}:{}-{:04x}:{}",
+        host_name(),
+        std::process::id(),
+        nonce & 0xffff,
+        listen.port()
+    )
 }
 
 fn host_name() -> String {

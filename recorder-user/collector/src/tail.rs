@@ -1,6 +1,7 @@
 //! On PostgreSQL every collector follows the log as the sequencer extends it, so that its
 //! watchers see the records every collector of the group ingested, and its alert rules run on
 //! them. Webhooks are sent by the sequencing collector only, so each alert is delivered once.
+//! While nobody watches and no rule runs, it moves along the log's size without reading records.
 use std::{
     sync::{
         Arc,
@@ -29,6 +30,24 @@ pub(crate) fn spawn(
         let mut next = from;
         let mut failing = false;
         loop {
+            // Nobody to give records to: move past them without reading them.
+            if events.receiver_count() == 0 && engine.is_none() {
+                match pg.placed().await {
+                    Ok(size) => {
+                        failing = false;
+                        next = next.max(size);
+                        metrics.records.set(next);
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(error = %e, "cannot follow the log; retrying");
+                            failing = true;
+                        }
+                    }
+                }
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
             match pg.read_range(next, next + CHUNK).await {
                 Ok(records) => {
                     failing = false;

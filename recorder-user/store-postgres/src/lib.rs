@@ -18,6 +18,7 @@ mod prune;
 mod read;
 mod schema;
 mod sequencer;
+mod unplaced;
 mod verify;
 
 use std::{path::Path, sync::Arc, time::Duration};
@@ -117,6 +118,8 @@ pub struct PgLog {
     /// The group's signing key: a collector has it, a reader (`verify --store`) does not.
     signer: Option<Arc<Signer>>,
     policy: CheckpointPolicy,
+    /// The records this collector stored and its sequencer has yet to place.
+    unplaced: Arc<unplaced::Unplaced>,
 }
 
 /// The CAs trusted for the database's certificate when none is given.
@@ -247,6 +250,7 @@ impl PgLog {
             public_key: signer.public_key(),
             signer: Some(Arc::new(signer)),
             policy,
+            unplaced: Arc::default(),
         };
         let signer = log.signer()?;
         let mut client = log.pool.get().await?;
@@ -291,6 +295,7 @@ impl PgLog {
                 public_key,
                 signer: None,
                 policy: CheckpointPolicy::default(),
+                unplaced: Arc::default(),
             },
             pinned,
         ))

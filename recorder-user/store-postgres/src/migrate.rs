@@ -110,10 +110,12 @@ impl PgLog {
             ],
         )
         .await?;
-        // PostgreSQL-only: new records get ids after the copied ones.
+        // PostgreSQL-only: new records get ids after the copied ones (rows inserted by hand
+        // from records' own sequence, batches from record_batches).
+        let copied = copy.frontier.size().max(1) as i64;
         tx.execute(
-            "SELECT setval(pg_get_serial_sequence('records', 'id'), $1)",
-            &[&(copy.frontier.size().max(1) as i64)],
+            "SELECT setval(pg_get_serial_sequence('records', 'id'), $1), setval('record_batches', $1 / $2 + 1)",
+            &[&copied, &crate::ingest::BATCH_IDS],
         )
         .await?;
         tx.commit().await?;

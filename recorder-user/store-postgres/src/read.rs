@@ -22,6 +22,10 @@ pub(crate) const RECORD_COLUMNS: &str =
 /// The placed records.
 pub(crate) const PLACED: &str = "placed p JOIN records r ON r.id = p.record_id";
 
+/// How many records wait for the sequencer (each `waiting` row is a batch's run of ids).
+pub(crate) const WAITING_RECORDS: &str =
+    "SELECT count(*) FROM waiting w JOIN records r ON r.id >= w.id AND r.id < w.id + w.count";
+
 /// A placed record from a row of `RECORD_COLUMNS`.
 pub(crate) fn stored(row: &Row) -> Result<StoredRecord, PgError> {
     let index = row.get::<_, i64>(0) as u64;
@@ -72,11 +76,7 @@ impl PgLog {
 
     /// Records stored but not yet placed by the sequencer.
     pub async fn waiting(&self) -> Result<u64, PgError> {
-        let row = self
-            .client()
-            .await?
-            .query_one("SELECT count(*) FROM waiting", &[])
-            .await?;
+        let row = self.client().await?.query_one(WAITING_RECORDS, &[]).await?;
         Ok(row.get::<_, i64>(0) as u64)
     }
 

@@ -18,6 +18,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "outcomes",
         include_str!("../migrations/0004_outcomes.sql"),
     ),
+    (
+        5,
+        "batch_ids",
+        include_str!("../migrations/0005_batch_ids.sql"),
+    ),
 ];
 
 /// Applies what the database lacks; refuses a database from a newer collector.

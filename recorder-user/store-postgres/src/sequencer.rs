@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use recorder_record::{Kind, Timestamp};
+use recorder_record::Timestamp;
 use recorder_store::{
     integrity::{
         Hash,
@@ -24,7 +24,10 @@ use recorder_store::{
 use tokio::sync::watch;
 use tokio_postgres::{Client, Transaction};
 
-use crate::{PgError, PgLog};
+use crate::{
+    PgError, PgLog,
+    unplaced::{self, Pending, Unplaced},
+};
 
 /// How long a sequencer's lease lasts unless renewed: the longest the log goes unsequenced
 /// when the sequencer dies without a word.
@@ -33,7 +36,7 @@ pub const LEASE: Duration = Duration::from_secs(3);
 const RENEW: Duration = Duration::from_secs(1);
 /// A collector without the lease asks for it this often.
 const SEEK: Duration = Duration::from_millis(500);
-/// Records placed per round, at most.
+/// Records placed per round: whole batches, until this many.
 const ROUND_MAX: i64 = 5_000;
 /// Pause when nothing waits.
 const IDLE: Duration = Duration::from_millis(20);
@@ -111,6 +114,7 @@ impl Sequencer {
                     }
                     self.renewed = None;
                     self.leading.store(false, Ordering::Relaxed);
+                    self.log.unplaced.set_enabled(false);
                     Duration::from_millis(500)
                 }
             };
@@ -150,6 +154,7 @@ impl Sequencer {
             let held = self.claim_lease().await?;
             self.renewed = held.then(Instant::now);
             self.leading.store(held, Ordering::Relaxed);
+            self.log.unplaced.set_enabled(held);
             if held && !was {
                 tracing::info!(collector = %self.name, "this collector sequences the log now");
                 self.last_checkpoint = None;
@@ -162,10 +167,10 @@ impl Sequencer {
         }
         let placed = {
             let mut client = self.log.client().await?;
-            place(&mut client, &self.signer).await?
+            place(&mut client, &self.signer, &self.log.unplaced).await?
         };
         self.publish(false).await?;
-        Ok(placed as i64 == ROUND_MAX)
+        Ok(placed as i64 >= ROUND_MAX)
     }
 
     async fn claim_lease(&self) -> Result<bool, PgError> {
@@ -273,8 +278,8 @@ impl Placed {
     }
 }
 
-/// One round: places up to `ROUND_MAX` waiting records. Returns how many.
-async fn place(client: &mut Client, signer: &Signer) -> Result<usize, PgError> {
+/// One round: places the oldest waiting batches, about `ROUND_MAX` records. Returns how many.
+async fn place(client: &mut Client, signer: &Signer, cache: &Unplaced) -> Result<usize, PgError> {
     let tx = client.transaction().await?;
     let head = tx
         .query_one(
@@ -297,45 +302,35 @@ async fn place(client: &mut Client, signer: &Signer) -> Result<usize, PgError> {
             "log_head: its peaks do not fit a tree of {size} records (the row was changed)"
         ))
     })?;
-    let rows = tx
-        .query(
-            "SELECT r.id, r.host, r.boot, r.seq, r.line, r.session, r.identity, r.kind, r.time_ns, r.namespace, r.pod, r.outcome
-             FROM waiting w JOIN records r ON r.id = w.id ORDER BY w.id LIMIT $1",
-            &[&ROUND_MAX],
-        )
-        .await?;
+    let (rows, batches) = unplaced::oldest(&tx, cache, ROUND_MAX).await?;
     if rows.is_empty() {
         return Ok(0);
     }
     let mut streams = stream_ends(&tx, &rows).await?;
-    let mut sessions: HashMap<(String, String), SessionSums> = HashMap::new();
+    let mut sessions: HashMap<(Arc<str>, String), SessionSums> = HashMap::new();
     let mut host_gaps = HostGaps::default();
     let mut placed = Placed::default();
     let mut buf = Vec::new();
-    for row in &rows {
+    for row in rows {
         let index = frontier.size();
-        let host: &str = row.get(1);
-        let boot: &str = row.get(2);
-        let seq: i64 = row.get(3);
-        let line: &[u8] = row.get(4);
         let end = streams
-            .entry((host.to_string(), boot.to_string()))
+            .entry((row.host.clone(), row.boot.clone()))
             .or_insert((0, [0; 32]));
         buf.clear();
         let leaf = Entry {
             index,
-            host,
-            boot,
-            sequence: seq as u64,
+            host: &row.host,
+            boot: &row.boot,
+            sequence: row.seq as u64,
             prev: end.1,
-            line,
+            line: &row.line,
         }
         .encode_frame(&mut buf);
-        placed.ids.push(row.get(0));
+        placed.ids.push(row.id);
         placed.indexes.push(index as i64);
         placed.prevs.push(end.1.to_vec());
         placed.leaves.push(leaf.to_vec());
-        *end = (seq, leaf);
+        *end = (row.seq, leaf);
         frontier.push_with(leaf, |id, hash| {
             placed.node_levels.push(i16::from(id.level));
             placed.node_indexes.push(id.index as i64);
@@ -343,6 +338,8 @@ async fn place(client: &mut Client, signer: &Signer) -> Result<usize, PgError> {
         });
         add_to_session(&mut sessions, &mut host_gaps, index, row);
     }
+    tx.execute("DELETE FROM waiting WHERE id = ANY($1)", &[&batches])
+        .await?;
     write_round(&tx, &placed, &streams, &sessions).await?;
     host_gaps.insert(&tx).await?;
     // A head's time never goes back, whichever collector's clock signs it.
@@ -355,15 +352,15 @@ async fn place(client: &mut Client, signer: &Signer) -> Result<usize, PgError> {
     )
     .await?;
     tx.commit().await?;
-    Ok(rows.len())
+    Ok(placed.ids.len())
 }
 
+/// Each (host, boot) stream's last placed sequence and leaf hash.
+type StreamEnds = HashMap<(Arc<str>, Arc<str>), (i64, Hash)>;
+
 /// The hash-chain ends of the streams that have records in this round.
-async fn stream_ends(
-    tx: &Transaction<'_>,
-    rows: &[tokio_postgres::Row],
-) -> Result<HashMap<(String, String), (i64, Hash)>, PgError> {
-    let mut keys: Vec<(&str, &str)> = rows.iter().map(|r| (r.get(1), r.get(2))).collect();
+async fn stream_ends(tx: &Transaction<'_>, rows: &[Pending]) -> Result<StreamEnds, PgError> {
+    let mut keys: Vec<(&str, &str)> = rows.iter().map(|r| (&*r.host, &*r.boot)).collect();
     keys.sort_unstable();
     keys.dedup();
     let (hosts, boots): (Vec<&str>, Vec<&str>) = keys.into_iter().unzip();
@@ -379,7 +376,7 @@ async fn stream_ends(
         .map(|r| {
             let leaf: &[u8] = r.get(3);
             (
-                (r.get::<_, String>(0), r.get::<_, String>(1)),
+                (r.get::<_, &str>(0).into(), r.get::<_, &str>(1).into()),
                 (r.get(2), Hash::try_from(leaf).unwrap_or_default()),
             )
         })
@@ -411,34 +408,25 @@ impl HostGaps {
 }
 
 fn add_to_session(
-    sessions: &mut HashMap<(String, String), SessionSums>,
+    sessions: &mut HashMap<(Arc<str>, String), SessionSums>,
     host_gaps: &mut HostGaps,
     index: u64,
-    row: &tokio_postgres::Row,
+    row: Pending,
 ) {
-    let session: String = row.get(5);
-    let outcome: i16 = row.get(11);
-    if session.is_empty() {
-        if outcome & crate::columns::GAP != 0 {
+    if row.session.is_empty() {
+        if row.outcome & crate::columns::GAP != 0 {
             host_gaps.index.push(index as i64);
-            host_gaps.host.push(row.get(1));
-            host_gaps.identity.push(row.get(6));
-            host_gaps.time_ns.push(row.get(8));
+            host_gaps.host.push(row.host.to_string());
+            host_gaps.identity.push(row.identity);
+            host_gaps.time_ns.push(row.time_ns);
         }
         return;
     }
-    let kind: &str = row.get(7);
-    let time_ns: i64 = row.get(8);
-    let namespace: String = row.get(9);
-    let pod: String = row.get(10);
-    let is_command = Kind::ALL
-        .iter()
-        .find(|k| k.as_str() == kind)
-        .is_some_and(|k| k.is_command());
+    let time_ns = row.time_ns;
     let s = sessions
-        .entry((row.get(1), session))
+        .entry((row.host, row.session))
         .or_insert_with(|| SessionSums {
-            identity: row.get(6),
+            identity: row.identity,
             first_ns: time_ns,
             last_ns: time_ns,
             commands: 0,
@@ -448,15 +436,15 @@ fn add_to_session(
             failed: 0,
             gaps: 0,
         });
-    s.failed += i64::from(outcome & crate::columns::FAILED != 0);
-    s.gaps += i64::from(outcome & crate::columns::GAP != 0);
+    s.failed += i64::from(row.outcome & crate::columns::FAILED != 0);
+    s.gaps += i64::from(row.outcome & crate::columns::GAP != 0);
     s.first_ns = s.first_ns.min(time_ns);
     s.last_ns = s.last_ns.max(time_ns);
-    s.commands += i64::from(is_command);
+    s.commands += i64::from(row.is_command);
     s.records += 1;
-    if s.pod.is_empty() && !pod.is_empty() {
-        s.namespace = namespace;
-        s.pod = pod;
+    if s.pod.is_empty() && !row.pod.is_empty() {
+        s.namespace = row.namespace;
+        s.pod = row.pod;
     }
 }
 
@@ -479,16 +467,14 @@ struct SessionColumns<'a> {
 async fn write_round(
     tx: &Transaction<'_>,
     placed: &Placed,
-    streams: &HashMap<(String, String), (i64, Hash)>,
-    sessions: &HashMap<(String, String), SessionSums>,
+    streams: &StreamEnds,
+    sessions: &HashMap<(Arc<str>, String), SessionSums>,
 ) -> Result<(), PgError> {
-    tx.execute("DELETE FROM waiting WHERE id = ANY($1)", &[&placed.ids])
-        .await?;
     placed.insert(tx).await?;
     let (mut hosts, mut boots, mut seqs, mut leaves) = (vec![], vec![], vec![], vec![]);
     for ((host, boot), (seq, leaf)) in streams {
-        hosts.push(host.as_str());
-        boots.push(boot.as_str());
+        hosts.push(&**host);
+        boots.push(&**boot);
         seqs.push(*seq);
         leaves.push(leaf.to_vec());
     }
@@ -504,7 +490,7 @@ async fn write_round(
     }
     let mut c = SessionColumns::default();
     for ((host, session), s) in sessions {
-        c.host.push(host);
+        c.host.push(&**host);
         c.session.push(session);
         c.identity.push(&s.identity);
         c.first_ns.push(s.first_ns);

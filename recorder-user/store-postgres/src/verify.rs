@@ -97,7 +97,7 @@ impl PgLog {
         let checkpoints = checkpoints(&tx, &key, &mut out).await?;
         out.checkpoints = checkpoints.len() as u64;
         out.waiting = tx
-            .query_one("SELECT count(*) FROM waiting", &[])
+            .query_one(crate::read::WAITING_RECORDS, &[])
             .await?
             .get::<_, i64>(0) as u64;
         orphans(&tx, &mut out).await?;
@@ -199,7 +199,7 @@ async fn orphans(tx: &Transaction<'_>, out: &mut Verified) -> Result<(), PgError
         .query(
             "SELECT r.id, r.host, r.boot, r.seq FROM records r
              WHERE NOT EXISTS (SELECT 1 FROM placed p WHERE p.record_id = r.id)
-               AND NOT EXISTS (SELECT 1 FROM waiting w WHERE w.id = r.id)
+               AND NOT EXISTS (SELECT 1 FROM waiting w WHERE r.id >= w.id AND r.id < w.id + w.count)
              ORDER BY r.id LIMIT 100",
             &[],
         )
