@@ -188,9 +188,72 @@ impl Record {
     }
 
     /// Reads one record line.
+    ///
+    /// The general reading (every field but the common ones gathered in a map, the body read
+    /// from that map) allocates for each field; the collector reads every line it stores, so a
+    /// line without workload fields is first read straight into its types, in two passes over
+    /// the bytes (the common fields, then the body, each skipping the other's fields). Only
+    /// when that fails (an error to report, or a key given twice, which the map reading lets
+    /// the last one win) is the line read the general way, whose result and errors stand.
     pub fn parse(line: &[u8]) -> Result<Self, serde_json::Error> {
+        if !has_workload_fields(line)
+            && let Ok(record) = Self::parse_direct(line)
+        {
+            return Ok(record);
+        }
         serde_json::from_slice(line)
     }
+
+    /// The two-pass reading of a line without workload fields (see [`Record::parse`]).
+    fn parse_direct(line: &[u8]) -> Result<Self, serde_json::Error> {
+        let common: Common = serde_json::from_slice(line)?;
+        let body = match common.kind {
+            Kind::Exec => Body::Exec(serde_json::from_slice(line)?),
+            Kind::Exit => Body::Exit(serde_json::from_slice(line)?),
+            Kind::Shell => Body::Shell(serde_json::from_slice(line)?),
+            Kind::Sql => Body::Sql(serde_json::from_slice(line)?),
+            Kind::K8s => Body::K8s(serde_json::from_slice(line)?),
+            Kind::Loss => Body::Loss(serde_json::from_slice(line)?),
+            Kind::Notice => Body::Notice(serde_json::from_slice(line)?),
+            Kind::Approval => Body::Approval(serde_json::from_slice(line)?),
+        };
+        Ok(Record {
+            time: common.time,
+            host: common.host,
+            identity: common.identity,
+            session: common.session,
+            pid: common.pid,
+            exec_id: common.exec_id,
+            workload: None,
+            body,
+            redacted: common.redacted,
+        })
+    }
+}
+
+/// Whether the line may hold a workload's fields (`k8s.…`, `container.…`); a text that merely
+/// mentions one only sends the line the general way.
+fn has_workload_fields(line: &[u8]) -> bool {
+    let contains = |needle: &[u8]| line.windows(needle.len()).any(|w| w == needle);
+    contains(b"\"k8s.") || contains(b"\"container.")
+}
+
+/// The common fields of a line, the body's skipped (no body field has one of these names).
+#[derive(Deserialize)]
+struct Common {
+    kind: Kind,
+    time: Timestamp,
+    host: String,
+    #[serde(default)]
+    identity: String,
+    #[serde(default)]
+    session: String,
+    #[serde(default)]
+    pid: u32,
+    #[serde(default)]
+    exec_id: String,
+    #[serde(default)]
+    redacted: Vec<String>,
 }
 
 /// The line as written: the common fields first, `kind` leading, then the workload's (when

@@ -108,3 +108,76 @@ fn a_workload_is_written_after_the_common_fields_and_read_back() {
     );
     assert_eq!(Record::parse(line.as_bytes()).unwrap(), rec);
 }
+
+#[test]
+fn the_direct_reading_gives_what_the_general_one_gives() {
+    let general = |line: &[u8]| serde_json::from_slice::<Record>(line).map_err(|e| e.to_string());
+    let t = r#""time":"2026-11-28T10:00:00.123456789Z","host":"h""#;
+    let lines = [
+        exec_record().to_line(),
+        format!(
+            r#"{{"kind":"exec",{t},"identity":"claude","session":"s","pid":7,"exec_id":"e","argv":["a","b\"c"],"argv_truncated":true,"cgroup":"/x","cwd":"/","exe":"/bin/a","parent_exec_id":"p","ppid":1,"text":"a b","uid":0,"adopted":true}}"#
+        ),
+        format!(
+            r#"{{"kind":"exit",{t},"duration_ms":5,"exit_code":2,"signal":null,"core_dumped":false}}"#
+        ),
+        format!(r#"{{"kind":"shell",{t},"text":"ls\n","truncated":true,"future":{{"a":[1,2]}}}}"#),
+        format!(
+            r#"{{"kind":"sql",{t},"db.name":null,"db.server":"127.0.0.1:5432","db.system":"mysql","params":["1",null],"status":"error","text":"SELECT 1","tls":true}}"#
+        ),
+        format!(
+            r#"{{"kind":"k8s",{t},"context":null,"kubeconfig":"/k","verb":"delete","namespace":"team-a","status":404,"names":["a"],"text":"kubectl delete"}}"#
+        ),
+        format!(r#"{{"kind":"loss",{t},"count":3,"lost_kind":"exec","reason":"ring_full"}}"#),
+        format!(r#"{{"kind":"notice",{t},"detail":"d","reason":"r","redacted":["text"]}}"#),
+        format!(
+            r#"{{"kind":"approval",{t},"action":"exec","held_ms":12,"request":"q","rule":"r","state":"approved","text":"rm"}}"#
+        ),
+        // A key given twice: the general reading lets the last one win.
+        format!(r#"{{"kind":"shell",{t},"text":"one","text":"two"}}"#),
+        format!(r#"{{"kind":"shell",{t},"pid":1,"pid":2}}"#),
+        // Wrong types, in the body and in the common fields.
+        format!(r#"{{"kind":"exit",{t},"exit_code":300}}"#),
+        format!(r#"{{"kind":"exec",{t},"pid":-1}}"#),
+        format!(r#"{{"kind":"sql",{t},"status":"maybe"}}"#),
+        // Workload fields take the general way.
+        format!(
+            r#"{{"kind":"shell",{t},"k8s.pod.name":"web-1","k8s.namespace.name":"a","text":"x"}}"#
+        ),
+        format!(r#"{{"kind":"shell",{t},"text":"mentions \"k8s.pod.name\""}}"#),
+    ];
+    for line in &lines {
+        let line = line.as_bytes();
+        let direct = Record::parse_direct(line).map_err(|e| e.to_string());
+        let general = general(line);
+        if let Ok(direct) = &direct
+            && !has_workload_fields(line)
+        {
+            assert_eq!(
+                Ok(direct),
+                general.as_ref(),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert_eq!(
+            Record::parse(line).map_err(|e| e.to_string()),
+            general,
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+    }
+    assert!(has_workload_fields(lines[14].as_bytes()));
+    assert!(
+        Record::parse(lines[14].as_bytes())
+            .unwrap()
+            .workload
+            .is_some()
+    );
+    // The duplicate-key lines are the ones the direct reading refuses.
+    assert!(Record::parse_direct(lines[9].as_bytes()).is_err());
+    assert_eq!(
+        Record::parse(lines[9].as_bytes()).unwrap().body.text(),
+        "two"
+    );
+}
