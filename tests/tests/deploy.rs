@@ -373,6 +373,82 @@ fn discovery_server() -> (u16, std::thread::JoinHandle<()>) {
     (port, thread)
 }
 
+/// The overlay for a group of collectors on PostgreSQL renders the base's objects with only the
+/// collector's StatefulSet changed, and only as a group needs: two replicas, the database's
+/// connection string and CA from a Secret, the group's signing key mounted where the collector
+/// reads it; the result is still exactly an API object.
+#[test]
+fn the_postgres_group_overlay_adds_the_database_and_the_signing_key() {
+    let render =
+        |dir: &Path| yaml_docs(&checked(Command::new("kubectl").arg("kustomize").arg(dir)));
+    let base = render(&k8s_dir());
+    let group = render(&k8s_dir().with_file_name("kubernetes-postgres-group"));
+    assert_eq!(base.len(), group.len());
+    let is_collector = |d: &&Value| d["kind"] == "StatefulSet";
+    for (b, g) in base.iter().zip(&group).filter(|(b, _)| !is_collector(b)) {
+        assert_eq!(b, g, "only the collector's StatefulSet changes");
+    }
+    let sts = group.iter().find(is_collector).unwrap();
+    assert_eq!(&through_api_type(sts), sts);
+    assert_eq!(sts["spec"]["replicas"], 2);
+    let c = &sts["spec"]["template"]["spec"]["containers"][0];
+    let base_c =
+        &base.iter().find(is_collector).unwrap()["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["args"], base_c["args"], "the same collector command");
+    let env = |name: &str| {
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {}", c["env"]))
+            .clone()
+    };
+    assert_eq!(
+        env("RECORDER_STORE")["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": "recorder-collector-store", "key": "url"})
+    );
+    assert_eq!(
+        env("RECORDER_STORE_CA")["value"],
+        "/etc/recorder/store/ca.pem"
+    );
+    let data = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip_while(|a| *a != "--data")
+        .nth(1)
+        .and_then(Value::as_str)
+        .unwrap()
+        .to_string();
+    let key_mount = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "signing-key")
+        .unwrap();
+    assert_eq!(key_mount["mountPath"], format!("{data}/checkpoint-key.p8"));
+    assert_eq!(key_mount["subPath"], "checkpoint-key.p8");
+    assert_eq!(key_mount["readOnly"], true);
+    let volumes = sts["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    let secret = |name: &str| {
+        volumes
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no volume {name}"))["secret"]["secretName"]
+            .clone()
+    };
+    assert_eq!(secret("signing-key"), "recorder-collector-signing-key");
+    assert_eq!(secret("store-ca"), "recorder-collector-store");
+    assert_eq!(
+        secret("tls"),
+        "recorder-collector-tls",
+        "the base's volumes stay"
+    );
+}
+
 /// kubectl takes every manifest, and the kustomization, as objects it would create. Without
 /// `--validate=false` kubectl wants the server's OpenAPI schema, which this server does not
 /// have: the fields are checked against the API types in
@@ -409,12 +485,18 @@ fn kubectl_client_dry_run_accepts_the_manifests() {
             "{file}: {said}"
         );
     }
-    let said = kubectl(&["-k", k8s_dir().to_str().unwrap()]);
-    assert_eq!(
-        said.matches("created (dry run)").count(),
-        manifests().len() + 1,
-        "{said}"
-    );
+    for dir in [
+        k8s_dir(),
+        k8s_dir().with_file_name("kubernetes-postgres-group"),
+    ] {
+        let said = kubectl(&["-k", dir.to_str().unwrap()]);
+        assert_eq!(
+            said.matches("created (dry run)").count(),
+            manifests().len() + 1,
+            "{}: {said}",
+            dir.display()
+        );
+    }
     let _ = std::net::TcpStream::connect(("127.0.0.1", port))
         .and_then(|mut s| std::io::Write::write_all(&mut s, b"GET /stop HTTP/1.1\r\n\r\n"));
     thread.join().unwrap();

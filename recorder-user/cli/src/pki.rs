@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use recorder_api::pki::{self, Role};
+use recorder_store::integrity::checkpoint;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -16,6 +17,10 @@ Examples:
 
   # an operator certificate, for sessions / replay / watch / verify / export
   recorder pki issue --dir /etc/recorder/pki --role operator --name alice
+
+  # the signing key a group of collectors on PostgreSQL shares (one collector on its own
+  # makes its key in its data directory at first start)
+  recorder pki signing-key --dir group-key
 
 Keep ca-key.pem offline once the certificates are issued. The role is the certificate's OU
 (agent, operator), the name its CN; the collector reads both from the verified certificate.")]
@@ -51,6 +56,13 @@ pub(crate) enum PkiCommand {
         #[arg(long, default_value_t = 825)]
         days: i64,
     },
+    /// Create the key that signs the log's checkpoints (checkpoint-key.p8, and its public half
+    /// checkpoint-key.pub for auditors) in DIR, for a group of collectors on PostgreSQL: each
+    /// collector of the group gets a copy in its data directory. An existing key is kept.
+    SigningKey {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -69,6 +81,17 @@ pub(crate) fn run(args: PkiArgs) -> anyhow::Result<()> {
             name,
             days,
         } => pki::issue(&dir, role, &name, days)?,
+        PkiCommand::SigningKey { dir } => {
+            let key = dir.join(checkpoint::KEY_FILE);
+            let existed = key.is_file();
+            std::fs::create_dir_all(&dir)?;
+            checkpoint::Signer::load_or_create(&dir)?;
+            if existed {
+                println!("kept {} (it exists)", key.display());
+                return Ok(());
+            }
+            vec![key, dir.join(checkpoint::PUBLIC_KEY_FILE)]
+        }
     };
     for f in files {
         println!("wrote {}", f.display());
