@@ -938,5 +938,14 @@ fn overlapping_batches_stored_at_once_by_two_collectors_are_stored_once() {
         let v = a.verify().await.unwrap();
         assert!(v.problems.is_empty(), "{:?}", v.problems);
         assert_eq!(v.records, 6000);
+        // A waiting batch whose records were deleted by hand stops sequencing, and says so,
+        // rather than being skipped (stored through B: the sequencer's own collector would
+        // place it from memory, and `verify` would then name the deleted rows).
+        let lines: Vec<Vec<u8>> = (6001..=6010).map(race_line).collect();
+        b.append("race", "boot-1", 6001, &lines, ok).await.unwrap();
+        pg.query("racing", "DELETE FROM records WHERE seq > 6000");
+        let e = sequencer.step().await.unwrap_err().to_string();
+        assert!(e.contains("has no row in records"), "{e}");
+        assert_eq!(a.placed().await.unwrap(), 6000);
     });
 }

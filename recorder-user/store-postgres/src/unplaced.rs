@@ -207,13 +207,22 @@ pub(crate) async fn oldest(
     // The batches' runs are disjoint and in order, and so are the rows read.
     let mut out = Vec::with_capacity(total as usize);
     for ((first, count), batch) in firsts.iter().zip(&counts).zip(found) {
-        match batch {
-            Some(batch) => out.extend(batch),
-            None => {
-                while let Some(p) = read.next_if(|p| p.id < first + count) {
-                    out.push(p);
-                }
-            }
+        if let Some(batch) = batch {
+            out.extend(batch);
+            continue;
+        }
+        let before = out.len();
+        while let Some(p) = read.next_if(|p| p.id < first + count) {
+            out.push(p);
+        }
+        // A batch waits only once one of its records was stored (one statement writes both):
+        // a run without any is a database changed by hand, and the round stops rather than
+        // skip it or place nothing forever.
+        if out.len() == before {
+            return Err(PgError::Db(format!(
+                "waiting batch of ids {first}..{} has no row in records (were they deleted?)",
+                first + count
+            )));
         }
     }
     Ok((out, firsts))
