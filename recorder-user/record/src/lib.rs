@@ -231,11 +231,12 @@ impl Record {
     }
 }
 
-/// Whether the line may hold a workload's fields (`k8s.…`, `container.…`); a text that merely
-/// mentions one only sends the line the general way.
+/// Whether the line may hold a workload's fields (`k8s.…`, `container.…`, or a key spelt with
+/// `\u` escapes, which could be one); a text that merely mentions one only sends the line the
+/// general way.
 fn has_workload_fields(line: &[u8]) -> bool {
     let contains = |needle: &[u8]| line.windows(needle.len()).any(|w| w == needle);
-    contains(b"\"k8s.") || contains(b"\"container.")
+    contains(b"\"k8s.") || contains(b"\"container.") || contains(b"\\u")
 }
 
 /// The common fields of a line, the body's skipped (no body field has one of these names).

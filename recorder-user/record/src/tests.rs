@@ -145,6 +145,8 @@ fn the_direct_reading_gives_what_the_general_one_gives() {
             r#"{{"kind":"shell",{t},"k8s.pod.name":"web-1","k8s.namespace.name":"a","text":"x"}}"#
         ),
         format!(r#"{{"kind":"shell",{t},"text":"mentions \"k8s.pod.name\""}}"#),
+        // A workload key spelt with an escape.
+        format!(r#"{{"kind":"shell",{t},"k8s\u002epod.name":"web-1","text":"x"}}"#),
     ];
     for line in &lines {
         let line = line.as_bytes();
@@ -168,6 +170,8 @@ fn the_direct_reading_gives_what_the_general_one_gives() {
         );
     }
     assert!(has_workload_fields(lines[14].as_bytes()));
+    let escaped = Record::parse(lines[16].as_bytes()).unwrap();
+    assert_eq!(escaped.workload.unwrap().pod_name, "web-1");
     assert!(
         Record::parse(lines[14].as_bytes())
             .unwrap()
