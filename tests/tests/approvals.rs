@@ -89,15 +89,7 @@ fn touch(cg: &Cgroup, file: &Path) -> Child {
 /// Chromium (tests/browser/console.py, phase `approve`), logged in with an operator token.
 /// Returns the request's id.
 fn approve_in_browser(pki: &Pki, ui: u16, needle: &str, dir: &Path) -> String {
-    let token = stdout(&run(&[
-        "token",
-        "--tls-cert",
-        &pki.path("alice.pem"),
-        "--tls-key",
-        &pki.path("alice-key.pem"),
-    ]))
-    .trim()
-    .to_string();
+    let token = pki.token("alice", &[]);
     let config = serde_json::json!({
         "phase": "approve",
         "base": format!("https://127.0.0.1:{ui}"),

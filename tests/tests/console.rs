@@ -196,17 +196,7 @@ fn the_console_and_evidence_bundles_in_a_real_browser() {
 
     // Everything reaches the collector.
     collector_support::wait_until_shipped(&pki, col.port, &agent.jsonl);
-    let token = stdout(&run(&[
-        "token",
-        "--tls-cert",
-        &pki.path("alice.pem"),
-        "--tls-key",
-        &pki.path("alice-key.pem"),
-        "--ttl",
-        "1h",
-    ]))
-    .trim()
-    .to_string();
+    let token = pki.token("alice", &["--ttl", "1h"]);
     assert!(token.starts_with("rct1."), "{token}");
     let shots = repo_root().join("target/console-screenshots");
     std::fs::create_dir_all(&shots).unwrap();

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use recorder_store_postgres::PgLog;
+use recorder_store_postgres::{PgError, PgLog};
 use tokio::sync::broadcast;
 
 use crate::{Event, alerts::Engine, metrics::CollectorMetrics};
@@ -30,38 +30,11 @@ pub(crate) fn spawn(
         let mut next = from;
         let mut failing = false;
         loop {
-            // Nobody to give records to: move past them without reading them.
-            if events.receiver_count() == 0 && engine.is_none() {
-                match pg.placed().await {
-                    Ok(size) => {
-                        failing = false;
-                        next = next.max(size);
-                        metrics.records.set(next);
-                    }
-                    Err(e) => {
-                        if !failing {
-                            tracing::warn!(error = %e, "cannot follow the log; retrying");
-                            failing = true;
-                        }
-                    }
-                }
-                tokio::time::sleep(POLL).await;
-                continue;
-            }
-            match pg.read_range(next, next + CHUNK).await {
-                Ok(records) => {
+            match follow(&pg, &mut next, &events, engine.as_deref(), &leading).await {
+                Ok(more) => {
                     failing = false;
-                    let full = records.len() as u64 == CHUNK;
-                    for rec in records {
-                        next = rec.index + 1;
-                        let rec = Arc::new(rec);
-                        let _ = events.send(Arc::new(Event::Record(rec.clone())));
-                        if let Some(engine) = &engine {
-                            engine.evaluate(&rec, &events, leading.load(Ordering::Relaxed));
-                        }
-                    }
                     metrics.records.set(next);
-                    if full {
+                    if more {
                         continue;
                     }
                 }
@@ -75,4 +48,30 @@ pub(crate) fn spawn(
             tokio::time::sleep(POLL).await;
         }
     });
+}
+
+/// One look at the log past `next`: its records given to the watchers and alert rules, or,
+/// while nobody listens, passed over unread. True when more are there to read at once.
+async fn follow(
+    pg: &PgLog,
+    next: &mut u64,
+    events: &broadcast::Sender<Arc<Event>>,
+    engine: Option<&Engine>,
+    leading: &AtomicBool,
+) -> Result<bool, PgError> {
+    if events.receiver_count() == 0 && engine.is_none() {
+        *next = (*next).max(pg.placed().await?);
+        return Ok(false);
+    }
+    let records = pg.read_range(*next, *next + CHUNK).await?;
+    let full = records.len() as u64 == CHUNK;
+    for rec in records {
+        *next = rec.index + 1;
+        let rec = Arc::new(rec);
+        let _ = events.send(Arc::new(Event::Record(rec.clone())));
+        if let Some(engine) = engine {
+            engine.evaluate(&rec, events, leading.load(Ordering::Relaxed));
+        }
+    }
+    Ok(full)
 }

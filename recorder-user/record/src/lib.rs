@@ -126,16 +126,20 @@ impl Body {
 
     /// The body of a `kind` record from its fields (every field of the line but the common ones).
     pub fn from_fields(kind: Kind, fields: Map<String, Value>) -> Result<Self, serde_json::Error> {
-        let fields = Value::Object(fields);
+        Self::read(kind, Value::Object(fields))
+    }
+
+    /// The body of a `kind` record read from `d` (fields it does not have are skipped).
+    fn read<'de, D: Deserializer<'de>>(kind: Kind, d: D) -> Result<Self, D::Error> {
         Ok(match kind {
-            Kind::Exec => Body::Exec(serde_json::from_value(fields)?),
-            Kind::Exit => Body::Exit(serde_json::from_value(fields)?),
-            Kind::Shell => Body::Shell(serde_json::from_value(fields)?),
-            Kind::Sql => Body::Sql(serde_json::from_value(fields)?),
-            Kind::K8s => Body::K8s(serde_json::from_value(fields)?),
-            Kind::Loss => Body::Loss(serde_json::from_value(fields)?),
-            Kind::Notice => Body::Notice(serde_json::from_value(fields)?),
-            Kind::Approval => Body::Approval(serde_json::from_value(fields)?),
+            Kind::Exec => Body::Exec(Deserialize::deserialize(d)?),
+            Kind::Exit => Body::Exit(Deserialize::deserialize(d)?),
+            Kind::Shell => Body::Shell(Deserialize::deserialize(d)?),
+            Kind::Sql => Body::Sql(Deserialize::deserialize(d)?),
+            Kind::K8s => Body::K8s(Deserialize::deserialize(d)?),
+            Kind::Loss => Body::Loss(Deserialize::deserialize(d)?),
+            Kind::Notice => Body::Notice(Deserialize::deserialize(d)?),
+            Kind::Approval => Body::Approval(Deserialize::deserialize(d)?),
         })
     }
 
@@ -207,16 +211,9 @@ impl Record {
     /// The two-pass reading of a line without workload fields (see [`Record::parse`]).
     fn parse_direct(line: &[u8]) -> Result<Self, serde_json::Error> {
         let common: Common = serde_json::from_slice(line)?;
-        let body = match common.kind {
-            Kind::Exec => Body::Exec(serde_json::from_slice(line)?),
-            Kind::Exit => Body::Exit(serde_json::from_slice(line)?),
-            Kind::Shell => Body::Shell(serde_json::from_slice(line)?),
-            Kind::Sql => Body::Sql(serde_json::from_slice(line)?),
-            Kind::K8s => Body::K8s(serde_json::from_slice(line)?),
-            Kind::Loss => Body::Loss(serde_json::from_slice(line)?),
-            Kind::Notice => Body::Notice(serde_json::from_slice(line)?),
-            Kind::Approval => Body::Approval(serde_json::from_slice(line)?),
-        };
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let body = Body::read(common.kind, &mut de)?;
+        de.end()?;
         Ok(Record {
             time: common.time,
             host: common.host,

@@ -51,11 +51,9 @@ impl Pending {
     }
 }
 
+/// Whether a `records.kind` names a command (an unknown name is none).
 pub(crate) fn is_command(kind: &str) -> bool {
-    Kind::ALL
-        .iter()
-        .find(|k| k.as_str() == kind)
-        .is_some_and(|k| k.is_command())
+    kind.parse::<Kind>().is_ok_and(Kind::is_command)
 }
 
 #[derive(Default)]

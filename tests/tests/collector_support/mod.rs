@@ -106,6 +106,20 @@ impl Pki {
         self.dir.join(name).to_str().unwrap().to_string()
     }
 
+    /// A console login token made with the operator certificate `name` (`recorder token`, with
+    /// `extra` arguments such as `--ttl 1h`).
+    pub fn token(&self, name: &str, extra: &[&str]) -> String {
+        let (cert, key) = (
+            self.path(&format!("{name}.pem")),
+            self.path(&format!("{name}-key.pem")),
+        );
+        let mut args = vec!["token", "--tls-cert", &cert, "--tls-key", &key];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).trim().to_string()
+    }
+
     /// `--collector ... --tls-ca ... --tls-cert NAME.pem --tls-key NAME-key.pem`
     pub fn client_args(&self, port: u16, name: &str) -> Vec<String> {
         self.client_args_with(
