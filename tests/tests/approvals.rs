@@ -124,7 +124,7 @@ fn execs_wait_for_an_operator_and_nothing_else_waits() {
     let spool = tmp.path().join("spool");
     let cfg = config(
         tmp.path(),
-        "[approval]\ntimeout_secs = 4\n\n[[approval.rule]]\nname = \"held-files\"\n\
+        "[approval]\ntimeout_secs = 20\n\n[[approval.rule]]\nname = \"held-files\"\n\
          identities = [\"claude\"]\nexec = \"touch *held*\"\n\n[[approval.rule]]\n\
          name = \"long-sleeps\"\nidentities = [\"claude\"]\nexec = \"sleep 4242*\"\n",
     );
@@ -168,11 +168,12 @@ fn execs_wait_for_an_operator_and_nothing_else_waits() {
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
     assert!(!denied.exists(), "a denied command never ran");
 
-    // No decision: denied at the timeout (4 s).
+    // No decision: denied at the timeout (20 s: long enough for the browser step above to
+    // start Chromium and log in on a loaded machine, where 4 s once ran out).
     let late = tmp.path().join("late-held");
     let mut child = touch(&cg, &late);
     let id_late = wait_pending(&pki, col.port, "late-held");
-    let status = wait_exit(&mut child, Duration::from_secs(15));
+    let status = wait_exit(&mut child, Duration::from_secs(45));
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
     assert!(!late.exists());
 
@@ -294,7 +295,7 @@ fn execs_wait_for_an_operator_and_nothing_else_waits() {
     assert!(resolved["text"].as_str().unwrap().contains("orphan-held"));
     drop(agent);
     assert!(
-        wait_for(Duration::from_secs(5), || pending(&pki, col.port)
+        wait_for(Duration::from_secs(30), || pending(&pki, col.port)
             .iter()
             .all(|p| !p["text"].as_str().unwrap_or("").contains("orphan"))),
         "an expired request leaves the list"
