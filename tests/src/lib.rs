@@ -414,17 +414,20 @@ impl Drop for Agent {
     }
 }
 
-/// The complete lines of a JSONL file as JSON values. A last line without its newline is being
-/// written (a large record is flushed in pieces) and is left for the next read.
+/// The complete lines of a file another process is writing: a last line without its newline is
+/// still being written (large writes are flushed in pieces) and is left for the next read.
+pub fn whole_lines(path: &Path) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let end = text
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |at| at + 1);
+    String::from_utf8_lossy(&text[..end]).into_owned()
+}
+
+/// The complete lines of a JSONL file as JSON values (see [`whole_lines`]).
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
-    let Ok(text) = std::fs::read(path) else {
-        return Vec::new();
-    };
-    let complete = match text.iter().rposition(|&b| b == b'\n') {
-        Some(end) => &text[..=end],
-        None => return Vec::new(),
-    };
-    String::from_utf8_lossy(complete)
+    whole_lines(path)
         .lines()
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("invalid JSON line {l:?}: {e}")))

@@ -102,9 +102,9 @@ ruleset(name="out") {{
         }
     }
 
-    /// The lines written so far.
+    /// The whole lines written so far (rsyslogd writes its file in buffered chunks).
     pub fn output(&self) -> String {
-        std::fs::read_to_string(self.dir.join("out.log")).unwrap_or_default()
+        crate::whole_lines(&self.dir.join("out.log"))
     }
 
     /// rsyslogd's own messages (for a failure's explanation).

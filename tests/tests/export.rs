@@ -26,9 +26,7 @@ struct Received {
 fn received(output: &str) -> Received {
     let mut by_id: HashMap<String, (usize, String)> = HashMap::new();
     let mut first_order = Vec::new();
-    // Only whole lines: rsyslog may be writing the last one while it is read.
-    for line in output.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
-        let line = line.trim_end_matches('\n');
+    for line in output.lines() {
         let fields: Vec<&str> = line.splitn(4, '\t').collect();
         assert_eq!(fields.len(), 4, "not a receiver line: {line:?}");
         let (host, msgid, sd, msg) = (fields[0], fields[1], fields[2], fields[3]);

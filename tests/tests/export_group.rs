@@ -22,8 +22,11 @@ fn sequencer_port(pg: &Postgres, db: &str) -> Option<u16> {
 fn received(r: &Rsyslog) -> HashMap<String, usize> {
     let mut out = HashMap::new();
     for line in r.output().lines() {
-        let sd = line.split('\t').nth(2).unwrap();
-        let start = sd.find("event_id=\"").unwrap() + 10;
+        let sd = line.split('\t').nth(2).unwrap_or_default();
+        let start = sd
+            .find("event_id=\"")
+            .unwrap_or_else(|| panic!("no event id in a received line: {line:?}"))
+            + 10;
         let id = &sd[start..start + sd[start..].find('"').unwrap()];
         *out.entry(id.to_string()).or_default() += 1;
     }

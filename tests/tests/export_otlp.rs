@@ -12,6 +12,7 @@ use std::{
 };
 
 use collector_support::*;
+use recorder_tests::read_jsonl;
 use serde_json::{Value, json};
 
 struct Receiver {
@@ -47,10 +48,8 @@ impl Receiver {
     }
 
     fn received(&self, transport: &str) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        read_jsonl(&self.out)
+            .into_iter()
             .filter(|v| v["transport"] == transport)
             .collect()
     }
