@@ -140,6 +140,8 @@ pub fn run(once: bool) -> anyhow::Result<()> {
         .args([
             "--tls-ca",
             &p("ca.pem"),
+            "--tls-crl",
+            &p("crl.pem"),
             "--tls-cert",
             &p("collector.pem"),
             "--tls-key",

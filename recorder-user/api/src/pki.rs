@@ -33,6 +33,8 @@ pub enum PkiError {
     Missing(&'static str),
     #[error("the certificate cannot be parsed: {0}")]
     Parse(String),
+    #[error("{path}: {why}")]
+    Revocation { path: PathBuf, why: String },
 }
 
 /// What a client certificate allows.
@@ -145,11 +147,17 @@ pub fn leaf_params(
     Ok(params)
 }
 
-/// `pki init`: the CA and the collector's certificate (valid for localhost, 127.0.0.1 and
-/// `extra_sans`). Returns the files written.
+/// `pki init`: the CA, its (empty) revocation list and the collector's certificate (valid for
+/// localhost, 127.0.0.1 and `extra_sans`). Returns the files written.
 pub fn init(dir: &Path, extra_sans: &[String], days: i64) -> Result<Vec<PathBuf>, PkiError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
-    for f in [CA_CERT, CA_KEY, "collector.pem", "collector-key.pem"] {
+    for f in [
+        CA_CERT,
+        CA_KEY,
+        crate::revocation::CRL_FILE,
+        "collector.pem",
+        "collector-key.pem",
+    ] {
         if dir.join(f).exists() {
             return Err(PkiError::Exists(dir.join(f)));
         }
@@ -182,6 +190,7 @@ pub fn init(dir: &Path, extra_sans: &[String], days: i64) -> Result<Vec<PathBuf>
         &sans,
         days,
     )?);
+    out.push(crate::revocation::rewrite(dir)?.0);
     Ok(out)
 }
 
@@ -261,7 +270,7 @@ mod tests {
     fn issues_certificates_that_name_their_role() {
         let dir = tempfile::tempdir().unwrap();
         let files = init(dir.path(), &[], 30).unwrap();
-        assert_eq!(files.len(), 4);
+        assert_eq!(files.len(), 5);
         issue(dir.path(), Role::Agent, "web-1", 30).unwrap();
         issue(dir.path(), Role::Operator, "alice", 30).unwrap();
         let pem = fs::read(dir.path().join("web-1.pem")).unwrap();

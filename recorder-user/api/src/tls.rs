@@ -5,13 +5,12 @@ use std::{path::Path, sync::Arc};
 use rustls::{
     DigitallySignedStruct, ServerConfig,
     client::danger::HandshakeSignatureValid,
-    server::{
-        WebPkiClientVerifier,
-        danger::{ClientCertVerified, ClientCertVerifier},
-    },
+    server::danger::{ClientCertVerified, ClientCertVerifier},
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime, pem::PemObject as _};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::client_check::ClientCheck;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -50,43 +49,28 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 /// The collector's TLS: its certificate, and a client certificate required. The chain check of
-/// the client certificate against `ca` (`WebPkiClientVerifier`) is returned separately and run on
-/// every call (`Deferred`), so a refused certificate gets a gRPC error that says why instead of
-/// a bare TLS alert that TLS 1.3 clients often only see as a closed connection.
+/// the client certificate (`clients`) is left to the service and run on every call
+/// (`Deferred`), so a refused certificate gets a gRPC error that says why instead of a bare TLS
+/// alert that TLS 1.3 clients often only see as a closed connection.
 pub fn server_config(
-    ca: &Path,
+    clients: &ClientCheck,
     cert: &Path,
     key: &Path,
-) -> Result<(Arc<ServerConfig>, Arc<dyn ClientCertVerifier>), TlsError> {
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = client_verifier(ca)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_client_cert_verifier(Arc::new(Deferred(verifier.clone())))
+        .with_client_cert_verifier(Arc::new(Deferred(clients.verifier())))
         .with_single_cert(load_certs(cert)?, load_key(key)?)
         .map_err(|e| TlsError::Config(format!("{} / {}: {e}", cert.display(), key.display())))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok((Arc::new(config), verifier))
-}
-
-/// The check of client certificates against the CA in `ca` (PEM): the chain, the validity dates
-/// and the client-authentication purpose. Run it with `check_client_chain`.
-pub fn client_verifier(ca: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in load_certs(ca)? {
-        roots
-            .add(c)
-            .map_err(|e| TlsError::Config(format!("CA certificate {}: {e}", ca.display())))?;
-    }
-    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .map_err(|e| TlsError::Config(e.to_string()))
+    Ok(Arc::new(config))
 }
 
 /// Requires a client certificate and proof of its private key in the handshake, and leaves the
-/// chain check to the service (see `server_config`).
+/// chain check to the service (see `server_config`). The handshake's signature checks do not
+/// depend on the revocation list, so the verifier of the first list serves them.
 #[derive(Debug)]
 struct Deferred(Arc<dyn ClientCertVerifier>);
 
@@ -162,6 +146,9 @@ pub fn check_client_chain_at(
                 }
                 rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
                     format!("the client certificate is not issued by the collector's CA ({e})")
+                }
+                rustls::Error::InvalidCertificate(C::Revoked) => {
+                    "the client certificate is revoked: the CA's revocation list names it".into()
                 }
                 _ => format!("the client certificate is refused ({e})"),
             }

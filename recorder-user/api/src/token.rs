@@ -439,7 +439,7 @@ pub fn read_unverified(token: &str) -> Result<Claims, TokenError> {
 }
 
 /// Checks a token at `now_unix`: its certificate against the CA (`verifier`, as for client
-/// certificates; see `tls::client_verifier`), that it is an operator certificate, the signature
+/// certificates; see `client_check`), that it is an operator certificate, the signature
 /// by the certificate's key, and the claims (the certificate's name, the console audience, not
 /// expired, not issued in the future, at most 30 days long).
 pub fn verify(

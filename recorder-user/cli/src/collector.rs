@@ -11,12 +11,13 @@ use recorder_collector::{
 Examples:
   recorder pki init --dir pki && recorder pki issue --dir pki --role agent --name web-1
   recorder collector --listen 0.0.0.0:7443 --data /var/lib/recorder \\
-      --tls-ca pki/ca.pem --tls-cert pki/collector.pem --tls-key pki/collector-key.pem \\
+      --tls-ca pki/ca.pem --tls-crl pki/crl.pem --tls-cert pki/collector.pem --tls-key pki/collector-key.pem \\
       --alerts /etc/recorder/alerts.toml --metrics-addr 127.0.0.1:9465 --ui-listen 0.0.0.0:7444
 
 Clients must present a certificate signed by --tls-ca: agents (OU=agent) may only send records
 for the host named by their CN; operators (OU=operator) may only read. There is no plaintext
-listener. The data directory holds the append-only log, signed checkpoints and the signing key
+listener. `recorder pki revoke` takes a certificate back: with --tls-crl, the collector refuses
+it within seconds, and ends the streams it holds open. The data directory holds the append-only log, signed checkpoints and the signing key
 (created on first start); see docs/collector.md.
 
 Several collectors on one PostgreSQL database (each with the same signing key: copy
@@ -51,6 +52,13 @@ pub(crate) struct CollectorArgs {
     /// CA certificate that client certificates must chain to (PEM).
     #[arg(long, value_name = "FILE")]
     pub tls_ca: PathBuf,
+    /// The CA's revocation list (`crl.pem`, written by `recorder pki init` and `recorder pki
+    /// revoke`): certificates it names are refused, agents and operators alike, and so are
+    /// console tokens signed with them. Read again within two seconds of a change; a changed
+    /// list that is not signed by the CA, or older than the one in force, is refused and the
+    /// one in force stays (logged, and counted in /metrics).
+    #[arg(long, value_name = "FILE", env = "RECORDER_TLS_CRL")]
+    pub tls_crl: Option<PathBuf>,
     /// The collector's certificate (PEM).
     #[arg(long, value_name = "FILE")]
     pub tls_cert: PathBuf,
@@ -113,6 +121,7 @@ pub(crate) fn run(args: CollectorArgs) -> anyhow::Result<()> {
         store,
         data: args.data,
         ca: args.tls_ca,
+        crl: args.tls_crl,
         cert: args.tls_cert,
         key: args.tls_key,
         rules: args.alerts,

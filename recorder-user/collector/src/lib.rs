@@ -20,7 +20,7 @@ mod wire;
 use std::{
     io::Write as _,
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -32,7 +32,7 @@ use tokio::{
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::wrappers::ReceiverStream;
 
-use recorder_api::{proto::v1::collector_server::CollectorServer, tls};
+use recorder_api::{client_check::ClientCheck, proto::v1::collector_server::CollectorServer, tls};
 pub use recorder_store::CheckpointPolicy;
 use recorder_store::{Store, StoreError, StoredRecord, integrity::checkpoint::Signer};
 use recorder_store_postgres::{PgError, PgLog, Sequencer};
@@ -99,6 +99,8 @@ pub struct CollectorPlan {
     /// The data directory: the embedded log, and the checkpoint signing key (both stores).
     pub data: PathBuf,
     pub ca: PathBuf,
+    /// The CA's revocation list (`recorder pki revoke`), read again when it changes.
+    pub crl: Option<PathBuf>,
     pub cert: PathBuf,
     pub key: PathBuf,
     /// The alert rules and webhooks file (with the approval webhooks).
@@ -128,6 +130,7 @@ impl CollectorPlan {
             store,
             data,
             ca: pki.join("ca.pem"),
+            crl: None,
             cert: pki.join("collector.pem"),
             key: pki.join("collector-key.pem"),
             rules: None,
@@ -162,9 +165,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     on_listen: impl FnOnce(SocketAddr),
 ) -> Result<(), CollectorError> {
-    let (config, verifier) = tls::server_config(&plan.ca, &plan.cert, &plan.key)?;
+    let clients = Arc::new(ClientCheck::load(&plan.ca, plan.crl.as_deref())?);
+    let config = tls::server_config(&clients, &plan.cert, &plan.key)?;
     let (events, _) = broadcast::channel(4096);
     let metrics = metrics::CollectorMetrics::new();
+    spawn_revocation_reload(clients.clone(), metrics.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (engine, approvals) = start_alerts(&plan, &stop_rx)?;
     // On PostgreSQL: whether this collector sequences the group's log (and so delivers its
@@ -219,6 +224,7 @@ pub async fn serve(
         let console = recorder_console::ConsolePlan {
             listen: addr,
             ca: plan.ca.clone(),
+            clients: clients.clone(),
             cert: plan.cert.clone(),
             key: plan.key.clone(),
             data: plan.data.clone(),
@@ -239,7 +245,7 @@ pub async fn serve(
         alerts: engine,
         approvals,
         metrics,
-        verifier,
+        clients,
     };
     // Stop accepting on the signal; give open streams (watchers) a few seconds, then stop anyway
     // so the final checkpoint is always written.
@@ -581,6 +587,33 @@ fn spawn_acceptor(
 }
 
 /// Writes a checkpoint whenever the policy says one is due.
+/// Reads the revocation list again every two seconds when it changed: a revocation takes
+/// effect without a restart, for new calls at once and for open streams at their next message.
+fn spawn_revocation_reload(clients: Arc<ClientCheck>, metrics: metrics::CollectorMetrics) {
+    let Some(path) = clients.crl_path().map(Path::to_path_buf) else {
+        return;
+    };
+    metrics.revoked.set(clients.revoked() as u64);
+    tracing::info!(list = %path.display(), revoked = clients.revoked(), "revocation list in force");
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            match clients.reload() {
+                Ok(None) => {}
+                Ok(Some(revoked)) => {
+                    metrics.revoked.set(revoked as u64);
+                    tracing::info!(list = %path.display(), revoked, "new revocation list in force");
+                }
+                Err(e) => {
+                    metrics.revocation_errors.inc();
+                    tracing::error!(error = %e, "the revocation list changed but is refused; the previous one stays in force");
+                }
+            }
+        }
+    });
+}
+
 fn spawn_checkpoint_ticker(store: Arc<Mutex<Store>>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));

@@ -7,6 +7,10 @@ pub(crate) struct CollectorMetrics {
     duplicates: Counter,
     batches: Counter,
     pub records: Gauge,
+    /// Certificates the revocation list in force names.
+    pub revoked: Gauge,
+    /// Revocation lists that changed on disk but could not be taken.
+    pub revocation_errors: Counter,
 }
 
 impl CollectorMetrics {
@@ -29,6 +33,16 @@ impl CollectorMetrics {
                 &[],
             ),
             records: r.gauge("recorder_collector_log_records", "Records in the log.", &[]),
+            revoked: r.gauge(
+                "recorder_collector_revoked_certificates",
+                "Certificates the revocation list in force names (--tls-crl).",
+                &[],
+            ),
+            revocation_errors: r.counter(
+                "recorder_collector_revocation_list_errors_total",
+                "Revocation lists that changed on disk but were refused (the list in force stays).",
+                &[],
+            ),
         }
     }
 

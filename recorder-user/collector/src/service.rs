@@ -7,12 +7,13 @@ use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use recorder_api::{
+    client_check::ClientCheck,
     pki::{self, Peer, Role},
     proto::v1::{self, collector_server::Collector},
-    tls,
 };
 use recorder_record::hex;
 use recorder_store::{StoredRecord, index::SessionFilter};
+use rustls_pki_types::CertificateDer;
 
 use crate::{
     Event,
@@ -29,8 +30,8 @@ pub(crate) struct Service {
     pub alerts: Option<Arc<Engine>>,
     pub approvals: Arc<Approvals>,
     pub metrics: CollectorMetrics,
-    /// The CA chain check of client certificates (see `transport::tls::server_config`).
-    pub verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    /// The check of client certificates: chain, dates, revocation (see `tls::server_config`).
+    pub clients: Arc<ClientCheck>,
 }
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -43,7 +44,7 @@ impl Service {
                 "no client certificate: the collector serves only mutual TLS clients",
             )
         })?;
-        tls::check_client_chain(self.verifier.as_ref(), &certs).map_err(|why| {
+        self.clients.check(&certs).map_err(|why| {
             tracing::warn!(%why, "refused a client certificate");
             Status::unauthenticated(why)
         })?;
@@ -70,6 +71,48 @@ impl Service {
         }
         Ok(who)
     }
+
+    /// `require`, for a stream: the caller's admission, to be asked again before each message.
+    fn admit<T>(
+        &self,
+        req: &Request<T>,
+        role: Role,
+        what: &str,
+    ) -> Result<(Peer, Admission), Status> {
+        // The generation before the check: a list that takes effect meanwhile is checked again.
+        let generation = self.clients.generation();
+        let who = self.require(req, role, what)?;
+        let admission = Admission {
+            clients: self.clients.clone(),
+            certs: req.peer_certs().unwrap_or_default(),
+            generation,
+        };
+        Ok((who, admission))
+    }
+}
+
+/// A stream's caller as admitted at one generation of the revocation list. A stream lives for
+/// hours (an agent's ingest, an operator's watch): once a newer list is in force, the caller's
+/// certificate is checked again, and the stream ends if it is revoked.
+struct Admission {
+    clients: Arc<ClientCheck>,
+    certs: Arc<Vec<CertificateDer<'static>>>,
+    generation: u64,
+}
+
+impl Admission {
+    fn still(&mut self) -> Result<(), Status> {
+        let generation = self.clients.generation();
+        if generation != self.generation {
+            self.clients.check(&self.certs).map_err(|why| {
+                tracing::warn!(%why, "ended a stream: its client certificate is refused now");
+                CollectorMetrics::rejected("unauthenticated");
+                Status::unauthenticated(why)
+            })?;
+            self.generation = generation;
+        }
+        Ok(())
+    }
 }
 
 #[tonic::async_trait]
@@ -80,7 +123,7 @@ impl Collector for Service {
         &self,
         req: Request<Streaming<v1::IngestBatch>>,
     ) -> Result<Response<Self::IngestStream>, Status> {
-        let who = self.require(&req, Role::Agent, "ingest")?;
+        let (who, mut admission) = self.admit(&req, Role::Agent, "ingest")?;
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let (log, events, alerts, metrics) = (
@@ -99,6 +142,10 @@ impl Collector for Service {
                         break;
                     }
                 };
+                if let Err(status) = admission.still() {
+                    let _ = tx.send(Err(status)).await;
+                    break;
+                }
                 let reply = ingest_batch(&who, batch, &log, &metrics).await;
                 match reply {
                     Ok((ack, stored)) => {
@@ -228,7 +275,7 @@ impl Collector for Service {
         &self,
         req: Request<v1::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        self.require(&req, Role::Operator, "watch")?;
+        let (_, mut admission) = self.admit(&req, Role::Operator, "watch")?;
         let q = req.into_inner();
         let mut sub = self.events.subscribe();
         let (tx, rx) = mpsc::channel(256);
@@ -251,6 +298,10 @@ impl Collector for Service {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
+                if let Err(status) = admission.still() {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
                 let ev = match &*event {
                     Event::Record(r) if wanted(r) => {
                         v1::watch_event::Event::Record(stored_record(r))

@@ -12,11 +12,11 @@ use std::{
 
 use http::HeaderMap;
 use recorder_api::{
+    client_check::ClientCheck,
     pki::{self, Role},
-    tls, token,
+    token,
 };
 use ring::rand::{SecureRandom as _, SystemRandom};
-use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::CertificateDer;
 
 /// The cookie's name.
@@ -39,7 +39,7 @@ pub(crate) struct Operator {
 pub(crate) struct PeerCerts(pub Arc<Vec<CertificateDer<'static>>>);
 
 pub(crate) struct Auth {
-    verifier: Arc<dyn ClientCertVerifier>,
+    clients: Arc<ClientCheck>,
     logins: Mutex<HashMap<String, Login>>,
     random: SystemRandom,
     /// Signs form tokens; drawn at start (a restart makes open pages' forms stale).
@@ -49,6 +49,10 @@ pub(crate) struct Auth {
 struct Login {
     name: String,
     expires: u64,
+    /// The token it was given for, checked again when a new revocation list takes effect.
+    token: String,
+    /// The revocation list's generation the token was last checked at.
+    generation: u64,
 }
 
 fn now() -> u64 {
@@ -58,12 +62,12 @@ fn now() -> u64 {
 }
 
 impl Auth {
-    pub(crate) fn new(verifier: Arc<dyn ClientCertVerifier>) -> Self {
+    pub(crate) fn new(clients: Arc<ClientCheck>) -> Self {
         let random = SystemRandom::new();
         let csrf = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &random)
             .expect("the system's random source");
         Self {
-            verifier,
+            clients,
             logins: Mutex::new(HashMap::new()),
             random,
             csrf,
@@ -94,8 +98,7 @@ impl Auth {
             return self.by_certificate(&certs.0).map(Some);
         }
         if let Some(token) = bearer(headers) {
-            let claims = token::verify(token, self.verifier.as_ref(), now())
-                .map_err(|e| format!("the token is refused: {e}"))?;
+            let claims = self.verify(token)?;
             return Ok(Some(Operator {
                 name: claims.name,
                 by: "token",
@@ -109,20 +112,29 @@ impl Auth {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let now = now();
             logins.retain(|_, l| l.expires > now);
-            return match logins.get(id) {
-                Some(l) => Ok(Some(Operator {
-                    name: l.name.clone(),
-                    by: "cookie",
-                    login: id.to_string(),
-                })),
-                None => Err("the console session expired or is unknown: log in again".into()),
+            let Some(login) = logins.get_mut(id) else {
+                return Err("the console session expired or is unknown: log in again".into());
             };
+            // A revocation since the login ends it: its token's certificate is checked again.
+            let generation = self.clients.generation();
+            if login.generation != generation {
+                if let Err(why) = self.verify(&login.token) {
+                    logins.remove(id);
+                    return Err(format!("the console session ended: {why}"));
+                }
+                login.generation = generation;
+            }
+            return Ok(Some(Operator {
+                name: login.name.clone(),
+                by: "cookie",
+                login: id.to_string(),
+            }));
         }
         Ok(None)
     }
 
     fn by_certificate(&self, certs: &[CertificateDer<'static>]) -> Result<Operator, String> {
-        tls::check_client_chain(self.verifier.as_ref(), certs)?;
+        self.clients.check(certs)?;
         let first = certs.first().ok_or("no client certificate")?;
         let peer = pki::peer_of(first).map_err(|e| e.to_string())?;
         if peer.role != Role::Operator {
@@ -140,8 +152,8 @@ impl Auth {
 
     /// Exchanges a token for a login; returns the cookie's value, the operator and its lifetime.
     pub(crate) fn login(&self, token: &str) -> Result<(String, String, u64), String> {
-        let claims = token::verify(token.trim(), self.verifier.as_ref(), now())
-            .map_err(|e| format!("the token is refused: {e}"))?;
+        let generation = self.clients.generation();
+        let claims = self.verify(token.trim())?;
         let now = now();
         let lifetime = claims.expires.saturating_sub(now).min(MAX_LOGIN_SECS);
         let mut id = [0u8; 32];
@@ -157,9 +169,17 @@ impl Auth {
                 Login {
                     name: claims.name.clone(),
                     expires: now + lifetime,
+                    token: token.trim().to_string(),
+                    generation,
                 },
             );
         Ok((id, claims.name, lifetime))
+    }
+
+    /// A token checked now, with the revocation list in force.
+    fn verify(&self, token: &str) -> Result<token::Claims, String> {
+        token::verify(token, self.clients.verifier().as_ref(), now())
+            .map_err(|e| format!("the token is refused: {e}"))
     }
 
     pub(crate) fn logout(&self, headers: &HeaderMap) {

@@ -12,6 +12,7 @@ use axum::{
 };
 use http::StatusCode;
 use hyper_util::{rt::TokioIo, service::TowerToHyperService};
+use recorder_api::client_check::ClientCheck;
 use rustls::{ServerConfig, server::WebPkiClientVerifier};
 use tokio::{
     net::TcpListener,
@@ -48,8 +49,11 @@ pub enum ConsoleError {
 #[derive(Debug, Clone)]
 pub struct ConsolePlan {
     pub listen: SocketAddr,
-    /// The CA operator certificates and token certificates must chain to.
+    /// The CA operator certificates and token certificates must chain to (the handshake's
+    /// check)...
     pub ca: PathBuf,
+    /// ...and the collector's check of them, revocation list included (every request's).
+    pub clients: Arc<ClientCheck>,
     /// The collector's certificate and key (the console is the collector's other face).
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -75,7 +79,7 @@ pub async fn serve(
     live: broadcast::Sender<Live>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<SocketAddr, ConsoleError> {
-    let (config, verifier) = tls_config(&plan)?;
+    let config = tls_config(&plan)?;
     let actions = ActionLog::open(&plan.data).map_err(|source| ConsoleError::Actions {
         path: plan.data.join("console"),
         source,
@@ -84,7 +88,7 @@ pub async fn serve(
     alerts.follow(live.subscribe());
     let console = Arc::new(Console {
         source,
-        auth: Auth::new(verifier),
+        auth: Auth::new(plan.clients.clone()),
         actions,
         alerts,
         live,
@@ -231,27 +235,16 @@ pub(crate) fn refuse(status: StatusCode, why: &str) -> Response {
     (status, Json(serde_json::json!({ "error": why }))).into_response()
 }
 
-/// The server's TLS, and the chain check tokens and certificates are held to.
-fn tls_config(
-    plan: &ConsolePlan,
-) -> Result<
-    (
-        Arc<ServerConfig>,
-        Arc<dyn rustls::server::danger::ClientCertVerifier>,
-    ),
-    ConsoleError,
-> {
+/// The console's TLS: a client certificate is optional (browsers log in with a token) and, when
+/// one is presented, `Auth` checks it again on every request against the collector's check.
+fn tls_config(plan: &ConsolePlan) -> Result<Arc<ServerConfig>, ConsoleError> {
     let err = |e: &dyn std::fmt::Display| ConsoleError::Tls(e.to_string());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in recorder_api::tls::load_certs(&plan.ca).map_err(|e| err(&e))? {
         roots.add(c).map_err(|e| err(&e))?;
     }
-    let roots = Arc::new(roots);
-    let required = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-        .build()
-        .map_err(|e| err(&e))?;
-    let optional = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+    let optional = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()
         .map_err(|e| err(&e))?;
@@ -265,5 +258,5 @@ fn tls_config(
         )
         .map_err(|e| err(&e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((Arc::new(config), required))
+    Ok(Arc::new(config))
 }

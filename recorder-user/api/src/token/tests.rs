@@ -11,7 +11,9 @@ fn setup() -> (tempfile::TempDir, Arc<dyn ClientCertVerifier>) {
     pki::init(dir.path(), &[], 30).unwrap();
     pki::issue(dir.path(), Role::Operator, "alice", 30).unwrap();
     pki::issue(dir.path(), Role::Agent, "web-1", 30).unwrap();
-    let verifier = tls::client_verifier(&dir.path().join(pki::CA_CERT)).unwrap();
+    let verifier = crate::client_check::ClientCheck::load(&dir.path().join(pki::CA_CERT), None)
+        .unwrap()
+        .verifier();
     (dir, verifier)
 }
 
