@@ -13,7 +13,10 @@ use std::{
     time::SystemTime,
 };
 
-use rustls::server::{WebPkiClientVerifier, danger::ClientCertVerifier};
+use rustls::{
+    RootCertStore,
+    server::{WebPkiClientVerifier, danger::ClientCertVerifier},
+};
 use rustls_pki_types::CertificateDer;
 
 use crate::{
@@ -23,6 +26,7 @@ use crate::{
 
 pub struct ClientCheck {
     ca: Vec<CertificateDer<'static>>,
+    roots: Arc<RootCertStore>,
     ca_path: PathBuf,
     crl: Option<PathBuf>,
     current: RwLock<Current>,
@@ -62,14 +66,22 @@ impl ClientCheck {
     /// must be signed by the CA.
     pub fn load(ca: &Path, crl: Option<&Path>) -> Result<Self, TlsError> {
         let ca_certs = tls::load_certs(ca)?;
+        let mut roots = RootCertStore::empty();
+        for c in &ca_certs {
+            roots
+                .add(c.clone())
+                .map_err(|e| TlsError::Config(format!("CA certificate {}: {e}", ca.display())))?;
+        }
+        let roots = Arc::new(roots);
         let seen = crl.and_then(stamp);
         let list = crl.map(|path| read_list(path, &ca_certs)).transpose()?;
         let (revoked, number) = list
             .as_ref()
             .map_or((0, 0), |l| (l.revoked.len(), l.number));
-        let verifier = verifier(&ca_certs, ca, list)?;
+        let verifier = verifier(&roots, list)?;
         Ok(Self {
             ca: ca_certs,
+            roots,
             ca_path: ca.to_path_buf(),
             crl: crl.map(Path::to_path_buf),
             current: RwLock::new(Current {
@@ -85,6 +97,12 @@ impl ClientCheck {
     /// The check in force, for what takes a `ClientCertVerifier` (console tokens).
     pub fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
         self.read().verifier.clone()
+    }
+
+    /// The CA's certificates, for a handshake that checks a certificate before `check` does
+    /// (the console's, where one is optional).
+    pub fn roots(&self) -> Arc<RootCertStore> {
+        self.roots.clone()
     }
 
     /// Checks a client's certificate chain; the error says why in plain words.
@@ -132,7 +150,7 @@ impl ClientCheck {
                     )));
                 }
                 let (n, number) = (list.revoked.len(), list.number);
-                Ok((verifier(&self.ca, &self.ca_path, Some(list))?, n, number))
+                Ok((verifier(&self.roots, Some(list))?, n, number))
             })
             .map_err(|e| match now {
                 None => TlsError::Read {
@@ -187,22 +205,15 @@ fn read_list(path: &Path, ca: &[CertificateDer<'_>]) -> Result<RevocationList, T
     RevocationList::read(path, ca).map_err(|e| TlsError::Config(format!("revocation list {e}")))
 }
 
-/// The chain, dates and purpose check against `ca`, with `list` consulted for the end
+/// The chain, dates and purpose check against `roots`, with `list` consulted for the end
 /// certificate (the CA issues end certificates directly). The list's own dates are not
 /// enforced: it stays in force until a newer one replaces it.
 fn verifier(
-    ca: &[CertificateDer<'static>],
-    ca_path: &Path,
+    roots: &Arc<RootCertStore>,
     list: Option<RevocationList>,
 ) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in ca {
-        roots
-            .add(c.clone())
-            .map_err(|e| TlsError::Config(format!("CA certificate {}: {e}", ca_path.display())))?;
-    }
-    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let mut builder = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider);
     if let Some(list) = list {
         builder = builder
             .with_crls([list.der])

@@ -223,7 +223,6 @@ pub async fn serve(
     if let Some(addr) = plan.console {
         let console = recorder_console::ConsolePlan {
             listen: addr,
-            ca: plan.ca.clone(),
             clients: clients.clone(),
             cert: plan.cert.clone(),
             key: plan.key.clone(),

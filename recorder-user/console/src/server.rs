@@ -49,10 +49,8 @@ pub enum ConsoleError {
 #[derive(Debug, Clone)]
 pub struct ConsolePlan {
     pub listen: SocketAddr,
-    /// The CA operator certificates and token certificates must chain to (the handshake's
-    /// check)...
-    pub ca: PathBuf,
-    /// ...and the collector's check of them, revocation list included (every request's).
+    /// The collector's check of client certificates (the CA, its revocation list), which
+    /// operator certificates and the certificates of tokens are held to on every request.
     pub clients: Arc<ClientCheck>,
     /// The collector's certificate and key (the console is the collector's other face).
     pub cert: PathBuf,
@@ -240,14 +238,11 @@ pub(crate) fn refuse(status: StatusCode, why: &str) -> Response {
 fn tls_config(plan: &ConsolePlan) -> Result<Arc<ServerConfig>, ConsoleError> {
     let err = |e: &dyn std::fmt::Display| ConsoleError::Tls(e.to_string());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in recorder_api::tls::load_certs(&plan.ca).map_err(|e| err(&e))? {
-        roots.add(c).map_err(|e| err(&e))?;
-    }
-    let optional = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| err(&e))?;
+    let optional =
+        WebPkiClientVerifier::builder_with_provider(plan.clients.roots(), provider.clone())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| err(&e))?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| err(&e))?
