@@ -185,3 +185,130 @@ fn the_direct_reading_gives_what_the_general_one_gives() {
         "two"
     );
 }
+
+/// The keys of `any_line`: every field of every kind, unknown ones, workload keys and keys
+/// spelt with escapes.
+const KEYS: &[&str] = &[
+    "kind",
+    "time",
+    "host",
+    "identity",
+    "session",
+    "pid",
+    "exec_id",
+    "redacted",
+    "argv",
+    "argv_truncated",
+    "cgroup",
+    "cwd",
+    "exe",
+    "parent_exec_id",
+    "ppid",
+    "text",
+    "uid",
+    "adopted",
+    "duration_ms",
+    "exit_code",
+    "signal",
+    "core_dumped",
+    "truncated",
+    "db.name",
+    "db.server",
+    "db.system",
+    "db.user",
+    "params",
+    "status",
+    "result",
+    "tls",
+    "context",
+    "kubeconfig",
+    "verb",
+    "namespace",
+    "names",
+    "count",
+    "lost_kind",
+    "reason",
+    "detail",
+    "action",
+    "held_ms",
+    "request",
+    "rule",
+    "state",
+    "future",
+    "k8s.pod.name",
+    "k8s.namespace.name",
+    "container.id",
+    "k8s\\u002epod.name",
+    "t\\u0065xt",
+];
+
+/// The values of `any_line`: every JSON type, right and wrong for each field.
+const VALUES: &[&str] = &[
+    "null",
+    "true",
+    "false",
+    "0",
+    "7",
+    "-1",
+    "300",
+    "4294967296",
+    "1.5",
+    "1e3",
+    "\"\"",
+    "\"x\"",
+    "\"exec\"",
+    "\"exit\"",
+    "\"shell\"",
+    "\"sql\"",
+    "\"k8s\"",
+    "\"loss\"",
+    "\"notice\"",
+    "\"approval\"",
+    "\"2026-11-28T10:00:00.123456789Z\"",
+    "\"error\"",
+    "\"ok\"",
+    "\"approved\"",
+    "\"ring_full\"",
+    "[]",
+    "[\"a\",\"b\"]",
+    "[\"a\",null]",
+    "[1]",
+    "{}",
+    "{\"a\":[1,{}]}",
+    "\"a\\\"b\"",
+    "\"\\u00e9\\n\"",
+];
+
+/// Lines made of the fields the kinds have, with values of every JSON type (right and wrong for
+/// each field), unknown fields, keys given twice, escapes and workload keys, in any order.
+fn any_line() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::{prelude::*, sample::select};
+    let keys = select(KEYS.to_vec());
+    let values = select(VALUES.to_vec());
+    let field = (keys, values).prop_map(|(k, v)| format!("\"{k}\":{v}"));
+    let kind = select(vec![
+        "exec", "exit", "shell", "sql", "k8s", "loss", "notice", "approval", "other",
+    ]);
+    (kind, any::<bool>(), proptest::collection::vec(field, 0..12))
+        .prop_flat_map(|(kind, common, mut fields)| {
+            if common {
+                fields.push(format!("\"kind\":\"{kind}\""));
+                fields.push("\"time\":\"2026-11-28T10:00:00Z\"".into());
+                fields.push("\"host\":\"h\"".into());
+            }
+            Just(fields).prop_shuffle()
+        })
+        .prop_map(|fields| format!("{{{}}}", fields.join(",")))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+    /// `Record::parse` reads every line as the general reading does: the same record, or the
+    /// same error.
+    #[test]
+    fn parse_equals_the_general_reading_on_any_line(line in any_line()) {
+        let general = serde_json::from_slice::<Record>(line.as_bytes()).map_err(|e| e.to_string());
+        let parsed = Record::parse(line.as_bytes()).map_err(|e| e.to_string());
+        proptest::prop_assert_eq!(parsed, general, "{}", line);
+    }
+}
