@@ -219,13 +219,27 @@ pub fn self_signed_cert(dir: &Path) {
     );
 }
 
-/// A free TCP port on loopback.
+/// A TCP port on loopback that nobody listens on now and that no earlier call of this test
+/// process returned. The tests of one binary run side by side, and the kernel may give a port
+/// just released to the next `bind(0)`: two tests holding the same number would see one fail to
+/// listen, or the other's clients reach the wrong server.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(port)
+        {
+            return port;
+        }
+    }
 }
 
 /// A running `recorder agent` writing JSONL to a temp file.

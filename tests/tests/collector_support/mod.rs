@@ -9,7 +9,6 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::OnceLock,
@@ -62,13 +61,10 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on now, never given twice in one test process (see
+/// `recorder_tests::free_port`).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    recorder_tests::free_port()
 }
 
 /// A PKI made by `recorder pki`: CA, collector, agent `web-1`, operator `alice`.
