@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use collector_support::{Collector, Pki, run, stderr, stdout, wait_for};
+use collector_support::{Collector, Pki, run, stderr, stdout, wait_for, webhook_receiver};
 use recorder_tests::{Agent, Cgroup, kube_api::KubeApi, postgres::Postgres};
 use serde_json::Value;
 
@@ -113,11 +113,28 @@ fn execs_wait_for_an_operator_and_nothing_else_waits() {
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::new(&tmp.path().join("pki"));
     let ui = collector_support::free_port();
+    // An approval webhook: told of each request, then of its outcome.
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hooks = tmp.path().join("approval-webhooks.toml");
+    std::fs::write(
+        &hooks,
+        format!(
+            "[[approval_webhook]]\nurl = \"http://{}/approvals\"\nsecret = \"k\"\n",
+            hook.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let announced = webhook_receiver(hook);
     let col = Collector::start(
         &pki,
         &tmp.path().join("data"),
         0,
-        &["--ui-listen", &format!("127.0.0.1:{ui}")],
+        &[
+            "--ui-listen",
+            &format!("127.0.0.1:{ui}"),
+            "--alerts",
+            hooks.to_str().unwrap(),
+        ],
     );
     let cg = Cgroup::new("approvals");
     let other = Cgroup::new("approvals-other");
@@ -266,6 +283,41 @@ fn execs_wait_for_an_operator_and_nothing_else_waits() {
         "checked in the browser",
         "the operator's reason is recorded"
     );
+
+    // The approval webhook was told of each request when it came, and of how it ended: the
+    // operator's decision, or its expiry (the collector learns no more of a timed-out or
+    // bypassed hold than that no decision came by the deadline).
+    let told = |id: &str| -> Vec<Value> {
+        announced
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, body)| serde_json::from_str::<Value>(body).unwrap())
+            .filter(|b| b["id"] == id)
+            .collect()
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), || told(&id_bypass).len() == 2),
+        "{:?}",
+        told(&id_bypass)
+    );
+    for (id, state, approver, reason) in [
+        (&id_ok, "approved", "alice", ""),
+        (&id_browser, "approved", "alice", "checked in the browser"),
+        (&id_no, "denied", "alice", ""),
+        (&id_late, "expired", "", ""),
+        (&id_bypass, "expired", "", ""),
+    ] {
+        let bodies = told(id);
+        assert_eq!(bodies.len(), 2, "{id}: {bodies:?}");
+        assert_eq!(bodies[0]["type"], "approval_request", "{bodies:?}");
+        assert_eq!(bodies[1]["type"], "approval_outcome", "{bodies:?}");
+        assert_eq!(bodies[1]["state"], state, "{bodies:?}");
+        assert_eq!(bodies[1]["approver"].as_str().unwrap_or(""), approver);
+        assert_eq!(bodies[1]["reason"].as_str().unwrap_or(""), reason);
+        assert_eq!(bodies[1]["text"], bodies[0]["text"]);
+        assert_eq!(bodies[1]["host"], "web-1");
+    }
 
     // The agent dies while a process is held: the process stays stopped until the agent is
     // back, which kills it (on_restart = "deny") and says so.

@@ -7,7 +7,6 @@ use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{TcpListener, TcpStream},
     process::{Command, Stdio},
-    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -597,39 +596,6 @@ fn a_damaged_spool_is_recovered_with_a_notice() {
     );
 }
 
-/// A minimal HTTP receiver: answers 200 and keeps (signature header, body) of each request.
-fn receiver(listener: TcpListener) -> Arc<Mutex<Vec<(String, String)>>> {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let keep = got.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let (mut sig, mut len) = (String::new(), 0usize);
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("x-recorder-signature: ") {
-                    sig = v.trim().to_string();
-                }
-                if let Some(v) = lower.strip_prefix("content-length: ") {
-                    len = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0u8; len];
-            reader.read_exact(&mut body).unwrap();
-            keep.lock()
-                .unwrap()
-                .push((sig, String::from_utf8(body).unwrap()));
-            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-        }
-    });
-    got
-}
-
 fn sql(i: usize, text: &str) -> String {
     format!(
         r#"{{"kind":"sql","time":"2026-11-28T11:00:00.{i:09}Z","host":"web-1","identity":"claude","session":"db-1","pid":9,"exec_id":"x","text":"{text}","db.system":"postgresql","status":"ok","result":"DROP TABLE"}}"#
@@ -736,7 +702,7 @@ fn alerts_reach_watch_and_signed_webhooks_after_the_receiver_was_down_and_the_co
         col.log()
     );
 
-    let got = receiver(TcpListener::bind(("127.0.0.1", hook_port)).unwrap());
+    let got = webhook_receiver(TcpListener::bind(("127.0.0.1", hook_port)).unwrap());
     let o = ship(
         &pki,
         col.port,

@@ -75,6 +75,9 @@ struct Book {
     /// The ids in `done` in the order they were done, with when: the oldest are forgotten first.
     done_order: VecDeque<(String, i64)>,
     arrivals: u64,
+    /// Expiries a sweep found, for the approval webhooks: queued by the next timed sweep,
+    /// outside the lock (queueing syncs a file).
+    expired_unannounced: Vec<serde_json::Value>,
 }
 
 /// What asking found.
@@ -87,7 +90,8 @@ enum Asked {
 
 pub(crate) struct Approvals {
     book: Mutex<Book>,
-    /// The `[[approval_webhook]]` receivers: each new request is announced to them.
+    /// The `[[approval_webhook]]` receivers: each new request is announced to them, and then
+    /// its outcome (decided, or expired without a decision).
     webhooks: Vec<Queue>,
     /// This collector in announcements, so an operator of a group knows where to decide.
     collector: String,
@@ -241,7 +245,12 @@ impl Approvals {
         if self.webhooks.is_empty() {
             return;
         }
-        let body = serde_json::to_vec(&announcement(req, &self.collector)).unwrap_or_default();
+        self.notify(&announcement(req, &self.collector));
+    }
+
+    /// Queues `body` for every approval webhook.
+    fn notify(&self, body: &serde_json::Value) {
+        let body = serde_json::to_vec(body).unwrap_or_default();
         for q in &self.webhooks {
             q.push(&body);
         }
@@ -308,6 +317,13 @@ impl Approvals {
             reason: reason.to_string(),
         };
         p.decision.send_replace(Some(decision.clone()));
+        let notice = (!self.webhooks.is_empty()).then(|| {
+            outcome_notice(
+                &p.request,
+                &self.collector,
+                &Outcome::Decided(decision.clone()),
+            )
+        });
         let host = p.request.host;
         remember(
             &mut book,
@@ -320,14 +336,24 @@ impl Approvals {
         drop(book);
         count(&decision.state);
         tracing::info!(id, %host, approver, state = %decision.state, reason, "approval decided");
+        if let Some(notice) = notice {
+            self.notify(&notice);
+        }
         Ok(decision)
     }
 
     /// Drops the requests whose deadline passed (the agent denied them by itself) and forgets
     /// old outcomes. Every call sweeps; the collector also sweeps on a timer, for the gauge.
+    /// The timed sweep also tells the approval webhooks of the expiries found since the last.
     pub(crate) fn sweep(&self, now: i64) {
-        let mut book = self.lock();
-        self.sweep_locked(&mut book, now);
+        let expired = {
+            let mut book = self.lock();
+            self.sweep_locked(&mut book, now);
+            std::mem::take(&mut book.expired_unannounced)
+        };
+        for notice in &expired {
+            self.notify(notice);
+        }
     }
 
     fn sweep_locked(&self, book: &mut Book, now: i64) {
@@ -346,6 +372,10 @@ impl Approvals {
             let outcome = Outcome::Expired {
                 deadline_unix_ns: p.request.deadline_unix_ns,
             };
+            if !self.webhooks.is_empty() {
+                let notice = outcome_notice(&p.request, &self.collector, &outcome);
+                book.expired_unannounced.push(notice);
+            }
             remember(book, &id, &p.request.host, outcome, now);
             // Dropping `p.decision` ends the waiting calls' wait for a decision.
         }
@@ -458,6 +488,43 @@ fn announcement(req: &v1::ApprovalRequest, collector: &str) -> serde_json::Value
         "held_at": rfc3339_nanos(req.held_unix_ns.into()),
         "deadline": rfc3339_nanos(req.deadline_unix_ns.into()),
     });
+    if !collector.is_empty() {
+        body["collector"] = collector.into();
+    }
+    body
+}
+
+/// The body the approval webhooks receive when a request they were told of ends: `state`
+/// `approved` or `denied` (with `approver`, `reason`, `decided_at`), or `expired` (no decision
+/// by the deadline: the agent denies it by itself).
+fn outcome_notice(
+    req: &v1::ApprovalRequest,
+    collector: &str,
+    outcome: &Outcome,
+) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "type": "approval_outcome",
+        "id": req.id,
+        "host": req.host,
+        "identity": req.identity,
+        "session": req.session,
+        "pid": req.pid,
+        "action": req.action,
+        "text": req.text,
+        "rule": req.rule,
+    });
+    match outcome {
+        Outcome::Decided(d) => {
+            body["state"] = d.state.clone().into();
+            body["approver"] = d.approver.clone().into();
+            body["reason"] = d.reason.clone().into();
+            body["decided_at"] = rfc3339_nanos(d.decided_unix_ns.into()).into();
+        }
+        Outcome::Expired { deadline_unix_ns } => {
+            body["state"] = "expired".into();
+            body["deadline"] = rfc3339_nanos((*deadline_unix_ns).into()).into();
+        }
+    }
     if !collector.is_empty() {
         body["collector"] = collector.into();
     }
@@ -666,6 +733,34 @@ mod tests {
             assert_eq!(e.code(), tonic::Code::InvalidArgument, "{}", e.message());
         }
         assert!(a.list(T0).is_empty());
+    }
+
+    #[test]
+    fn the_outcome_says_how_it_ended() {
+        let r = req("web-1/b/7", T0 + 60 * S, 0);
+        let decided = Outcome::Decided(Decision {
+            id: r.id.clone(),
+            state: "denied".into(),
+            approver: "alice".into(),
+            decided_unix_ns: T0 + 5 * S,
+            reason: "not during the freeze".into(),
+        });
+        let body = outcome_notice(&r, "c1:7443", &decided);
+        assert_eq!(body["type"], "approval_outcome");
+        assert_eq!(body["id"], "web-1/b/7");
+        assert_eq!(body["state"], "denied");
+        assert_eq!(body["approver"], "alice");
+        assert_eq!(body["reason"], "not during the freeze");
+        assert_eq!(body["decided_at"], "2027-01-15T08:00:05.000000000Z");
+        assert_eq!(body["text"], r.text);
+        assert_eq!(body["collector"], "c1:7443");
+        let expired = Outcome::Expired {
+            deadline_unix_ns: r.deadline_unix_ns,
+        };
+        let body = outcome_notice(&r, "", &expired);
+        assert_eq!(body["state"], "expired");
+        assert_eq!(body["deadline"], "2027-01-15T08:01:00.000000000Z");
+        assert!(body.get("approver").is_none() && body.get("collector").is_none());
     }
 
     #[test]
