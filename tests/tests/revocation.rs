@@ -235,17 +235,16 @@ fn a_revoked_agent_loses_its_stream_and_keeps_its_records_until_it_has_a_new_cer
     col.stop();
 }
 
-/// A `recorder watch` whose output is collected as it comes.
-struct Watch {
+/// A long-running client (`recorder watch`, `curl -N` of the console's live view) whose output
+/// is collected as it comes.
+struct Streamed {
     child: Child,
     out: Arc<Mutex<String>>,
 }
 
-impl Watch {
-    fn start(pki: &Pki, port: u16, name: &str) -> Self {
-        let mut child = Command::new(recorder())
-            .arg("watch")
-            .args(pki.client_args(port, name))
+impl Streamed {
+    fn spawn(cmd: &mut Command) -> Self {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -263,12 +262,32 @@ impl Watch {
         Self { child, out }
     }
 
+    fn watch(pki: &Pki, port: u16, name: &str) -> Self {
+        Self::spawn(
+            Command::new(recorder())
+                .arg("watch")
+                .args(pki.client_args(port, name)),
+        )
+    }
+
     fn saw(&self, text: &str) -> bool {
         self.out.lock().unwrap().contains(text)
     }
+
+    /// Waits for the client to end; its stderr (None: still running after 10 s).
+    fn ended(&mut self) -> Option<String> {
+        if !wait_for(Duration::from_secs(10), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        }) {
+            return None;
+        }
+        let mut why = String::new();
+        self.child.stderr.take()?.read_to_string(&mut why).ok()?;
+        Some(why)
+    }
 }
 
-impl Drop for Watch {
+impl Drop for Streamed {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -315,13 +334,15 @@ fn a_revoked_operator_loses_the_open_watch_the_console_login_the_token_and_the_c
         ],
     );
     std::fs::copy(pki.dir.join("crl.pem"), tmp.path().join("first-crl.pem")).unwrap();
-    let (alice_watch, bob_watch) = (
-        Watch::start(&pki, col.port, "alice"),
-        Watch::start(&pki, col.port, "bob"),
+    let (alice_watch, mut bob_watch) = (
+        Streamed::watch(&pki, col.port, "alice"),
+        Streamed::watch(&pki, col.port, "bob"),
     );
     let line = |n: usize, text: &str| {
         format!(
-            r#"{{"kind":"exec","time":"2026-12-05T10:00:{n:02}Z","host":"web-1","identity":"claude","session":"s1","pid":{n},"exec_id":"x{n}","argv":["echo","{text}"],"text":"echo {text}"}}"#
+            r#"{{"kind":"exec","time":"2026-12-05T10:{:02}:{:02}Z","host":"web-1","identity":"claude","session":"s1","pid":{n},"exec_id":"x{n}","argv":["echo","{text}"],"text":"echo {text}"}}"#,
+            n / 60,
+            n % 60
         )
     };
     // Records until both watches see one: then both streams are open.
@@ -364,6 +385,32 @@ fn a_revoked_operator_loses_the_open_watch_the_console_login_the_token_and_the_c
     .map(String::from);
     let bob_cert: Vec<&str> = bob_cert.iter().map(String::as_str).collect();
     assert_eq!(curl(&pki, ui, "/api/sessions", &bob_cert).0, "200");
+    // ...and keeps the live view of session s1 open.
+    let mut bob_live = Streamed::spawn(
+        Command::new("curl")
+            .args(["-sSN", "--cacert", &pki.path("ca.pem"), "-b", jar])
+            .arg(format!(
+                "https://127.0.0.1:{ui}/api/live?host=web-1&session=s1"
+            )),
+    );
+    // Records of the session until the view shows one: then it is open.
+    let mut n = 100;
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            n += 1;
+            let o = ship(
+                &pki,
+                col.port,
+                tmp.path(),
+                &format!("live{n}"),
+                &[line(n, "live-before")],
+                &[],
+            );
+            assert!(o.status.success(), "{}", stderr(&o));
+            bob_live.saw("live-before")
+        }),
+        "the live view did not start"
+    );
 
     // Bob leaves the team.
     let said = revoke(&pki, "bob", "affiliation-changed");
@@ -377,29 +424,24 @@ fn a_revoked_operator_loses_the_open_watch_the_console_login_the_token_and_the_c
         col.port,
         tmp.path(),
         "after",
-        &[line(59, "after-revocation")],
+        &[line(1000, "after-revocation")],
         &[],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(wait_for(Duration::from_secs(10), || alice_watch
         .saw("after-revocation")));
-    let mut bob_watch = bob_watch;
-    let ended = wait_for(Duration::from_secs(10), || {
-        matches!(bob_watch.child.try_wait(), Ok(Some(_)))
-    });
-    assert!(ended, "bob's watch is still open");
-    let status = bob_watch.child.wait().unwrap();
-    assert!(!status.success());
-    let mut why = String::new();
-    bob_watch
-        .child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut why)
-        .unwrap();
+    let why = bob_watch.ended().expect("bob's watch is still open");
     assert!(why.contains("revoked"), "{why}");
+    assert!(!bob_watch.child.wait().unwrap().success());
     assert!(!bob_watch.saw("after-revocation"));
+    // The console's live view ends too, saying why.
+    bob_live.ended().expect("bob's live view is still open");
+    let seen = bob_live.out.lock().unwrap().clone();
+    assert!(
+        seen.contains("event: refused") && seen.contains("revoked"),
+        "{seen}"
+    );
+    assert!(!seen.contains("after-revocation"), "{seen}");
 
     // The console: the login made before ends, the token and the certificate are refused.
     let (code, body) = curl(&pki, ui, "/api/sessions", &["-b", jar]);

@@ -53,6 +53,9 @@ struct Login {
     token: String,
     /// The revocation list's generation the token was last checked at.
     generation: u64,
+    /// Why the login ended before its time (its token's certificate was revoked): said again
+    /// to every later request with its cookie, until the login would have expired.
+    ended: Option<String>,
 }
 
 fn now() -> u64 {
@@ -88,6 +91,11 @@ impl Auth {
         })
     }
 
+    /// Moves each time a new revocation list takes effect (see `ClientCheck::generation`).
+    pub(crate) fn generation(&self) -> u64 {
+        self.clients.generation()
+    }
+
     /// The operator making this request; Err says why it is refused (None: no credentials).
     pub(crate) fn operator(
         &self,
@@ -117,12 +125,14 @@ impl Auth {
             };
             // A revocation since the login ends it: its token's certificate is checked again.
             let generation = self.clients.generation();
-            if login.generation != generation {
-                if let Err(why) = self.verify(&login.token) {
-                    logins.remove(id);
-                    return Err(format!("the console session ended: {why}"));
+            if login.ended.is_none() && login.generation != generation {
+                match self.verify(&login.token) {
+                    Ok(_) => login.generation = generation,
+                    Err(why) => login.ended = Some(format!("the console session ended: {why}")),
                 }
-                login.generation = generation;
+            }
+            if let Some(why) = &login.ended {
+                return Err(why.clone());
             }
             return Ok(Some(Operator {
                 name: login.name.clone(),
@@ -171,6 +181,7 @@ impl Auth {
                     expires: now + lifetime,
                     token: token.trim().to_string(),
                     generation,
+                    ended: None,
                 },
             );
         Ok((id, claims.name, lifetime))
