@@ -143,11 +143,6 @@ impl RevocationList {
             der,
         })
     }
-
-    /// Whether the list names the certificate with this serial number.
-    pub fn lists(&self, serial: &[u8]) -> bool {
-        self.revoked.iter().any(|r| r.serial == serial)
-    }
 }
 
 /// What `revoke` did.
