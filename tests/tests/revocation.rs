@@ -59,19 +59,12 @@ fn serial(dir: &Path, name: &str) -> String {
         .to_string()
 }
 
-fn revoke(pki: &Pki, name: &str, reason: &str) -> String {
-    let o = run(&[
-        "pki",
-        "revoke",
-        "--dir",
-        pki.dir.to_str().unwrap(),
-        "--name",
-        name,
-        "--reason",
-        reason,
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    stdout(&o)
+/// A collector given the CA's list (`--tls-crl`) and `extra`, with its metrics address.
+fn with_list(pki: &Pki, dir: &Path, extra: &[&str]) -> (Collector, String) {
+    let (metrics, list) = (format!("127.0.0.1:{}", free_port()), pki.path("crl.pem"));
+    let mut args = vec!["--tls-crl", &list, "--metrics-addr", &metrics];
+    args.extend_from_slice(extra);
+    (Collector::start(pki, &dir.join("data"), 0, &args), metrics)
 }
 
 /// Waits until the collector has taken `n` new lists since it started (it looks every 2 s).
@@ -112,18 +105,7 @@ fn a_revoked_agent_loses_its_stream_and_keeps_its_records_until_it_has_a_new_cer
         first_list.contains("No Revoked Certificates"),
         "{first_list}"
     );
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let col = Collector::start(
-        &pki,
-        &tmp.path().join("data"),
-        0,
-        &[
-            "--tls-crl",
-            &pki.path("crl.pem"),
-            "--metrics-addr",
-            &metrics,
-        ],
-    );
+    let (col, metrics) = with_list(&pki, tmp.path(), &[]);
     assert!(
         col.log().contains("revocation list in force"),
         "{}",
@@ -131,25 +113,18 @@ fn a_revoked_agent_loses_its_stream_and_keeps_its_records_until_it_has_a_new_cer
     );
     let cg = Cgroup::new("revocation");
     let spool = tmp.path().join("spool");
-    let url = format!("https://127.0.0.1:{}", col.port);
     let agent_with = |dir: &Path| {
         let (cert, key) = (dir.join("web-1.pem"), dir.join("web-1-key.pem"));
-        Agent::start(&[
-            "--identity",
-            &cg.identity_flag("revoked-agent"),
-            "--host",
-            "web-1",
-            "--collector",
-            &url,
-            "--tls-ca",
-            &pki.path("ca.pem"),
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-            "--spool",
-            spool.to_str().unwrap(),
-        ])
+        let mut args = vec![
+            "--identity".to_string(),
+            cg.identity_flag("revoked-agent"),
+            "--host".into(),
+            "web-1".into(),
+            "--spool".into(),
+            spool.to_str().unwrap().into(),
+        ];
+        args.extend(pki.client_args_with(col.port, cert.to_str().unwrap(), key.to_str().unwrap()));
+        Agent::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let agent = agent_with(&pki.dir);
     assert!(cg.run("/bin/echo", &["before-revocation"]).status.success());
@@ -163,7 +138,7 @@ fn a_revoked_agent_loses_its_stream_and_keeps_its_records_until_it_has_a_new_cer
     );
 
     // The host's key is stolen: its certificate is revoked.
-    let said = revoke(&pki, "web-1", "key-compromise");
+    let said = pki.revoke("web-1", "key-compromise");
     assert!(said.starts_with("revoked web-1 (serial "), "{said}");
     assert!(said.contains("names 1 certificate"), "{said}");
     let list = crl_text(&pki);
@@ -319,19 +294,10 @@ fn a_revoked_operator_loses_the_open_watch_the_console_login_the_token_and_the_c
     let pki = Pki::new(&tmp.path().join("pki"));
     pki.issue("operator", "bob");
     let ui = free_port();
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let col = Collector::start(
+    let (col, metrics) = with_list(
         &pki,
-        &tmp.path().join("data"),
-        0,
-        &[
-            "--tls-crl",
-            &pki.path("crl.pem"),
-            "--ui-listen",
-            &format!("127.0.0.1:{ui}"),
-            "--metrics-addr",
-            &metrics,
-        ],
+        tmp.path(),
+        &["--ui-listen", &format!("127.0.0.1:{ui}")],
     );
     std::fs::copy(pki.dir.join("crl.pem"), tmp.path().join("first-crl.pem")).unwrap();
     let (alice_watch, mut bob_watch) = (
@@ -413,7 +379,7 @@ fn a_revoked_operator_loses_the_open_watch_the_console_login_the_token_and_the_c
     );
 
     // Bob leaves the team.
-    let said = revoke(&pki, "bob", "affiliation-changed");
+    let said = pki.revoke("bob", "affiliation-changed");
     assert!(said.starts_with("revoked bob"), "{said}");
     assert!(crl_text(&pki).contains("Affiliation Changed"));
     wait_for_lists(&col, 1);

@@ -98,7 +98,7 @@ fn check_name(name: &str) -> Result<(), PkiError> {
     Ok(())
 }
 
-fn write_new(path: &Path, text: &str, private: bool) -> Result<(), PkiError> {
+pub(crate) fn write_new(path: &Path, text: &str, private: bool) -> Result<(), PkiError> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -5,8 +5,6 @@
 //! it, and a collector takes a list only once it has checked that signature.
 use std::{
     fs,
-    io::Write as _,
-    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
     str::FromStr,
 };
@@ -266,21 +264,10 @@ fn write(dir: &Path, revoked: &[Revoked], number: u64) -> Result<(), PkiError> {
     let pem = params.signed_by(&issuer)?.pem()?;
     let path = dir.join(CRL_FILE);
     let tmp = dir.join(format!(".{CRL_FILE}.new"));
-    let io = |source| PkiError::Io {
-        path: path.clone(),
-        source,
-    };
+    // A file left by an interrupted run is ours to replace.
     let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(pem.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(io)?;
-    fs::rename(&tmp, &path).map_err(io)
+    pki::write_new(&tmp, &pem, false)?;
+    fs::rename(&tmp, &path).map_err(|source| PkiError::Io { path, source })
 }
 
 fn reason_of_code(code: u8) -> Option<RevocationReason> {

@@ -473,10 +473,11 @@ fn check(caller: &str, req: &v1::ApprovalRequest) -> Result<(), Status> {
     Ok(())
 }
 
-/// The body the approval webhooks receive for a new request.
-fn announcement(req: &v1::ApprovalRequest, collector: &str) -> serde_json::Value {
+/// A body for the approval webhooks about `req`: its `type`, what the request is, and where it
+/// was asked (`collector`, when known).
+fn webhook_body(kind: &str, req: &v1::ApprovalRequest, collector: &str) -> serde_json::Value {
     let mut body = serde_json::json!({
-        "type": "approval_request",
+        "type": kind,
         "id": req.id,
         "host": req.host,
         "identity": req.identity,
@@ -485,12 +486,18 @@ fn announcement(req: &v1::ApprovalRequest, collector: &str) -> serde_json::Value
         "action": req.action,
         "text": req.text,
         "rule": req.rule,
-        "held_at": rfc3339_nanos(req.held_unix_ns.into()),
-        "deadline": rfc3339_nanos(req.deadline_unix_ns.into()),
     });
     if !collector.is_empty() {
         body["collector"] = collector.into();
     }
+    body
+}
+
+/// The body the approval webhooks receive for a new request.
+fn announcement(req: &v1::ApprovalRequest, collector: &str) -> serde_json::Value {
+    let mut body = webhook_body("approval_request", req, collector);
+    body["held_at"] = rfc3339_nanos(req.held_unix_ns.into()).into();
+    body["deadline"] = rfc3339_nanos(req.deadline_unix_ns.into()).into();
     body
 }
 
@@ -502,17 +509,7 @@ fn outcome_notice(
     collector: &str,
     outcome: &Outcome,
 ) -> serde_json::Value {
-    let mut body = serde_json::json!({
-        "type": "approval_outcome",
-        "id": req.id,
-        "host": req.host,
-        "identity": req.identity,
-        "session": req.session,
-        "pid": req.pid,
-        "action": req.action,
-        "text": req.text,
-        "rule": req.rule,
-    });
+    let mut body = webhook_body("approval_outcome", req, collector);
     match outcome {
         Outcome::Decided(d) => {
             body["state"] = d.state.clone().into();
@@ -524,9 +521,6 @@ fn outcome_notice(
             body["state"] = "expired".into();
             body["deadline"] = rfc3339_nanos((*deadline_unix_ns).into()).into();
         }
-    }
-    if !collector.is_empty() {
-        body["collector"] = collector.into();
     }
     body
 }

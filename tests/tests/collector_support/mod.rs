@@ -86,17 +86,21 @@ impl Pki {
     }
 
     pub fn issue(&self, role: &str, name: &str) {
-        let o = run(&[
-            "pki",
-            "issue",
-            "--dir",
-            self.dir.to_str().unwrap(),
-            "--role",
-            role,
-            "--name",
-            name,
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        self.pki(&["issue", "--role", role, "--name", name]);
+    }
+
+    /// `recorder pki revoke` of NAME.pem with `reason`; what it printed.
+    pub fn revoke(&self, name: &str, reason: &str) -> String {
+        self.pki(&["revoke", "--name", name, "--reason", reason])
+    }
+
+    /// `recorder pki COMMAND --dir DIR ...`, which must succeed; its standard output.
+    fn pki(&self, args: &[&str]) -> String {
+        let mut all = vec!["pki", args[0], "--dir", self.dir.to_str().unwrap()];
+        all.extend_from_slice(&args[1..]);
+        let o = run(&all);
+        assert!(o.status.success(), "recorder {all:?}: {}", stderr(&o));
+        stdout(&o)
     }
 
     pub fn path(&self, name: &str) -> String {
